@@ -1,0 +1,23 @@
+#include "qext/qext.h"
+
+#include "kernels/isa.h"
+
+#ifndef QEXT_VERSION
+#error "QEXT_VERSION must be defined by the build"
+#endif
+
+namespace qext {
+
+std::string version() { return QEXT_VERSION; }
+
+std::string active_isa() { return kernels::isa_name(kernels::active_isa()); }
+
+void set_isa(const std::string& name) { kernels::set_active_isa(kernels::isa_from_name(name)); }
+
+std::vector<std::string> supported_isas() {
+  std::vector<std::string> names;
+  for (kernels::Isa isa : kernels::supported_isas()) names.emplace_back(kernels::isa_name(isa));
+  return names;
+}
+
+}  // namespace qext

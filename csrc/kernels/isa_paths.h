@@ -1,0 +1,34 @@
+// The entry points each ISA file provides; isa.cpp/qgemm.cpp/quantize.cpp pick
+// one at run time. A path that was not compiled has no definition and is
+// reported unsupported (QEXT_HAVE_* come from CMake).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/qgemm.h"
+
+namespace qext::kernels::detail {
+
+using QgemmFn = void (*)(const GemmArgs&, const PackedWeights&, const Epilogue&, int64_t,
+                         int64_t, int64_t, int64_t);
+using MinMaxFn = bool (*)(const float*, int64_t, float*, float*);
+using QuantizeU8Fn = void (*)(const float*, int64_t, float, int32_t, int32_t, int32_t,
+                              uint8_t*);
+
+#define QEXT_DECLARE_PATH(suffix)                                                        \
+  void qgemm_##suffix(const GemmArgs&, const PackedWeights&, const Epilogue&, int64_t,   \
+                      int64_t, int64_t, int64_t);                                        \
+  bool finite_min_max_##suffix(const float*, int64_t, float*, float*);                   \
+  void quantize_u8_##suffix(const float*, int64_t, float, int32_t, int32_t, int32_t,     \
+                            uint8_t*);
+
+QEXT_DECLARE_PATH(ref)
+QEXT_DECLARE_PATH(avx2)
+QEXT_DECLARE_PATH(avx512_vnni)
+#undef QEXT_DECLARE_PATH
+
+inline constexpr PackLayout kRefLayout{16, 1, 1, 1};
+inline constexpr PackLayout kAvx2Layout{24, 8, 2, 2};
+inline constexpr PackLayout kAvx512VnniLayout{64, 16, 4, 1};
+
+}  // namespace qext::kernels::detail

@@ -1,0 +1,122 @@
+// Weight packing (one generic packer driven by each path's PackLayout) and the
+// run-time choice of GEMM path.
+#include "kernels/qgemm.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/isa_paths.h"
+
+namespace qext::kernels {
+
+namespace {
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Padded width of block b: its real columns rounded up to the vector width.
+int64_t block_width(const PackLayout& l, int64_t n, int64_t b) {
+  const int64_t cols = std::min(l.block_cols, n - b * l.block_cols);
+  return round_up(cols, l.col_align);
+}
+
+// Byte offset of w[col, k] inside a block of padded width `width`.
+int64_t offset_in_block(const PackLayout& l, int64_t width, int64_t col, int64_t k) {
+  const int64_t g = k / l.k_group, kk = k % l.k_group;
+  return ((g * width + col) * l.k_group + kk) * l.elem_bytes;
+}
+
+}  // namespace
+
+PackLayout pack_layout(Isa isa) {
+  switch (isa) {
+    case Isa::Ref: return detail::kRefLayout;
+    case Isa::Avx2: return detail::kAvx2Layout;
+    case Isa::Avx512Vnni: return detail::kAvx512VnniLayout;
+  }
+  throw std::invalid_argument("qext: unknown ISA");
+}
+
+void PackedWeights::FreeDeleter::operator()(void* p) const { std::free(p); }
+
+PackedWeights::PackedWeights(const int8_t* w, int64_t n, int64_t k, Isa isa)
+    : n_(n), k_(k), isa_(isa), layout_(pack_layout(isa)) {
+  if (n <= 0 || k <= 0) {
+    throw std::invalid_argument("qext: packed weights need N > 0 and K > 0; got N=" +
+                                std::to_string(n) + ", K=" + std::to_string(k));
+  }
+  // 255 * 128 * K must fit the int32 accumulator.
+  if (k > 65536) {
+    throw std::invalid_argument("qext: K=" + std::to_string(k) +
+                                " exceeds 65536, the most an int32 accumulator holds exactly");
+  }
+  if (!cpu_supports(isa)) {
+    throw std::runtime_error(std::string("qext: cannot pack weights for ISA path '") +
+                             isa_name(isa) + "': this CPU does not support it");
+  }
+  num_blocks_ = (n + layout_.block_cols - 1) / layout_.block_cols;
+  k_groups_ = (k + layout_.k_group - 1) / layout_.k_group;
+  block_bytes_ = round_up(k_groups_ * layout_.block_cols * layout_.k_group * layout_.elem_bytes, 64);
+  const size_t bytes = static_cast<size_t>(num_blocks_ * block_bytes_);
+  data_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, bytes)));
+  if (!data_) throw std::bad_alloc();
+  std::memset(data_.get(), 0, bytes);  // padding columns and k stay zero
+  col_sums_.reset(new int32_t[n]());
+
+  for (int64_t b = 0; b < num_blocks_; ++b) {
+    const int64_t width = block_width(layout_, n, b);
+    uint8_t* dst = data_.get() + b * block_bytes_;
+    for (int64_t col = 0; col < width && b * layout_.block_cols + col < n; ++col) {
+      const int64_t row = b * layout_.block_cols + col;
+      const int8_t* src = w + row * k;
+      int32_t sum = 0;
+      for (int64_t kk = 0; kk < k; ++kk) {
+        uint8_t* at = dst + offset_in_block(layout_, width, col, kk);
+        if (layout_.elem_bytes == 1) {
+          *reinterpret_cast<int8_t*>(at) = src[kk];
+        } else {
+          const int16_t wide = src[kk];
+          std::memcpy(at, &wide, sizeof wide);
+        }
+        sum += src[kk];
+      }
+      col_sums_[row] = sum;
+    }
+  }
+}
+
+void PackedWeights::unpack(int8_t* w) const {
+  for (int64_t row = 0; row < n_; ++row) {
+    const int64_t b = row / layout_.block_cols, col = row % layout_.block_cols;
+    const int64_t width = block_width(layout_, n_, b);
+    const uint8_t* src = block(b);
+    for (int64_t kk = 0; kk < k_; ++kk) {
+      const uint8_t* at = src + offset_in_block(layout_, width, col, kk);
+      if (layout_.elem_bytes == 1) {
+        w[row * k_ + kk] = *reinterpret_cast<const int8_t*>(at);
+      } else {
+        int16_t wide;
+        std::memcpy(&wide, at, sizeof wide);
+        w[row * k_ + kk] = static_cast<int8_t>(wide);
+      }
+    }
+  }
+}
+
+void qgemm(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, int64_t m_begin,
+           int64_t m_end, int64_t block_begin, int64_t block_end) {
+  if (m_begin >= m_end || block_begin >= block_end) return;
+  switch (w.isa()) {
+    case Isa::Ref:
+      return detail::qgemm_ref(args, w, ep, m_begin, m_end, block_begin, block_end);
+    case Isa::Avx2:
+      return detail::qgemm_avx2(args, w, ep, m_begin, m_end, block_begin, block_end);
+    case Isa::Avx512Vnni:
+      return detail::qgemm_avx512_vnni(args, w, ep, m_begin, m_end, block_begin, block_end);
+  }
+}
+
+}  // namespace qext::kernels

@@ -1,0 +1,89 @@
+// qext's int8 GEMM: uint8 activations x int8 weights -> int32, with activation
+// zero-point correction and a fused epilogue. Torch-free on purpose: the kernels
+// build and test without LibTorch headers.
+//
+//   acc[m, n] = sum_k (a[m, k] - a_zero_point[m]) * w[n, k]        (exact int32)
+//
+// Weights use PyTorch's Linear layout w[N, K] and are symmetric (zero point 0).
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <memory>
+
+#include "kernels/isa.h"
+
+namespace qext::kernels {
+
+// How one ISA path lays out packed weights: N is cut into blocks of
+// `block_cols` columns (the last block padded to `col_align`), K into groups of
+// `k_group`; inside a block the bytes run [k group][column][k in group].
+struct PackLayout {
+  int64_t block_cols;
+  int64_t col_align;
+  int64_t k_group;
+  int64_t elem_bytes;  // 1: int8, 2: int16 (AVX2 widens weights once at pack time)
+};
+
+PackLayout pack_layout(Isa isa);
+
+// Weights packed once for one ISA path. Move-only; the packed form is internal
+// (what gets saved is the unpacked int8 matrix, see unpack()).
+class PackedWeights {
+ public:
+  PackedWeights(const int8_t* w, int64_t n, int64_t k, Isa isa);
+
+  int64_t n() const { return n_; }
+  int64_t k() const { return k_; }
+  Isa isa() const { return isa_; }
+  const PackLayout& layout() const { return layout_; }
+  int64_t num_blocks() const { return num_blocks_; }
+  int64_t k_groups() const { return k_groups_; }
+  const uint8_t* block(int64_t b) const { return data_.get() + b * block_bytes_; }
+  // sum_k w[n, k], used for the activation zero-point correction.
+  const int32_t* col_sums() const { return col_sums_.get(); }
+  // Writes the original w[N, K] back out.
+  void unpack(int8_t* w) const;
+
+ private:
+  struct FreeDeleter { void operator()(void* p) const; };
+  int64_t n_, k_;
+  Isa isa_;
+  PackLayout layout_;
+  int64_t num_blocks_, k_groups_, block_bytes_;
+  std::unique_ptr<uint8_t, FreeDeleter> data_;
+  std::unique_ptr<int32_t[]> col_sums_;
+};
+
+// What to do with acc before it is stored.
+struct Epilogue {
+  enum class Output {
+    Int32,  // c = acc                                             (int32_t*)
+    Float,  // c = clamp(float(acc) * (row_scale[m] * col_scale[n]) + bias[n])  (float*)
+    Uint8,  // c = quantize_u8(Float result, out_scale, out_zero_point)       (uint8_t*)
+  };
+  Output output = Output::Int32;
+  const float* row_scale = nullptr;  // [M]; activation scale per row
+  const float* col_scale = nullptr;  // [N]; weight scale per output channel
+  const float* bias = nullptr;       // [N] or nullptr
+  float clamp_min = -std::numeric_limits<float>::infinity();  // fused ReLU / ReLU6
+  float clamp_max = std::numeric_limits<float>::infinity();
+  float out_scale = 1.0f;       // Uint8 only
+  int32_t out_zero_point = 0;   // Uint8 only
+};
+
+struct GemmArgs {
+  const uint8_t* a = nullptr;          // [M, lda] activations
+  int64_t lda = 0;
+  const int32_t* a_zero_point = nullptr;  // [M]; activation zero point per row
+  void* c = nullptr;                   // [M, ldc] output, type given by the epilogue
+  int64_t ldc = 0;
+};
+
+// Computes rows [m_begin, m_end) and the columns of weight blocks
+// [block_begin, block_end) with the path the weights were packed for. Disjoint
+// ranges may run concurrently (that is how the ops parallelise).
+void qgemm(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep,
+           int64_t m_begin, int64_t m_end, int64_t block_begin, int64_t block_end);
+
+}  // namespace qext::kernels

@@ -1,0 +1,69 @@
+// The scalar definitions every ISA path must reproduce bit for bit. Kernels are
+// compiled with -ffp-contract=off so a multiply and an add never fuse into an FMA
+// in one path and not in another.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/qgemm.h"
+
+namespace qext::kernels::ref {
+
+// round-half-even(x / scale) + zero_point, clamped to [qmin, qmax]; NaN -> qmin.
+inline int32_t quantize_one(float x, float scale, int32_t zero_point, int32_t qmin,
+                            int32_t qmax) {
+  float t = std::nearbyint(x / scale) + static_cast<float>(zero_point);
+  const float lo = static_cast<float>(qmin), hi = static_cast<float>(qmax);
+  t = t > lo ? t : lo;  // written so that NaN picks qmin, like vmaxps(t, lo)
+  t = t < hi ? t : hi;
+  return static_cast<int32_t>(t);
+}
+
+inline float dequantize_one(int32_t q, float scale, int32_t zero_point) {
+  return static_cast<float>(q - zero_point) * scale;
+}
+
+// Folds the finite values of x[0, n) into [*lo, *hi]; false if any is NaN/inf.
+inline bool fold_finite_min_max(const float* x, int64_t n, float* lo, float* hi) {
+  bool finite = true;
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(x[i])) {
+      finite = false;
+      continue;
+    }
+    *lo = x[i] < *lo ? x[i] : *lo;
+    *hi = x[i] > *hi ? x[i] : *hi;
+  }
+  return finite;
+}
+
+// The Float epilogue for one accumulator; the Uint8 one quantizes its result.
+inline float epilogue_float(int32_t acc, float row_scale, float col_scale, const float* bias,
+                            int64_t n, float clamp_min, float clamp_max) {
+  float v = static_cast<float>(acc) * (row_scale * col_scale);
+  if (bias) v = v + bias[n];
+  v = v > clamp_min ? v : clamp_min;
+  v = v < clamp_max ? v : clamp_max;
+  return v;
+}
+
+// Stores one accumulator through the epilogue.
+inline void store_one(const Epilogue& ep, int32_t acc, int64_t m, int64_t n, void* c,
+                      int64_t ldc) {
+  const int64_t at = m * ldc + n;
+  if (ep.output == Epilogue::Output::Int32) {
+    static_cast<int32_t*>(c)[at] = acc;
+    return;
+  }
+  const float v = epilogue_float(acc, ep.row_scale[m], ep.col_scale[n], ep.bias, n,
+                                 ep.clamp_min, ep.clamp_max);
+  if (ep.output == Epilogue::Output::Float) {
+    static_cast<float*>(c)[at] = v;
+  } else {
+    static_cast<uint8_t*>(c)[at] =
+        static_cast<uint8_t>(quantize_one(v, ep.out_scale, ep.out_zero_point, 0, 255));
+  }
+}
+
+}  // namespace qext::kernels::ref

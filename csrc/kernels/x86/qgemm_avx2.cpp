@@ -1,0 +1,213 @@
+// AVX2 path (compiled with -mavx2 -mfma; only called when CPUID reports them).
+//
+// vpmaddubsw (u8 x s8 pairs summed into int16) saturates: 255*127 + 255*127 does
+// not fit int16, a known source of wrong answers. This path widens both operands
+// to int16 instead (weights once at pack time, activations once per call) and
+// uses vpmaddwd, whose int16 x int16 pair sums are exact in int32.
+//
+// Micro-kernel: up to 4 rows x 24 columns in 12 ymm accumulators; weights are
+// packed [k/2][column][2 x int16].
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kernels/isa_paths.h"
+#include "kernels/ref/scalar_rules.h"
+
+namespace qext::kernels::detail {
+
+namespace {
+
+constexpr int kRows = 4;
+constexpr int kVecCols = 8;
+
+// Activations widened to int16, K padded to even: pair g of row m is one int32.
+struct WideRows {
+  const int32_t* data;
+  int64_t stride;  // int32 pairs per row
+};
+
+WideRows widen_rows(const GemmArgs& args, int64_t m_begin, int64_t m_end, int64_t k) {
+  thread_local std::vector<int32_t> buffer;
+  const int64_t pairs = (k + 1) / 2;
+  buffer.resize(static_cast<size_t>((m_end - m_begin) * pairs));
+  for (int64_t m = m_begin; m < m_end; ++m) {
+    const uint8_t* a = args.a + m * args.lda;
+    int32_t* out = buffer.data() + (m - m_begin) * pairs;
+    for (int64_t g = 0; g < pairs; ++g) {
+      const uint32_t lo = a[2 * g];
+      const uint32_t hi = 2 * g + 1 < k ? a[2 * g + 1] : 0u;
+      out[g] = static_cast<int32_t>(lo | (hi << 16));
+    }
+  }
+  return {buffer.data(), pairs};
+}
+
+inline __m256i quantize8(__m256 v, __m256 scale, __m256 zp, __m256 lo, __m256 hi) {
+  __m256 t = _mm256_round_ps(_mm256_div_ps(v, scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  t = _mm256_add_ps(t, zp);
+  t = _mm256_max_ps(t, lo);  // NaN -> lo
+  t = _mm256_min_ps(t, hi);
+  return _mm256_cvttps_epi32(t);
+}
+
+inline void store_u8x8(uint8_t* dst, __m256i v, int64_t lanes) {
+  const __m128i p16 = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  const __m128i p8 = _mm_packus_epi16(p16, p16);
+  if (lanes >= kVecCols) {
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), p8);
+  } else {
+    alignas(16) uint8_t tmp[16];
+    _mm_store_si128(reinterpret_cast<__m128i*>(tmp), p8);
+    std::memcpy(dst, tmp, static_cast<size_t>(lanes));
+  }
+}
+
+template <typename T>
+inline void store8(T* dst, const T* src, int64_t lanes) {
+  std::memcpy(dst, src, sizeof(T) * static_cast<size_t>(std::min<int64_t>(lanes, kVecCols)));
+}
+
+template <int MR, int NB>
+void tile(const GemmArgs& args, const WideRows& wide, int64_t wide_row0,
+          const PackedWeights& w, const Epilogue& ep, int64_t m0, int64_t block, int64_t n0,
+          int64_t ncols) {
+  __m256i acc[MR][NB];
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < NB; ++j) acc[r][j] = _mm256_setzero_si256();
+
+  const int32_t* a[MR];
+  for (int r = 0; r < MR; ++r) a[r] = wide.data + (m0 + r - wide_row0) * wide.stride;
+  const uint8_t* wb = w.block(block);
+  const int64_t group_bytes = NB * 32;
+  for (int64_t g = 0; g < wide.stride; ++g) {
+    __m256i b[NB];
+    for (int j = 0; j < NB; ++j)
+      b[j] = _mm256_load_si256(reinterpret_cast<const __m256i*>(wb + g * group_bytes + j * 32));
+    for (int r = 0; r < MR; ++r) {
+      const __m256i av = _mm256_set1_epi32(a[r][g]);
+      for (int j = 0; j < NB; ++j)
+        acc[r][j] = _mm256_add_epi32(acc[r][j], _mm256_madd_epi16(av, b[j]));
+    }
+  }
+
+  // Column data padded to whole vectors so the epilogue never reads past N.
+  alignas(32) int32_t col_sum[NB * kVecCols] = {};
+  alignas(32) float col_scale[NB * kVecCols] = {}, bias[NB * kVecCols] = {};
+  const bool to_float = ep.output != Epilogue::Output::Int32;
+  for (int64_t c = 0; c < ncols; ++c) {
+    col_sum[c] = w.col_sums()[n0 + c];
+    if (to_float) col_scale[c] = ep.col_scale[n0 + c];
+    if (to_float && ep.bias) bias[c] = ep.bias[n0 + c];
+  }
+
+  for (int j = 0; j < NB; ++j) {
+    const int64_t n = n0 + j * kVecCols, lanes = ncols - j * kVecCols;
+    const __m256i cs = _mm256_load_si256(reinterpret_cast<const __m256i*>(col_sum + j * kVecCols));
+    const __m256 csc = _mm256_load_ps(col_scale + j * kVecCols);
+    const __m256 bv = _mm256_load_ps(bias + j * kVecCols);
+    for (int r = 0; r < MR; ++r) {
+      const int64_t m = m0 + r, at = m * args.ldc + n;
+      const __m256i v = _mm256_sub_epi32(
+          acc[r][j], _mm256_mullo_epi32(_mm256_set1_epi32(args.a_zero_point[m]), cs));
+      if (!to_float) {
+        alignas(32) int32_t tmp[kVecCols];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), v);
+        store8(static_cast<int32_t*>(args.c) + at, tmp, lanes);
+        continue;
+      }
+      __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_mul_ps(_mm256_set1_ps(ep.row_scale[m]), csc));
+      if (ep.bias) f = _mm256_add_ps(f, bv);
+      f = _mm256_max_ps(f, _mm256_set1_ps(ep.clamp_min));
+      f = _mm256_min_ps(f, _mm256_set1_ps(ep.clamp_max));
+      if (ep.output == Epilogue::Output::Float) {
+        alignas(32) float tmp[kVecCols];
+        _mm256_store_ps(tmp, f);
+        store8(static_cast<float*>(args.c) + at, tmp, lanes);
+      } else {
+        const __m256i q = quantize8(f, _mm256_set1_ps(ep.out_scale),
+                                    _mm256_set1_ps(static_cast<float>(ep.out_zero_point)),
+                                    _mm256_set1_ps(0.0f), _mm256_set1_ps(255.0f));
+        store_u8x8(static_cast<uint8_t*>(args.c) + at, q, lanes);
+      }
+    }
+  }
+}
+
+using TileFn = void (*)(const GemmArgs&, const WideRows&, int64_t, const PackedWeights&,
+                        const Epilogue&, int64_t, int64_t, int64_t, int64_t);
+
+template <int MR>
+constexpr TileFn tile_for_cols(int nb) {
+  return nb == 1 ? tile<MR, 1> : nb == 2 ? tile<MR, 2> : tile<MR, 3>;
+}
+
+TileFn tile_for(int rows, int nb) {
+  switch (rows) {
+    case 1: return tile_for_cols<1>(nb);
+    case 2: return tile_for_cols<2>(nb);
+    case 3: return tile_for_cols<3>(nb);
+    default: return tile_for_cols<4>(nb);
+  }
+}
+
+}  // namespace
+
+void qgemm_avx2(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep,
+                int64_t m_begin, int64_t m_end, int64_t block_begin, int64_t block_end) {
+  const WideRows wide = widen_rows(args, m_begin, m_end, w.k());
+  const int64_t bc = w.layout().block_cols;
+  for (int64_t b = block_begin; b < block_end; ++b) {
+    const int64_t n0 = b * bc, ncols = std::min(bc, w.n() - n0);
+    const int nb = static_cast<int>((ncols + kVecCols - 1) / kVecCols);
+    for (int64_t m0 = m_begin; m0 < m_end; m0 += kRows) {
+      const int rows = static_cast<int>(std::min<int64_t>(kRows, m_end - m0));
+      tile_for(rows, nb)(args, wide, m_begin, w, ep, m0, b, n0, ncols);
+    }
+  }
+}
+
+bool finite_min_max_avx2(const float* x, int64_t n, float* min_out, float* max_out) {
+  const float inf = std::numeric_limits<float>::infinity();
+  __m256 lo = _mm256_set1_ps(inf), hi = _mm256_set1_ps(-inf);
+  __m256 bad = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + kVecCols <= n; i += kVecCols) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    // v - v is 0 for finite values and NaN for NaN and +-inf.
+    const __m256 finite = _mm256_cmp_ps(_mm256_sub_ps(v, v), _mm256_setzero_ps(), _CMP_EQ_OQ);
+    bad = _mm256_or_ps(bad, _mm256_andnot_ps(finite, _mm256_castsi256_ps(_mm256_set1_epi32(-1))));
+    lo = _mm256_blendv_ps(lo, _mm256_min_ps(lo, v), finite);
+    hi = _mm256_blendv_ps(hi, _mm256_max_ps(hi, v), finite);
+  }
+  alignas(32) float l8[kVecCols], h8[kVecCols];
+  _mm256_store_ps(l8, lo);
+  _mm256_store_ps(h8, hi);
+  float l = inf, h = -inf;
+  for (int j = 0; j < kVecCols; ++j) {
+    l = std::min(l, l8[j]);
+    h = std::max(h, h8[j]);
+  }
+  const bool tail_finite = ref::fold_finite_min_max(x + i, n - i, &l, &h);
+  if (l > h) l = h = 0.0f;
+  *min_out = l;
+  *max_out = h;
+  return _mm256_movemask_ps(bad) == 0 && tail_finite;
+}
+
+void quantize_u8_avx2(const float* x, int64_t n, float scale, int32_t zero_point, int32_t qmin,
+                      int32_t qmax, uint8_t* q) {
+  const __m256 s = _mm256_set1_ps(scale), zp = _mm256_set1_ps(static_cast<float>(zero_point));
+  const __m256 lo = _mm256_set1_ps(static_cast<float>(qmin));
+  const __m256 hi = _mm256_set1_ps(static_cast<float>(qmax));
+  int64_t i = 0;
+  for (; i + kVecCols <= n; i += kVecCols) {
+    store_u8x8(q + i, quantize8(_mm256_loadu_ps(x + i), s, zp, lo, hi), kVecCols);
+  }
+  quantize_u8_ref(x + i, n - i, scale, zero_point, qmin, qmax, q + i);
+}
+
+}  // namespace qext::kernels::detail

@@ -1,0 +1,185 @@
+// AVX-512 VNNI path (compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq
+// -mavx512vnni; only called when CPUID reports them).
+//
+// Micro-kernel: up to 6 rows x 64 columns held in 24 zmm accumulators. Weights
+// are packed [k/4][column][4 bytes] so one 64-byte load feeds 16 columns x 4 k;
+// vpdpbusd multiplies u8 x s8 and adds the four products straight into int32,
+// so nothing saturates. The activation zero point is removed afterwards with
+// the column sums: sum (a - za) w = sum a w - za sum w.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include "kernels/isa_paths.h"
+#include "kernels/ref/scalar_rules.h"
+
+namespace qext::kernels::detail {
+
+namespace {
+
+constexpr int kRows = 6;
+constexpr int kVecCols = 16;
+
+inline int32_t load_u32(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline int32_t load_partial_u32(const uint8_t* p, int64_t bytes) {
+  int32_t v = 0;
+  std::memcpy(&v, p, static_cast<size_t>(bytes));
+  return v;
+}
+
+inline __mmask16 lanes_mask(int64_t lanes) {
+  return lanes >= kVecCols ? static_cast<__mmask16>(0xFFFF)
+                           : static_cast<__mmask16>((1u << lanes) - 1u);
+}
+
+// round-half-even(v / scale) + zp clamped to [lo, hi], as ref::quantize_one.
+inline __m512i quantize16(__m512 v, __m512 scale, __m512 zp, __m512 lo, __m512 hi) {
+  __m512 t = _mm512_roundscale_ps(_mm512_div_ps(v, scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  t = _mm512_add_ps(t, zp);
+  t = _mm512_max_ps(t, lo);  // NaN -> lo
+  t = _mm512_min_ps(t, hi);
+  return _mm512_cvttps_epi32(t);
+}
+
+template <int MR, int NB>
+void tile(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, int64_t m0,
+          int64_t block, int64_t n0, int64_t ncols) {
+  __m512i acc[MR][NB];
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_setzero_si512();
+
+  const uint8_t* a[MR];
+  for (int r = 0; r < MR; ++r) a[r] = args.a + (m0 + r) * args.lda;
+  const uint8_t* wb = w.block(block);
+  const int64_t group_bytes = NB * 64;
+  const int64_t full_groups = w.k() / 4, tail = w.k() % 4;
+
+  for (int64_t g = 0; g < full_groups; ++g) {
+    __m512i b[NB];
+    for (int j = 0; j < NB; ++j) b[j] = _mm512_load_si512(wb + g * group_bytes + j * 64);
+    for (int r = 0; r < MR; ++r) {
+      const __m512i av = _mm512_set1_epi32(load_u32(a[r] + 4 * g));
+      for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], av, b[j]);
+    }
+  }
+  if (tail) {
+    __m512i b[NB];
+    for (int j = 0; j < NB; ++j) b[j] = _mm512_load_si512(wb + full_groups * group_bytes + j * 64);
+    for (int r = 0; r < MR; ++r) {
+      const __m512i av = _mm512_set1_epi32(load_partial_u32(a[r] + 4 * full_groups, tail));
+      for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], av, b[j]);
+    }
+  }
+
+  const bool to_float = ep.output != Epilogue::Output::Int32;
+  for (int j = 0; j < NB; ++j) {
+    const int64_t n = n0 + j * kVecCols;
+    const __mmask16 mask = lanes_mask(ncols - j * kVecCols);
+    const __m512i col_sum = _mm512_maskz_loadu_epi32(mask, w.col_sums() + n);
+    __m512 col_scale = _mm512_setzero_ps(), bias = _mm512_setzero_ps();
+    if (to_float) {
+      col_scale = _mm512_maskz_loadu_ps(mask, ep.col_scale + n);
+      if (ep.bias) bias = _mm512_maskz_loadu_ps(mask, ep.bias + n);
+    }
+    for (int r = 0; r < MR; ++r) {
+      const int64_t m = m0 + r;
+      const __m512i v = _mm512_sub_epi32(
+          acc[r][j], _mm512_mullo_epi32(_mm512_set1_epi32(args.a_zero_point[m]), col_sum));
+      const int64_t at = m * args.ldc + n;
+      if (!to_float) {
+        _mm512_mask_storeu_epi32(static_cast<int32_t*>(args.c) + at, mask, v);
+        continue;
+      }
+      __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v),
+                               _mm512_mul_ps(_mm512_set1_ps(ep.row_scale[m]), col_scale));
+      if (ep.bias) f = _mm512_add_ps(f, bias);
+      f = _mm512_max_ps(f, _mm512_set1_ps(ep.clamp_min));
+      f = _mm512_min_ps(f, _mm512_set1_ps(ep.clamp_max));
+      if (ep.output == Epilogue::Output::Float) {
+        _mm512_mask_storeu_ps(static_cast<float*>(args.c) + at, mask, f);
+      } else {
+        const __m512i q = quantize16(f, _mm512_set1_ps(ep.out_scale),
+                                     _mm512_set1_ps(static_cast<float>(ep.out_zero_point)),
+                                     _mm512_set1_ps(0.0f), _mm512_set1_ps(255.0f));
+        _mm512_mask_cvtepi32_storeu_epi8(static_cast<uint8_t*>(args.c) + at, mask, q);
+      }
+    }
+  }
+}
+
+using TileFn = void (*)(const GemmArgs&, const PackedWeights&, const Epilogue&, int64_t,
+                        int64_t, int64_t, int64_t);
+
+template <int MR>
+constexpr TileFn tile_for_cols(int nb) {
+  return nb == 1 ? tile<MR, 1> : nb == 2 ? tile<MR, 2> : nb == 3 ? tile<MR, 3> : tile<MR, 4>;
+}
+
+TileFn tile_for(int rows, int nb) {
+  switch (rows) {
+    case 1: return tile_for_cols<1>(nb);
+    case 2: return tile_for_cols<2>(nb);
+    case 3: return tile_for_cols<3>(nb);
+    case 4: return tile_for_cols<4>(nb);
+    case 5: return tile_for_cols<5>(nb);
+    default: return tile_for_cols<6>(nb);
+  }
+}
+
+}  // namespace
+
+void qgemm_avx512_vnni(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep,
+                       int64_t m_begin, int64_t m_end, int64_t block_begin, int64_t block_end) {
+  const int64_t bc = w.layout().block_cols;
+  for (int64_t b = block_begin; b < block_end; ++b) {
+    const int64_t n0 = b * bc, ncols = std::min(bc, w.n() - n0);
+    const int nb = static_cast<int>((ncols + kVecCols - 1) / kVecCols);
+    // The block's weights stay in L2 while every row tile streams past them.
+    for (int64_t m0 = m_begin; m0 < m_end; m0 += kRows) {
+      const int rows = static_cast<int>(std::min<int64_t>(kRows, m_end - m0));
+      tile_for(rows, nb)(args, w, ep, m0, b, n0, ncols);
+    }
+  }
+}
+
+bool finite_min_max_avx512_vnni(const float* x, int64_t n, float* min_out, float* max_out) {
+  const float inf = std::numeric_limits<float>::infinity();
+  __m512 lo = _mm512_set1_ps(inf), hi = _mm512_set1_ps(-inf);
+  __mmask16 bad = 0;
+  for (int64_t i = 0; i < n; i += kVecCols) {
+    const __mmask16 mask = lanes_mask(n - i);
+    const __m512 v = _mm512_maskz_loadu_ps(mask, x + i);
+    // v - v is 0 for finite values and NaN for NaN and +-inf.
+    const __mmask16 finite =
+        _mm512_mask_cmp_ps_mask(mask, _mm512_sub_ps(v, v), _mm512_setzero_ps(), _CMP_EQ_OQ);
+    bad |= static_cast<__mmask16>(mask & ~finite);
+    lo = _mm512_mask_min_ps(lo, finite, lo, v);
+    hi = _mm512_mask_max_ps(hi, finite, hi, v);
+  }
+  float l = _mm512_reduce_min_ps(lo), h = _mm512_reduce_max_ps(hi);
+  if (l > h) l = h = 0.0f;
+  *min_out = l;
+  *max_out = h;
+  return bad == 0;
+}
+
+void quantize_u8_avx512_vnni(const float* x, int64_t n, float scale, int32_t zero_point,
+                             int32_t qmin, int32_t qmax, uint8_t* q) {
+  const __m512 s = _mm512_set1_ps(scale), zp = _mm512_set1_ps(static_cast<float>(zero_point));
+  const __m512 lo = _mm512_set1_ps(static_cast<float>(qmin));
+  const __m512 hi = _mm512_set1_ps(static_cast<float>(qmax));
+  for (int64_t i = 0; i < n; i += kVecCols) {
+    const __mmask16 mask = lanes_mask(n - i);
+    const __m512i v = quantize16(_mm512_maskz_loadu_ps(mask, x + i), s, zp, lo, hi);
+    _mm512_mask_cvtepi32_storeu_epi8(q + i, mask, v);
+  }
+}
+
+}  // namespace qext::kernels::detail

@@ -1,0 +1,19 @@
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+
+#include "ops/packed_linear_weight.h"
+
+namespace qext::ops {
+
+// y = x W^T + b computed in int8: x [..., K] float32 is quantized to uint8 per
+// tensor (or per row when per_row), W is the packed int8 weight [N, K]; y is
+// float32 [..., N]. Rows of x holding NaN or Inf give NaN rows in y; the other
+// rows are unaffected.
+at::Tensor linear_dynamic(const at::Tensor& input,
+                          const c10::intrusive_ptr<PackedLinearWeight>& weight,
+                          const std::optional<at::Tensor>& bias, bool per_row, bool relu);
+
+}  // namespace qext::ops

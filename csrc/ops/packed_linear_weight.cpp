@@ -1,0 +1,65 @@
+#include "ops/packed_linear_weight.h"
+
+#include <ATen/ATen.h>
+
+#include "quant/tensor_quant.h"
+
+namespace qext::ops {
+
+namespace {
+
+const at::Tensor& checked_weight(const at::Tensor& weight) {
+  TORCH_CHECK(weight.dim() == 2, "qext::PackedLinearWeight: expected a 2-D [out, in] weight; got ",
+              weight.dim(), "-D");
+  TORCH_CHECK(weight.scalar_type() == at::kChar,
+              "qext::PackedLinearWeight: expected an int8 weight; got ", weight.scalar_type());
+  TORCH_CHECK(weight.size(0) > 0 && weight.size(1) > 0,
+              "qext::PackedLinearWeight: weight must not be empty; got shape ", weight.sizes());
+  return weight;
+}
+
+}  // namespace
+
+PackedLinearWeight::PackedLinearWeight(const at::Tensor& weight, const at::Tensor& scales)
+    : packed_(checked_weight(weight).contiguous().data_ptr<int8_t>(), weight.size(0),
+              weight.size(1), kernels::active_isa()),
+      scales_(scales.to(at::kFloat).contiguous().clone()) {
+  TORCH_CHECK(scales_.dim() == 1 && scales_.numel() == weight.size(0),
+              "qext::PackedLinearWeight: expected ", weight.size(0), " scales; got shape ",
+              scales.sizes());
+  TORCH_CHECK(at::all(at::isfinite(scales_) & (scales_ > 0)).item<bool>(),
+              "qext::PackedLinearWeight: scales must be finite and > 0");
+}
+
+c10::intrusive_ptr<PackedLinearWeight> PackedLinearWeight::from_float(const at::Tensor& weight,
+                                                                      bool per_channel) {
+  TORCH_CHECK(weight.dim() == 2, "qext::quantize_linear_weight: expected a 2-D [out, in] weight; got ",
+              weight.dim(), "-D");
+  TORCH_CHECK(weight.scalar_type() == at::kFloat,
+              "qext::quantize_linear_weight: expected a float32 weight; got ", weight.scalar_type());
+  const std::optional<int64_t> axis = per_channel ? std::optional<int64_t>(0) : std::nullopt;
+  auto [scale, zp] = quant::choose_qparams(weight, axis, -127, 127, /*symmetric=*/true);
+  at::Tensor q = quant::quantize(weight, scale, zp, axis, -127, 127);
+  at::Tensor scales = per_channel ? scale : scale.reshape({1}).expand({weight.size(0)});
+  return c10::make_intrusive<PackedLinearWeight>(q, scales);
+}
+
+c10::intrusive_ptr<PackedLinearWeight> PackedLinearWeight::from_state(State state) {
+  const int64_t version = std::get<0>(state);
+  TORCH_CHECK(version == kFormatVersion, "qext::PackedLinearWeight: saved with format version ",
+              version, ", this qext reads version ", kFormatVersion,
+              "; re-quantize the model with this qext version");
+  return c10::make_intrusive<PackedLinearWeight>(std::get<1>(state), std::get<2>(state));
+}
+
+at::Tensor PackedLinearWeight::weight() const {
+  at::Tensor w = at::empty({packed_.n(), packed_.k()}, at::kChar);
+  packed_.unpack(w.data_ptr<int8_t>());
+  return w;
+}
+
+PackedLinearWeight::State PackedLinearWeight::state() const {
+  return {kFormatVersion, weight(), scales_};
+}
+
+}  // namespace qext::ops

@@ -1,0 +1,42 @@
+// The int8 weight of one Linear layer, packed for this CPU's GEMM path.
+// TorchScript sees it as __torch__.torch.classes.qext.PackedLinearWeight. What it
+// pickles is portable: format version, int8 weight [N, K] and float scales [N];
+// loading re-packs for whatever CPU loads it.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <torch/custom_class.h>
+
+#include <tuple>
+
+#include "kernels/qgemm.h"
+
+namespace qext::ops {
+
+class PackedLinearWeight : public torch::CustomClassHolder {
+ public:
+  static constexpr int64_t kFormatVersion = 1;
+  using State = std::tuple<int64_t, at::Tensor, at::Tensor>;
+
+  // weight: int8 [N, K] (symmetric, zero point 0); scales: float32 [N], > 0.
+  PackedLinearWeight(const at::Tensor& weight, const at::Tensor& scales);
+
+  // Quantizes a float [N, K] weight: symmetric int8 [-127, 127], one scale per
+  // output channel (or one shared scale when per_channel is false).
+  static c10::intrusive_ptr<PackedLinearWeight> from_float(const at::Tensor& weight,
+                                                           bool per_channel);
+  static c10::intrusive_ptr<PackedLinearWeight> from_state(State state);
+
+  State state() const;
+  at::Tensor weight() const;  // int8 [N, K], unpacked
+  const at::Tensor& scales() const { return scales_; }
+  int64_t in_features() const { return packed_.k(); }
+  int64_t out_features() const { return packed_.n(); }
+  const kernels::PackedWeights& packed() const { return packed_; }
+
+ private:
+  kernels::PackedWeights packed_;
+  at::Tensor scales_;
+};
+
+}  // namespace qext::ops

@@ -1,0 +1,84 @@
+// The qext op library: every schema is declared here, in C++, so a model saved
+// from Python loads in a C++ program and vice versa.
+#include <ATen/ATen.h>
+#include <torch/custom_class.h>
+#include <torch/library.h>
+
+#include "kernels/isa.h"
+#include "kernels/qgemm.h"
+#include "ops/linear_dynamic.h"
+#include "ops/packed_linear_weight.h"
+#include "quant/tensor_quant.h"
+
+namespace qext::ops {
+
+namespace {
+
+// Test and debugging hook: the raw int32 GEMM of one ISA path,
+// acc[m, n] = sum_k (a[m, k] - a_zero_point[m]) * w[n, k].
+at::Tensor qgemm_int32(const at::Tensor& a, const at::Tensor& a_zero_point, const at::Tensor& w,
+                       c10::string_view isa_name) {
+  constexpr const char* op = "qext::_qgemm_int32";
+  TORCH_CHECK(a.dim() == 2 && a.scalar_type() == at::kByte, op,
+              ": expected uint8 activations [M, K]; got ", a.scalar_type(), " ", a.sizes());
+  TORCH_CHECK(w.dim() == 2 && w.scalar_type() == at::kChar, op,
+              ": expected int8 weights [N, K]; got ", w.scalar_type(), " ", w.sizes());
+  TORCH_CHECK(a.size(1) == w.size(1), op, ": K mismatch: activations have ", a.size(1),
+              ", weights ", w.size(1));
+  TORCH_CHECK(a_zero_point.numel() == a.size(0), op, ": expected ", a.size(0),
+              " zero points; got ", a_zero_point.numel());
+  const kernels::Isa isa = kernels::isa_from_name(std::string(isa_name));
+  const kernels::PackedWeights packed(w.contiguous().data_ptr<int8_t>(), w.size(0), w.size(1), isa);
+  at::Tensor ac = a.contiguous();
+  at::Tensor zp = a_zero_point.to(at::kInt).contiguous();
+  at::Tensor out = at::empty({a.size(0), w.size(0)}, a.options().dtype(at::kInt));
+  kernels::GemmArgs args;
+  args.a = ac.data_ptr<uint8_t>();
+  args.lda = a.size(1);
+  args.a_zero_point = zp.data_ptr<int32_t>();
+  args.c = out.data_ptr<int32_t>();
+  args.ldc = w.size(0);
+  kernels::qgemm(args, packed, kernels::Epilogue{}, 0, a.size(0), 0, packed.num_blocks());
+  return out;
+}
+
+c10::intrusive_ptr<PackedLinearWeight> quantize_linear_weight(const at::Tensor& w, bool per_channel) {
+  return PackedLinearWeight::from_float(w, per_channel);
+}
+
+}  // namespace
+
+TORCH_LIBRARY(qext, m) {
+  m.class_<PackedLinearWeight>("PackedLinearWeight")
+      .def(torch::init<at::Tensor, at::Tensor>())
+      .def("weight", &PackedLinearWeight::weight)
+      .def("scales", [](const c10::intrusive_ptr<PackedLinearWeight>& self) { return self->scales(); })
+      .def("in_features", &PackedLinearWeight::in_features)
+      .def("out_features", &PackedLinearWeight::out_features)
+      .def_pickle(
+          [](const c10::intrusive_ptr<PackedLinearWeight>& self) { return self->state(); },
+          [](PackedLinearWeight::State state) {
+            return PackedLinearWeight::from_state(std::move(state));
+          });
+
+  m.def("choose_qparams(Tensor x, int? axis=None, int qmin=0, int qmax=255, bool symmetric=False) -> (Tensor, Tensor)");
+  m.def("quantize(Tensor x, Tensor scale, Tensor zero_point, int? axis=None, int qmin=0, int qmax=255) -> Tensor");
+  m.def("dequantize(Tensor q, Tensor scale, Tensor zero_point, int? axis=None) -> Tensor");
+  m.def("fake_quantize(Tensor x, Tensor scale, Tensor zero_point, int? axis=None, int qmin=0, int qmax=255) -> Tensor");
+  m.def("quantize_linear_weight(Tensor weight, bool per_channel=True) -> __torch__.torch.classes.qext.PackedLinearWeight");
+  m.def("linear_dynamic(Tensor input, __torch__.torch.classes.qext.PackedLinearWeight weight, Tensor? bias=None, bool per_row=False, bool relu=False) -> Tensor");
+  m.def("_qgemm_int32(Tensor a, Tensor a_zero_point, Tensor w, str isa) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(qext, CPU, m) {
+  m.impl("choose_qparams", &quant::choose_qparams);
+  m.impl("quantize", &quant::quantize);
+  m.impl("dequantize", &quant::dequantize);
+  m.impl("fake_quantize", &quant::fake_quantize);
+  m.impl("linear_dynamic", &linear_dynamic);
+  m.impl("_qgemm_int32", &qgemm_int32);
+  m.impl("quantize_linear_weight", &quantize_linear_weight);
+}
+
+
+}  // namespace qext::ops

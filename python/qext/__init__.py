@@ -1,0 +1,28 @@
+"""qext: int8 quantization for PyTorch models on CPUs.
+
+Importing qext loads its C++ library, which registers the ``torch.ops.qext``
+operators and the ``torch.classes.qext`` classes; do it before loading a model
+that qext quantized.
+"""
+
+import torch  # noqa: F401  (libqext links libtorch; load torch's Python side first)
+
+from . import _C
+from .isa import active_isa, set_isa, supported_isas
+from .linear import linear_dynamic, quantize_linear_weight
+from .numerics import choose_qparams, dequantize, fake_quantize, quantize
+
+__version__ = _C.version()
+
+__all__ = [
+    "__version__",
+    "active_isa",
+    "choose_qparams",
+    "dequantize",
+    "fake_quantize",
+    "linear_dynamic",
+    "quantize",
+    "quantize_linear_weight",
+    "set_isa",
+    "supported_isas",
+]

@@ -1,0 +1,197 @@
+// Every compiled ISA path of the int8 GEMM against a naive reference written
+// here: int32 results must be equal, not close.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "kernels/isa.h"
+#include "kernels/qgemm.h"
+
+using namespace qext::kernels;
+
+namespace {
+
+struct Problem {
+  int64_t m, k, n;
+  std::vector<uint8_t> a;     // [m, k]
+  std::vector<int8_t> w;      // [n, k]
+  std::vector<int32_t> zp;    // [m]
+};
+
+Problem random_problem(int64_t m, int64_t k, int64_t n, int32_t zp, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> u8(0, 255), s8(-128, 127);
+  Problem p{m, k, n, std::vector<uint8_t>(m * k), std::vector<int8_t>(n * k),
+            std::vector<int32_t>(m, zp)};
+  for (auto& v : p.a) v = static_cast<uint8_t>(u8(rng));
+  for (auto& v : p.w) v = static_cast<int8_t>(s8(rng));
+  return p;
+}
+
+std::vector<int32_t> naive(const Problem& p) {
+  std::vector<int32_t> c(p.m * p.n);
+  for (int64_t i = 0; i < p.m; ++i)
+    for (int64_t j = 0; j < p.n; ++j) {
+      int64_t acc = 0;
+      for (int64_t l = 0; l < p.k; ++l)
+        acc += (int64_t{p.a[i * p.k + l]} - p.zp[i]) * int64_t{p.w[j * p.k + l]};
+      c[i * p.n + j] = static_cast<int32_t>(acc);
+    }
+  return c;
+}
+
+template <typename T>
+std::vector<T> run(const Problem& p, Isa isa, const Epilogue& ep = {}) {
+  const PackedWeights packed(p.w.data(), p.n, p.k, isa);
+  std::vector<T> c(p.m * p.n);
+  GemmArgs args;
+  args.a = p.a.data();
+  args.lda = p.k;
+  args.a_zero_point = p.zp.data();
+  args.c = c.data();
+  args.ldc = p.n;
+  qgemm(args, packed, ep, 0, p.m, 0, packed.num_blocks());
+  return c;
+}
+
+std::string label(Isa isa, int64_t m, int64_t k, int64_t n, int32_t zp) {
+  return std::string(isa_name(isa)) + " M=" + std::to_string(m) + " K=" + std::to_string(k) +
+         " N=" + std::to_string(n) + " zp=" + std::to_string(zp);
+}
+
+}  // namespace
+
+TEST(Qgemm, ReportsTheCompiledPaths) {
+  // This machine class has AVX-512 VNNI; on others the test still lists ref.
+  const auto isas = supported_isas();
+  ASSERT_FALSE(isas.empty());
+  EXPECT_EQ(isas.front(), Isa::Ref);
+  for (Isa isa : isas) std::printf("qext kernel path available: %s\n", isa_name(isa));
+}
+
+TEST(Qgemm, EveryPathMatchesTheNaiveReferenceExactly) {
+  const int64_t ms[] = {1, 2, 3, 7, 8, 15, 16, 17, 33, 64, 129};
+  const int64_t ks[] = {1, 3, 17, 64, 100, 768};
+  const int64_t ns[] = {1, 5, 16, 31, 768};
+  const int32_t zps[] = {0, 1, 127, 128, 255};
+  int idx = 0;
+  for (int64_t m : ms)
+    for (int64_t k : ks)
+      for (int64_t n : ns) {
+        const int32_t zp = zps[idx % 5];
+        const Problem p = random_problem(m, k, n, zp, 1000u + idx++);
+        const std::vector<int32_t> want = naive(p);
+        for (Isa isa : supported_isas()) {
+          ASSERT_EQ(run<int32_t>(p, isa), want) << label(isa, m, k, n, zp);
+        }
+      }
+}
+
+TEST(Qgemm, EveryZeroPointOnAwkwardShapes) {
+  for (int32_t zp : {0, 1, 18, 75, 127, 128, 157, 231, 255})
+    for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{7, 101, 37}, {13, 3, 70}, {6, 64, 64}}) {
+      Problem p = random_problem(m, k, n, zp, static_cast<uint32_t>(zp * 7 + m));
+      const std::vector<int32_t> want = naive(p);
+      for (Isa isa : supported_isas()) EXPECT_EQ(run<int32_t>(p, isa), want) << label(isa, m, k, n, zp);
+    }
+}
+
+TEST(Qgemm, PerRowZeroPoints) {
+  Problem p = random_problem(19, 77, 45, 0, 7);
+  for (int64_t i = 0; i < p.m; ++i) p.zp[i] = static_cast<int32_t>((i * 37) % 256);
+  const std::vector<int32_t> want = naive(p);
+  for (Isa isa : supported_isas()) EXPECT_EQ(run<int32_t>(p, isa), want) << isa_name(isa);
+}
+
+// 255 x -128 pairs overflow int16 (vpmaddubsw saturates to 32767): a path that
+// saturates fails here.
+TEST(Qgemm, ExtremeValuesDoNotSaturate) {
+  for (int8_t wv : {int8_t{-128}, int8_t{127}})
+    for (int32_t zp : {0, 255}) {
+      Problem p = random_problem(17, 768, 31, zp, 1);
+      std::fill(p.a.begin(), p.a.end(), uint8_t{255});
+      std::fill(p.w.begin(), p.w.end(), wv);
+      const std::vector<int32_t> want = naive(p);
+      EXPECT_EQ(want[0], (255 - zp) * int32_t{wv} * 768);
+      for (Isa isa : supported_isas()) EXPECT_EQ(run<int32_t>(p, isa), want) << isa_name(isa);
+    }
+}
+
+TEST(Qgemm, LargestK) {
+  Problem p = random_problem(3, 65536, 17, 0, 3);
+  std::fill(p.a.begin(), p.a.end(), uint8_t{255});
+  std::fill(p.w.begin(), p.w.end(), int8_t{-128});
+  const std::vector<int32_t> want = naive(p);
+  for (Isa isa : supported_isas()) EXPECT_EQ(run<int32_t>(p, isa), want) << isa_name(isa);
+  std::vector<int8_t> w(65537);
+  EXPECT_THROW(PackedWeights(w.data(), 1, 65537, Isa::Ref), std::invalid_argument);
+  EXPECT_THROW(PackedWeights(w.data(), 0, 4, Isa::Ref), std::invalid_argument);
+}
+
+TEST(Qgemm, FloatAndUint8EpiloguesAreBitIdenticalAcrossPaths) {
+  for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{1, 768, 768}, {33, 100, 31}, {8, 3, 5}}) {
+    Problem p = random_problem(m, k, n, 0, static_cast<uint32_t>(m + k + n));
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<float> pos(1e-4f, 1e-2f), any(-3.0f, 3.0f);
+    std::vector<float> row_scale(m), col_scale(n), bias(n);
+    for (int64_t i = 0; i < m; ++i) p.zp[i] = static_cast<int32_t>(rng() % 256), row_scale[i] = pos(rng);
+    for (int64_t j = 0; j < n; ++j) col_scale[j] = pos(rng), bias[j] = any(rng);
+    const std::vector<int32_t> acc = naive(p);
+
+    Epilogue ep;
+    ep.row_scale = row_scale.data();
+    ep.col_scale = col_scale.data();
+    ep.bias = bias.data();
+    ep.clamp_min = 0.0f;  // fused ReLU
+    ep.output = Epilogue::Output::Float;
+    const std::vector<float> want = run<float>(p, Isa::Ref, ep);
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        const float v = static_cast<float>(acc[i * n + j]) * (row_scale[i] * col_scale[j]) + bias[j];
+        ASSERT_EQ(want[i * n + j], v > 0.0f ? v : 0.0f);
+      }
+    for (Isa isa : supported_isas()) EXPECT_EQ(run<float>(p, isa, ep), want) << isa_name(isa);
+
+    ep.output = Epilogue::Output::Uint8;
+    ep.clamp_min = -std::numeric_limits<float>::infinity();
+    ep.out_scale = 0.05f;
+    ep.out_zero_point = 100;
+    const std::vector<uint8_t> want_q = run<uint8_t>(p, Isa::Ref, ep);
+    for (Isa isa : supported_isas()) EXPECT_EQ(run<uint8_t>(p, isa, ep), want_q) << isa_name(isa);
+  }
+}
+
+TEST(Qgemm, SubRangesComposeToTheWhole) {
+  const Problem p = random_problem(23, 50, 200, 9, 11);
+  for (Isa isa : supported_isas()) {
+    const PackedWeights packed(p.w.data(), p.n, p.k, isa);
+    std::vector<int32_t> c(p.m * p.n, -1);
+    GemmArgs args{p.a.data(), p.k, p.zp.data(), c.data(), p.n};
+    const int64_t mid_m = 10, mid_b = packed.num_blocks() / 2;
+    qgemm(args, packed, {}, 0, mid_m, 0, mid_b);
+    qgemm(args, packed, {}, mid_m, p.m, 0, mid_b);
+    qgemm(args, packed, {}, 0, p.m, mid_b, packed.num_blocks());
+    EXPECT_EQ(c, naive(p)) << isa_name(isa);
+  }
+}
+
+TEST(Qgemm, UnpackRestoresTheWeights) {
+  const Problem p = random_problem(1, 101, 77, 0, 2);
+  for (Isa isa : supported_isas()) {
+    const PackedWeights packed(p.w.data(), p.n, p.k, isa);
+    std::vector<int8_t> back(p.w.size());
+    packed.unpack(back.data());
+    EXPECT_EQ(back, p.w) << isa_name(isa);
+  }
+}
+
+TEST(Qgemm, ForcingAnIsaByName) {
+  EXPECT_EQ(isa_from_name("avx2"), Isa::Avx2);
+  EXPECT_THROW(isa_from_name("sse9"), std::invalid_argument);
+  for (Isa isa : supported_isas()) {
+    set_active_isa(isa);
+    EXPECT_EQ(active_isa(), isa);
+  }
+}
