@@ -48,34 +48,58 @@ inline __m512i quantize16(__m512 v, __m512 scale, __m512 zp, __m512 lo, __m512 h
   return _mm512_cvttps_epi32(t);
 }
 
+// acc[r][c] = sum over the first `groups` k groups, for MR rows x NB*16
+// columns of one block, stored to `out` (row stride 64). Nothing else touches
+// the accumulators, so GCC keeps them in registers (it spills an array of
+// vectors that later code indexes).
 template <int MR, int NB>
-void tile(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, int64_t m0,
-          int64_t block, int64_t n0, int64_t ncols) {
+void accumulate(const uint8_t* const* a, const uint8_t* wb, int64_t groups, int32_t* out) {
   __m512i acc[MR][NB];
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
     for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_setzero_si512();
-
-  const uint8_t* a[MR];
-  for (int r = 0; r < MR; ++r) a[r] = args.a + (m0 + r) * args.lda;
-  const uint8_t* wb = w.block(block);
-  const int64_t group_bytes = NB * 64;
-  const int64_t full_groups = w.k() / 4, tail = w.k() % 4;
-
-  for (int64_t g = 0; g < full_groups; ++g) {
+  for (int64_t g = 0; g < groups; ++g) {
     __m512i b[NB];
-    for (int j = 0; j < NB; ++j) b[j] = _mm512_load_si512(wb + g * group_bytes + j * 64);
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; ++j) b[j] = _mm512_load_si512(wb + (g * NB + j) * 64);
+#pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const __m512i av = _mm512_set1_epi32(load_u32(a[r] + 4 * g));
+#pragma GCC unroll 4
       for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], av, b[j]);
     }
   }
-  if (tail) {
-    __m512i b[NB];
-    for (int j = 0; j < NB; ++j) b[j] = _mm512_load_si512(wb + full_groups * group_bytes + j * 64);
-    for (int r = 0; r < MR; ++r) {
-      const __m512i av = _mm512_set1_epi32(load_partial_u32(a[r] + 4 * full_groups, tail));
-      for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], av, b[j]);
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; ++j) _mm512_store_si512(out + r * 64 + j * 16, acc[r][j]);
+}
+
+// Adds the last, partial k group (k % 4 bytes per row) to `out`.
+template <int MR, int NB>
+void accumulate_tail(const uint8_t* const* a, int64_t tail, const uint8_t* wg, int32_t* out) {
+  for (int r = 0; r < MR; ++r) {
+    const __m512i av = _mm512_set1_epi32(load_partial_u32(a[r], tail));
+    for (int j = 0; j < NB; ++j) {
+      int32_t* o = out + r * 64 + j * 16;
+      _mm512_store_si512(o, _mm512_dpbusd_epi32(_mm512_load_si512(o), av, _mm512_load_si512(wg + j * 64)));
     }
+  }
+}
+
+template <int MR, int NB>
+void tile(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, int64_t m0,
+          int64_t block, int64_t n0, int64_t ncols) {
+  const uint8_t* a[MR];
+  for (int r = 0; r < MR; ++r) a[r] = args.a + (m0 + r) * args.lda;
+  alignas(64) int32_t acc[MR * 64];
+  const int64_t full_groups = w.k() / 4, tail = w.k() % 4;
+  accumulate<MR, NB>(a, w.block(block), full_groups, acc);
+  if (tail) {
+    const uint8_t* a_tail[MR];
+    for (int r = 0; r < MR; ++r) a_tail[r] = a[r] + 4 * full_groups;
+    accumulate_tail<MR, NB>(a_tail, tail, w.block(block) + full_groups * NB * 64, acc);
   }
 
   const bool to_float = ep.output != Epilogue::Output::Int32;
@@ -91,7 +115,7 @@ void tile(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, int6
     for (int r = 0; r < MR; ++r) {
       const int64_t m = m0 + r;
       const __m512i v = _mm512_sub_epi32(
-          acc[r][j], _mm512_mullo_epi32(_mm512_set1_epi32(args.a_zero_point[m]), col_sum));
+          _mm512_load_si512(acc + r * 64 + j * 16), _mm512_mullo_epi32(_mm512_set1_epi32(args.a_zero_point[m]), col_sum));
       const int64_t at = m * args.ldc + n;
       if (!to_float) {
         _mm512_mask_storeu_epi32(static_cast<int32_t*>(args.c) + at, mask, v);

@@ -1,0 +1,91 @@
+"""qext.linear_dynamic vs fp32 F.linear vs torch.ao's dynamic int8 Linear on
+BERT-base shapes, measured in one run.
+
+    python benchmarks/bench_linear.py [--out benchmarks/results/linear.json] [--isa avx2]
+
+Reports GOP/s (2*M*K*N / median time; qext's time includes quantizing the
+activations) and ratios against the peers, per shape and thread count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import qext
+from common import median_seconds, quiet_peers, threads, write_json
+
+SHAPES_MKN = [(m, k, n) for m in (1, 8, 32, 128, 512) for (k, n) in ((768, 768), (768, 3072), (3072, 768))]
+
+
+def torch_ao_linear(weight: torch.Tensor, bias: torch.Tensor):
+    with quiet_peers():
+        from torch.ao.nn.quantized.dynamic import Linear as DynLinear
+        from torch.ao.quantization import quantize_dynamic
+
+        lin = torch.nn.Linear(weight.shape[1], weight.shape[0])
+        lin.weight.data.copy_(weight)
+        lin.bias.data.copy_(bias)
+        q = quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
+        assert isinstance(q[0], DynLinear)
+        return q
+
+
+def vnni_peak() -> float | None:
+    exe = next(Path("build").glob("*/qext_vnni_peak"), None)
+    if exe is None:
+        return None
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=False).stdout
+    import json
+
+    return json.loads(out).get("vnni_peak_gops_1core") if out.strip() else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="benchmarks/results/linear.json")
+    ap.add_argument("--isa", default=None, help="force a qext kernel path (ref, avx2, avx512_vnni)")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--min-time", type=float, default=0.3)
+    args = ap.parse_args()
+    if args.isa:
+        qext.set_isa(args.isa)
+    torch.manual_seed(0)
+    rows = []
+    print(f"qext kernel path: {qext.active_isa()}")
+    print(f"{'thr':>3} {'M':>4} {'K':>5} {'N':>5} | {'fp32':>7} {'torch.ao':>8} {'qext':>7} GOP/s | qext/fp32 qext/ao")
+    for nthreads in [int(t) for t in args.threads.split(",")]:
+        with threads(nthreads):
+            for m, k, n in SHAPES_MKN:
+                w, b = torch.randn(n, k) / k**0.5, torch.randn(n)
+                x = torch.randn(m, k)
+                packed = qext.quantize_linear_weight(w)
+                ao = torch_ao_linear(w, b)
+                ops = 2.0 * m * k * n
+                t_fp32 = median_seconds(lambda: F.linear(x, w, b), min_time=args.min_time)
+                with quiet_peers():
+                    t_ao = median_seconds(lambda: ao(x), min_time=args.min_time)
+                t_q = median_seconds(lambda: qext.linear_dynamic(x, packed, b), min_time=args.min_time)
+                row = {
+                    "threads": nthreads, "M": m, "K": k, "N": n,
+                    "fp32_gops": ops / t_fp32 / 1e9, "torch_ao_gops": ops / t_ao / 1e9,
+                    "qext_gops": ops / t_q / 1e9,
+                    "qext_vs_fp32": t_fp32 / t_q, "qext_vs_torch_ao": t_ao / t_q,
+                }
+                rows.append(row)
+                print(f"{nthreads:>3} {m:>4} {k:>5} {n:>5} | {row['fp32_gops']:7.1f} {row['torch_ao_gops']:8.1f} "
+                      f"{row['qext_gops']:7.1f}       | {row['qext_vs_fp32']:9.2f} {row['qext_vs_torch_ao']:7.2f}")
+    peak = vnni_peak()
+    if peak:
+        print(f"VNNI peak, one core: {peak:.0f} GOP/s")
+        for r in rows:
+            r["qext_fraction_of_vnni_peak"] = r["qext_gops"] / (peak * r["threads"])
+    write_json(args.out, {"isa": qext.active_isa(), "vnni_peak_gops_1core": peak, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Shared helpers for qext's benchmarks: timing with medians, JSON output,
+thread control and quiet peers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+
+def median_seconds(fn, *, warmup: int = 3, min_reps: int = 7, min_time: float = 0.3) -> float:
+    """Median wall time of fn() over at least min_reps runs and min_time seconds."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_reps or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if len(times) >= 200:
+            break
+    return statistics.median(times)
+
+
+@contextlib.contextmanager
+def threads(n: int):
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@contextlib.contextmanager
+def quiet_peers():
+    """torch.ao prints deprecation warnings on every use; peers only, never qext."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def write_json(path: str | Path, payload: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__},
+        **payload,
+    }
+    path.write_text(json.dumps(payload, indent=2))
+    print(f"wrote {path}")
