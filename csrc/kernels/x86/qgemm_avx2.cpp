@@ -71,28 +71,43 @@ inline void store8(T* dst, const T* src, int64_t lanes) {
   std::memcpy(dst, src, sizeof(T) * static_cast<size_t>(std::min<int64_t>(lanes, kVecCols)));
 }
 
+// acc[r][c] for MR rows x NB*8 columns of one block, stored to `out` (row
+// stride 24). Nothing else touches the accumulators, so they stay in registers.
 template <int MR, int NB>
-void tile(const GemmArgs& args, const WideRows& wide, int64_t wide_row0,
-          const PackedWeights& w, const Epilogue& ep, int64_t m0, int64_t block, int64_t n0,
-          int64_t ncols) {
+void accumulate(const int32_t* const* a, const uint8_t* wb, int64_t pairs, int32_t* out) {
   __m256i acc[MR][NB];
+#pragma GCC unroll 4
   for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 3
     for (int j = 0; j < NB; ++j) acc[r][j] = _mm256_setzero_si256();
-
-  const int32_t* a[MR];
-  for (int r = 0; r < MR; ++r) a[r] = wide.data + (m0 + r - wide_row0) * wide.stride;
-  const uint8_t* wb = w.block(block);
-  const int64_t group_bytes = NB * 32;
-  for (int64_t g = 0; g < wide.stride; ++g) {
+  for (int64_t g = 0; g < pairs; ++g) {
     __m256i b[NB];
+#pragma GCC unroll 3
     for (int j = 0; j < NB; ++j)
-      b[j] = _mm256_load_si256(reinterpret_cast<const __m256i*>(wb + g * group_bytes + j * 32));
+      b[j] = _mm256_load_si256(reinterpret_cast<const __m256i*>(wb + (g * NB + j) * 32));
+#pragma GCC unroll 4
     for (int r = 0; r < MR; ++r) {
       const __m256i av = _mm256_set1_epi32(a[r][g]);
+#pragma GCC unroll 3
       for (int j = 0; j < NB; ++j)
         acc[r][j] = _mm256_add_epi32(acc[r][j], _mm256_madd_epi16(av, b[j]));
     }
   }
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 3
+    for (int j = 0; j < NB; ++j)
+      _mm256_store_si256(reinterpret_cast<__m256i*>(out + r * 24 + j * 8), acc[r][j]);
+}
+
+template <int MR, int NB>
+void tile(const GemmArgs& args, const WideRows& wide, int64_t wide_row0,
+          const PackedWeights& w, const Epilogue& ep, int64_t m0, int64_t block, int64_t n0,
+          int64_t ncols) {
+  const int32_t* a[MR];
+  for (int r = 0; r < MR; ++r) a[r] = wide.data + (m0 + r - wide_row0) * wide.stride;
+  alignas(32) int32_t acc[MR * 24];
+  accumulate<MR, NB>(a, w.block(block), wide.stride, acc);
 
   // Column data padded to whole vectors so the epilogue never reads past N.
   alignas(32) int32_t col_sum[NB * kVecCols] = {};
@@ -112,7 +127,7 @@ void tile(const GemmArgs& args, const WideRows& wide, int64_t wide_row0,
     for (int r = 0; r < MR; ++r) {
       const int64_t m = m0 + r, at = m * args.ldc + n;
       const __m256i v = _mm256_sub_epi32(
-          acc[r][j], _mm256_mullo_epi32(_mm256_set1_epi32(args.a_zero_point[m]), cs));
+          _mm256_load_si256(reinterpret_cast<const __m256i*>(acc + r * 24 + j * 8)), _mm256_mullo_epi32(_mm256_set1_epi32(args.a_zero_point[m]), cs));
       if (!to_float) {
         alignas(32) int32_t tmp[kVecCols];
         _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), v);
