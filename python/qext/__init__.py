@@ -14,6 +14,9 @@ from .numerics import choose_qparams, dequantize, fake_quantize, quantize
 
 __version__ = _C.version()
 
+# Resolve the kernel path now, so a bad QEXT_ISA fails at import with its reason.
+_C.active_isa()
+
 __all__ = [
     "__version__",
     "active_isa",

@@ -1,0 +1,173 @@
+"""qext::linear_dynamic: exactness against the same quantized math in float,
+accuracy against F.linear, serialization, bad inputs and non-finite values."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import qext
+from conftest import run_python, sqnr_db
+
+
+def quantized_math_reference(x, w, b, per_row):
+    """What linear_dynamic computes, in float64 from the same int8 numbers."""
+    scale_w, _ = qext.choose_qparams(w, axis=0, qmin=-127, qmax=127, symmetric=True)
+    wq = qext.quantize(w, scale_w, torch.zeros_like(scale_w, dtype=torch.int32), axis=0, qmin=-127, qmax=127)
+    x2 = x.reshape(-1, x.shape[-1])
+    if per_row:
+        scale_x, zp_x = qext.choose_qparams(x2, axis=0)
+        xq = qext.quantize(x2, scale_x, zp_x, axis=0)
+    else:
+        scale_x, zp_x = qext.choose_qparams(x2)
+        xq = qext.quantize(x2, scale_x, zp_x)
+        scale_x, zp_x = scale_x.expand(x2.shape[0]), zp_x.expand(x2.shape[0])
+    acc = (xq.double() - zp_x.double()[:, None]) @ wq.double().T
+    y = acc * scale_x.double()[:, None] * scale_w.double()[None, :]
+    if b is not None:
+        y = y + b.double()
+    return y.reshape(*x.shape[:-1], w.shape[0])
+
+
+@pytest.mark.parametrize("per_row", [False, True])
+@pytest.mark.parametrize("shape", [(1, 768), (7, 100), (2, 3, 17), (129, 64)])
+def test_matches_quantized_math_and_float(isa, per_row, shape):
+    g = torch.Generator().manual_seed(sum(shape))
+    k, n = shape[-1], 37
+    x = torch.randn(*shape, generator=g)
+    w = torch.randn(n, k, generator=g) / k**0.5
+    b = torch.randn(n, generator=g)
+    packed = qext.quantize_linear_weight(w)
+    y = qext.linear_dynamic(x, packed, b, per_row=per_row)
+    assert y.shape == (*shape[:-1], n)
+    ref = quantized_math_reference(x, w, b, per_row)
+    # Only float32 rounding separates the kernel from the float64 reference.
+    assert torch.allclose(y.double(), ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+    assert sqnr_db(F.linear(x, w, b), y) > 35.0
+
+
+def test_sqnr_on_gaussian_data_bert_shape():
+    g = torch.Generator().manual_seed(0)
+    x, w, b = torch.randn(64, 768, generator=g), torch.randn(3072, 768, generator=g) * 0.02, torch.randn(3072, generator=g)
+    packed = qext.quantize_linear_weight(w)
+    for per_row in (False, True):
+        assert sqnr_db(F.linear(x, w, b), qext.linear_dynamic(x, packed, b, per_row=per_row)) > 35.0
+
+
+def test_every_path_gives_bit_identical_outputs():
+    g = torch.Generator().manual_seed(3)
+    x, w = torch.randn(33, 300, generator=g), torch.randn(70, 300, generator=g)
+    outputs = []
+    before = qext.active_isa()
+    try:
+        for isa in qext.supported_isas():
+            qext.set_isa(isa)
+            outputs.append(qext.linear_dynamic(x, qext.quantize_linear_weight(w), None, per_row=True))
+    finally:
+        qext.set_isa(before)
+    assert all(torch.equal(outputs[0], o) for o in outputs[1:])
+
+
+def test_relu_and_threads_agree():
+    g = torch.Generator().manual_seed(4)
+    x, w = torch.randn(40, 64, generator=g), torch.randn(300, 64, generator=g)
+    packed = qext.quantize_linear_weight(w)
+    y = qext.linear_dynamic(x, packed, None)
+    assert torch.equal(qext.linear_dynamic(x, packed, None, relu=True), y.clamp_min(0))
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        y1 = qext.linear_dynamic(x, packed, None)
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(y, y1)
+
+
+def test_empty_batch():
+    packed = qext.quantize_linear_weight(torch.randn(8, 16))
+    y = qext.linear_dynamic(torch.empty(0, 16), packed)
+    assert y.shape == (0, 8)
+    assert qext.linear_dynamic(torch.empty(3, 0, 16), packed).shape == (3, 0, 8)
+
+
+def test_non_finite_rows_become_nan_and_other_rows_are_untouched():
+    g = torch.Generator().manual_seed(5)
+    x, w = torch.randn(6, 32, generator=g), torch.randn(10, 32, generator=g)
+    packed = qext.quantize_linear_weight(w)
+    for per_row in (False, True):
+        clean = qext.linear_dynamic(x, packed, per_row=per_row)
+        bad = x.clone()
+        bad[1, 3] = float("nan")
+        bad[4, 0] = float("inf")
+        y = qext.linear_dynamic(bad, packed, per_row=per_row)
+        assert torch.isnan(y[1]).all() and torch.isnan(y[4]).all()
+        keep = [0, 2, 3, 5]
+        # the bad rows do not take part in the activation range
+        assert torch.equal(y[keep], clean[keep]) if per_row else torch.isfinite(y[keep]).all()
+        if not per_row:
+            assert torch.equal(y[keep], qext.linear_dynamic(x[keep], packed))
+
+
+def test_bad_inputs_name_the_op():
+    packed = qext.quantize_linear_weight(torch.randn(8, 16))
+    with pytest.raises(RuntimeError, match=r"qext::linear_dynamic: expected a float32 input; got Double"):
+        qext.linear_dynamic(torch.randn(2, 16, dtype=torch.float64), packed)
+    with pytest.raises(RuntimeError, match=r"qext::linear_dynamic: expected input \[\.\.\., 16\]"):
+        qext.linear_dynamic(torch.randn(2, 15), packed)
+    with pytest.raises(RuntimeError, match=r"qext::linear_dynamic: expected a float32 bias of shape \[8\]"):
+        qext.linear_dynamic(torch.randn(2, 16), packed, torch.randn(7))
+    with pytest.raises(RuntimeError, match=r"expected a 2-D \[out, in\] weight; got 1-D"):
+        qext.quantize_linear_weight(torch.randn(16))
+    with pytest.raises(RuntimeError, match="NaN or Inf"):
+        qext.quantize_linear_weight(torch.tensor([[1.0, float("inf")]]))
+    with pytest.raises(TypeError, match="expected a torch.Tensor"):
+        qext.quantize_linear_weight([[1.0]])
+
+
+class QLinear(torch.nn.Module):
+    def __init__(self, w, b):
+        super().__init__()
+        self.packed = qext.quantize_linear_weight(w)
+        self.bias = b
+
+    def forward(self, x):
+        return torch.ops.qext.linear_dynamic(x, self.packed, self.bias, True, False)
+
+
+def test_scripted_module_round_trip_in_a_fresh_process(tmp_path):
+    g = torch.Generator().manual_seed(6)
+    w, b, x = torch.randn(20, 48, generator=g), torch.randn(20, generator=g), torch.randn(4, 48, generator=g)
+    module = torch.jit.script(QLinear(w, b))
+    want = module(x)
+    path, xpath = tmp_path / "qlinear.pt", tmp_path / "x.pt"
+    torch.jit.save(module, str(path))
+    torch.save({"x": x, "want": want}, xpath)
+
+    loaded = torch.jit.load(str(path))
+    assert torch.equal(loaded(x), want)
+    assert torch.equal(loaded.packed.weight(), module.packed.weight())
+
+    # A fresh interpreter on another kernel path still reproduces the outputs.
+    for isa in qext.supported_isas():
+        code = (
+            "import torch, qext\n"
+            f"m = torch.jit.load({str(path)!r}); d = torch.load({str(xpath)!r})\n"
+            "assert torch.equal(m(d['x']), d['want']), 'outputs differ'\n"
+            "print('ok', qext.active_isa())\n"
+        )
+        result = run_python(code, QEXT_ISA=isa)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["ok", isa]
+
+
+def test_loading_without_qext_names_the_missing_class(tmp_path):
+    path = tmp_path / "qlinear.pt"
+    torch.jit.save(torch.jit.script(QLinear(torch.randn(4, 8), None)), str(path))
+    result = run_python(f"import torch; torch.jit.load({str(path)!r})")
+    assert result.returncode != 0
+    assert "qext" in result.stderr
+
+
+def test_bad_qext_isa_fails_at_import():
+    result = run_python("import qext", QEXT_ISA="sse9")
+    assert result.returncode != 0
+    assert "unknown ISA 'sse9'" in result.stderr
