@@ -1,7 +1,10 @@
 // qext._C: the C++ API exposed to Python, nothing more. Importing it loads
 // libqext, which registers the qext ops and classes with the dispatcher.
+// Modules cross as torch._C.ScriptModule (torch::jit::Module), which torch's
+// own bindings register with the pybind11 bundled in torch (FACTS.md).
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+#include <torch/csrc/jit/api/module.h>
 
 #include "qext/qext.h"
 
@@ -13,4 +16,24 @@ PYBIND11_MODULE(_C, m) {
   m.def("active_isa", &qext::active_isa);
   m.def("set_isa", &qext::set_isa, py::arg("name"));
   m.def("supported_isas", &qext::supported_isas);
+
+  py::enum_<qext::Granularity>(m, "Granularity")
+      .value("per_tensor", qext::Granularity::PerTensor)
+      .value("per_channel", qext::Granularity::PerChannel);
+
+  py::class_<qext::DynamicConfig>(m, "DynamicConfig")
+      .def(py::init<>())
+      .def_readwrite("include", &qext::DynamicConfig::include)
+      .def_readwrite("exclude", &qext::DynamicConfig::exclude)
+      .def_readwrite("module_types", &qext::DynamicConfig::module_types)
+      .def_readwrite("weight_granularity", &qext::DynamicConfig::weight_granularity)
+      .def_readwrite("per_row_activations", &qext::DynamicConfig::per_row_activations)
+      .def_readwrite("min_weight_elements", &qext::DynamicConfig::min_weight_elements)
+      .def_readwrite("quantize_matmul", &qext::DynamicConfig::quantize_matmul);
+
+  m.def("quantize_dynamic", &qext::quantize_dynamic, py::arg("module"), py::arg("config"),
+        py::call_guard<py::gil_scoped_release>());
+  m.def("report_json", [](const torch::jit::Module& module) { return qext::report(module).to_json(); });
+  m.def("save", &qext::save, py::arg("module"), py::arg("path"), py::call_guard<py::gil_scoped_release>());
+  m.def("load", &qext::load, py::arg("path"), py::call_guard<py::gil_scoped_release>());
 }

@@ -1,6 +1,15 @@
-// qext's public C++ API. Link libqext (CMake: target qext) and include this.
+// qext's public C++ API. Link libqext (CMake target `qext`) and include this.
+//
+//   torch::jit::Module model = torch::jit::load("my_model.pt");
+//   torch::jit::Module q = qext::quantize_dynamic(model);
+//   qext::save(q, "quantized_model.pt");
+//
+// Everything here exists in Python too (import qext), with the same names.
 #pragma once
 
+#include <torch/csrc/jit/api/module.h>
+
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -15,5 +24,65 @@ std::string version();
 std::string active_isa();
 void set_isa(const std::string& name);
 std::vector<std::string> supported_isas();
+
+enum class Granularity { PerTensor, PerChannel };
+
+// Options of quantize_dynamic. Defaults favour accuracy: per-channel weights
+// and per-row (per-token) activation scales.
+struct DynamicConfig {
+  // Qualified layer names ("encoder.layer.0.attention.self.query") matched with
+  // shell-style wildcards (* and ?). Empty include means every layer.
+  std::vector<std::string> include;
+  std::vector<std::string> exclude;
+  // Class names of the modules owning the weights (e.g. "Linear"); empty
+  // means any module. A layer must match one to be quantized.
+  std::vector<std::string> module_types;
+  Granularity weight_granularity = Granularity::PerChannel;
+  // Per row: one activation scale per token/row; per tensor: one per call.
+  bool per_row_activations = true;
+  // Layers whose weight has fewer elements stay float.
+  int64_t min_weight_elements = 0;
+  // Also rewrite matmul(x, W) (+ bias) with a constant 2-D weight W.
+  bool quantize_matmul = true;
+};
+
+// What happened to one candidate layer.
+struct LayerReport {
+  std::string name;    // qualified name of the weight's owner (plus the attribute if not "weight")
+  std::string kind;    // "linear" or "matmul"
+  std::string status;  // "int8" or "float"
+  std::string reason;  // why it stayed float; empty when quantized
+  int64_t bytes_before = 0;  // float weight bytes
+  int64_t bytes_after = 0;   // int8 weight + scales (or the float bytes when skipped)
+};
+
+struct QuantizationReport {
+  std::string mode;  // "dynamic"
+  std::vector<LayerReport> layers;
+  int64_t quantized() const;
+  int64_t bytes_before() const;
+  int64_t bytes_after() const;
+  std::string to_json() const;
+};
+
+// Returns an int8 copy of `model` (the input is never changed): every float
+// Linear it can find (nn.Linear, F.linear / aten::linear, and matmul with a
+// constant 2-D weight) becomes qext::linear_dynamic with packed int8 weights;
+// everything else is untouched. Works on scripted and traced modules, nested
+// submodules, ModuleLists, control flow and several methods. The result holds
+// its report (see report()). Submodule methods are not rewritten: run the
+// returned module through its own methods.
+torch::jit::Module quantize_dynamic(const torch::jit::Module& model, const DynamicConfig& config = {});
+
+// The report stored in a module quantized by qext (empty layers otherwise).
+QuantizationReport report(const torch::jit::Module& module);
+
+// Saves atomically (a temporary file renamed into place): no partial file on
+// failure. Throws std::runtime_error with the reason (e.g. unwritable path).
+void save(const torch::jit::Module& module, const std::string& path);
+
+// Loads a TorchScript file, qext model or not; throws std::runtime_error that
+// says what is wrong for a missing, truncated or non-TorchScript file.
+torch::jit::Module load(const std::string& path);
 
 }  // namespace qext

@@ -3,14 +3,23 @@
 Importing qext loads its C++ library, which registers the ``torch.ops.qext``
 operators and the ``torch.classes.qext`` classes; do it before loading a model
 that qext quantized.
+
+    import qext
+    q = qext.quantize_dynamic(model)          # nn.Module, ScriptModule or path
+    print(qext.report(q))
+    qext.save(q, "model_int8.pt")
 """
 
 import torch  # noqa: F401  (libqext links libtorch; load torch's Python side first)
 
 from . import _C
+from .config import DynamicConfig
+from .dynamic import quantize_dynamic
 from .isa import active_isa, set_isa, supported_isas
 from .linear import linear_dynamic, quantize_linear_weight
+from .model_io import load, save
 from .numerics import choose_qparams, dequantize, fake_quantize, quantize
+from .report import LayerReport, QuantizationReport, report
 
 __version__ = _C.version()
 
@@ -19,13 +28,20 @@ _C.active_isa()
 
 __all__ = [
     "__version__",
+    "DynamicConfig",
+    "LayerReport",
+    "QuantizationReport",
     "active_isa",
     "choose_qparams",
     "dequantize",
     "fake_quantize",
     "linear_dynamic",
+    "load",
     "quantize",
+    "quantize_dynamic",
     "quantize_linear_weight",
+    "report",
+    "save",
     "set_isa",
     "supported_isas",
 ]

@@ -1,0 +1,46 @@
+#include <sstream>
+
+#include "api/report_storage.h"
+#include "passes/dynamic_linear.h"
+#include "qext/qext.h"
+
+namespace qext {
+
+namespace {
+
+std::string strings_json(const std::vector<std::string>& v) {
+  std::string out = "[";
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? ", \"" : "\"") + api::json_escape(v[i]) + "\"";
+  return out + "]";
+}
+
+std::string config_json(const DynamicConfig& c) {
+  std::ostringstream out;
+  out << "{\"include\": " << strings_json(c.include) << ", \"exclude\": " << strings_json(c.exclude)
+      << ", \"module_types\": " << strings_json(c.module_types) << ", \"weight_granularity\": \""
+      << (c.weight_granularity == Granularity::PerChannel ? "per_channel" : "per_tensor")
+      << "\", \"per_row_activations\": " << (c.per_row_activations ? "true" : "false")
+      << ", \"min_weight_elements\": " << c.min_weight_elements
+      << ", \"quantize_matmul\": " << (c.quantize_matmul ? "true" : "false") << "}";
+  return out.str();
+}
+
+}  // namespace
+
+torch::jit::Module quantize_dynamic(const torch::jit::Module& model, const DynamicConfig& config) {
+  TORCH_CHECK(config.min_weight_elements >= 0,
+              "qext::quantize_dynamic: min_weight_elements must be >= 0; got ",
+              config.min_weight_elements);
+  // A private copy: rewriting a module that has already run leaves its
+  // executor with stale plans, and the caller's model must stay untouched.
+  torch::jit::Module out = model.clone();
+  out.eval();
+  QuantizationReport report;
+  report.mode = "dynamic";
+  report.layers = passes::rewrite_dynamic_linears(out, config);
+  api::store_report(out, report,
+                    {{"qext_version", version()}, {"mode", "dynamic"}, {"config", config_json(config)}});
+  return out;
+}
+
+}  // namespace qext

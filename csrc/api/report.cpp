@@ -1,0 +1,113 @@
+#include <ATen/core/Dict.h>
+#include <ATen/core/List.h>
+
+#include <sstream>
+
+#include "api/report_storage.h"
+#include "qext/qext.h"
+
+namespace qext {
+
+namespace {
+
+using Row = std::tuple<std::string, std::string, std::string, std::string, int64_t, int64_t>;
+
+c10::TypePtr row_list_type() {
+  auto s = c10::StringType::get();
+  auto i = c10::IntType::get();
+  return c10::ListType::create(c10::TupleType::create({s, s, s, s, i, i}));
+}
+
+template <typename T>
+void set_attr(torch::jit::Module& m, const std::string& name, const c10::TypePtr& type, T value) {
+  if (m.hasattr(name)) {
+    m.setattr(name, c10::IValue(std::move(value)));
+  } else {
+    m.register_attribute(name, type, c10::IValue(std::move(value)));
+  }
+}
+
+}  // namespace
+
+int64_t QuantizationReport::quantized() const {
+  int64_t n = 0;
+  for (const auto& l : layers) n += l.status == "int8";
+  return n;
+}
+
+int64_t QuantizationReport::bytes_before() const {
+  int64_t n = 0;
+  for (const auto& l : layers) n += l.bytes_before;
+  return n;
+}
+
+int64_t QuantizationReport::bytes_after() const {
+  int64_t n = 0;
+  for (const auto& l : layers) n += l.bytes_after;
+  return n;
+}
+
+std::string QuantizationReport::to_json() const {
+  std::ostringstream out;
+  out << "{\"mode\": \"" << api::json_escape(mode) << "\", \"layers\": [";
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const auto& l = layers[i];
+    out << (i ? ", " : "") << "{\"name\": \"" << api::json_escape(l.name) << "\", \"kind\": \""
+        << l.kind << "\", \"status\": \"" << l.status << "\", \"reason\": \""
+        << api::json_escape(l.reason) << "\", \"bytes_before\": " << l.bytes_before
+        << ", \"bytes_after\": " << l.bytes_after << "}";
+  }
+  out << "]}";
+  return out.str();
+}
+
+QuantizationReport report(const torch::jit::Module& module) {
+  QuantizationReport r;
+  if (module.hasattr(api::kMetadataAttr)) {
+    const auto meta = c10::impl::toTypedDict<std::string, std::string>(module.attr(api::kMetadataAttr).toGenericDict());
+    if (meta.contains("mode")) r.mode = meta.at("mode");
+  }
+  if (!module.hasattr(api::kReportAttr)) return r;
+  for (const c10::IValue& row : module.attr(api::kReportAttr).toListRef()) {
+    const auto& e = row.toTupleRef().elements();
+    r.layers.push_back({e[0].toStringRef(), e[1].toStringRef(), e[2].toStringRef(),
+                        e[3].toStringRef(), e[4].toInt(), e[5].toInt()});
+  }
+  return r;
+}
+
+namespace api {
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+void store_report(torch::jit::Module& module, const QuantizationReport& report,
+                  const std::map<std::string, std::string>& metadata) {
+  c10::impl::GenericList rows(row_list_type()->containedType(0));
+  for (const auto& l : report.layers) {
+    rows.push_back(c10::ivalue::Tuple::create(
+        {l.name, l.kind, l.status, l.reason, l.bytes_before, l.bytes_after}));
+  }
+  set_attr(module, kReportAttr, row_list_type(), rows);
+  c10::Dict<std::string, std::string> meta;
+  for (const auto& [k, v] : metadata) meta.insert(k, v);
+  set_attr(module, kMetadataAttr,
+           c10::DictType::create(c10::StringType::get(), c10::StringType::get()), meta);
+}
+
+}  // namespace api
+}  // namespace qext

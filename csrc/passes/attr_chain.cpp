@@ -1,0 +1,53 @@
+#include "passes/attr_chain.h"
+
+#include <vector>
+
+namespace qext::passes {
+
+using torch::jit::Module;
+using torch::jit::Value;
+
+std::optional<AttrRef> resolve_attr(const Module& root, Value* v) {
+  std::vector<std::string> names;
+  while (v->node()->kind() == torch::jit::prim::GetAttr) {
+    names.push_back(v->node()->s(torch::jit::attr::name));
+    v = v->node()->input(0);
+  }
+  // Must end at the method's self argument.
+  if (names.empty() || v->node()->kind() != torch::jit::prim::Param || v->offset() != 0 ||
+      v->type() != root.type()) {
+    return std::nullopt;
+  }
+  AttrRef ref{root, "", names.front()};
+  for (auto it = names.rbegin(); it != names.rend() - 1; ++it) {
+    if (!ref.owner.hasattr(*it)) return std::nullopt;
+    const c10::IValue child = ref.owner.attr(*it);
+    if (!child.isModule()) return std::nullopt;
+    ref.owner = child.toModule();
+    ref.owner_path = ref.owner_path.empty() ? *it : ref.owner_path + "." + *it;
+  }
+  if (!ref.owner.hasattr(ref.attr)) return std::nullopt;
+  return ref;
+}
+
+void visit_nodes(torch::jit::Block* block, const std::function<void(torch::jit::Node*)>& fn) {
+  for (torch::jit::Node* node : block->nodes()) {
+    fn(node);
+    for (torch::jit::Block* inner : node->blocks()) visit_nodes(inner, fn);
+  }
+}
+
+bool attr_still_read(const Module& root, const AttrRef& ref) {
+  const std::string wanted = ref.qualified();
+  bool read = false;
+  for (const auto& method : root.get_methods()) {
+    visit_nodes(method.graph()->block(), [&](torch::jit::Node* node) {
+      if (read || node->kind() != torch::jit::prim::GetAttr) return;
+      const auto found = resolve_attr(root, node->output());
+      read = found && found->qualified() == wanted;
+    });
+  }
+  return read;
+}
+
+}  // namespace qext::passes

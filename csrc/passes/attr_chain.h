@@ -1,0 +1,32 @@
+// Resolving `self.a.b.weight` (a chain of prim::GetAttr from a method's self)
+// to the module instance that owns the attribute.
+#pragma once
+
+#include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/ir/ir.h>
+
+#include <functional>
+#include <optional>
+#include <string>
+
+namespace qext::passes {
+
+struct AttrRef {
+  torch::jit::Module owner;  // the module holding the attribute
+  std::string owner_path;    // its qualified name, "" for the root
+  std::string attr;          // the attribute's name on owner
+
+  std::string qualified() const { return owner_path.empty() ? attr : owner_path + "." + attr; }
+};
+
+// The attribute `v` reads when v comes from a GetAttr chain starting at the
+// graph's first input (self, bound to `root`); nullopt for anything else.
+std::optional<AttrRef> resolve_attr(const torch::jit::Module& root, torch::jit::Value* v);
+
+// Calls fn on every node of the block, nested blocks (if/loop bodies) included.
+void visit_nodes(torch::jit::Block* block, const std::function<void(torch::jit::Node*)>& fn);
+
+// True when any method graph of `root` still reads `ref`.
+bool attr_still_read(const torch::jit::Module& root, const AttrRef& ref);
+
+}  // namespace qext::passes

@@ -1,0 +1,208 @@
+#include "passes/dynamic_linear.h"
+
+#include <ATen/ATen.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
+#include <torch/csrc/jit/passes/inliner.h>
+
+#include <map>
+
+#include "ops/packed_linear_weight.h"
+#include "passes/attr_chain.h"
+#include "passes/name_match.h"
+
+namespace qext::passes {
+
+using torch::jit::Graph;
+using torch::jit::Module;
+using torch::jit::Node;
+using torch::jit::Value;
+namespace aten = torch::jit::aten;
+
+namespace {
+
+// One aten::linear, or aten::matmul(x, W) [+ bias], that could become int8.
+// Values are read from the nodes when rewriting: an earlier rewrite (a fused
+// ReLU) may have replaced the activation input.
+struct Candidate {
+  Node* node;
+  std::string kind;  // "linear" | "matmul"
+  std::optional<AttrRef> weight;
+  bool transposed = false;    // W is [K, N] (matmul(x, W)), not [N, K]
+  bool has_bias = false;
+  Node* bias_add = nullptr;   // aten::add folded into the op (matmul only)
+
+  Value* input() const { return node->input(0); }
+  Value* bias() const { return bias_add ? bias_add->input(1) : node->input(2); }
+};
+
+Node* single_user(Value* v) {
+  return v->uses().size() == 1 ? v->uses()[0].user : nullptr;
+}
+
+bool is_constant_int(Value* v, int64_t expected) {
+  const auto iv = torch::jit::toIValue(v);
+  return iv && iv->isInt() && iv->toInt() == expected;
+}
+
+std::optional<at::Tensor> tensor_attr(const AttrRef& ref) {
+  const c10::IValue v = ref.owner.attr(ref.attr);
+  if (!v.isTensor()) return std::nullopt;
+  return v.toTensor();
+}
+
+// matmul(x, W) + b with b a 1-D constant of N elements: fold b into the op.
+void fold_bias_add(const Module& root, Candidate& c, int64_t n) {
+  Node* add = single_user(c.node->output());
+  if (!add || add->kind() != aten::add || add->inputs().size() != 3 ||
+      add->input(0) != c.node->output() || !is_constant_int(add->input(2), 1)) {
+    return;
+  }
+  const auto ref = resolve_attr(root, add->input(1));
+  if (!ref) return;
+  const auto b = tensor_attr(*ref);
+  if (b && b->dim() == 1 && b->size(0) == n && b->scalar_type() == at::kFloat) {
+    c.has_bias = true;
+    c.bias_add = add;
+  }
+}
+
+std::vector<Candidate> find_candidates(const Module& root, Graph& graph, bool matmul) {
+  std::vector<Candidate> found;
+  visit_nodes(graph.block(), [&](Node* node) {
+    if (node->kind() == aten::linear) {
+      Candidate c{node, "linear", resolve_attr(root, node->input(1))};
+      c.has_bias = !node->input(2)->type()->cast<c10::NoneType>();
+      found.push_back(c);
+    } else if (matmul && node->kind() == aten::matmul) {
+      Value* w = node->input(1);
+      bool transposed = true;
+      if (w->node()->kind() == aten::t) {
+        w = w->node()->input(0);
+        transposed = false;
+      }
+      auto ref = resolve_attr(root, w);
+      if (!ref) return;  // a product of two activations is no layer
+      Candidate c{node, "matmul", ref, transposed};
+      if (const auto t = tensor_attr(*ref); t && t->dim() == 2) {
+        fold_bias_add(root, c, transposed ? t->size(1) : t->size(0));
+      }
+      found.push_back(c);
+    }
+  });
+  return found;
+}
+
+std::string layer_name(const Candidate& c) {
+  if (!c.weight) return "<computed weight>";
+  return c.weight->attr == "weight" && !c.weight->owner_path.empty() ? c.weight->owner_path
+                                                                     : c.weight->qualified();
+}
+
+// Why the candidate stays float; empty when it can be quantized.
+std::string skip_reason(const Candidate& c, const std::optional<at::Tensor>& w,
+                        const DynamicConfig& cfg, const std::string& name) {
+  if (!c.weight) return "weight is computed at run time, not a module attribute";
+  if (!w) return "weight attribute is not a tensor";
+  if (w->scalar_type() != at::kFloat) return "weight is " + std::string(c10::toString(w->scalar_type())) + ", only float32 is quantized";
+  if (w->dim() != 2) return "weight is " + std::to_string(w->dim()) + "-D, expected 2-D";
+  if (w->numel() == 0) return "weight is empty";
+  if (!cfg.module_types.empty()) {
+    const std::string type = c.weight->owner.type()->name() ? c.weight->owner.type()->name()->name() : "";
+    bool listed = false;
+    for (const auto& t : cfg.module_types) listed = listed || t == type;
+    if (!listed) return "module type " + type + " is not in module_types";
+  }
+  if (!cfg.include.empty() && !first_match(cfg.include, name)) return "not matched by any include pattern";
+  if (const std::string* p = first_match(cfg.exclude, name)) return "excluded by pattern '" + *p + "'";
+  if (w->numel() < cfg.min_weight_elements) {
+    return std::to_string(w->numel()) + " weights < min_weight_elements " + std::to_string(cfg.min_weight_elements);
+  }
+  if (!at::isfinite(*w).all().item<bool>()) return "weight holds NaN or Inf";
+  return "";
+}
+
+std::string attribute_name(const Module& root, const std::string& layer) {
+  std::string base = "_qext_packed_";
+  for (char ch : layer) base += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+  std::string name = base;
+  for (int i = 1; root.hasattr(name); ++i) name = base + "_" + std::to_string(i);
+  return name;
+}
+
+void rewrite(Graph& graph, const Candidate& c, const std::string& packed_attr, bool per_row) {
+  Node* last = c.bias_add ? c.bias_add : c.node;
+  Node* relu = single_user(last->output());
+  const bool fuse_relu = relu && (relu->kind() == aten::relu || relu->kind() == aten::relu_);
+  torch::jit::WithInsertPoint guard(last);
+  Value* packed = graph.insertGetAttr(graph.inputs()[0], packed_attr);
+  Value* bias = c.has_bias ? c.bias() : graph.insertConstant(c10::IValue());
+  Node* op = graph.create(c10::Symbol::fromQualString("qext::linear_dynamic"),
+                          {c.input(), packed, bias, graph.insertConstant(per_row),
+                           graph.insertConstant(fuse_relu)});
+  graph.insertNode(op);
+  Value* out = op->output()->setType(last->output()->type());
+  if (fuse_relu) {
+    relu->output()->replaceAllUsesWith(out);
+    relu->destroy();
+  }
+  last->output()->replaceAllUsesWith(out);
+  if (c.bias_add) c.bias_add->destroy();
+  c.node->destroy();
+}
+
+}  // namespace
+
+std::vector<LayerReport> rewrite_dynamic_linears(Module& root, const DynamicConfig& cfg) {
+  std::vector<LayerReport> rows;
+  std::map<std::string, size_t> row_of;            // layer key -> rows index
+  std::map<std::string, std::string> packed_attr;  // layer key -> attribute on root
+  std::vector<AttrRef> quantized_weights;
+
+  for (const auto& method : root.get_methods()) {
+    const std::shared_ptr<Graph> graph = method.graph();
+    torch::jit::Inline(*graph);
+    for (const Candidate& c : find_candidates(root, *graph, cfg.quantize_matmul)) {
+      const std::string name = layer_name(c);
+      const std::optional<at::Tensor> w = c.weight ? tensor_attr(*c.weight) : std::nullopt;
+      const std::string key = name + (c.transposed ? "^T" : "");
+      if (!row_of.count(key)) {
+        LayerReport row{name, c.kind, "float", skip_reason(c, w, cfg, name)};
+        row.bytes_before = row.bytes_after = w ? static_cast<int64_t>(w->nbytes()) : 0;
+        if (row.reason.empty()) {
+          const at::Tensor oriented = c.transposed ? w->t().contiguous() : *w;
+          auto packed = ops::PackedLinearWeight::from_float(
+              oriented, cfg.weight_granularity == Granularity::PerChannel);
+          const std::string attr = attribute_name(root, name);
+          root.register_attribute(attr, c10::getCustomClassType<decltype(packed)>(), packed);
+          packed_attr[key] = attr;
+          quantized_weights.push_back(*c.weight);
+          row.status = "int8";
+          row.bytes_after = packed->out_features() * packed->in_features() +
+                            packed->out_features() * static_cast<int64_t>(sizeof(float));
+        }
+        row_of[key] = rows.size();
+        rows.push_back(row);
+      }
+      if (rows[row_of[key]].status == "int8") rewrite(*graph, c, packed_attr[key], cfg.per_row_activations);
+    }
+    torch::jit::EliminateDeadCode(graph);
+  }
+
+  // Drop float weights nothing reads any more, so the saved model is small.
+  for (AttrRef& ref : quantized_weights) {
+    const at::Tensor w = ref.owner.attr(ref.attr).toTensor();
+    if (attr_still_read(root, ref)) {
+      for (auto& row : rows) {
+        if (row.name == ref.qualified() || row.name == ref.owner_path) {
+          row.reason = "float weight kept too: other code still reads it";
+          row.bytes_after += static_cast<int64_t>(w.nbytes());
+        }
+      }
+      continue;
+    }
+    ref.owner.setattr(ref.attr, at::empty({0}, w.options()));
+  }
+  return rows;
+}
+
+}  // namespace qext::passes

@@ -1,0 +1,17 @@
+// The dynamic-quantization rewrite: float linear layers of every method of a
+// module become qext::linear_dynamic with packed int8 weights.
+#pragma once
+
+#include <torch/csrc/jit/api/module.h>
+
+#include "qext/qext.h"
+
+namespace qext::passes {
+
+// Rewrites `root` in place (callers pass a private clone) and returns one
+// report row per distinct candidate weight. Method graphs are inlined first, so
+// every weight is reached as a GetAttr chain from self and named uniquely, even
+// when several instances share one module class.
+std::vector<LayerReport> rewrite_dynamic_linears(torch::jit::Module& root, const DynamicConfig& config);
+
+}  // namespace qext::passes

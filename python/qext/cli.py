@@ -1,0 +1,91 @@
+"""The ``qext`` command line.
+
+    qext quantize IN.pt OUT.pt --mode dynamic [--exclude PATTERN ...] [--per-tensor-activations]
+    qext report MODEL.pt
+    qext info
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    import qext
+
+    if os.path.abspath(args.input) == os.path.abspath(args.output):
+        raise ValueError("OUT must differ from IN: qext never overwrites the float model")
+    config = qext.DynamicConfig(
+        include=args.include or [],
+        exclude=args.exclude or [],
+        weight_granularity="per_tensor" if args.per_tensor_weights else "per_channel",
+        per_row_activations=not args.per_tensor_activations,
+        min_weight_elements=args.min_weight_elements,
+    )
+    model = qext.load(args.input)
+    quantized = qext.quantize_dynamic(model, config)
+    print(qext.report(quantized))
+    qext.save(quantized, args.output)
+    print(f"saved {args.output} ({os.path.getsize(args.output):,} bytes; input {os.path.getsize(args.input):,} bytes)")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    import qext
+
+    print(qext.report(qext.load(args.model)))
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    import qext
+
+    print(f"qext {qext.__version__}, torch {torch.__version__}")
+    print(f"kernel path: {qext.active_isa()} (this CPU supports: {', '.join(qext.supported_isas())})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qext", description="int8 quantization of TorchScript models for CPUs")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    q = sub.add_parser("quantize", help="quantize a TorchScript model file", description="Quantize IN.pt to int8 and save OUT.pt.")
+    q.add_argument("input", metavar="IN.pt")
+    q.add_argument("output", metavar="OUT.pt")
+    q.add_argument("--mode", choices=["dynamic"], default="dynamic", help="dynamic: int8 weights, activations quantized on the fly")
+    q.add_argument("--include", action="append", metavar="PATTERN", help="quantize only layers matching (wildcards; repeatable)")
+    q.add_argument("--exclude", action="append", metavar="PATTERN", help="keep layers matching in float (wildcards; repeatable)")
+    q.add_argument("--per-row-activations", action="store_true", help="one activation scale per row/token (the default)")
+    q.add_argument("--per-tensor-activations", action="store_true", help="one activation scale per call")
+    q.add_argument("--per-tensor-weights", action="store_true", help="one weight scale per layer instead of per output channel")
+    q.add_argument("--min-weight-elements", type=int, default=0, metavar="N", help="keep layers with fewer weights in float")
+    q.set_defaults(run=_quantize)
+
+    r = sub.add_parser("report", help="print the report stored in a qext model")
+    r.add_argument("model", metavar="MODEL.pt")
+    r.set_defaults(run=_report)
+
+    i = sub.add_parser("info", help="qext version and the CPU's kernel paths")
+    i.set_defaults(run=_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "per_row_activations", False) and getattr(args, "per_tensor_activations", False):
+        print("qext: error: --per-row-activations and --per-tensor-activations exclude each other", file=sys.stderr)
+        return 2
+    try:
+        return args.run(args)
+    except (OSError, ValueError, TypeError, RuntimeError) as e:
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"qext: error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

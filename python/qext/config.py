@@ -1,0 +1,56 @@
+"""Configuration dataclasses, mirroring the C++ structs in include/qext/qext.h."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from . import _C
+
+
+@dataclass
+class DynamicConfig:
+    """Options of :func:`qext.quantize_dynamic`.
+
+    Attributes:
+        include: qualified layer names to quantize, as shell wildcards
+            (``"encoder.*"``); empty means every layer.
+        exclude: layer names to keep in float (wildcards), e.g. ``["classifier"]``.
+        module_types: class names of the modules owning the weights (e.g.
+            ``["Linear"]``); empty means any module.
+        weight_granularity: ``"per_channel"`` (one scale per output channel, the
+            default) or ``"per_tensor"``.
+        per_row_activations: one activation scale per row/token (default, more
+            accurate with outlier tokens) instead of one per call.
+        min_weight_elements: layers with fewer weights stay float.
+        quantize_matmul: also rewrite ``x @ W`` (+ bias) with a constant 2-D ``W``.
+    """
+
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    module_types: list[str] = field(default_factory=list)
+    weight_granularity: Literal["per_channel", "per_tensor"] = "per_channel"
+    per_row_activations: bool = True
+    min_weight_elements: int = 0
+    quantize_matmul: bool = True
+
+    def _to_cpp(self) -> "_C.DynamicConfig":
+        for name in ("include", "exclude", "module_types"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                raise TypeError(f"DynamicConfig.{name} must be a list of strings; got {value!r}")
+        if self.weight_granularity not in ("per_channel", "per_tensor"):
+            raise ValueError(
+                f"DynamicConfig.weight_granularity must be 'per_channel' or 'per_tensor'; got {self.weight_granularity!r}"
+            )
+        if not isinstance(self.min_weight_elements, int) or self.min_weight_elements < 0:
+            raise ValueError(f"DynamicConfig.min_weight_elements must be an int >= 0; got {self.min_weight_elements!r}")
+        cfg = _C.DynamicConfig()
+        cfg.include = list(self.include)
+        cfg.exclude = list(self.exclude)
+        cfg.module_types = list(self.module_types)
+        cfg.weight_granularity = getattr(_C.Granularity, self.weight_granularity)
+        cfg.per_row_activations = bool(self.per_row_activations)
+        cfg.min_weight_elements = self.min_weight_elements
+        cfg.quantize_matmul = bool(self.quantize_matmul)
+        return cfg

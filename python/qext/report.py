@@ -1,0 +1,72 @@
+"""What quantization did to each layer, stored inside the quantized module."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import torch
+
+from . import _C
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """One candidate layer: quantized (``status == "int8"``) or kept float and why."""
+
+    name: str
+    kind: str
+    status: str
+    reason: str
+    bytes_before: int
+    bytes_after: int
+
+
+@dataclass
+class QuantizationReport:
+    """Per-layer outcome of a qext quantization, with totals."""
+
+    mode: str = ""
+    layers: list[LayerReport] = field(default_factory=list)
+
+    @property
+    def quantized(self) -> int:
+        return sum(layer.status == "int8" for layer in self.layers)
+
+    @property
+    def bytes_before(self) -> int:
+        return sum(layer.bytes_before for layer in self.layers)
+
+    @property
+    def bytes_after(self) -> int:
+        return sum(layer.bytes_after for layer in self.layers)
+
+    def table(self) -> str:
+        """A plain-text table: layer, kind, status, bytes before/after, then totals."""
+        if not self.layers:
+            return "nothing to quantize: no Linear layer (nn.Linear, F.linear or x @ W) was found"
+        head = ("layer", "kind", "status", "bytes before", "bytes after")
+        rows = [
+            (l.name, l.kind, l.status + (f" ({l.reason})" if l.reason else ""), f"{l.bytes_before:,}", f"{l.bytes_after:,}")
+            for l in self.layers
+        ]
+        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(5)]
+        fmt = lambda r: "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+        lines = [fmt(head), fmt(tuple("-" * w for w in widths))] + [fmt(r) for r in rows]
+        ratio = self.bytes_before / self.bytes_after if self.bytes_after else float("nan")
+        lines.append(
+            f"{self.quantized} of {len(self.layers)} layers int8; weights {self.bytes_before:,} -> "
+            f"{self.bytes_after:,} bytes ({ratio:.2f}x smaller)"
+        )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def report(module: torch.jit.ScriptModule) -> QuantizationReport:
+    """The report a qext-quantized module carries (also after save and load)."""
+    if not isinstance(module, torch.jit.ScriptModule):
+        raise TypeError(f"report: expected a torch.jit.ScriptModule from qext; got {type(module).__name__}")
+    data = json.loads(_C.report_json(module._c))
+    return QuantizationReport(data["mode"], [LayerReport(**layer) for layer in data["layers"]])
