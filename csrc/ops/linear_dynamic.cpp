@@ -20,16 +20,45 @@ namespace {
 
 constexpr const char* kOp = "qext::linear_dynamic";
 
-struct RowRanges {
-  std::vector<float> min, max;
+// Quantizes x [m, k] to uint8 rows, one (scale, zero point) per row or one for
+// all; rows holding NaN/Inf are left out of the shared range and flagged.
+struct QuantizedRows {
+  at::Tensor q;
+  std::vector<float> scale;
+  std::vector<int32_t> zero_point;
   std::vector<uint8_t> finite;
 };
 
-RowRanges row_ranges(const float* x, int64_t m, int64_t k, kernels::Isa isa) {
-  RowRanges r{std::vector<float>(m), std::vector<float>(m), std::vector<uint8_t>(m)};
-  at::parallel_for(0, m, std::max<int64_t>(1, 16384 / k), [&](int64_t b, int64_t e) {
+QuantizedRows quantize_rows(const float* x, int64_t m, int64_t k, bool per_row, kernels::Isa isa) {
+  QuantizedRows r{at::empty({m, k}, at::kByte), std::vector<float>(m), std::vector<int32_t>(m),
+                  std::vector<uint8_t>(m)};
+  uint8_t* q = r.q.data_ptr<uint8_t>();
+  std::vector<float> lo(m), hi(m);
+  const int64_t grain = std::max<int64_t>(1, 16384 / k);
+  // Per row, each row is quantized right after its range, while still in L1.
+  at::parallel_for(0, m, grain, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
-      r.finite[i] = kernels::finite_min_max(x + i * k, k, &r.min[i], &r.max[i], isa);
+      r.finite[i] = kernels::finite_min_max(x + i * k, k, &lo[i], &hi[i], isa);
+      if (!per_row) continue;
+      const quant::QParams p = quant::choose_qparams(lo[i], hi[i], 0, 255, false);
+      r.scale[i] = p.scale;
+      r.zero_point[i] = p.zero_point;
+      kernels::quantize_u8(x + i * k, k, p.scale, p.zero_point, 0, 255, q + i * k, isa);
+    }
+  });
+  if (per_row) return r;
+  float all_lo = 0.0f, all_hi = 0.0f;
+  for (int64_t i = 0; i < m; ++i) {
+    if (!r.finite[i]) continue;
+    all_lo = std::min(all_lo, lo[i]);
+    all_hi = std::max(all_hi, hi[i]);
+  }
+  const quant::QParams p = quant::choose_qparams(all_lo, all_hi, 0, 255, false);
+  std::fill(r.scale.begin(), r.scale.end(), p.scale);
+  std::fill(r.zero_point.begin(), r.zero_point.end(), p.zero_point);
+  at::parallel_for(0, m, grain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      kernels::quantize_u8(x + i * k, k, p.scale, p.zero_point, 0, 255, q + i * k, isa);
     }
   });
   return r;
@@ -65,54 +94,25 @@ at::Tensor linear_dynamic(const at::Tensor& input,
   const float* xp = x.data_ptr<float>();
   const kernels::Isa isa = kernels::active_isa();
 
-  // Activation qparams from each row's finite range; rows holding NaN/Inf are
-  // left out of the per-tensor range and come out as NaN.
-  const RowRanges ranges = row_ranges(xp, m, k, isa);
-  std::vector<float> row_scale(m);
-  std::vector<int32_t> row_zp(m);
-  if (per_row) {
-    for (int64_t i = 0; i < m; ++i) {
-      const quant::QParams p = quant::choose_qparams(ranges.min[i], ranges.max[i], 0, 255, false);
-      row_scale[i] = p.scale;
-      row_zp[i] = p.zero_point;
-    }
-  } else {
-    float lo = 0.0f, hi = 0.0f;
-    for (int64_t i = 0; i < m; ++i) {
-      if (!ranges.finite[i]) continue;
-      lo = std::min(lo, ranges.min[i]);
-      hi = std::max(hi, ranges.max[i]);
-    }
-    const quant::QParams p = quant::choose_qparams(lo, hi, 0, 255, false);
-    std::fill(row_scale.begin(), row_scale.end(), p.scale);
-    std::fill(row_zp.begin(), row_zp.end(), p.zero_point);
-  }
-
-  at::Tensor q = at::empty({m, k}, input.options().dtype(at::kByte));
-  uint8_t* qp = q.data_ptr<uint8_t>();
-  at::parallel_for(0, m, std::max<int64_t>(1, 16384 / k), [&](int64_t b0, int64_t e0) {
-    for (int64_t i = b0; i < e0; ++i) {
-      kernels::quantize_u8(xp + i * k, k, row_scale[i], row_zp[i], 0, 255, qp + i * k, isa);
-    }
-  });
+  const QuantizedRows rows = quantize_rows(xp, m, k, per_row, isa);
 
   kernels::Epilogue ep;
   ep.output = kernels::Epilogue::Output::Float;
-  ep.row_scale = row_scale.data();
+  ep.row_scale = rows.scale.data();
   ep.col_scale = weight->scales().data_ptr<float>();
   ep.bias = b.defined() ? b.data_ptr<float>() : nullptr;
   if (relu) ep.clamp_min = 0.0f;
   kernels::GemmArgs args;
-  args.a = qp;
+  args.a = rows.q.data_ptr<uint8_t>();
   args.lda = k;
-  args.a_zero_point = row_zp.data();
+  args.a_zero_point = rows.zero_point.data();
   args.c = out.data_ptr<float>();
   args.ldc = n;
   parallel_qgemm(args, weight->packed(), ep, m);
 
   float* op = out.data_ptr<float>();
   for (int64_t i = 0; i < m; ++i) {
-    if (!ranges.finite[i]) std::fill(op + i * n, op + (i + 1) * n, std::numeric_limits<float>::quiet_NaN());
+    if (!rows.finite[i]) std::fill(op + i * n, op + (i + 1) * n, std::numeric_limits<float>::quiet_NaN());
   }
   return out;
 }

@@ -21,6 +21,7 @@ namespace {
 
 constexpr int kRows = 6;
 constexpr int kVecCols = 16;
+constexpr int64_t kChunkBytes = 64 * 1024;
 
 inline int32_t load_u32(const uint8_t* p) {
   int32_t v;
@@ -162,13 +163,19 @@ TileFn tile_for(int rows, int nb) {
 void qgemm_avx512_vnni(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep,
                        int64_t m_begin, int64_t m_end, int64_t block_begin, int64_t block_end) {
   const int64_t bc = w.layout().block_cols;
-  for (int64_t b = block_begin; b < block_end; ++b) {
-    const int64_t n0 = b * bc, ncols = std::min(bc, w.n() - n0);
-    const int nb = static_cast<int>((ncols + kVecCols - 1) / kVecCols);
-    // The block's weights stay in L2 while every row tile streams past them.
-    for (int64_t m0 = m_begin; m0 < m_end; m0 += kRows) {
-      const int rows = static_cast<int>(std::min<int64_t>(kRows, m_end - m0));
-      tile_for(rows, nb)(args, w, ep, m0, b, n0, ncols);
+  // Rows in chunks whose activations stay in L2 while every weight block of the
+  // range streams past them; inside a chunk, one block's weights stay in L1/L2
+  // while the chunk's row tiles use them.
+  const int64_t chunk = std::max<int64_t>(kRows, (kChunkBytes / std::max<int64_t>(w.k(), 1)) / kRows * kRows);
+  for (int64_t c0 = m_begin; c0 < m_end; c0 += chunk) {
+    const int64_t c1 = std::min(m_end, c0 + chunk);
+    for (int64_t b = block_begin; b < block_end; ++b) {
+      const int64_t n0 = b * bc, ncols = std::min(bc, w.n() - n0);
+      const int nb = static_cast<int>((ncols + kVecCols - 1) / kVecCols);
+      for (int64_t m0 = c0; m0 < c1; m0 += kRows) {
+        const int rows = static_cast<int>(std::min<int64_t>(kRows, c1 - m0));
+        tile_for(rows, nb)(args, w, ep, m0, b, n0, ncols);
+      }
     }
   }
 }
