@@ -1,0 +1,129 @@
+// What a LibTorch user writes: load my_model.pt, run it, quantize it with qext,
+// save it, reload it, and compare outputs and speed.
+//
+//   quantize_model IN.pt OUT.pt --input-shape 1,3,224,224 [--mode dynamic]
+//                  [--exclude PATTERN]... [--per-tensor-activations]
+//                  [--check-max-abs-error E]
+#include <torch/script.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "qext/qext.h"
+
+namespace {
+
+struct Options {
+  std::string input, output, mode = "dynamic";
+  std::vector<int64_t> shape;
+  qext::DynamicConfig config;
+  double max_abs_error = -1.0;  // < 0: do not check
+};
+
+[[noreturn]] void usage(const std::string& why) {
+  std::cerr << "quantize_model: " << why << "\n"
+            << "usage: quantize_model IN.pt OUT.pt --input-shape 1,3,224,224 [--mode dynamic]\n"
+            << "       [--exclude PATTERN]... [--per-tensor-activations] [--check-max-abs-error E]\n";
+  std::exit(2);
+}
+
+std::vector<int64_t> parse_shape(const std::string& text) {
+  std::vector<int64_t> shape;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) {
+    try {
+      size_t used = 0;
+      const long long v = std::stoll(item, &used);
+      if (used != item.size() || v < 0) throw std::invalid_argument(item);
+      shape.push_back(v);
+    } catch (const std::exception&) {
+      usage("bad --input-shape '" + text + "': expected comma-separated sizes like 1,3,224,224");
+    }
+  }
+  if (shape.empty()) usage("--input-shape is empty");
+  return shape;
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  std::vector<std::string> positional;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--input-shape") o.shape = parse_shape(value());
+    else if (a == "--mode") o.mode = value();
+    else if (a == "--exclude") o.config.exclude.push_back(value());
+    else if (a == "--per-tensor-activations") o.config.per_row_activations = false;
+    else if (a == "--check-max-abs-error") o.max_abs_error = std::stod(value());
+    else if (a.rfind("--", 0) == 0) usage("unknown option " + a);
+    else positional.push_back(a);
+  }
+  if (positional.size() != 2) usage("expected IN.pt and OUT.pt");
+  if (o.shape.empty()) usage("--input-shape is required");
+  if (o.mode != "dynamic") usage("--mode " + o.mode + " is not available in this qext version (dynamic only)");
+  o.input = positional[0];
+  o.output = positional[1];
+  return o;
+}
+
+double median_ms(torch::jit::Module& m, const std::vector<torch::jit::IValue>& inputs) {
+  for (int i = 0; i < 3; ++i) m.forward(inputs);
+  std::vector<double> times;
+  for (int i = 0; i < 15; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    m.forward(inputs);
+    times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options opt = parse(argc, argv);
+  try {
+    torch::NoGradGuard no_grad;
+    torch::jit::Module model = qext::load(opt.input);
+    model.eval();
+    const std::vector<torch::jit::IValue> inputs{torch::ones(opt.shape)};
+    const torch::Tensor expected = model.forward(inputs).toTensor();
+
+    torch::jit::Module quantized = qext::quantize_dynamic(model, opt.config);
+    const qext::QuantizationReport report = qext::report(quantized);
+    for (const auto& layer : report.layers) {
+      std::printf("  %-40s %-7s %-6s %s\n", layer.name.c_str(), layer.kind.c_str(),
+                  layer.status.c_str(), layer.reason.c_str());
+    }
+    std::printf("%lld of %zu layers int8; weights %lld -> %lld bytes\n",
+                static_cast<long long>(report.quantized()), report.layers.size(),
+                static_cast<long long>(report.bytes_before()), static_cast<long long>(report.bytes_after()));
+
+    qext::save(quantized, opt.output);
+    torch::jit::Module reloaded = qext::load(opt.output);
+    const torch::Tensor got = reloaded.forward(inputs).toTensor();
+    const double err = (got - expected).abs().max().item<double>();
+    const double t_float = median_ms(model, inputs), t_int8 = median_ms(reloaded, inputs);
+    std::printf("saved %s (kernel path %s)\n", opt.output.c_str(), qext::active_isa().c_str());
+    std::printf("max abs error vs float: %.6g (float output max abs %.6g)\n", err,
+                expected.abs().max().item<double>());
+    std::printf("latency: float %.3f ms, int8 %.3f ms, %.2fx\n", t_float, t_int8, t_float / t_int8);
+    if (opt.max_abs_error >= 0 && !(err <= opt.max_abs_error)) {
+      std::fprintf(stderr, "quantize_model: max abs error %.6g exceeds %.6g\n", err, opt.max_abs_error);
+      return 1;
+    }
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    std::fprintf(stderr, "quantize_model: error: %s\n", what.substr(0, what.find('\n')).c_str());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,106 @@
+// The public C++ API on modules defined in C++ (no Python involved).
+#include <gtest/gtest.h>
+#include <torch/script.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "qext/qext.h"
+
+namespace {
+
+// Two Linear-like layers via F.linear and a matmul with bias, plus control flow.
+torch::jit::Module make_model() {
+  torch::manual_seed(0);
+  torch::jit::Module fc("Fc");
+  fc.register_parameter("weight", torch::randn({64, 32}) / 6, false);
+  fc.register_parameter("bias", torch::randn({64}), false);
+  fc.define(R"(
+    def forward(self, x):
+        return torch.linear(x, self.weight, self.bias)
+  )");
+  torch::jit::Module m("Model");
+  m.register_module("fc", fc);
+  m.register_parameter("w2", torch::randn({64, 16}) / 8, false);
+  m.register_parameter("b2", torch::randn({16}), false);
+  m.define(R"(
+    def forward(self, x):
+        h = torch.relu(self.fc.forward(x))
+        if bool(h.sum() > 1e9):
+            h = h * 0.5
+        return torch.matmul(h, self.w2) + self.b2
+  )");
+  return m;
+}
+
+double sqnr_db(const torch::Tensor& ref, const torch::Tensor& q) {
+  return 10 * std::log10((ref.pow(2).mean() / (ref - q).pow(2).mean()).item<double>());
+}
+
+std::filesystem::path temp_path(const std::string& name) {
+  return std::filesystem::temp_directory_path() / ("qext_test_api_" + name);
+}
+
+}  // namespace
+
+TEST(Api, QuantizeDynamicRewritesEveryLayerAndStaysAccurate) {
+  torch::jit::Module model = make_model();
+  const torch::Tensor x = torch::randn({10, 32});
+  const torch::Tensor ref = model.forward({x}).toTensor();
+  torch::jit::Module q = qext::quantize_dynamic(model);
+  const auto report = qext::report(q);
+  ASSERT_EQ(report.layers.size(), 2u);
+  EXPECT_EQ(report.layers[0].name, "fc");
+  EXPECT_EQ(report.layers[1].name, "w2");
+  EXPECT_EQ(report.quantized(), 2);
+  EXPECT_EQ(report.mode, "dynamic");
+  EXPECT_GT(sqnr_db(ref, q.forward({x}).toTensor()), 30.0);
+  // The input is untouched.
+  EXPECT_TRUE(torch::equal(model.forward({x}).toTensor(), ref));
+}
+
+TEST(Api, ConfigExcludesByName) {
+  qext::DynamicConfig cfg;
+  cfg.exclude = {"w*"};
+  const auto report = qext::report(qext::quantize_dynamic(make_model(), cfg));
+  EXPECT_EQ(report.layers[1].status, "float");
+  EXPECT_EQ(report.layers[1].reason, "excluded by pattern 'w*'");
+  EXPECT_EQ(report.layers[0].status, "int8");
+}
+
+TEST(Api, SaveLoadRoundTripKeepsOutputsAndReport) {
+  torch::jit::Module q = qext::quantize_dynamic(make_model());
+  const torch::Tensor x = torch::randn({3, 32});
+  const auto path = temp_path("roundtrip.pt");
+  qext::save(q, path.string());
+  torch::jit::Module back = qext::load(path.string());
+  EXPECT_TRUE(torch::equal(back.forward({x}).toTensor(), q.forward({x}).toTensor()));
+  EXPECT_EQ(qext::report(back).quantized(), 2);
+  std::filesystem::remove(path);
+}
+
+TEST(Api, ClearErrorsForBadFiles) {
+  const auto junk = temp_path("junk.pt");
+  std::ofstream(junk) << "not a model";
+  EXPECT_THROW(
+      {
+        try {
+          qext::load(junk.string());
+        } catch (const std::runtime_error& e) {
+          EXPECT_NE(std::string(e.what()).find("not a readable TorchScript model"), std::string::npos);
+          throw;
+        }
+      },
+      std::runtime_error);
+  EXPECT_THROW(qext::load(temp_path("missing.pt").string()), std::runtime_error);
+  EXPECT_THROW(qext::save(make_model(), "/nonexistent-dir/q.pt"), std::runtime_error);
+  std::filesystem::remove(junk);
+}
+
+TEST(Api, IsaControl) {
+  const auto isas = qext::supported_isas();
+  ASSERT_FALSE(isas.empty());
+  EXPECT_EQ(isas.front(), "ref");
+  EXPECT_THROW(qext::set_isa("sse9"), std::invalid_argument);
+  EXPECT_FALSE(qext::version().empty());
+}

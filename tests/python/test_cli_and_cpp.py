@@ -1,0 +1,91 @@
+"""The qext CLI, and models crossing between Python and the C++ example
+programs (built by the CMake build in build/python)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import qext
+from models import Block
+
+ROOT = Path(__file__).resolve().parents[2]
+CPP = ROOT / "build" / "python" / "cpp_examples"
+EXAMPLE = ROOT / "examples" / "digits_mlp.pt"
+
+
+def qext_cli(*args):
+    return subprocess.run([sys.executable, "-m", "qext.cli", *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def need_cpp_examples():
+    if not (CPP / "quantize_model").exists():
+        pytest.skip("C++ examples not built; run scripts/setup.sh (builds build/python)")
+
+
+def test_cli_quantize_prints_report_and_saves(tmp_path):
+    out = tmp_path / "q.pt"
+    result = qext_cli("quantize", EXAMPLE, out, "--mode", "dynamic", "--exclude", "layers.6")
+    assert result.returncode == 0, result.stderr
+    assert "layers.6  linear  float (excluded by pattern 'layers.6')" in result.stdout
+    assert "3 of 4 layers int8" in result.stdout
+    report = qext.report(qext.load(out))
+    assert [l.status for l in report.layers] == ["int8", "int8", "int8", "float"]
+    shown = qext_cli("report", out)
+    assert shown.returncode == 0 and "3 of 4 layers int8" in shown.stdout
+
+
+def test_cli_failures_are_one_line_and_leave_no_file(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x00" * 100)
+    out = tmp_path / "out.pt"
+    result = qext_cli("quantize", junk, out)
+    assert result.returncode == 1
+    assert result.stderr.startswith("qext: error: qext::load:") and result.stderr.count("\n") == 1
+    assert not out.exists()
+    result = qext_cli("quantize", EXAMPLE, tmp_path / "missing" / "out.pt")
+    assert result.returncode == 1 and "does not exist" in result.stderr
+    assert qext_cli("quantize", EXAMPLE, EXAMPLE).returncode == 1
+    assert qext_cli("--help").returncode == 0 and "quantize" in qext_cli("--help").stdout
+
+
+def test_python_quantized_model_runs_in_cpp(tmp_path):
+    need_cpp_examples()
+    torch.manual_seed(0)
+    q = qext.quantize_dynamic(Block(32, 64).eval())
+    path, x_path, y_path = tmp_path / "q.pt", tmp_path / "x.pt", tmp_path / "y.pt"
+    qext.save(q, path)
+    x = torch.randn(5, 32)
+    torch.save(x, x_path)  # the zip format torch::pickle_load reads
+    result = subprocess.run([CPP / "run_model", path, y_path, "--input-shape", "5,32", "--input", x_path], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    with torch.no_grad():
+        assert torch.equal(torch.load(y_path), q(x))
+
+
+def test_cpp_quantized_model_runs_in_python(tmp_path):
+    need_cpp_examples()
+    out = tmp_path / "cpp_int8.pt"
+    result = subprocess.run(
+        [CPP / "quantize_model", EXAMPLE, out, "--input-shape", "4,64", "--check-max-abs-error", "0.5"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "4 of 4 layers int8" in result.stdout
+    from_cpp = qext.load(out)
+    from_python = qext.quantize_dynamic(str(EXAMPLE))
+    x = torch.rand(4, 64) * 16
+    with torch.no_grad():
+        assert torch.equal(from_cpp(x), from_python(x))
+    assert qext.report(from_cpp).quantized == 4
+
+
+def test_cpp_example_rejects_bad_arguments(tmp_path):
+    need_cpp_examples()
+    result = subprocess.run([CPP / "quantize_model", EXAMPLE, tmp_path / "o.pt", "--input-shape", "4,x"], capture_output=True, text=True)
+    assert result.returncode == 2 and "bad --input-shape" in result.stderr
+    result = subprocess.run([CPP / "quantize_model", EXAMPLE, tmp_path / "o.pt", "--input-shape", "4,63"], capture_output=True, text=True)
+    assert result.returncode == 1 and "error" in result.stderr
+    assert not (tmp_path / "o.pt").exists()

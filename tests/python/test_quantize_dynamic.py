@@ -1,0 +1,180 @@
+"""qext.quantize_dynamic end to end: which layers it finds, what it leaves
+alone, accuracy against fp32, the report, save/load and the CLI."""
+
+import os
+
+import pytest
+import torch
+
+import qext
+from conftest import run_python, sqnr_db
+from models import Block, Nested, NoLinear, NotScriptable
+
+
+def ops_in(module: torch.jit.ScriptModule, method: str = "forward") -> list[str]:
+    return [n.kind() for n in getattr(module, method).graph.findAllNodes("qext::linear_dynamic")] + [
+        n.kind() for n in getattr(module, method).graph.nodes() if n.kind() in ("aten::linear", "aten::matmul")
+    ]
+
+
+@pytest.fixture
+def nested():
+    torch.manual_seed(0)
+    return Nested().eval()
+
+
+def test_every_linear_kind_is_quantized_and_accurate(nested):
+    x = torch.randn(10, 32)
+    q = qext.quantize_dynamic(nested)
+    kinds = ops_in(q)
+    assert kinds.count("qext::linear_dynamic") == 3 * 2 + 3  # blocks, matmul+bias, F.linear, head
+    assert "aten::linear" not in kinds and "aten::matmul" not in kinds
+    report = qext.report(q)
+    assert report.mode == "dynamic"
+    assert {l.name for l in report.layers} == {
+        *(f"blocks.{i}.fc{j}" for i in range(3) for j in (1, 2)), "proj_w", "fw", "head",
+    }
+    assert all(l.status == "int8" for l in report.layers)
+    with torch.no_grad():
+        assert sqnr_db(nested(x), q(x)) > 30.0
+        assert sqnr_db(nested.embed(x), q.embed(x)) > 30.0  # the second method too
+
+
+def test_input_model_is_unchanged(nested):
+    script = torch.jit.script(nested)
+    before = {k: v.clone() for k, v in script.state_dict().items()}
+    graph_before = str(script.graph)
+    qext.quantize_dynamic(script)
+    assert str(script.graph) == graph_before
+    assert all(torch.equal(before[k], v) for k, v in script.state_dict().items())
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_traced_model(nested):
+    x = torch.randn(4, 32)
+    traced = torch.jit.trace(nested, x)
+    q = qext.quantize_dynamic(traced)
+    assert qext.report(q).quantized == 9
+    with torch.no_grad():
+        assert sqnr_db(nested(x), q(x)) > 30.0
+
+
+def test_config_selects_layers(nested):
+    cfg = qext.DynamicConfig(exclude=["blocks.1.*", "head"], min_weight_elements=200, quantize_matmul=False)
+    rows = {l.name: l for l in qext.report(qext.quantize_dynamic(nested, cfg)).layers}
+    assert rows["blocks.1.fc1"].status == "float" and "excluded by pattern 'blocks.1.*'" in rows["blocks.1.fc1"].reason
+    assert rows["head"].status == "float"
+    assert rows["fw"].status == "float" and "min_weight_elements" in rows["fw"].reason
+    assert "proj_w" not in rows  # matmul not considered
+    assert rows["blocks.0.fc1"].status == rows["blocks.2.fc2"].status == "int8"
+
+    rows = {l.name: l for l in qext.report(qext.quantize_dynamic(nested, qext.DynamicConfig(include=["blocks.2.*"]))).layers}
+    assert [n for n, l in rows.items() if l.status == "int8"] == ["blocks.2.fc1", "blocks.2.fc2"]
+
+    rows = qext.report(qext.quantize_dynamic(nested, qext.DynamicConfig(module_types=["Linear"]))).layers
+    assert {l.name for l in rows if l.status == "int8"} == {*(f"blocks.{i}.fc{j}" for i in range(3) for j in (1, 2)), "head"}
+
+
+def test_mixed_decisions_on_one_shared_class(nested):
+    # blocks.* share one TorchScript class; excluding one instance must not
+    # change the others.
+    x = torch.randn(6, 32)
+    q = qext.quantize_dynamic(nested, qext.DynamicConfig(exclude=["blocks.0.*"]))
+    with torch.no_grad():
+        want = nested.blocks[0](x)
+        assert torch.allclose(q.embed(x), want, atol=1e-6)  # embed uses blocks[0]: still float
+
+
+def test_granularity_options(nested):
+    x = torch.randn(16, 32)
+    with torch.no_grad():
+        ref = nested(x)
+        for cfg in (qext.DynamicConfig(weight_granularity="per_tensor"), qext.DynamicConfig(per_row_activations=False)):
+            assert sqnr_db(ref, qext.quantize_dynamic(nested, cfg)(x)) > 25.0
+    with pytest.raises(ValueError, match="weight_granularity"):
+        qext.quantize_dynamic(nested, qext.DynamicConfig(weight_granularity="per_row"))
+    with pytest.raises(TypeError, match="list of strings"):
+        qext.quantize_dynamic(nested, qext.DynamicConfig(exclude="head"))
+
+
+def test_weights_shrink_on_disk(tmp_path):
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.ReLU(), torch.nn.Linear(512, 256)).eval()
+    float_path, int8_path = tmp_path / "f.pt", tmp_path / "q.pt"
+    torch.jit.save(torch.jit.script(model), str(float_path))
+    q = qext.quantize_dynamic(str(float_path))
+    qext.save(q, int8_path)
+    ratio = os.path.getsize(float_path) / os.path.getsize(int8_path)
+    assert ratio > 3.3, ratio
+    assert qext.report(q).bytes_before / qext.report(q).bytes_after > 3.9
+
+
+def test_save_load_round_trip_in_a_fresh_process(nested, tmp_path):
+    x = torch.randn(3, 32)
+    q = qext.quantize_dynamic(nested)
+    with torch.no_grad():
+        want = q(x)
+    path = tmp_path / "q.pt"
+    qext.save(q, path)
+    torch.save({"x": x, "want": want}, tmp_path / "io.pt")
+    code = (
+        "import torch, qext\n"
+        f"m = qext.load({str(path)!r}); d = torch.load({str(tmp_path / 'io.pt')!r})\n"
+        "assert torch.equal(m(d['x']), d['want'])\n"
+        "r = qext.report(m); print(r.mode, r.quantized)\n"
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["dynamic", "9"]
+
+
+def test_nothing_to_quantize_is_a_report_not_an_error():
+    q = qext.quantize_dynamic(NoLinear())
+    report = qext.report(q)
+    assert report.layers == []
+    assert "nothing to quantize" in str(report)
+
+
+def test_tracing_fallback_and_its_errors():
+    model = NotScriptable().eval()
+    with pytest.raises(ValueError, match="pass example_inputs"):
+        qext.quantize_dynamic(model)
+    q = qext.quantize_dynamic(model, example_inputs=torch.randn(2, 16))
+    assert qext.report(q).quantized == 1
+    with pytest.raises(ValueError, match="example_inputs"):
+        qext.quantize_dynamic(model, example_inputs=torch.randn(2, 5))
+    assert model.training is False
+    with pytest.raises(TypeError, match="expected an nn.Module"):
+        qext.quantize_dynamic(42)
+
+
+def test_bad_files_give_clear_errors(tmp_path):
+    not_ts = tmp_path / "notes.pt"
+    not_ts.write_text("hello")
+    with pytest.raises(ValueError, match="not a readable TorchScript model"):
+        qext.quantize_dynamic(str(not_ts))
+    good = tmp_path / "good.pt"
+    torch.jit.save(torch.jit.script(Block()), str(good))
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ValueError, match="not a readable TorchScript model"):
+        qext.load(truncated)
+    with pytest.raises(FileNotFoundError):
+        qext.load(tmp_path / "missing.pt")
+
+
+def test_unwritable_output_leaves_nothing(tmp_path):
+    q = qext.quantize_dynamic(Block())
+    with pytest.raises(OSError, match="does not exist"):
+        qext.save(q, tmp_path / "no" / "such" / "dir" / "q.pt")
+    # /proc refuses new files even to root.
+    with pytest.raises(OSError, match="cannot write '/proc/qext-test.pt'"):
+        qext.save(q, "/proc/qext-test.pt")
+    assert not os.path.exists("/proc/qext-test.pt")
+    existing = tmp_path / "existing.pt"
+    existing.write_bytes(b"old contents")
+    qext.save(q, existing)
+    assert qext.report(qext.load(existing)).quantized == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["existing.pt"]  # no temporary left behind
+    with pytest.raises(OSError, match="is a folder"):
+        qext.save(q, tmp_path)
