@@ -5,10 +5,12 @@
 #include <torch/csrc/jit/passes/inliner.h>
 
 #include <map>
+#include <set>
 
 #include "ops/packed_linear_weight.h"
 #include "passes/attr_chain.h"
 #include "passes/name_match.h"
+#include "passes/native_fast_paths.h"
 
 namespace qext::passes {
 
@@ -185,6 +187,9 @@ std::vector<LayerReport> rewrite_dynamic_linears(Module& root, const DynamicConf
       }
       if (rows[row_of[key]].status == "int8") rewrite(*graph, c, packed_attr[key], cfg.per_row_activations);
     }
+    std::set<std::string> quantized_names;
+    for (const AttrRef& ref : quantized_weights) quantized_names.insert(ref.qualified());
+    disable_native_fast_paths(root, *graph, quantized_names);
     torch::jit::EliminateDeadCode(graph);
   }
 

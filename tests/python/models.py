@@ -62,3 +62,8 @@ class NotScriptable(nn.Module):
 
     def forward(self, x):
         return self.fc(x) * len(self.extra)
+
+
+def transformer_encoder(d_model: int = 64, heads: int = 4, ffn: int = 128, layers: int = 2) -> nn.Module:
+    layer = nn.TransformerEncoderLayer(d_model, heads, ffn, batch_first=True)
+    return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False).eval()

@@ -8,7 +8,7 @@ import torch
 
 import qext
 from conftest import run_python, sqnr_db
-from models import Block, Nested, NoLinear, NotScriptable
+from models import Block, Nested, NoLinear, NotScriptable, transformer_encoder
 
 
 def ops_in(module: torch.jit.ScriptModule, method: str = "forward") -> list[str]:
@@ -178,3 +178,24 @@ def test_unwritable_output_leaves_nothing(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["existing.pt"]  # no temporary left behind
     with pytest.raises(OSError, match="is a folder"):
         qext.save(q, tmp_path)
+
+
+def test_transformer_encoder_runs_int8_not_its_float_fast_path():
+    # nn.TransformerEncoderLayer / MultiheadAttention pick a fused float kernel
+    # in eval mode; qext must pin them to the op-by-op path it rewrote.
+    torch.manual_seed(2)
+    model = transformer_encoder()
+    x = torch.randn(3, 7, 64)
+    q = qext.quantize_dynamic(model)
+    graph = str(q.graph)
+    assert "_transformer_encoder_layer_fwd" not in graph and "_native_multi_head_attention" not in graph
+    assert qext.report(q).quantized == 2 * 4  # in_proj, out_proj, linear1, linear2 per layer
+    with torch.no_grad():
+        ref, out = model(x), q(x)
+        assert not torch.equal(ref, out)  # int8 really ran
+        assert sqnr_db(ref, out) > 25.0
+        # separate query/key/value tensors take the branch with computed weights, still in float
+        mha = model.layers[0].self_attn
+        qm = qext.quantize_dynamic(mha)
+        k = torch.randn(3, 7, 64)
+        assert sqnr_db(mha(x, k, k)[0], qm(x, k, k)[0]) > 25.0
