@@ -38,7 +38,7 @@ c10::intrusive_ptr<PackedLinearWeight> PackedLinearWeight::from_float(const at::
   TORCH_CHECK(weight.scalar_type() == at::kFloat,
               "qext::quantize_linear_weight: expected a float32 weight; got ", weight.scalar_type());
   const std::optional<int64_t> axis = per_channel ? std::optional<int64_t>(0) : std::nullopt;
-  auto [scale, zp] = quant::choose_qparams(weight, axis, -127, 127, /*symmetric=*/true);
+  auto [scale, zp] = quant::tensor_qparams(weight, axis, -127, 127, /*symmetric=*/true);
   at::Tensor q = quant::quantize(weight, scale, zp, axis, -127, 127);
   at::Tensor scales = per_channel ? scale : scale.reshape({1}).expand({weight.size(0)});
   return c10::make_intrusive<PackedLinearWeight>(q, scales);

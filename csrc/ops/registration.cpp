@@ -7,6 +7,7 @@
 #include "kernels/isa.h"
 #include "kernels/qgemm.h"
 #include "ops/linear_dynamic.h"
+#include "ops/observer_class.h"
 #include "ops/packed_linear_weight.h"
 #include "quant/tensor_quant.h"
 
@@ -61,6 +62,8 @@ TORCH_LIBRARY(qext, m) {
             return PackedLinearWeight::from_state(std::move(state));
           });
 
+  register_observer_class(m);
+
   m.def("choose_qparams(Tensor x, int? axis=None, int qmin=0, int qmax=255, bool symmetric=False) -> (Tensor, Tensor)");
   m.def("quantize(Tensor x, Tensor scale, Tensor zero_point, int? axis=None, int qmin=0, int qmax=255) -> Tensor");
   m.def("dequantize(Tensor q, Tensor scale, Tensor zero_point, int? axis=None) -> Tensor");
@@ -71,7 +74,7 @@ TORCH_LIBRARY(qext, m) {
 }
 
 TORCH_LIBRARY_IMPL(qext, CPU, m) {
-  m.impl("choose_qparams", &quant::choose_qparams);
+  m.impl("choose_qparams", &quant::tensor_qparams);
   m.impl("quantize", &quant::quantize);
   m.impl("dequantize", &quant::dequantize);
   m.impl("fake_quantize", &quant::fake_quantize);

@@ -92,7 +92,7 @@ void parallel_channels(const ChannelView& v, Fn fn) {
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> choose_qparams(const at::Tensor& x, std::optional<int64_t> axis,
+std::tuple<at::Tensor, at::Tensor> tensor_qparams(const at::Tensor& x, std::optional<int64_t> axis,
                                                   int64_t qmin, int64_t qmax, bool symmetric) {
   constexpr const char* op = "qext::choose_qparams";
   check_float_input(op, x);

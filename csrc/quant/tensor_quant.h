@@ -11,7 +11,7 @@ namespace qext::quant {
 
 // Scale (float32) and zero point (int32) from x's range: shape [] per tensor,
 // [x.size(axis)] per channel. Errors on NaN/Inf or an empty tensor.
-std::tuple<at::Tensor, at::Tensor> choose_qparams(const at::Tensor& x, std::optional<int64_t> axis,
+std::tuple<at::Tensor, at::Tensor> tensor_qparams(const at::Tensor& x, std::optional<int64_t> axis,
                                                   int64_t qmin, int64_t qmax, bool symmetric);
 
 // uint8 output when qmin >= 0, else int8.

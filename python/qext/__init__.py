@@ -19,6 +19,7 @@ from .isa import active_isa, set_isa, supported_isas
 from .linear import linear_dynamic, quantize_linear_weight
 from .model_io import load, save
 from .numerics import choose_qparams, dequantize, fake_quantize, quantize
+from .observers import make_observer
 from .report import LayerReport, QuantizationReport, report
 
 __version__ = _C.version()
@@ -37,6 +38,7 @@ __all__ = [
     "fake_quantize",
     "linear_dynamic",
     "load",
+    "make_observer",
     "quantize",
     "quantize_dynamic",
     "quantize_linear_weight",
