@@ -8,6 +8,8 @@
 #include "kernels/qgemm.h"
 #include "ops/linear_dynamic.h"
 #include "ops/observer_class.h"
+#include "ops/packed_conv_weight.h"
+#include "ops/static_int8.h"
 #include "ops/packed_linear_weight.h"
 #include "quant/tensor_quant.h"
 
@@ -63,6 +65,14 @@ TORCH_LIBRARY(qext, m) {
           });
 
   register_observer_class(m);
+  m.class_<PackedConvWeight>("PackedConvWeight")
+      .def(torch::init<at::Tensor, at::Tensor, std::vector<int64_t>, std::vector<int64_t>,
+                       std::vector<int64_t>, int64_t>())
+      .def("weight", &PackedConvWeight::weight)
+      .def("scales", [](const c10::intrusive_ptr<PackedConvWeight>& self) { return self->scales(); })
+      .def_pickle(
+          [](const c10::intrusive_ptr<PackedConvWeight>& self) { return self->state(); },
+          [](PackedConvWeight::State state) { return PackedConvWeight::from_state(std::move(state)); });
 
   m.def("choose_qparams(Tensor x, int? axis=None, int qmin=0, int qmax=255, bool symmetric=False) -> (Tensor, Tensor)");
   m.def("quantize(Tensor x, Tensor scale, Tensor zero_point, int? axis=None, int qmin=0, int qmax=255) -> Tensor");
@@ -70,6 +80,9 @@ TORCH_LIBRARY(qext, m) {
   m.def("fake_quantize(Tensor x, Tensor scale, Tensor zero_point, int? axis=None, int qmin=0, int qmax=255) -> Tensor");
   m.def("quantize_linear_weight(Tensor weight, bool per_channel=True) -> __torch__.torch.classes.qext.PackedLinearWeight");
   m.def("linear_dynamic(Tensor input, __torch__.torch.classes.qext.PackedLinearWeight weight, Tensor? bias=None, bool per_row=False, bool relu=False) -> Tensor");
+  m.def("quantize_conv_weight(Tensor weight, int[] stride, int[] padding, int[] dilation, int groups) -> __torch__.torch.classes.qext.PackedConvWeight");
+  m.def("conv2d_int8(Tensor x, float x_scale, int x_zero_point, __torch__.torch.classes.qext.PackedConvWeight weight, Tensor? bias, float out_scale, int out_zero_point, bool relu=False) -> Tensor");
+  m.def("linear_int8(Tensor x, float x_scale, int x_zero_point, __torch__.torch.classes.qext.PackedLinearWeight weight, Tensor? bias, float out_scale, int out_zero_point, bool relu=False) -> Tensor");
   m.def("_qgemm_int32(Tensor a, Tensor a_zero_point, Tensor w, str isa) -> Tensor");
 }
 
@@ -81,6 +94,9 @@ TORCH_LIBRARY_IMPL(qext, CPU, m) {
   m.impl("linear_dynamic", &linear_dynamic);
   m.impl("_qgemm_int32", &qgemm_int32);
   m.impl("quantize_linear_weight", &quantize_linear_weight);
+  m.impl("quantize_conv_weight", &PackedConvWeight::from_float);
+  m.impl("conv2d_int8", &conv2d_int8);
+  m.impl("linear_int8", &linear_int8);
 }
 
 

@@ -20,6 +20,7 @@ from .linear import linear_dynamic, quantize_linear_weight
 from .model_io import load, save
 from .numerics import choose_qparams, dequantize, fake_quantize, quantize
 from .observers import make_observer
+from .static_ops import conv2d_int8, linear_int8, quantize_conv_weight
 from .report import LayerReport, QuantizationReport, report
 
 __version__ = _C.version()
@@ -34,12 +35,15 @@ __all__ = [
     "QuantizationReport",
     "active_isa",
     "choose_qparams",
+    "conv2d_int8",
     "dequantize",
     "fake_quantize",
     "linear_dynamic",
+    "linear_int8",
     "load",
     "make_observer",
     "quantize",
+    "quantize_conv_weight",
     "quantize_dynamic",
     "quantize_linear_weight",
     "report",

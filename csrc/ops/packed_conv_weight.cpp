@@ -1,0 +1,90 @@
+#include "ops/packed_conv_weight.h"
+
+#include <ATen/ATen.h>
+
+#include "quant/tensor_quant.h"
+
+namespace qext::ops {
+
+namespace {
+
+constexpr const char* kClass = "qext::PackedConvWeight";
+
+std::array<int64_t, 2> pair_of(const std::vector<int64_t>& v, const char* what, int64_t min) {
+  TORCH_CHECK(v.size() == 1 || v.size() == 2, kClass, ": ", what, " needs 1 or 2 values; got ", v.size());
+  std::array<int64_t, 2> p{v[0], v.size() == 2 ? v[1] : v[0]};
+  TORCH_CHECK(p[0] >= min && p[1] >= min, kClass, ": ", what, " must be >= ", min);
+  return p;
+}
+
+}  // namespace
+
+PackedConvWeight::PackedConvWeight(const at::Tensor& weight, const at::Tensor& scales,
+                                   std::vector<int64_t> stride, std::vector<int64_t> padding,
+                                   std::vector<int64_t> dilation, int64_t groups)
+    : groups_(groups),
+      stride_(pair_of(stride, "stride", 1)),
+      padding_(pair_of(padding, "padding", 0)),
+      dilation_(pair_of(dilation, "dilation", 1)),
+      scales_(scales.to(at::kFloat).contiguous().clone()) {
+  TORCH_CHECK(weight.dim() == 4 && weight.scalar_type() == at::kChar, kClass,
+              ": expected an int8 weight [Cout, Cin/groups, KH, KW]; got ", weight.scalar_type(),
+              " of shape ", weight.sizes());
+  TORCH_CHECK(groups >= 1 && weight.size(0) % groups == 0, kClass, ": groups=", groups,
+              " must divide Cout=", weight.size(0));
+  out_channels_ = weight.size(0);
+  in_per_group_ = weight.size(1);
+  kh_ = weight.size(2);
+  kw_ = weight.size(3);
+  TORCH_CHECK(scales_.dim() == 1 && scales_.numel() == out_channels_, kClass, ": expected ",
+              out_channels_, " scales; got shape ", scales.sizes());
+  TORCH_CHECK(at::all(at::isfinite(scales_) & (scales_ > 0)).item<bool>(), kClass,
+              ": scales must be finite and > 0");
+  // GEMM layout per group: rows = output channels, columns in (kh, kw, c) order
+  // to match channels-last activations.
+  const int64_t per_group = out_channels_ / groups;
+  const at::Tensor gemm_w = weight.permute({0, 2, 3, 1}).contiguous().reshape({out_channels_, -1});
+  const kernels::Isa isa = kernels::active_isa();
+  for (int64_t g = 0; g < groups; ++g) {
+    const at::Tensor wg = gemm_w.narrow(0, g * per_group, per_group).contiguous();
+    packed_.emplace_back(wg.data_ptr<int8_t>(), per_group, wg.size(1), isa);
+  }
+}
+
+c10::intrusive_ptr<PackedConvWeight> PackedConvWeight::from_float(const at::Tensor& weight,
+                                                                  std::vector<int64_t> stride,
+                                                                  std::vector<int64_t> padding,
+                                                                  std::vector<int64_t> dilation,
+                                                                  int64_t groups) {
+  TORCH_CHECK(weight.dim() == 4 && weight.scalar_type() == at::kFloat,
+              "qext::quantize_conv_weight: expected a float32 weight [Cout, Cin/groups, KH, KW]; got ",
+              weight.scalar_type(), " of shape ", weight.sizes());
+  auto [scale, zp] = quant::tensor_qparams(weight, 0, -127, 127, /*symmetric=*/true);
+  const at::Tensor q = quant::quantize(weight, scale, zp, 0, -127, 127);
+  return c10::make_intrusive<PackedConvWeight>(q, scale, std::move(stride), std::move(padding),
+                                               std::move(dilation), groups);
+}
+
+at::Tensor PackedConvWeight::weight() const {
+  const int64_t per_group = out_channels_ / groups_;
+  at::Tensor gemm_w = at::empty({out_channels_, kh_ * kw_ * in_per_group_}, at::kChar);
+  for (int64_t g = 0; g < groups_; ++g) {
+    packed_[g].unpack(gemm_w.data_ptr<int8_t>() + g * per_group * gemm_w.size(1));
+  }
+  return gemm_w.reshape({out_channels_, kh_, kw_, in_per_group_}).permute({0, 3, 1, 2}).contiguous();
+}
+
+PackedConvWeight::State PackedConvWeight::state() const {
+  return {kFormatVersion, weight(), scales_, {stride_[0], stride_[1]}, {padding_[0], padding_[1]},
+          {dilation_[0], dilation_[1]}, groups_};
+}
+
+c10::intrusive_ptr<PackedConvWeight> PackedConvWeight::from_state(State s) {
+  TORCH_CHECK(std::get<0>(s) == kFormatVersion, kClass, ": saved with format version ",
+              std::get<0>(s), ", this qext reads version ", kFormatVersion,
+              "; re-quantize the model with this qext version");
+  return c10::make_intrusive<PackedConvWeight>(std::get<1>(s), std::get<2>(s), std::get<3>(s),
+                                               std::get<4>(s), std::get<5>(s), std::get<6>(s));
+}
+
+}  // namespace qext::ops

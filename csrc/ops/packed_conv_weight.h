@@ -1,0 +1,54 @@
+// The int8 weight of one Conv2d layer with its geometry, packed per group for
+// this CPU. TorchScript: __torch__.torch.classes.qext.PackedConvWeight. Pickled
+// portably as (format version, int8 weight [Cout, Cin/groups, KH, KW], float
+// scales [Cout], stride, padding, dilation, groups).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <torch/custom_class.h>
+
+#include <array>
+#include <vector>
+
+#include "kernels/qgemm.h"
+
+namespace qext::ops {
+
+class PackedConvWeight : public torch::CustomClassHolder {
+ public:
+  static constexpr int64_t kFormatVersion = 1;
+  using State = std::tuple<int64_t, at::Tensor, at::Tensor, std::vector<int64_t>,
+                           std::vector<int64_t>, std::vector<int64_t>, int64_t>;
+
+  PackedConvWeight(const at::Tensor& weight, const at::Tensor& scales, std::vector<int64_t> stride,
+                   std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t groups);
+  // Symmetric int8 [-127, 127] per output channel from a float weight.
+  static c10::intrusive_ptr<PackedConvWeight> from_float(const at::Tensor& weight,
+                                                         std::vector<int64_t> stride,
+                                                         std::vector<int64_t> padding,
+                                                         std::vector<int64_t> dilation,
+                                                         int64_t groups);
+  static c10::intrusive_ptr<PackedConvWeight> from_state(State state);
+
+  State state() const;
+  at::Tensor weight() const;  // int8 [Cout, Cin/groups, KH, KW]
+  const at::Tensor& scales() const { return scales_; }
+  int64_t out_channels() const { return out_channels_; }
+  int64_t in_channels() const { return in_per_group_ * groups_; }
+  int64_t groups() const { return groups_; }
+  int64_t kh() const { return kh_; }
+  int64_t kw() const { return kw_; }
+  const std::array<int64_t, 2>& stride() const { return stride_; }
+  const std::array<int64_t, 2>& padding() const { return padding_; }
+  const std::array<int64_t, 2>& dilation() const { return dilation_; }
+  // GEMM weights of group g: [Cout/groups, KH*KW*Cin/groups] in (kh, kw, c) order.
+  const kernels::PackedWeights& group(int64_t g) const { return packed_[g]; }
+
+ private:
+  int64_t out_channels_, in_per_group_, kh_, kw_, groups_;
+  std::array<int64_t, 2> stride_, padding_, dilation_;
+  std::vector<kernels::PackedWeights> packed_;
+  at::Tensor scales_;
+};
+
+}  // namespace qext::ops

@@ -1,0 +1,154 @@
+#include "ops/static_int8.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "ops/parallel_qgemm.h"
+
+namespace qext::ops {
+
+namespace {
+
+void check_qparams(const char* op, const char* what, double scale, int64_t zero_point) {
+  TORCH_CHECK(std::isfinite(scale) && scale > 0, op, ": ", what, " scale must be finite and > 0; got ", scale);
+  TORCH_CHECK(zero_point >= 0 && zero_point <= 255, op, ": ", what,
+              " zero point must be in [0, 255] for uint8; got ", zero_point);
+}
+
+at::Tensor checked_bias(const char* op, const std::optional<at::Tensor>& bias, int64_t n) {
+  if (!bias || !bias->defined()) return {};
+  TORCH_CHECK(bias->scalar_type() == at::kFloat && bias->dim() == 1 && bias->size(0) == n, op,
+              ": expected a float32 bias of shape [", n, "]; got ", bias->scalar_type(), " of shape ",
+              bias->sizes());
+  return bias->contiguous();
+}
+
+kernels::Epilogue requant_epilogue(const float* row_scale, const float* col_scale, const float* bias,
+                                   double out_scale, int64_t out_zero_point, bool relu) {
+  kernels::Epilogue ep;
+  ep.output = kernels::Epilogue::Output::Uint8;
+  ep.row_scale = row_scale;
+  ep.col_scale = col_scale;
+  ep.bias = bias;
+  if (relu) ep.clamp_min = 0.0f;
+  ep.out_scale = static_cast<float>(out_scale);
+  ep.out_zero_point = static_cast<int32_t>(out_zero_point);
+  return ep;
+}
+
+}  // namespace
+
+at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point,
+                       const c10::intrusive_ptr<PackedConvWeight>& w,
+                       const std::optional<at::Tensor>& bias, double out_scale,
+                       int64_t out_zero_point, bool relu) {
+  constexpr const char* op = "qext::conv2d_int8";
+  TORCH_CHECK(w, op, ": weight is None");
+  TORCH_CHECK(x.scalar_type() == at::kByte && x.dim() == 4, op,
+              ": expected uint8 activations [N, C, H, W]; got ", x.scalar_type(), " of shape ", x.sizes());
+  TORCH_CHECK(x.size(1) == w->in_channels(), op, ": input has ", x.size(1), " channels, the weight expects ",
+              w->in_channels());
+  check_qparams(op, "input", x_scale, x_zero_point);
+  check_qparams(op, "output", out_scale, out_zero_point);
+  const at::Tensor b = checked_bias(op, bias, w->out_channels());
+
+  const int64_t n_img = x.size(0), c = x.size(1), h = x.size(2), wd = x.size(3);
+  const auto [sh, sw] = w->stride();
+  const auto [ph, pw] = w->padding();
+  const auto [dh, dw] = w->dilation();
+  const int64_t kh = w->kh(), kw = w->kw(), groups = w->groups();
+  const int64_t oh = (h + 2 * ph - dh * (kh - 1) - 1) / sh + 1;
+  const int64_t ow = (wd + 2 * pw - dw * (kw - 1) - 1) / sw + 1;
+  TORCH_CHECK(oh > 0 && ow > 0, op, ": input ", x.sizes(), " is smaller than the kernel ", kh, "x", kw,
+              " (after padding and dilation)");
+  const int64_t cout = w->out_channels(), cg = c / groups, coutg = cout / groups;
+  const int64_t k = kh * kw * cg, pixels = oh * ow;
+
+  const at::Tensor xc = x.contiguous(at::MemoryFormat::ChannelsLast);  // NHWC bytes
+  at::Tensor out = at::empty({n_img, cout, oh, ow}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  if (out.numel() == 0) return out;
+  const uint8_t* xp = xc.data_ptr<uint8_t>();
+  uint8_t* outp = out.data_ptr<uint8_t>();
+  const float* scales = w->scales().data_ptr<float>();
+  const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
+
+  // Output pixels in chunks; each chunk's patches are gathered (im2col, in
+  // (kh, kw, c) order, padding = the input zero point) and multiplied per group.
+  constexpr int64_t kRowsPerTask = 96;
+  const int64_t chunks = (pixels + kRowsPerTask - 1) / kRowsPerTask;
+  const std::vector<float> row_scale(kRowsPerTask, static_cast<float>(x_scale));
+  const std::vector<int32_t> row_zp(kRowsPerTask, static_cast<int32_t>(x_zero_point));
+  at::parallel_for(0, n_img * chunks, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<uint8_t> patches(kRowsPerTask * k);
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t n = t / chunks, m0 = (t % chunks) * kRowsPerTask;
+      const int64_t rows = std::min(kRowsPerTask, pixels - m0);
+      for (int64_t g = 0; g < groups; ++g) {
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t y = (m0 + r) / ow, xo = (m0 + r) % ow;
+          for (int64_t i = 0; i < kh; ++i) {
+            for (int64_t j = 0; j < kw; ++j) {
+              uint8_t* dst = patches.data() + r * k + (i * kw + j) * cg;
+              const int64_t iy = y * sh - ph + i * dh, ix = xo * sw - pw + j * dw;
+              if (iy < 0 || iy >= h || ix < 0 || ix >= wd) {
+                std::memset(dst, static_cast<int>(x_zero_point), cg);
+              } else {
+                std::memcpy(dst, xp + ((n * h + iy) * wd + ix) * c + g * cg, cg);
+              }
+            }
+          }
+        }
+        const kernels::Epilogue ep = requant_epilogue(row_scale.data(), scales + g * coutg,
+                                                      bp ? bp + g * coutg : nullptr, out_scale,
+                                                      out_zero_point, relu);
+        kernels::GemmArgs args;
+        args.a = patches.data();
+        args.lda = k;
+        args.a_zero_point = row_zp.data();
+        args.c = outp + (n * pixels + m0) * cout + g * coutg;
+        args.ldc = cout;
+        kernels::qgemm(args, w->group(g), ep, 0, rows, 0, w->group(g).num_blocks());
+      }
+    }
+  });
+  return out;
+}
+
+at::Tensor linear_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point,
+                       const c10::intrusive_ptr<PackedLinearWeight>& w,
+                       const std::optional<at::Tensor>& bias, double out_scale,
+                       int64_t out_zero_point, bool relu) {
+  constexpr const char* op = "qext::linear_int8";
+  TORCH_CHECK(w, op, ": weight is None");
+  const int64_t k = w->in_features(), n = w->out_features();
+  TORCH_CHECK(x.scalar_type() == at::kByte && x.dim() >= 1 && x.size(-1) == k, op,
+              ": expected uint8 activations [..., ", k, "]; got ", x.scalar_type(), " of shape ", x.sizes());
+  check_qparams(op, "input", x_scale, x_zero_point);
+  check_qparams(op, "output", out_scale, out_zero_point);
+  const at::Tensor b = checked_bias(op, bias, n);
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = n;
+  at::Tensor out = at::empty(shape, x.options());
+  const int64_t m = x.numel() / k;
+  if (m == 0) return out;
+  const at::Tensor xc = x.contiguous();
+  const std::vector<float> row_scale(m, static_cast<float>(x_scale));
+  const std::vector<int32_t> row_zp(m, static_cast<int32_t>(x_zero_point));
+  const kernels::Epilogue ep = requant_epilogue(row_scale.data(), w->scales().data_ptr<float>(),
+                                                b.defined() ? b.data_ptr<float>() : nullptr,
+                                                out_scale, out_zero_point, relu);
+  kernels::GemmArgs args;
+  args.a = xc.data_ptr<uint8_t>();
+  args.lda = k;
+  args.a_zero_point = row_zp.data();
+  args.c = out.data_ptr<uint8_t>();
+  args.ldc = n;
+  parallel_qgemm(args, w->packed(), ep, m);
+  return out;
+}
+
+}  // namespace qext::ops

@@ -1,0 +1,28 @@
+// Static-quantization ops: uint8 activations in and out, with one (scale, zero
+// point) per tensor known ahead of time (from calibration). Bias, ReLU and the
+// requantization to the output's qparams are fused into the GEMM epilogue.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+
+#include "ops/packed_conv_weight.h"
+#include "ops/packed_linear_weight.h"
+
+namespace qext::ops {
+
+// x: uint8 [N, C, H, W] (any memory format); returns uint8 [N, Cout, OH, OW] in
+// channels-last memory format.
+at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point,
+                       const c10::intrusive_ptr<PackedConvWeight>& weight,
+                       const std::optional<at::Tensor>& bias, double out_scale,
+                       int64_t out_zero_point, bool relu);
+
+// x: uint8 [..., K]; returns uint8 [..., N].
+at::Tensor linear_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point,
+                       const c10::intrusive_ptr<PackedLinearWeight>& weight,
+                       const std::optional<at::Tensor>& bias, double out_scale,
+                       int64_t out_zero_point, bool relu);
+
+}  // namespace qext::ops

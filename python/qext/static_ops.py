@@ -1,0 +1,39 @@
+"""int8-in, int8-out ops for static quantization (uint8 activations with one
+scale and zero point per tensor, from calibration). Building blocks of the
+static quantization flow; bias, ReLU and requantization are fused."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from . import _C  # noqa: F401  (registers torch.ops.qext)
+
+
+def _pair(v: int | Sequence[int]) -> list[int]:
+    return [v, v] if isinstance(v, int) else list(v)
+
+
+def quantize_conv_weight(weight: torch.Tensor, stride=1, padding=0, dilation=1, groups: int = 1):
+    """Quantize a float Conv2d weight ``[Cout, Cin/groups, KH, KW]`` to symmetric
+    int8 per output channel and pack it, with the conv's geometry, for this CPU.
+    Returns a ``torch.classes.qext.PackedConvWeight`` (pickles portably)."""
+    return torch.ops.qext.quantize_conv_weight(weight.detach(), _pair(stride), _pair(padding), _pair(dilation), groups)
+
+
+def conv2d_int8(x: torch.Tensor, x_scale: float, x_zero_point: int, weight, bias: torch.Tensor | None,
+                out_scale: float, out_zero_point: int, relu: bool = False) -> torch.Tensor:
+    """uint8 ``[N, C, H, W]`` -> uint8 ``[N, Cout, OH, OW]`` (channels-last memory).
+
+    ``out = quantize(relu?(conv(dequantize(x), W) + bias), out_scale, out_zero_point)``
+    with exact int32 accumulation and qext's rounding rule.
+    """
+    return torch.ops.qext.conv2d_int8(x, x_scale, x_zero_point, weight, bias, out_scale, out_zero_point, relu)
+
+
+def linear_int8(x: torch.Tensor, x_scale: float, x_zero_point: int, weight, bias: torch.Tensor | None,
+                out_scale: float, out_zero_point: int, relu: bool = False) -> torch.Tensor:
+    """uint8 ``[..., K]`` -> uint8 ``[..., N]`` with a weight from
+    :func:`qext.quantize_linear_weight`, requantized to (out_scale, out_zero_point)."""
+    return torch.ops.qext.linear_int8(x, x_scale, x_zero_point, weight, bias, out_scale, out_zero_point, relu)

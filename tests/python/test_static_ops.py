@@ -1,0 +1,113 @@
+"""Static int8 ops (uint8 in, uint8 out): exact against the integer math done
+here in float64, identical on every kernel path, and close to float."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import qext
+from conftest import run_python, sqnr_db
+
+
+def quantize_input(x):
+    scale, zp = qext.choose_qparams(x)
+    return qext.quantize(x, scale, zp), scale.item(), int(zp.item())
+
+
+def requantize_reference(acc, x_scale, w_scales, bias, out_scale, out_zp, relu, channel_dim):
+    """The epilogue in float32, in the kernels' order: float(acc) * (sx * sw) + b."""
+    shape = [1] * acc.dim()
+    shape[channel_dim] = -1
+    mult = (torch.tensor(x_scale, dtype=torch.float32) * w_scales).reshape(shape)
+    v = acc.to(torch.float32) * mult
+    if bias is not None:
+        v = v + bias.reshape(shape)
+    if relu:
+        v = v.clamp_min(0)
+    q = torch.round(v / torch.tensor(out_scale, dtype=torch.float32)) + out_zp
+    return q.clamp(0, 255).to(torch.uint8)
+
+
+CONV_CASES = [
+    # (N, C, H, W, Cout, k, stride, padding, dilation, groups)
+    (2, 3, 9, 11, 8, 3, 1, 1, 1, 1),
+    (1, 16, 8, 8, 32, 1, 1, 0, 1, 1),
+    (2, 8, 10, 7, 12, 3, 2, 0, 1, 4),
+    (1, 6, 12, 12, 6, 3, 1, 2, 2, 6),  # depthwise, dilated
+    (3, 5, 6, 6, 7, 5, 2, 2, 1, 1),
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+@pytest.mark.parametrize("relu", [False, True])
+def test_conv2d_int8_is_exact(isa, case, relu):
+    n, c, h, w, cout, k, stride, padding, dilation, groups = case
+    g = torch.Generator().manual_seed(sum(case))
+    x = torch.randn(n, c, h, w, generator=g)
+    weight = torch.randn(cout, c // groups, k, k, generator=g) / (c * k) ** 0.5
+    bias = torch.randn(cout, generator=g)
+    xq, sx, zx = quantize_input(x)
+    packed = qext.quantize_conv_weight(weight, stride, padding, dilation, groups)
+    wq, sw = packed.weight(), packed.scales()
+    out_scale, out_zp = 0.05, 100
+    got = qext.conv2d_int8(xq, sx, zx, packed, bias, out_scale, out_zp, relu)
+    acc = F.conv2d(xq.double() - zx, wq.double(), None, stride, padding, dilation, groups)
+    want = requantize_reference(acc.round().to(torch.int64), sx, sw, bias, out_scale, out_zp, relu, 1)
+    assert got.shape == want.shape
+    assert torch.equal(got, want)
+    # and close to the float conv
+    ref = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    if relu:
+        ref = ref.clamp_min(0)
+    assert sqnr_db(ref, qext.dequantize(got, torch.tensor(out_scale), torch.tensor(out_zp))) > 20.0
+
+
+def test_linear_int8_is_exact(isa):
+    g = torch.Generator().manual_seed(7)
+    x, w, b = torch.randn(2, 9, 70, generator=g), torch.randn(33, 70, generator=g) / 8, torch.randn(33, generator=g)
+    xq, sx, zx = quantize_input(x)
+    packed = qext.quantize_linear_weight(w)
+    got = qext.linear_int8(xq, sx, zx, packed, b, 0.02, 128, True)
+    acc = (xq.double() - zx) @ packed.weight().double().T
+    want = requantize_reference(acc.round().to(torch.int64), sx, packed.scales(), b, 0.02, 128, True, -1)
+    assert torch.equal(got, want)
+
+
+def test_conv_weight_pickles_with_its_geometry(tmp_path):
+    class Conv(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = qext.quantize_conv_weight(torch.randn(4, 2, 3, 3), stride=2, padding=1, groups=2)
+
+        def forward(self, x):
+            return torch.ops.qext.conv2d_int8(x, 0.1, 3, self.w, None, 0.2, 5, False)
+
+    m = torch.jit.script(Conv())
+    x = torch.randint(0, 255, (1, 4, 9, 9), dtype=torch.uint8)
+    path, io = tmp_path / "conv.pt", tmp_path / "io.pt"
+    torch.jit.save(m, str(path))
+    torch.save({"x": x, "y": m(x)}, io)
+    result = run_python(
+        "import torch, qext\n"
+        f"m = torch.jit.load({str(path)!r}); d = torch.load({str(io)!r})\n"
+        "assert torch.equal(m(d['x']), d['y'])\nprint('ok')\n"
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_bad_inputs():
+    packed = qext.quantize_conv_weight(torch.randn(4, 3, 3, 3))
+    x = torch.zeros(1, 3, 8, 8, dtype=torch.uint8)
+    with pytest.raises(RuntimeError, match="qext::conv2d_int8: expected uint8 activations"):
+        qext.conv2d_int8(x.float(), 0.1, 0, packed, None, 0.1, 0)
+    with pytest.raises(RuntimeError, match="input has 4 channels, the weight expects 3"):
+        qext.conv2d_int8(torch.zeros(1, 4, 8, 8, dtype=torch.uint8), 0.1, 0, packed, None, 0.1, 0)
+    with pytest.raises(RuntimeError, match="smaller than the kernel"):
+        qext.conv2d_int8(torch.zeros(1, 3, 2, 2, dtype=torch.uint8), 0.1, 0, packed, None, 0.1, 0)
+    with pytest.raises(RuntimeError, match="output zero point must be in"):
+        qext.conv2d_int8(x, 0.1, 0, packed, None, 0.1, 300)
+    with pytest.raises(RuntimeError, match="input scale must be finite"):
+        qext.conv2d_int8(x, float("nan"), 0, packed, None, 0.1, 0)
+    with pytest.raises(RuntimeError, match="groups=2 must divide"):
+        qext.quantize_conv_weight(torch.randn(3, 3, 3, 3), groups=2)
+    assert qext.conv2d_int8(torch.zeros(0, 3, 8, 8, dtype=torch.uint8), 0.1, 0, packed, None, 0.1, 0).shape == (0, 4, 6, 6)
