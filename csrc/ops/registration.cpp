@@ -11,6 +11,7 @@
 #include "ops/packed_conv_weight.h"
 #include "ops/static_int8.h"
 #include "ops/packed_linear_weight.h"
+#include "quant/batch_norm_fold.h"
 #include "quant/tensor_quant.h"
 
 namespace qext::ops {
@@ -83,6 +84,8 @@ TORCH_LIBRARY(qext, m) {
   m.def("quantize_conv_weight(Tensor weight, int[] stride, int[] padding, int[] dilation, int groups) -> __torch__.torch.classes.qext.PackedConvWeight");
   m.def("conv2d_int8(Tensor x, float x_scale, int x_zero_point, __torch__.torch.classes.qext.PackedConvWeight weight, Tensor? bias, float out_scale, int out_zero_point, bool relu=False) -> Tensor");
   m.def("linear_int8(Tensor x, float x_scale, int x_zero_point, __torch__.torch.classes.qext.PackedLinearWeight weight, Tensor? bias, float out_scale, int out_zero_point, bool relu=False) -> Tensor");
+  m.def("add_int8(Tensor a, float a_scale, int a_zero_point, Tensor b, float b_scale, int b_zero_point, float out_scale, int out_zero_point, bool relu=False) -> Tensor");
+  m.def("fold_batch_norm(Tensor weight, Tensor? bias, Tensor bn_weight, Tensor bn_bias, Tensor running_mean, Tensor running_var, float eps) -> (Tensor, Tensor)");
   m.def("_qgemm_int32(Tensor a, Tensor a_zero_point, Tensor w, str isa) -> Tensor");
 }
 
@@ -97,6 +100,8 @@ TORCH_LIBRARY_IMPL(qext, CPU, m) {
   m.impl("quantize_conv_weight", &PackedConvWeight::from_float);
   m.impl("conv2d_int8", &conv2d_int8);
   m.impl("linear_int8", &linear_int8);
+  m.impl("add_int8", &add_int8);
+  m.impl("fold_batch_norm", &quant::fold_batch_norm);
 }
 
 

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/elementwise.h"
 #include "ops/parallel_qgemm.h"
 
 namespace qext::ops {
@@ -114,6 +115,32 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
         kernels::qgemm(args, w->group(g), ep, 0, rows, 0, w->group(g).num_blocks());
       }
     }
+  });
+  return out;
+}
+
+at::Tensor add_int8(const at::Tensor& a, double a_scale, int64_t a_zero_point, const at::Tensor& b,
+                    double b_scale, int64_t b_zero_point, double out_scale, int64_t out_zero_point,
+                    bool relu) {
+  constexpr const char* op = "qext::add_int8";
+  TORCH_CHECK(a.scalar_type() == at::kByte && b.scalar_type() == at::kByte, op,
+              ": expected two uint8 tensors; got ", a.scalar_type(), " and ", b.scalar_type());
+  TORCH_CHECK(a.sizes() == b.sizes(), op, ": shapes must match (no broadcasting); got ", a.sizes(),
+              " and ", b.sizes());
+  check_qparams(op, "first input", a_scale, a_zero_point);
+  check_qparams(op, "second input", b_scale, b_zero_point);
+  check_qparams(op, "output", out_scale, out_zero_point);
+  const auto format = a.suggest_memory_format();
+  const at::Tensor ac = a.contiguous(format), bc = b.contiguous(format);
+  at::Tensor out = at::empty(a.sizes(), a.options().memory_format(format));
+  const uint8_t* ap = ac.data_ptr<uint8_t>();
+  const uint8_t* bp = bc.data_ptr<uint8_t>();
+  uint8_t* outp = out.data_ptr<uint8_t>();
+  at::parallel_for(0, a.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+    kernels::add_requant_u8(ap + begin, static_cast<float>(a_scale), static_cast<int32_t>(a_zero_point),
+                            bp + begin, static_cast<float>(b_scale), static_cast<int32_t>(b_zero_point),
+                            end - begin, static_cast<float>(out_scale),
+                            static_cast<int32_t>(out_zero_point), relu, outp + begin);
   });
   return out;
 }

@@ -19,6 +19,12 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
                        const std::optional<at::Tensor>& bias, double out_scale,
                        int64_t out_zero_point, bool relu);
 
+// a + b for two uint8 tensors of one shape with their own qparams, requantized
+// to (out_scale, out_zero_point); optional fused ReLU. Keeps a's memory format.
+at::Tensor add_int8(const at::Tensor& a, double a_scale, int64_t a_zero_point, const at::Tensor& b,
+                    double b_scale, int64_t b_zero_point, double out_scale, int64_t out_zero_point,
+                    bool relu);
+
 // x: uint8 [..., K]; returns uint8 [..., N].
 at::Tensor linear_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point,
                        const c10::intrusive_ptr<PackedLinearWeight>& weight,

@@ -20,7 +20,7 @@ from .linear import linear_dynamic, quantize_linear_weight
 from .model_io import load, save
 from .numerics import choose_qparams, dequantize, fake_quantize, quantize
 from .observers import make_observer
-from .static_ops import conv2d_int8, linear_int8, quantize_conv_weight
+from .static_ops import add_int8, conv2d_int8, fold_batch_norm, linear_int8, quantize_conv_weight
 from .report import LayerReport, QuantizationReport, report
 
 __version__ = _C.version()
@@ -34,10 +34,12 @@ __all__ = [
     "LayerReport",
     "QuantizationReport",
     "active_isa",
+    "add_int8",
     "choose_qparams",
     "conv2d_int8",
     "dequantize",
     "fake_quantize",
+    "fold_batch_norm",
     "linear_dynamic",
     "linear_int8",
     "load",

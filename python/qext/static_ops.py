@@ -37,3 +37,22 @@ def linear_int8(x: torch.Tensor, x_scale: float, x_zero_point: int, weight, bias
     """uint8 ``[..., K]`` -> uint8 ``[..., N]`` with a weight from
     :func:`qext.quantize_linear_weight`, requantized to (out_scale, out_zero_point)."""
     return torch.ops.qext.linear_int8(x, x_scale, x_zero_point, weight, bias, out_scale, out_zero_point, relu)
+
+
+def add_int8(a: torch.Tensor, a_scale: float, a_zero_point: int, b: torch.Tensor, b_scale: float,
+             b_zero_point: int, out_scale: float, out_zero_point: int, relu: bool = False) -> torch.Tensor:
+    """Sum of two uint8 tensors of one shape with their own qparams (a residual
+    add), requantized to (out_scale, out_zero_point); optional fused ReLU."""
+    return torch.ops.qext.add_int8(a, a_scale, a_zero_point, b, b_scale, b_zero_point, out_scale, out_zero_point, relu)
+
+
+def fold_batch_norm(weight: torch.Tensor, bias: torch.Tensor | None, bn: torch.nn.modules.batchnorm._BatchNorm):
+    """(weight, bias) of a conv/linear with the eval-mode BatchNorm ``bn`` that
+    follows it folded in: ``w * gamma / sqrt(var + eps)``, ``(b - mean) * gamma /
+    sqrt(var + eps) + beta`` (computed in float64)."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("fold_batch_norm: the BatchNorm tracks no running statistics (track_running_stats=False)")
+    gamma = bn.weight if bn.weight is not None else torch.ones_like(bn.running_var)
+    beta = bn.bias if bn.bias is not None else torch.zeros_like(bn.running_mean)
+    return torch.ops.qext.fold_batch_norm(weight.detach(), None if bias is None else bias.detach(), gamma.detach(),
+                                          beta.detach(), bn.running_mean, bn.running_var, bn.eps)

@@ -111,3 +111,43 @@ def test_bad_inputs():
     with pytest.raises(RuntimeError, match="groups=2 must divide"):
         qext.quantize_conv_weight(torch.randn(3, 3, 3, 3), groups=2)
     assert qext.conv2d_int8(torch.zeros(0, 3, 8, 8, dtype=torch.uint8), 0.1, 0, packed, None, 0.1, 0).shape == (0, 4, 6, 6)
+
+
+def test_add_int8_matches_the_rule(isa):
+    g = torch.Generator().manual_seed(9)
+    a = torch.randint(0, 256, (2, 5, 7, 3), dtype=torch.uint8, generator=g).contiguous(memory_format=torch.channels_last)
+    b = torch.randint(0, 256, (2, 5, 7, 3), dtype=torch.uint8, generator=g)
+    for relu in (False, True):
+        got = qext.add_int8(a, 0.05, 120, b, 0.02, 3, 0.06, 77, relu)
+        v = (a.float() - 120) * torch.tensor(0.05) + (b.float() - 3) * torch.tensor(0.02)
+        if relu:
+            v = v.clamp_min(0)
+        want = (torch.round(v / torch.tensor(0.06)) + 77).clamp(0, 255).to(torch.uint8)
+        assert torch.equal(got, want)
+        assert got.is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(RuntimeError, match="shapes must match"):
+        qext.add_int8(a, 0.1, 0, b[:1], 0.1, 0, 0.1, 0)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_fold_batch_norm(bias):
+    torch.manual_seed(3)
+    conv = torch.nn.Conv2d(4, 6, 3, bias=bias)
+    bn = torch.nn.BatchNorm2d(6)
+    bn.running_mean.uniform_(-1, 1)
+    bn.running_var.uniform_(0.5, 2)
+    bn.weight.data.uniform_(0.5, 1.5)
+    bn.bias.data.uniform_(-1, 1)
+    bn.eval()
+    x = torch.randn(2, 4, 8, 8)
+    w, b = qext.fold_batch_norm(conv.weight, conv.bias, bn)
+    with torch.no_grad():
+        assert torch.allclose(F.conv2d(x, w, b), bn(conv(x)), atol=1e-5)
+    linear, bn1 = torch.nn.Linear(5, 6), torch.nn.BatchNorm1d(6).eval()
+    bn1.running_var.fill_(4.0)
+    w, b = qext.fold_batch_norm(linear.weight, linear.bias, bn1)
+    xl = torch.randn(3, 5)
+    with torch.no_grad():
+        assert torch.allclose(F.linear(xl, w, b), bn1(linear(xl)), atol=1e-5)
+    with pytest.raises(RuntimeError, match=r"must have 5 elements .the weight.s output channels.; got shape \[6\]"):
+        qext.fold_batch_norm(torch.randn(5, 4, 3, 3), None, bn)
