@@ -84,6 +84,12 @@ TORCH_LIBRARY(qext, m) {
   m.def("quantize_conv_weight(Tensor weight, int[] stride, int[] padding, int[] dilation, int groups) -> __torch__.torch.classes.qext.PackedConvWeight");
   m.def("conv2d_int8(Tensor x, float x_scale, int x_zero_point, __torch__.torch.classes.qext.PackedConvWeight weight, Tensor? bias, float out_scale, int out_zero_point, bool relu=False) -> Tensor");
   m.def("linear_int8(Tensor x, float x_scale, int x_zero_point, __torch__.torch.classes.qext.PackedLinearWeight weight, Tensor? bias, float out_scale, int out_zero_point, bool relu=False) -> Tensor");
+  m.def("quantize_per_tensor(Tensor x, float scale, int zero_point) -> Tensor");
+  m.def("dequantize_per_tensor(Tensor q, float scale, int zero_point) -> Tensor");
+  // Calibration: feeds x to the observer and returns x. Conservative aliasing
+  // keeps the JIT from dropping or reordering it.
+  m.def(torch::schema("qext::observe(Tensor x, __torch__.torch.classes.qext.Observer observer) -> Tensor",
+                      c10::AliasAnalysisKind::CONSERVATIVE));
   m.def("add_int8(Tensor a, float a_scale, int a_zero_point, Tensor b, float b_scale, int b_zero_point, float out_scale, int out_zero_point, bool relu=False) -> Tensor");
   m.def("fold_batch_norm(Tensor weight, Tensor? bias, Tensor bn_weight, Tensor bn_bias, Tensor running_mean, Tensor running_var, float eps) -> (Tensor, Tensor)");
   m.def("_qgemm_int32(Tensor a, Tensor a_zero_point, Tensor w, str isa) -> Tensor");
@@ -101,6 +107,13 @@ TORCH_LIBRARY_IMPL(qext, CPU, m) {
   m.impl("conv2d_int8", &conv2d_int8);
   m.impl("linear_int8", &linear_int8);
   m.impl("add_int8", &add_int8);
+  m.impl("quantize_per_tensor", &quantize_per_tensor);
+  m.impl("dequantize_per_tensor", &dequantize_per_tensor);
+  m.impl("observe", [](const at::Tensor& x, const c10::intrusive_ptr<ObserverClass>& observer) {
+    TORCH_CHECK(observer, "qext::observe: observer is None");
+    observer->observer().observe(x);
+    return x;
+  });
   m.impl("fold_batch_norm", &quant::fold_batch_norm);
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/elementwise.h"
+#include "kernels/quantize.h"
 #include "ops/parallel_qgemm.h"
 
 namespace qext::ops {
@@ -15,9 +16,10 @@ namespace qext::ops {
 namespace {
 
 void check_qparams(const char* op, const char* what, double scale, int64_t zero_point) {
-  TORCH_CHECK(std::isfinite(scale) && scale > 0, op, ": ", what, " scale must be finite and > 0; got ", scale);
-  TORCH_CHECK(zero_point >= 0 && zero_point <= 255, op, ": ", what,
-              " zero point must be in [0, 255] for uint8; got ", zero_point);
+  const std::string who = *what ? std::string(what) + " " : std::string();
+  TORCH_CHECK(std::isfinite(scale) && scale > 0, op, ": ", who, "scale must be finite and > 0; got ", scale);
+  TORCH_CHECK(zero_point >= 0 && zero_point <= 255, op, ": ", who,
+              "zero point must be in [0, 255] for uint8; got ", zero_point);
 }
 
 at::Tensor checked_bias(const char* op, const std::optional<at::Tensor>& bias, int64_t n) {
@@ -119,17 +121,54 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
   return out;
 }
 
+at::Tensor quantize_per_tensor(const at::Tensor& x, double scale, int64_t zero_point) {
+  constexpr const char* op = "qext::quantize_per_tensor";
+  TORCH_CHECK(x.scalar_type() == at::kFloat, op, ": expected float32; got ", x.scalar_type());
+  check_qparams(op, "", scale, zero_point);
+  const auto format = x.suggest_memory_format();
+  const at::Tensor xc = x.contiguous(format);
+  at::Tensor out = at::empty(x.sizes(), x.options().dtype(at::kByte).memory_format(format));
+  const float* in = xc.data_ptr<float>();
+  uint8_t* q = out.data_ptr<uint8_t>();
+  const kernels::Isa isa = kernels::active_isa();
+  at::parallel_for(0, x.numel(), 1 << 14, [&](int64_t b, int64_t e) {
+    kernels::quantize_u8(in + b, e - b, static_cast<float>(scale), static_cast<int32_t>(zero_point), 0,
+                         255, q + b, isa);
+  });
+  return out;
+}
+
+at::Tensor dequantize_per_tensor(const at::Tensor& q, double scale, int64_t zero_point) {
+  constexpr const char* op = "qext::dequantize_per_tensor";
+  TORCH_CHECK(q.scalar_type() == at::kByte, op, ": expected uint8; got ", q.scalar_type());
+  check_qparams(op, "", scale, zero_point);
+  const auto format = q.suggest_memory_format();
+  const at::Tensor qc = q.contiguous(format);
+  at::Tensor out = at::empty(q.sizes(), q.options().dtype(at::kFloat).memory_format(format));
+  const uint8_t* in = qc.data_ptr<uint8_t>();
+  float* x = out.data_ptr<float>();
+  at::parallel_for(0, q.numel(), 1 << 14, [&](int64_t b, int64_t e) {
+    kernels::dequantize_u8(in + b, e - b, static_cast<float>(scale), static_cast<int32_t>(zero_point), x + b);
+  });
+  return out;
+}
+
 at::Tensor add_int8(const at::Tensor& a, double a_scale, int64_t a_zero_point, const at::Tensor& b,
                     double b_scale, int64_t b_zero_point, double out_scale, int64_t out_zero_point,
                     bool relu) {
   constexpr const char* op = "qext::add_int8";
   TORCH_CHECK(a.scalar_type() == at::kByte && b.scalar_type() == at::kByte, op,
               ": expected two uint8 tensors; got ", a.scalar_type(), " and ", b.scalar_type());
-  TORCH_CHECK(a.sizes() == b.sizes(), op, ": shapes must match (no broadcasting); got ", a.sizes(),
-              " and ", b.sizes());
   check_qparams(op, "first input", a_scale, a_zero_point);
   check_qparams(op, "second input", b_scale, b_zero_point);
   check_qparams(op, "output", out_scale, out_zero_point);
+  if (a.sizes() != b.sizes()) {
+    // Broadcasting: correct, not fast (float in between).
+    at::Tensor sum = dequantize_per_tensor(a, a_scale, a_zero_point) +
+                     dequantize_per_tensor(b, b_scale, b_zero_point);
+    if (relu) sum = sum.clamp_min(0);
+    return quantize_per_tensor(sum.contiguous(sum.suggest_memory_format()), out_scale, out_zero_point);
+  }
   const auto format = a.suggest_memory_format();
   const at::Tensor ac = a.contiguous(format), bc = b.contiguous(format);
   at::Tensor out = at::empty(a.sizes(), a.options().memory_format(format));

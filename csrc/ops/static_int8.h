@@ -12,6 +12,11 @@
 
 namespace qext::ops {
 
+// float32 -> uint8 with one (scale, zero point), and back; memory format kept.
+// These are the boundaries static quantization inserts around int8 regions.
+at::Tensor quantize_per_tensor(const at::Tensor& x, double scale, int64_t zero_point);
+at::Tensor dequantize_per_tensor(const at::Tensor& q, double scale, int64_t zero_point);
+
 // x: uint8 [N, C, H, W] (any memory format); returns uint8 [N, Cout, OH, OW] in
 // channels-last memory format.
 at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point,
@@ -19,8 +24,9 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
                        const std::optional<at::Tensor>& bias, double out_scale,
                        int64_t out_zero_point, bool relu);
 
-// a + b for two uint8 tensors of one shape with their own qparams, requantized
-// to (out_scale, out_zero_point); optional fused ReLU. Keeps a's memory format.
+// a + b for two uint8 tensors with their own qparams, requantized to
+// (out_scale, out_zero_point); optional fused ReLU. Keeps a's memory format.
+// Same shapes run the int8 kernel; broadcasting goes through float.
 at::Tensor add_int8(const at::Tensor& a, double a_scale, int64_t a_zero_point, const at::Tensor& b,
                     double b_scale, int64_t b_zero_point, double out_scale, int64_t out_zero_point,
                     bool relu);

@@ -37,6 +37,19 @@ void visit_nodes(torch::jit::Block* block, const std::function<void(torch::jit::
   }
 }
 
+void inline_if_branch(torch::jit::Node* if_node, bool take_then) {
+  torch::jit::Block* kept = if_node->blocks()[take_then ? 0 : 1];
+  for (auto it = kept->nodes().begin(); it != kept->nodes().end();) {
+    torch::jit::Node* moved = *it;
+    ++it;
+    moved->moveBefore(if_node);
+  }
+  for (size_t i = 0; i < if_node->outputs().size(); ++i) {
+    if_node->outputs()[i]->replaceAllUsesWith(kept->outputs()[i]);
+  }
+  if_node->destroy();
+}
+
 bool attr_still_read(const Module& root, const AttrRef& ref) {
   const std::string wanted = ref.qualified();
   bool read = false;

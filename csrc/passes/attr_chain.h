@@ -26,6 +26,9 @@ std::optional<AttrRef> resolve_attr(const torch::jit::Module& root, torch::jit::
 // Calls fn on every node of the block, nested blocks (if/loop bodies) included.
 void visit_nodes(torch::jit::Block* block, const std::function<void(torch::jit::Node*)>& fn);
 
+// Replaces an if/else node by the nodes of one of its branches.
+void inline_if_branch(torch::jit::Node* if_node, bool take_then);
+
 // True when any method graph of `root` still reads `ref`.
 bool attr_still_read(const torch::jit::Module& root, const AttrRef& ref);
 

@@ -55,16 +55,7 @@ int disable_native_fast_paths(const torch::jit::Module& root, torch::jit::Graph&
     branch->replaceInput(0, forced);
     condition->replaceAllUsesAfterNodeWith(branch, forced);
     // Keep only the slow branch, so nothing reads the float weights any more.
-    torch::jit::Block* kept = branch->blocks()[fast_is_then ? 1 : 0];
-    for (auto it = kept->nodes().begin(); it != kept->nodes().end();) {
-      Node* moved = *it;
-      ++it;
-      moved->moveBefore(branch);
-    }
-    for (size_t i = 0; i < branch->outputs().size(); ++i) {
-      branch->outputs()[i]->replaceAllUsesWith(kept->outputs()[i]);
-    }
-    branch->destroy();
+    inline_if_branch(branch, !fast_is_then);
     ++disabled;
   }
   if (disabled) {

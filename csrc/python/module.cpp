@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 #include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/utils/pybind.h>  // at::Tensor <-> torch.Tensor
 
 #include "qext/qext.h"
 
@@ -33,6 +34,26 @@ PYBIND11_MODULE(_C, m) {
 
   m.def("quantize_dynamic", &qext::quantize_dynamic, py::arg("module"), py::arg("config"),
         py::call_guard<py::gil_scoped_release>());
+  py::class_<qext::StaticConfig>(m, "StaticConfig")
+      .def(py::init<>())
+      .def_readwrite("exclude", &qext::StaticConfig::exclude)
+      .def_readwrite("observer", &qext::StaticConfig::observer)
+      .def_readwrite("histogram_method", &qext::StaticConfig::histogram_method)
+      .def_readwrite("percentile", &qext::StaticConfig::percentile)
+      .def_readwrite("fold_batch_norm", &qext::StaticConfig::fold_batch_norm);
+
+  m.def("prepare_static", &qext::prepare_static, py::arg("module"), py::arg("config"),
+        py::call_guard<py::gil_scoped_release>());
+  m.def(
+      "calibrate",
+      [](torch::jit::Module& prepared, const std::vector<std::vector<at::Tensor>>& batches) {
+        std::vector<std::vector<c10::IValue>> inputs;
+        for (const auto& batch : batches) inputs.emplace_back(batch.begin(), batch.end());
+        py::gil_scoped_release release;
+        qext::calibrate(prepared, inputs);
+      },
+      py::arg("prepared"), py::arg("batches"));
+  m.def("convert", &qext::convert, py::arg("prepared"), py::call_guard<py::gil_scoped_release>());
   m.def("report_json", [](const torch::jit::Module& module) { return qext::report(module).to_json(); });
   m.def("save", &qext::save, py::arg("module"), py::arg("path"), py::call_guard<py::gil_scoped_release>());
   m.def("load", &qext::load, py::arg("path"), py::call_guard<py::gil_scoped_release>());

@@ -49,7 +49,7 @@ struct DynamicConfig {
 // What happened to one candidate layer.
 struct LayerReport {
   std::string name;    // qualified name of the weight's owner (plus the attribute if not "weight")
-  std::string kind;    // "linear" or "matmul"
+  std::string kind;    // "linear", "matmul", "conv2d", "add"
   std::string status;  // "int8" or "float"
   std::string reason;  // why it stayed float; empty when quantized
   int64_t bytes_before = 0;  // float weight bytes
@@ -57,7 +57,7 @@ struct LayerReport {
 };
 
 struct QuantizationReport {
-  std::string mode;  // "dynamic"
+  std::string mode;  // "dynamic" or "static"
   std::vector<LayerReport> layers;
   int64_t quantized() const;
   int64_t bytes_before() const;
@@ -73,6 +73,29 @@ struct QuantizationReport {
 // its report (see report()). Submodule methods are not rewritten: run the
 // returned module through its own methods.
 torch::jit::Module quantize_dynamic(const torch::jit::Module& model, const DynamicConfig& config = {});
+
+// Options of static (post-training) quantization. Activations: asymmetric
+// uint8 per tensor, ranges from calibration; weights: symmetric int8 per
+// output channel.
+struct StaticConfig {
+  std::vector<std::string> exclude;      // layer names kept float (wildcards)
+  std::string observer = "min_max";      // min_max | moving_average | histogram
+  std::string histogram_method = "percentile";  // percentile | entropy | mse
+  double percentile = 99.99;
+  bool fold_batch_norm = true;           // conv/linear + eval BatchNorm folded at prepare
+};
+
+// Static quantization, in three steps or one. prepare_static returns a copy
+// with BatchNorm folded and observers on every tensor that will become int8;
+// running it (calibrate) records ranges; convert returns the int8 module:
+// conv2d / linear / add (+ ReLU) run as qext int8 ops, int8 tensors flow
+// between them, everything else stays float with quantize/dequantize around it.
+torch::jit::Module prepare_static(const torch::jit::Module& model, const StaticConfig& config = {});
+void calibrate(torch::jit::Module& prepared, const std::vector<std::vector<c10::IValue>>& inputs);
+torch::jit::Module convert(const torch::jit::Module& prepared);
+torch::jit::Module quantize_static(const torch::jit::Module& model,
+                                   const std::vector<std::vector<c10::IValue>>& calibration_inputs,
+                                   const StaticConfig& config = {});
 
 // The report stored in a module quantized by qext (empty layers otherwise).
 QuantizationReport report(const torch::jit::Module& module);

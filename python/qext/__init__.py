@@ -22,6 +22,7 @@ from .numerics import choose_qparams, dequantize, fake_quantize, quantize
 from .observers import make_observer
 from .static_ops import add_int8, conv2d_int8, fold_batch_norm, linear_int8, quantize_conv_weight
 from .report import LayerReport, QuantizationReport, report
+from .static import StaticConfig, calibrate, convert, prepare_static, quantize_static
 
 __version__ = _C.version()
 
@@ -33,7 +34,10 @@ __all__ = [
     "DynamicConfig",
     "LayerReport",
     "QuantizationReport",
+    "StaticConfig",
     "active_isa",
+    "calibrate",
+    "convert",
     "add_int8",
     "choose_qparams",
     "conv2d_int8",
@@ -43,10 +47,12 @@ __all__ = [
     "linear_dynamic",
     "linear_int8",
     "load",
+    "prepare_static",
     "make_observer",
     "quantize",
     "quantize_conv_weight",
     "quantize_dynamic",
+    "quantize_static",
     "quantize_linear_weight",
     "report",
     "save",

@@ -125,8 +125,10 @@ def test_add_int8_matches_the_rule(isa):
         want = (torch.round(v / torch.tensor(0.06)) + 77).clamp(0, 255).to(torch.uint8)
         assert torch.equal(got, want)
         assert got.is_contiguous(memory_format=torch.channels_last)
-    with pytest.raises(RuntimeError, match="shapes must match"):
-        qext.add_int8(a, 0.1, 0, b[:1], 0.1, 0, 0.1, 0)
+    # broadcasting is correct (through float)
+    got = qext.add_int8(a, 0.05, 120, b[:1], 0.02, 3, 0.06, 77)
+    v = (a.float() - 120) * 0.05 + (b[:1].float() - 3) * 0.02
+    assert (got.float() - (torch.round(v / 0.06) + 77).clamp(0, 255)).abs().max() <= 1
 
 
 @pytest.mark.parametrize("bias", [True, False])

@@ -1,0 +1,93 @@
+#include <ATen/ATen.h>
+#include <torch/csrc/jit/passes/constant_propagation.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
+#include <torch/csrc/jit/passes/inliner.h>
+
+#include <sstream>
+
+#include "api/report_storage.h"
+#include "passes/static_passes.h"
+#include "passes/static_patterns.h"
+#include "qext/qext.h"
+
+namespace qext {
+
+namespace {
+
+constexpr const char* kExcludeAttr = "_qext_static_exclude";
+
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+}  // namespace
+
+torch::jit::Module prepare_static(const torch::jit::Module& model, const StaticConfig& config) {
+  torch::jit::Module out = model.clone();
+  out.eval();
+  for (const auto& method : out.get_methods()) {
+    std::shared_ptr<torch::jit::Graph> graph = method.graph();
+    torch::jit::Inline(*graph);
+    // Settles functional branches such as F.relu's `if inplace:` so patterns
+    // (conv -> relu) are visible.
+    torch::jit::ConstantPropagation(graph);
+    passes::inline_known_ifs(out, *graph);  // e.g. Conv2d's padding_mode branch
+    torch::jit::EliminateDeadCode(graph);
+    if (config.fold_batch_norm) passes::fold_batch_norms(out, *graph);
+    passes::insert_observers(out, *graph, config);
+    torch::jit::EliminateDeadCode(graph);
+  }
+  c10::List<std::string> exclude;
+  for (const auto& p : config.exclude) exclude.push_back(p);
+  if (out.hasattr(kExcludeAttr)) {
+    out.setattr(kExcludeAttr, exclude);
+  } else {
+    out.register_attribute(kExcludeAttr, c10::ListType::create(c10::StringType::get()), exclude);
+  }
+  return out;
+}
+
+void calibrate(torch::jit::Module& prepared, const std::vector<std::vector<c10::IValue>>& inputs) {
+  TORCH_CHECK(prepared.hasattr(kExcludeAttr),
+              "qext::calibrate: the module was not prepared by qext::prepare_static");
+  TORCH_CHECK(!inputs.empty(), "qext::calibrate: the calibration data is empty; pass at least one input batch");
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    try {
+      prepared.forward(inputs[i]);
+    } catch (const std::exception& e) {
+      const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
+      std::string what = c10_error ? c10_error->what_without_backtrace() : e.what();
+      // The interpreter puts the TorchScript traceback first; the reason is last.
+      const size_t last = what.rfind("RuntimeError: ");
+      if (last != std::string::npos) what = what.substr(last + 14);
+      TORCH_CHECK(false, "qext::calibrate: calibration batch ", i, " failed: ", first_line(what));
+    }
+  }
+}
+
+torch::jit::Module convert(const torch::jit::Module& prepared) {
+  TORCH_CHECK(prepared.hasattr(kExcludeAttr),
+              "qext::convert: the module was not prepared by qext::prepare_static");
+  std::vector<std::string> exclude;
+  for (const auto& p : prepared.attr(kExcludeAttr).toListRef()) exclude.push_back(p.toStringRef());
+  torch::jit::Module out = prepared.clone();
+  QuantizationReport report;
+  report.mode = "static";
+  for (const auto& method : out.get_methods()) {
+    auto rows = passes::convert_static_layers(out, *method.graph(), exclude);
+    report.layers.insert(report.layers.end(), rows.begin(), rows.end());
+  }
+  api::store_report(out, report, {{"qext_version", version()}, {"mode", "static"}});
+  return out;
+}
+
+torch::jit::Module quantize_static(const torch::jit::Module& model,
+                                   const std::vector<std::vector<c10::IValue>>& calibration_inputs,
+                                   const StaticConfig& config) {
+  TORCH_CHECK(!calibration_inputs.empty(),
+              "qext::quantize_static: the calibration data is empty; pass at least one input batch");
+  torch::jit::Module prepared = prepare_static(model, config);
+  calibrate(prepared, calibration_inputs);
+  return convert(prepared);
+}
+
+}  // namespace qext

@@ -1,0 +1,162 @@
+#include <ATen/ATen.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
+
+#include <unordered_map>
+
+#include "ops/observer_class.h"
+#include "ops/packed_conv_weight.h"
+#include "ops/packed_linear_weight.h"
+#include "passes/name_match.h"
+#include "passes/static_passes.h"
+#include "passes/static_patterns.h"
+
+namespace qext::passes {
+
+using torch::jit::Graph;
+using torch::jit::Node;
+using torch::jit::Value;
+
+namespace {
+
+struct Qp {
+  double scale;
+  int64_t zero_point;
+};
+
+const c10::Symbol kObserve = c10::Symbol::fromQualString("qext::observe");
+const c10::Symbol kQuantize = c10::Symbol::fromQualString("qext::quantize_per_tensor");
+const c10::Symbol kDequantize = c10::Symbol::fromQualString("qext::dequantize_per_tensor");
+
+Value* emit(Graph& g, c10::Symbol op, const std::vector<Value*>& inputs) {
+  Node* n = g.create(op, inputs);
+  g.insertNode(n);
+  n->output()->setType(c10::TensorType::get());
+  return n->output();
+}
+
+// Removes every observe node, returning the qparams its observer chose for the
+// value it watched.
+std::unordered_map<Value*, Qp> take_observations(const torch::jit::Module& root, Graph& graph) {
+  std::vector<Node*> nodes;
+  visit_nodes(graph.block(), [&](Node* n) {
+    if (n->kind() == kObserve) nodes.push_back(n);
+  });
+  std::unordered_map<Value*, Qp> qp;
+  for (Node* n : nodes) {
+    const auto ref = resolve_attr(root, n->input(1));
+    TORCH_CHECK(ref, "qext::convert: an observer is not a module attribute; was the module prepared by qext?");
+    auto observer = ref->owner.attr(ref->attr).toCustomClass<ops::ObserverClass>();
+    TORCH_CHECK(observer->observer().batches() > 0, "qext::convert: the module was never calibrated (",
+                ref->attr, " saw no data); run calibration inputs through the prepared module first");
+    const auto [scale, zp] = observer->observer().qparams();
+    qp[n->input(0)] = {scale.item<double>(), zp.item<int64_t>()};
+    n->output()->replaceAllUsesWith(n->input(0));
+    n->destroy();
+  }
+  return qp;
+}
+
+// quantize(dequantize(q, s, z), s, z) -> q: int8 tensors flow between int8 layers.
+void drop_requantize_pairs(Graph& graph) {
+  std::vector<Node*> quantizes;
+  visit_nodes(graph.block(), [&](Node* n) {
+    if (n->kind() == kQuantize) quantizes.push_back(n);
+  });
+  for (Node* q : quantizes) {
+    Node* dq = q->input(0)->node();
+    if (dq->kind() != kDequantize) continue;
+    const auto same = [&](size_t i) {
+      return torch::jit::toIValue(q->input(i)) == torch::jit::toIValue(dq->input(i));
+    };
+    if (same(1) && same(2)) q->output()->replaceAllUsesWith(dq->input(0));
+  }
+  torch::jit::EliminateDeadCode(graph.shared_from_this());
+}
+
+std::string attr_name(const torch::jit::Module& root, const std::string& layer) {
+  std::string base = "_qext_packed_";
+  for (char ch : layer) base += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+  std::string name = base;
+  for (int i = 1; root.hasattr(name); ++i) name = base + "_" + std::to_string(i);
+  return name;
+}
+
+// The packed weight of a conv/linear layer as a new root attribute; returns its
+// name and the int8 bytes it holds.
+std::pair<std::string, int64_t> pack_weight(torch::jit::Module& root, const StaticLayer& l) {
+  const at::Tensor w = l.weight->owner.attr(l.weight->attr).toTensor();
+  const std::string attr = attr_name(root, l.name);
+  if (l.kind == "conv2d") {
+    auto packed = ops::PackedConvWeight::from_float(w, l.conv.stride, l.conv.padding, l.conv.dilation, l.conv.groups);
+    root.register_attribute(attr, c10::getCustomClassType<decltype(packed)>(), packed);
+  } else {
+    auto packed = ops::PackedLinearWeight::from_float(w, /*per_channel=*/true);
+    root.register_attribute(attr, c10::getCustomClassType<decltype(packed)>(), packed);
+  }
+  return {attr, w.numel() + w.size(0) * static_cast<int64_t>(sizeof(float))};
+}
+
+}  // namespace
+
+std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& graph,
+                                               const std::vector<std::string>& exclude) {
+  auto qp = take_observations(root, graph);
+  std::vector<LayerReport> rows;
+  std::vector<AttrRef> quantized_weights;
+  for (const StaticLayer& l : find_static_layers(root, graph)) {
+    LayerReport row{l.name, l.kind, "float", l.unsupported};
+    if (l.weight) {
+      const c10::IValue w = l.weight->owner.attr(l.weight->attr);
+      row.bytes_before = row.bytes_after = w.isTensor() ? static_cast<int64_t>(w.toTensor().nbytes()) : 0;
+    }
+    bool observed = qp.count(l.output());
+    for (Value* v : l.inputs()) observed = observed && qp.count(v);
+    if (row.reason.empty() && first_match(exclude, l.name)) row.reason = "excluded by pattern '" + *first_match(exclude, l.name) + "'";
+    if (row.reason.empty() && !observed) row.reason = "not observed during calibration";
+    if (!row.reason.empty()) {
+      rows.push_back(row);
+      continue;
+    }
+
+    const Qp out = qp.at(l.output());
+    torch::jit::WithInsertPoint guard(l.node);
+    std::vector<Value*> ins;
+    for (Value* v : l.inputs()) {
+      const Qp in = qp.at(v);
+      ins.push_back(emit(graph, kQuantize, {v, graph.insertConstant(in.scale), graph.insertConstant(in.zero_point)}));
+      ins.push_back(graph.insertConstant(in.scale));
+      ins.push_back(graph.insertConstant(in.zero_point));
+    }
+    Value* yq;
+    Value* relu = graph.insertConstant(l.relu != nullptr);
+    Value* so = graph.insertConstant(out.scale);
+    Value* zo = graph.insertConstant(out.zero_point);
+    if (l.kind == "add") {
+      yq = emit(graph, c10::Symbol::fromQualString("qext::add_int8"), {ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], so, zo, relu});
+    } else {
+      const auto [attr, bytes] = pack_weight(root, l);
+      row.bytes_after = bytes;
+      Value* packed = graph.insertGetAttr(graph.inputs()[0], attr);
+      const char* op = l.kind == "conv2d" ? "qext::conv2d_int8" : "qext::linear_int8";
+      yq = emit(graph, c10::Symbol::fromQualString(op), {ins[0], ins[1], ins[2], packed, l.bias(), so, zo, relu});
+      quantized_weights.push_back(*l.weight);
+    }
+    Value* y = emit(graph, kDequantize, {yq, so, zo});
+    qp[y] = out;  // later layers read y now, with the same qparams
+    l.output()->replaceAllUsesWith(y);
+    if (l.relu) l.relu->destroy();
+    l.node->destroy();
+    row.status = "int8";
+    rows.push_back(row);
+  }
+  drop_requantize_pairs(graph);
+  for (AttrRef& ref : quantized_weights) {
+    if (!attr_still_read(root, ref)) {
+      const at::Tensor w = ref.owner.attr(ref.attr).toTensor();
+      ref.owner.setattr(ref.attr, at::empty({0}, w.options()));
+    }
+  }
+  return rows;
+}
+
+}  // namespace qext::passes

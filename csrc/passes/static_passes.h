@@ -1,0 +1,25 @@
+// Static quantization passes over a module's (inlined) method graphs.
+#pragma once
+
+#include <torch/csrc/jit/api/module.h>
+
+#include <vector>
+
+#include "qext/qext.h"
+
+namespace qext::passes {
+
+// Folds eval-mode BatchNorm into the conv/linear before it (weights of the
+// clone are replaced); returns how many were folded.
+int fold_batch_norms(torch::jit::Module& root, torch::jit::Graph& graph);
+
+// Inserts qext::observe on the inputs and outputs of every static layer that is
+// supported and not excluded. Observers become attributes of root.
+void insert_observers(torch::jit::Module& root, torch::jit::Graph& graph, const StaticConfig& config);
+
+// Replaces observed layers with int8 ops (quantize/dequantize at the borders,
+// removed between int8 layers) and returns the report rows.
+std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, torch::jit::Graph& graph,
+                                               const std::vector<std::string>& exclude);
+
+}  // namespace qext::passes

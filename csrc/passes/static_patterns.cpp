@@ -1,0 +1,172 @@
+#include "passes/static_patterns.h"
+
+#include <ATen/ATen.h>
+
+namespace qext::passes {
+
+using torch::jit::Node;
+using torch::jit::Value;
+namespace aten = torch::jit::aten;
+
+namespace {
+
+Node* single_relu_user(Value* v) {
+  if (v->uses().size() != 1) return nullptr;
+  Node* user = v->uses()[0].user;
+  return user->kind() == aten::relu || user->kind() == aten::relu_ ? user : nullptr;
+}
+
+std::optional<std::vector<int64_t>> int_list(const torch::jit::Module& root, Value* v) {
+  const auto iv = constant_or_attr(root, v);
+  if (!iv) return std::nullopt;
+  if (iv->isIntList()) return iv->toIntVector();
+  if (iv->isTuple()) {
+    std::vector<int64_t> out;
+    for (const auto& e : iv->toTupleRef().elements()) {
+      if (!e.isInt()) return std::nullopt;
+      out.push_back(e.toInt());
+    }
+    return out;
+  }
+  return std::nullopt;
+}
+
+std::string weight_name(const AttrRef& ref) {
+  return ref.attr == "weight" && !ref.owner_path.empty() ? ref.owner_path : ref.qualified();
+}
+
+// Fills weight, name and (for convs) geometry; sets `unsupported` on failure.
+void describe_weighted(const torch::jit::Module& root, StaticLayer& l, int64_t weight_dim,
+                       Value* stride, Value* padding, Value* dilation, Value* groups) {
+  l.weight = resolve_attr(root, l.node->input(1));
+  if (!l.weight) {
+    l.name = "<computed weight>";
+    l.unsupported = "weight is computed at run time, not a module attribute";
+    return;
+  }
+  l.name = weight_name(*l.weight);
+  const c10::IValue w = l.weight->owner.attr(l.weight->attr);
+  if (!w.isTensor() || w.toTensor().dim() != weight_dim || w.toTensor().scalar_type() != at::kFloat) {
+    l.unsupported = "weight is not a float32 " + std::to_string(weight_dim) + "-D tensor";
+    return;
+  }
+  if (l.kind != "conv2d") return;
+  const auto s = int_list(root, stride), p = int_list(root, padding), d = int_list(root, dilation);
+  const auto g = constant_or_attr(root, groups);
+  if (!s || !p || !d || !g || !g->isInt()) {
+    l.unsupported = "stride/padding/dilation/groups are not constant integers (e.g. padding='same')";
+    return;
+  }
+  l.conv = {*s, *p, *d, g->toInt()};
+}
+
+}  // namespace
+
+std::optional<c10::IValue> constant_or_attr(const torch::jit::Module& root, Value* v) {
+  if (auto iv = torch::jit::toIValue(v)) return iv;
+  if (const auto ref = resolve_attr(root, v)) return ref->owner.attr(ref->attr);
+  // Module code often rebuilds its tuple attributes: self.stride unpacked and
+  // re-listed. Follow those few shapes of graph.
+  Node* n = v->node();
+  if (n->kind() == torch::jit::prim::ListConstruct) {
+    c10::List<int64_t> out;
+    for (Value* in : n->inputs()) {
+      const auto e = constant_or_attr(root, in);
+      if (!e || !e->isInt()) return std::nullopt;
+      out.push_back(e->toInt());
+    }
+    return out;
+  }
+  if (n->kind() == torch::jit::prim::TupleUnpack) {
+    const auto t = constant_or_attr(root, n->input(0));
+    if (!t || !t->isTuple()) return std::nullopt;
+    return t->toTupleRef().elements().at(v->offset());
+  }
+  if (n->kind() == torch::jit::aten::eq || n->kind() == torch::jit::aten::ne) {
+    const auto a = constant_or_attr(root, n->input(0)), b = constant_or_attr(root, n->input(1));
+    if (!a || !b || !(a->isString() || a->isInt() || a->isBool()) || a->tagKind() != b->tagKind()) {
+      return std::nullopt;
+    }
+    return (*a == *b) == (n->kind() == torch::jit::aten::eq);
+  }
+  if (n->kind() == torch::jit::aten::__not__) {
+    const auto a = constant_or_attr(root, n->input(0));
+    if (!a || !a->isBool()) return std::nullopt;
+    return !a->toBool();
+  }
+  if (n->kind() == torch::jit::prim::TupleIndex || n->kind() == torch::jit::aten::__getitem__) {
+    const auto t = constant_or_attr(root, n->input(0));
+    const auto i = constant_or_attr(root, n->input(1));
+    if (!t || !i || !i->isInt()) return std::nullopt;
+    if (t->isTuple()) return t->toTupleRef().elements().at(i->toInt());
+    if (t->isIntList()) return t->toIntVector().at(i->toInt());
+  }
+  return std::nullopt;
+}
+
+int inline_known_ifs(const torch::jit::Module& root, torch::jit::Graph& graph) {
+  int inlined = 0;
+  for (bool changed = true; changed;) {
+    changed = false;
+    Node* found = nullptr;
+    bool take_then = false;
+    visit_nodes(graph.block(), [&](Node* n) {
+      if (found || n->kind() != torch::jit::prim::If) return;
+      const auto cond = constant_or_attr(root, n->input(0));
+      if (cond && cond->isBool()) {
+        found = n;
+        take_then = cond->toBool();
+      }
+    });
+    if (found) {
+      inline_if_branch(found, take_then);
+      changed = true;
+      ++inlined;
+    }
+  }
+  return inlined;
+}
+
+std::vector<Value*> StaticLayer::inputs() const {
+  if (kind == "add") return {node->input(0), node->input(1)};
+  return {node->input(0)};
+}
+
+std::vector<StaticLayer> find_static_layers(const torch::jit::Module& root, torch::jit::Graph& graph) {
+  static const auto convolution = c10::Symbol::fromQualString("aten::_convolution");
+  std::vector<StaticLayer> layers;
+  int adds = 0;
+  visit_nodes(graph.block(), [&](Node* node) {
+    StaticLayer l{node};
+    if (node->kind() == aten::conv2d && node->inputs().size() == 7) {
+      l.kind = "conv2d";
+      describe_weighted(root, l, 4, node->input(3), node->input(4), node->input(5), node->input(6));
+    } else if (node->kind() == convolution && node->inputs().size() >= 9) {
+      l.kind = "conv2d";
+      const auto transposed = torch::jit::toIValue(node->input(6));
+      describe_weighted(root, l, 4, node->input(3), node->input(4), node->input(5), node->input(8));
+      if (!transposed || !transposed->isBool() || transposed->toBool()) {
+        l.unsupported = "transposed convolution";
+      }
+    } else if (node->kind() == aten::linear) {
+      l.kind = "linear";
+      describe_weighted(root, l, 2, nullptr, nullptr, nullptr, nullptr);
+    } else if ((node->kind() == aten::add || node->kind() == aten::add_) && node->inputs().size() == 3 &&
+               node->input(0)->type()->cast<c10::TensorType>() &&
+               node->input(1)->type()->cast<c10::TensorType>()) {
+      const auto alpha = torch::jit::toIValue(node->input(2));
+      if (!alpha || !alpha->isInt() || alpha->toInt() != 1) return;
+      // An in-place add whose first operand is read again later cannot become out-of-place.
+      if (node->kind() == aten::add_ && node->input(0)->uses().size() > 1) return;
+      l.kind = "add";
+      l.name = "add@" + std::to_string(adds++);
+    } else {
+      return;
+    }
+    l.relu = single_relu_user(node->output());
+    layers.push_back(std::move(l));
+  });
+  return layers;
+}
+
+}  // namespace qext::passes

@@ -1,0 +1,47 @@
+// The layers static quantization handles, as found in an inlined graph:
+// conv2d and linear with a constant weight, and add of two tensors, each with
+// an optional ReLU fused after it. Shared by prepare (where to observe) and
+// convert (what to rewrite), so both agree by construction.
+#pragma once
+
+#include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/ir/ir.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "passes/attr_chain.h"
+
+namespace qext::passes {
+
+struct ConvGeometry {
+  std::vector<int64_t> stride, padding, dilation;
+  int64_t groups = 1;
+};
+
+struct StaticLayer {
+  torch::jit::Node* node;
+  std::string kind;                // "conv2d" | "linear" | "add"
+  std::string name;                // weight owner for conv/linear; "add@<n>" for adds
+  std::optional<AttrRef> weight;   // conv2d / linear
+  ConvGeometry conv;               // conv2d
+  torch::jit::Node* relu = nullptr;
+  std::string unsupported;         // why it cannot run in int8; empty if it can
+
+  // Float activations it reads (1, or 2 for add) and the value it produces.
+  std::vector<torch::jit::Value*> inputs() const;
+  torch::jit::Value* output() const { return relu ? relu->output() : node->output(); }
+  torch::jit::Value* bias() const { return node->input(2); }  // conv2d / linear
+};
+
+std::vector<StaticLayer> find_static_layers(const torch::jit::Module& root, torch::jit::Graph& graph);
+
+// Replaces each if/else whose condition constant_or_attr can evaluate (e.g.
+// `self.padding_mode != "zeros"`) by its taken branch; returns how many.
+int inline_known_ifs(const torch::jit::Module& root, torch::jit::Graph& graph);
+
+// A node input that is a constant or a module attribute, as an IValue.
+std::optional<c10::IValue> constant_or_attr(const torch::jit::Module& root, torch::jit::Value* v);
+
+}  // namespace qext::passes

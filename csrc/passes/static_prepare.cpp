@@ -1,0 +1,112 @@
+#include <ATen/ATen.h>
+
+#include <map>
+
+#include "ops/observer_class.h"
+#include "passes/name_match.h"
+#include "passes/static_passes.h"
+#include "passes/static_patterns.h"
+#include "quant/batch_norm_fold.h"
+
+namespace qext::passes {
+
+using torch::jit::Node;
+using torch::jit::Value;
+
+namespace {
+
+std::optional<at::Tensor> optional_tensor(const torch::jit::Module& root, Value* v) {
+  const auto iv = constant_or_attr(root, v);
+  if (!iv || !iv->isTensor()) return std::nullopt;
+  return iv->toTensor();
+}
+
+int weight_reads(const torch::jit::Module& root, torch::jit::Graph& graph, const AttrRef& ref) {
+  int reads = 0;
+  visit_nodes(graph.block(), [&](Node* n) {
+    if (n->kind() != torch::jit::prim::GetAttr) return;
+    const auto found = resolve_attr(root, n->output());
+    reads += found && found->qualified() == ref.qualified();
+  });
+  return reads;
+}
+
+std::string unique_attr(const torch::jit::Module& root, const std::string& base) {
+  std::string name;
+  for (char ch : base) name += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+  std::string out = name;
+  for (int i = 1; root.hasattr(out); ++i) out = name + "_" + std::to_string(i);
+  return out;
+}
+
+}  // namespace
+
+int fold_batch_norms(torch::jit::Module& root, torch::jit::Graph& graph) {
+  std::vector<std::pair<StaticLayer, Node*>> pairs;
+  for (StaticLayer& l : find_static_layers(root, graph)) {
+    if (l.kind == "add" || !l.weight || !l.unsupported.empty()) continue;
+    // The BN must be the only reader of the conv output, shape queries aside
+    // (BatchNorm2d checks input.dim(); folding does not change shapes).
+    Node* bn = nullptr;
+    bool only_bn = true;
+    for (const auto& use : l.node->output()->uses()) {
+      const auto kind = use.user->kind();
+      if (kind == torch::jit::aten::dim || kind == torch::jit::aten::size) continue;
+      only_bn = only_bn && kind == torch::jit::aten::batch_norm && !bn && use.offset == 0;
+      bn = use.user;
+    }
+    if (!only_bn || !bn) continue;
+    if (weight_reads(root, graph, *l.weight) != 1) continue;  // a shared weight cannot absorb one BN
+    pairs.emplace_back(l, bn);
+  }
+  int folded = 0;
+  for (auto& [l, bn] : pairs) {
+    const auto mean = optional_tensor(root, bn->input(3)), var = optional_tensor(root, bn->input(4));
+    const auto eps = constant_or_attr(root, bn->input(7));
+    if (!mean || !var || !eps || !eps->isDouble()) continue;
+    const at::Tensor w = l.weight->owner.attr(l.weight->attr).toTensor();
+    const auto gamma = optional_tensor(root, bn->input(1)), beta = optional_tensor(root, bn->input(2));
+    const auto bias = optional_tensor(root, l.bias());
+    auto [fw, fb] = quant::fold_batch_norm(w, bias, gamma ? *gamma : at::ones_like(*var),
+                                           beta ? *beta : at::zeros_like(*mean), *mean, *var,
+                                           eps->toDouble());
+    l.weight->owner.setattr(l.weight->attr, fw);  // this instance's slot only
+    const std::string bias_attr = unique_attr(root, "_qext_folded_bias_" + l.name);
+    root.register_attribute(bias_attr, c10::TensorType::get(), fb);
+    torch::jit::WithInsertPoint guard(l.node);
+    l.node->replaceInput(2, graph.insertGetAttr(graph.inputs()[0], bias_attr));
+    bn->output()->replaceAllUsesWith(l.node->output());
+    bn->destroy();
+    ++folded;
+  }
+  return folded;
+}
+
+void insert_observers(torch::jit::Module& root, torch::jit::Graph& graph, const StaticConfig& cfg) {
+  std::map<Value*, bool> observed;
+  const auto class_type = c10::getCustomClassType<c10::intrusive_ptr<ops::ObserverClass>>();
+  auto observe = [&](Value* v) {
+    if (observed.count(v)) return;
+    auto observer = c10::make_intrusive<ops::ObserverClass>(cfg.observer, cfg.histogram_method,
+                                                            cfg.percentile, 0.01, 2048, std::nullopt,
+                                                            0, 255, false);
+    const std::string attr = unique_attr(root, "_qext_observer_" + std::to_string(observed.size()));
+    root.register_attribute(attr, class_type, observer);
+    Node* def = v->node();
+    Node* at = def->kind() == torch::jit::prim::Param ? graph.block()->nodes().front() : def->next();
+    torch::jit::WithInsertPoint guard(at);
+    Value* obs = graph.insertGetAttr(graph.inputs()[0], attr);
+    Node* n = graph.create(c10::Symbol::fromQualString("qext::observe"), {v, obs});
+    graph.insertNode(n);
+    n->output()->setType(v->type());
+    v->replaceAllUsesAfterNodeWith(n, n->output());
+    observed[v] = observed[n->output()] = true;
+  };
+  for (const StaticLayer& l : find_static_layers(root, graph)) {
+    if (!l.unsupported.empty() || first_match(cfg.exclude, l.name)) continue;
+    for (Value* v : l.inputs()) observe(v);
+    observe(l.output());
+  }
+}
+
+}  // namespace qext::passes

@@ -1,0 +1,118 @@
+"""Static (post-training) quantization: fold, observe, calibrate, convert."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from . import _C
+from .model_io import to_script_module
+
+
+@dataclass
+class StaticConfig:
+    """Options of static quantization (mirrors ``qext::StaticConfig``).
+
+    Activations become asymmetric uint8 per tensor with ranges from calibration;
+    weights symmetric int8 per output channel.
+
+    Attributes:
+        exclude: layer names kept in float (wildcards), e.g. ``["fc"]``; adds are
+            named ``add@0``, ``add@1``, ... in graph order.
+        observer: ``"min_max"`` (default), ``"moving_average"`` or ``"histogram"``.
+        histogram_method: ``"percentile"``, ``"entropy"`` or ``"mse"``.
+        percentile: share of values kept by the percentile method, in %.
+        fold_batch_norm: fold eval-mode BatchNorm into the conv/linear before it.
+    """
+
+    exclude: list[str] = field(default_factory=list)
+    observer: Literal["min_max", "moving_average", "histogram"] = "min_max"
+    histogram_method: Literal["percentile", "entropy", "mse"] = "percentile"
+    percentile: float = 99.99
+    fold_batch_norm: bool = True
+
+    def _to_cpp(self) -> "_C.StaticConfig":
+        if isinstance(self.exclude, str) or not all(isinstance(p, str) for p in self.exclude):
+            raise TypeError(f"StaticConfig.exclude must be a list of strings; got {self.exclude!r}")
+        cfg = _C.StaticConfig()
+        cfg.exclude = list(self.exclude)
+        cfg.observer = self.observer
+        cfg.histogram_method = self.histogram_method
+        cfg.percentile = float(self.percentile)
+        cfg.fold_batch_norm = bool(self.fold_batch_norm)
+        return cfg
+
+
+def prepare_static(model: Any, config: StaticConfig | None = None, *, example_inputs: Any = None) -> torch.jit.ScriptModule:
+    """A copy of ``model`` with BatchNorm folded and observers on every tensor that
+    will become int8. Run it on sample inputs (:func:`calibrate`), then
+    :func:`convert`. ``model`` is not changed."""
+    config = StaticConfig() if config is None else config
+    if not isinstance(config, StaticConfig):
+        raise TypeError(f"prepare_static: config must be a qext.StaticConfig; got {type(config).__name__}")
+    cpp_config = config._to_cpp()
+    script = to_script_module(model, example_inputs, who="qext.prepare_static")
+    try:
+        return torch.jit._recursive.wrap_cpp_module(_C.prepare_static(script._c, cpp_config))
+    except (RuntimeError, ValueError) as e:
+        raise ValueError(str(e).strip().splitlines()[0]) from None
+
+
+def _as_batch(item: Any, index: int) -> list[torch.Tensor]:
+    batch = list(item) if isinstance(item, (tuple, list)) else [item]
+    for t in batch:
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"calibrate: item {index} holds a {type(t).__name__}; items must be a tensor or a tuple of tensors")
+    return batch
+
+
+def calibrate(prepared: torch.jit.ScriptModule, data: Iterable[Any]) -> int:
+    """Run calibration inputs through a module from :func:`prepare_static`.
+
+    ``data``: any iterable of model inputs, each a tensor or a tuple of tensors
+    (for a DataLoader of ``(x, y)`` pairs pass ``(x for x, _ in loader)``). A
+    progress count is shown on a terminal. Returns the number of batches.
+    Raises ``ValueError`` for empty data or a batch the model cannot run, and
+    for NaN/Inf values.
+    """
+    if not isinstance(prepared, torch.jit.ScriptModule):
+        raise TypeError("calibrate: expected the ScriptModule returned by qext.prepare_static")
+    show = sys.stderr.isatty()
+    count = 0
+    for count, item in enumerate(data, start=1):
+        try:
+            _C.calibrate(prepared._c, [_as_batch(item, count - 1)])
+        except RuntimeError as e:
+            message = str(e).strip().splitlines()[0].replace("batch 0", f"batch {count - 1}")
+            raise ValueError(message) from None
+        if show:
+            print(f"\rqext: calibrating, batch {count}", end="", file=sys.stderr, flush=True)
+    if show and count:
+        print(file=sys.stderr)
+    if count == 0:
+        raise ValueError("qext.calibrate: the calibration data is empty; pass at least one input batch")
+    return count
+
+
+def convert(prepared: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
+    """The int8 module from a calibrated :func:`prepare_static` module: conv2d,
+    linear and add (+ ReLU) run as qext int8 ops with int8 tensors flowing
+    between them; everything else stays float. ``qext.report`` tells which."""
+    if not isinstance(prepared, torch.jit.ScriptModule):
+        raise TypeError("convert: expected the ScriptModule returned by qext.prepare_static")
+    try:
+        return torch.jit._recursive.wrap_cpp_module(_C.convert(prepared._c))
+    except RuntimeError as e:
+        raise ValueError(str(e).strip().splitlines()[0]) from None
+
+
+def quantize_static(model: Any, calibration_data: Iterable[Any], config: StaticConfig | None = None, *,
+                    example_inputs: Any = None) -> torch.jit.ScriptModule:
+    """prepare_static + calibrate + convert in one call; ``model`` is not changed."""
+    prepared = prepare_static(model, config, example_inputs=example_inputs)
+    calibrate(prepared, calibration_data)
+    return convert(prepared)

@@ -1,0 +1,158 @@
+"""Static post-training quantization end to end: folding, observers,
+calibration, int8 conv/linear/add with int8 tensors flowing between them,
+float where needed; accuracy against fp32 (stated bounds) and on real data."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+import qext
+from conftest import run_python, sqnr_db
+from models import LeNet, NoLinear, ResNet18ish, randomize_batch_norm
+
+
+def calibration(shape, batches=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(*shape, generator=g) for _ in range(batches)]
+
+
+def graph_ops(module):
+    return [n.kind() for n in module.graph.nodes()]
+
+
+def test_lenet_int8_flows_between_layers():
+    torch.manual_seed(0)
+    model = LeNet().eval()
+    q = qext.quantize_static(model, calibration((4, 3, 32, 32)))
+    report = qext.report(q)
+    assert report.mode == "static"
+    assert [(l.name, l.status) for l in report.layers] == [
+        ("conv1", "int8"), ("conv2", "int8"), ("fc1", "int8"), ("fc2", "int8"), ("fc3", "int8")]
+    ops = graph_ops(q)
+    assert ops.count("qext::conv2d_int8") == 2 and ops.count("qext::linear_int8") == 3
+    # fc1 -> fc2 -> fc3 pass uint8 directly: one dequantize after the last layer of the chain
+    assert "aten::linear" not in ops and "aten::conv2d" not in ops and "aten::relu" not in ops
+    x = torch.randn(16, 3, 32, 32)
+    with torch.no_grad():
+        # Bound: output SQNR > 25 dB on held-out inputs from the calibration distribution.
+        assert sqnr_db(model(x), q(x)) > 25.0
+
+
+def test_resnet18ish_folds_bn_and_quantizes_residual_adds():
+    torch.manual_seed(1)
+    model = randomize_batch_norm(ResNet18ish())
+    q = qext.quantize_static(model, calibration((2, 3, 64, 64), batches=6))
+    report = qext.report(q)
+    kinds = {}
+    for l in report.layers:
+        kinds.setdefault(l.kind, []).append(l.status)
+    assert kinds["conv2d"] == ["int8"] * 20  # stem + 16 block convs + 3 downsample
+    assert kinds["add"] == ["int8"] * 8
+    assert kinds["linear"] == ["int8"]
+    ops = graph_ops(q)
+    assert "aten::batch_norm" not in ops
+    x = torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        # Bound: SQNR > 15 dB through 21 int8 layers with random weights.
+        assert sqnr_db(model(x), q(x)) > 15.0
+    # the float model is untouched
+    assert isinstance(model.layers[0].bn1, nn.BatchNorm2d) and model.layers[0].conv1.weight.numel() > 0
+
+
+def test_three_steps_equal_one_and_survive_save_load(tmp_path):
+    torch.manual_seed(2)
+    model = LeNet().eval()
+    data = calibration((4, 3, 32, 32))
+    prepared = qext.prepare_static(model, qext.StaticConfig(observer="histogram", histogram_method="percentile"))
+    assert sum(k == "qext::observe" for k in graph_ops(prepared)) > 0
+    # a prepared module saves and loads with its observers
+    path = tmp_path / "prepared.pt"
+    qext.save(prepared, path)
+    prepared = qext.load(path)
+    assert qext.calibrate(prepared, data) == len(data)
+    q = qext.convert(prepared)
+    one_shot = qext.quantize_static(model, data, qext.StaticConfig(observer="histogram"))
+    x = torch.randn(5, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(q(x), one_shot(x))
+    out = tmp_path / "q.pt"
+    qext.save(q, out)
+    torch.save({"x": x, "y": q(x)}, tmp_path / "io.pt")
+    result = run_python(
+        "import torch, qext\n"
+        f"m = qext.load({str(out)!r}); d = torch.load({str(tmp_path / 'io.pt')!r})\n"
+        "assert torch.equal(m(d['x']), d['y']); print(qext.report(m).quantized)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "5"
+
+
+def test_exclude_keeps_layers_float():
+    torch.manual_seed(3)
+    model = LeNet().eval()
+    q = qext.quantize_static(model, calibration((2, 3, 32, 32)), qext.StaticConfig(exclude=["fc3", "conv1"]))
+    status = {l.name: (l.status, l.reason) for l in qext.report(q).layers}
+    assert status["fc3"] == ("float", "excluded by pattern 'fc3'")
+    assert status["conv1"][0] == "float" and status["conv2"][0] == "int8"
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert sqnr_db(model(x), q(x)) > 25.0
+
+
+def test_bad_calibration_inputs():
+    model = LeNet().eval()
+    prepared = qext.prepare_static(model)
+    with pytest.raises(ValueError, match="never calibrated"):
+        qext.convert(prepared)
+    with pytest.raises(ValueError, match="calibration data is empty"):
+        qext.calibrate(prepared, [])
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        qext.calibrate(prepared, [torch.full((1, 3, 32, 32), float("nan"))])
+    with pytest.raises(ValueError, match="calibration batch 1 failed"):
+        qext.calibrate(prepared, [torch.randn(1, 3, 32, 32), torch.randn(1, 3, 31, 31)])
+    with pytest.raises(TypeError, match="tensor or a tuple of tensors"):
+        qext.calibrate(prepared, ["not a tensor"])
+    with pytest.raises(ValueError, match="not prepared"):
+        qext.convert(torch.jit.script(model))
+    with pytest.raises(ValueError, match="calibration data is empty"):
+        qext.quantize_static(model, [])
+
+
+def test_model_without_quantizable_layers_converts():
+    q = qext.quantize_static(NoLinear(), [torch.randn(1, 2, 8)])
+    assert [l.status for l in qext.report(q).layers] == []
+    assert q(torch.randn(1, 2, 8)).shape == (1, 2, 6)
+
+
+def test_real_digits_accuracy_within_half_a_point():
+    """A small CNN trained here on scikit-learn's real 8x8 digits; int8 top-1
+    must stay within 0.5 points of fp32 on the held-out 360 digits."""
+    datasets = pytest.importorskip("sklearn.datasets", reason="pip install scikit-learn (scripts/setup.sh does)")
+    digits = datasets.load_digits()
+    x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    y = torch.tensor(digits.target)
+    xtr, ytr, xte, yte = x[:1437], y[:1437], x[1437:], y[1437:]
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * 16, 64), nn.ReLU(), nn.Linear(64, 10),
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(8):
+        perm = torch.randperm(len(xtr))
+        for i in range(0, len(xtr), 64):
+            idx = perm[i : i + 64]
+            loss = nn.functional.cross_entropy(model(xtr[idx]), ytr[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    q = qext.quantize_static(model, [xtr[i : i + 100] for i in range(0, 500, 100)])
+    assert qext.report(q).quantized == 4
+    with torch.no_grad():
+        acc_f = (model(xte).argmax(1) == yte).float().mean().item()
+        acc_q = (q(xte).argmax(1) == yte).float().mean().item()
+    print(f"digits CNN: fp32 {acc_f:.2%}, int8 {acc_q:.2%}")
+    assert acc_f > 0.85
+    assert acc_q >= acc_f - 0.005
