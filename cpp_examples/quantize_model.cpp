@@ -1,14 +1,18 @@
 // What a LibTorch user writes: load my_model.pt, run it, quantize it with qext,
 // save it, reload it, and compare outputs and speed.
 //
-//   quantize_model IN.pt OUT.pt --input-shape 1,3,224,224 [--mode dynamic]
-//                  [--exclude PATTERN]... [--per-tensor-activations]
+//   quantize_model IN.pt OUT.pt --input-shape 1,3,224,224 [--mode dynamic|static]
+//                  [--calib CALIB.pt] [--exclude PATTERN]... [--per-tensor-activations]
 //                  [--check-max-abs-error E]
+// CALIB.pt (static mode): a list of input tensors saved from Python with
+// torch.save([...], "calib.pt"), one calibration batch each.
 #include <torch/script.h>
+#include <torch/serialize.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <sstream>
 #include <string>
@@ -19,7 +23,7 @@
 namespace {
 
 struct Options {
-  std::string input, output, mode = "dynamic";
+  std::string input, output, mode = "dynamic", calib;
   std::vector<int64_t> shape;
   qext::DynamicConfig config;
   double max_abs_error = -1.0;  // < 0: do not check
@@ -27,8 +31,9 @@ struct Options {
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "quantize_model: " << why << "\n"
-            << "usage: quantize_model IN.pt OUT.pt --input-shape 1,3,224,224 [--mode dynamic]\n"
-            << "       [--exclude PATTERN]... [--per-tensor-activations] [--check-max-abs-error E]\n";
+            << "usage: quantize_model IN.pt OUT.pt --input-shape 1,3,224,224 [--mode dynamic|static]\n"
+            << "       [--calib CALIB.pt] [--exclude PATTERN]... [--per-tensor-activations]\n"
+            << "       [--check-max-abs-error E]\n";
   std::exit(2);
 }
 
@@ -60,6 +65,7 @@ Options parse(int argc, char** argv) {
     };
     if (a == "--input-shape") o.shape = parse_shape(value());
     else if (a == "--mode") o.mode = value();
+    else if (a == "--calib") o.calib = value();
     else if (a == "--exclude") o.config.exclude.push_back(value());
     else if (a == "--per-tensor-activations") o.config.per_row_activations = false;
     else if (a == "--check-max-abs-error") o.max_abs_error = std::stod(value());
@@ -68,10 +74,32 @@ Options parse(int argc, char** argv) {
   }
   if (positional.size() != 2) usage("expected IN.pt and OUT.pt");
   if (o.shape.empty()) usage("--input-shape is required");
-  if (o.mode != "dynamic") usage("--mode " + o.mode + " is not available in this qext version (dynamic only)");
+  if (o.mode != "dynamic" && o.mode != "static") usage("--mode must be dynamic or static");
+  if (o.mode == "static" && o.calib.empty()) usage("--mode static needs --calib CALIB.pt");
   o.input = positional[0];
   o.output = positional[1];
   return o;
+}
+
+// The batches of a calibration file written by torch.save([...]).
+std::vector<std::vector<torch::jit::IValue>> load_calibration(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error("cannot read calibration file '" + path + "'");
+  const std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const torch::jit::IValue data = torch::pickle_load(bytes);
+  if (!data.isList()) throw std::runtime_error("'" + path + "' does not hold a list of tensors");
+  std::vector<std::vector<torch::jit::IValue>> batches;
+  for (const torch::jit::IValue& item : data.toListRef()) {
+    if (item.isTensor()) {
+      batches.push_back({item});
+    } else if (item.isTuple()) {
+      const auto& e = item.toTupleRef().elements();
+      batches.emplace_back(e.begin(), e.end());
+    } else {
+      throw std::runtime_error("'" + path + "': each item must be a tensor or a tuple of tensors");
+    }
+  }
+  return batches;
 }
 
 double median_ms(torch::jit::Module& m, const std::vector<torch::jit::IValue>& inputs) {
@@ -97,7 +125,14 @@ int main(int argc, char** argv) {
     const std::vector<torch::jit::IValue> inputs{torch::ones(opt.shape)};
     const torch::Tensor expected = model.forward(inputs).toTensor();
 
-    torch::jit::Module quantized = qext::quantize_dynamic(model, opt.config);
+    torch::jit::Module quantized;
+    if (opt.mode == "static") {
+      qext::StaticConfig config;
+      config.exclude = opt.config.exclude;
+      quantized = qext::quantize_static(model, load_calibration(opt.calib), config);
+    } else {
+      quantized = qext::quantize_dynamic(model, opt.config);
+    }
     const qext::QuantizationReport report = qext::report(quantized);
     for (const auto& layer : report.layers) {
       std::printf("  %-40s %-7s %-6s %s\n", layer.name.c_str(), layer.kind.c_str(),

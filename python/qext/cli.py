@@ -1,6 +1,7 @@
 """The ``qext`` command line.
 
     qext quantize IN.pt OUT.pt --mode dynamic [--exclude PATTERN ...] [--per-tensor-activations]
+    qext quantize IN.pt OUT.pt --mode static --calib CALIB.pt [--observer histogram]
     qext report MODEL.pt
     qext info
 """
@@ -19,19 +20,42 @@ def _quantize(args: argparse.Namespace) -> int:
 
     if os.path.abspath(args.input) == os.path.abspath(args.output):
         raise ValueError("OUT must differ from IN: qext never overwrites the float model")
-    config = qext.DynamicConfig(
-        include=args.include or [],
-        exclude=args.exclude or [],
-        weight_granularity="per_tensor" if args.per_tensor_weights else "per_channel",
-        per_row_activations=not args.per_tensor_activations,
-        min_weight_elements=args.min_weight_elements,
-    )
     model = qext.load(args.input)
-    quantized = qext.quantize_dynamic(model, config)
+    if args.mode == "static":
+        if not args.calib:
+            raise ValueError("--mode static needs --calib CALIB.pt (a torch.save'd list of input tensors or tuples)")
+        config = qext.StaticConfig(exclude=args.exclude or [], observer=args.observer)
+        quantized = qext.quantize_static(model, load_calibration(args.calib), config)
+    else:
+        config = qext.DynamicConfig(
+            include=args.include or [],
+            exclude=args.exclude or [],
+            weight_granularity="per_tensor" if args.per_tensor_weights else "per_channel",
+            per_row_activations=not args.per_tensor_activations,
+            min_weight_elements=args.min_weight_elements,
+        )
+        quantized = qext.quantize_dynamic(model, config)
     print(qext.report(quantized))
     qext.save(quantized, args.output)
     print(f"saved {args.output} ({os.path.getsize(args.output):,} bytes; input {os.path.getsize(args.input):,} bytes)")
     return 0
+
+
+def load_calibration(path: str) -> list:
+    """A calibration file: ``torch.save(list_of_inputs, path)``, each input a
+    tensor or a tuple of tensors (one batch each); a single tensor is split into
+    batches of 32 along its first dimension."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such calibration file: {path!r}")
+    try:
+        data = torch.load(path, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise ValueError(f"{path!r} is not a torch.save'd list of tensors: {str(e).splitlines()[0]}") from None
+    if isinstance(data, torch.Tensor):
+        return list(data.split(32))
+    if not isinstance(data, (list, tuple)):
+        raise ValueError(f"{path!r} holds a {type(data).__name__}; expected a list of tensors (or tuples of tensors)")
+    return list(data)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -56,7 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("quantize", help="quantize a TorchScript model file", description="Quantize IN.pt to int8 and save OUT.pt.")
     q.add_argument("input", metavar="IN.pt")
     q.add_argument("output", metavar="OUT.pt")
-    q.add_argument("--mode", choices=["dynamic"], default="dynamic", help="dynamic: int8 weights, activations quantized on the fly")
+    q.add_argument("--mode", choices=["dynamic", "static"], default="dynamic",
+                   help="dynamic: int8 weights, activations quantized on the fly; static: int8 activations from calibration")
+    q.add_argument("--calib", metavar="CALIB.pt", help="static: torch.save'd list of input tensors (or tuples), one batch each")
+    q.add_argument("--observer", choices=["min_max", "moving_average", "histogram"], default="min_max",
+                   help="static: how calibration picks activation ranges")
     q.add_argument("--include", action="append", metavar="PATTERN", help="quantize only layers matching (wildcards; repeatable)")
     q.add_argument("--exclude", action="append", metavar="PATTERN", help="keep layers matching in float (wildcards; repeatable)")
     q.add_argument("--per-row-activations", action="store_true", help="one activation scale per row/token (the default)")
@@ -81,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.run(args)
-    except (OSError, ValueError, TypeError, RuntimeError) as e:
+    except (OSError, ValueError, TypeError, RuntimeError) as e:  # FileNotFoundError is an OSError
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"qext: error: {message}", file=sys.stderr)
         return 1

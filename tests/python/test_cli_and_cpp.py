@@ -89,3 +89,50 @@ def test_cpp_example_rejects_bad_arguments(tmp_path):
     result = subprocess.run([CPP / "quantize_model", EXAMPLE, tmp_path / "o.pt", "--input-shape", "4,63"], capture_output=True, text=True)
     assert result.returncode == 1 and "error" in result.stderr
     assert not (tmp_path / "o.pt").exists()
+
+
+def test_cli_static_mode(tmp_path):
+    from models import LeNet
+
+    torch.manual_seed(0)
+    model = LeNet().eval()
+    src, out, calib = tmp_path / "lenet.pt", tmp_path / "lenet_int8.pt", tmp_path / "calib.pt"
+    torch.jit.save(torch.jit.script(model), str(src))
+    torch.save([torch.randn(4, 3, 32, 32) for _ in range(4)], calib)
+    result = qext_cli("quantize", src, out, "--mode", "static", "--calib", calib)
+    assert result.returncode == 0, result.stderr
+    assert "5 of 5 layers int8" in result.stdout
+    assert qext.report(qext.load(out)).mode == "static"
+    missing = qext_cli("quantize", src, tmp_path / "x.pt", "--mode", "static")
+    assert missing.returncode == 1 and "--calib" in missing.stderr
+    calib.write_bytes(b"garbage")
+    bad = qext_cli("quantize", src, tmp_path / "x.pt", "--mode", "static", "--calib", calib)
+    assert bad.returncode == 1 and "not a torch.save'd list" in bad.stderr
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_cpp_example_static_mode(tmp_path):
+    need_cpp_examples()
+    from models import ResNet18ish, randomize_batch_norm
+
+    torch.manual_seed(0)
+    model = randomize_batch_norm(ResNet18ish())
+    src, out, calib = tmp_path / "resnet.pt", tmp_path / "resnet_int8.pt", tmp_path / "calib.pt"
+    torch.jit.save(torch.jit.script(model), str(src))
+    torch.save([torch.randn(2, 3, 64, 64) for _ in range(3)], calib)
+    result = subprocess.run(
+        [CPP / "quantize_model", src, out, "--input-shape", "1,3,64,64", "--mode", "static", "--calib", calib],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "29 of 29 layers int8" in result.stdout
+    q = qext.load(out)
+    assert qext.report(q).mode == "static"
+    with torch.no_grad():
+        x = torch.randn(1, 3, 64, 64)
+        assert q(x).shape == (1, 10)
+    # the C++-quantized model runs in the plain LibTorch program too
+    run = subprocess.run([CPP / "run_model", out, tmp_path / "y.pt", "--input-shape", "1,3,64,64"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    with torch.no_grad():
+        assert torch.equal(torch.load(tmp_path / "y.pt"), q(torch.ones(1, 3, 64, 64)))
