@@ -1,0 +1,133 @@
+"""Static int8 quantization of a ResNet-18-layout CNN, every contender in one
+run: fp32 eager, fp32 TorchScript (frozen), torch.ao FX static (x86 backend),
+ONNX Runtime quantize_static (QDQ, per-channel, U8S8; optional) and qext.
+
+    python benchmarks/bench_resnet.py [--threads 1,2] [--shapes 1x224,16x64]
+
+The network is ResNet-18's layout (tests/python/models.py, width 64) with random
+weights and non-trivial BatchNorm statistics; error columns compare outputs
+with fp32 eager (cosine per row). Latency: median of repeated runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import warnings
+
+import torch
+
+import qext
+from common import median_seconds, quiet_peers, threads, write_json
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
+from models import ResNet18ish, randomize_batch_norm  # noqa: E402
+
+warnings.filterwarnings("ignore")
+
+
+def torch_ao_fx(model, example, calib):
+    with quiet_peers():
+        from torch.ao.quantization import get_default_qconfig_mapping
+        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+        prepared = prepare_fx(model, get_default_qconfig_mapping("x86"), (example,))
+        with torch.no_grad():
+            for x in calib:
+                prepared(x)
+        return convert_fx(prepared)
+
+
+def onnxruntime_static(model, example, calib, nthreads, tmp):
+    try:
+        import onnxruntime as ort
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    except ImportError:
+        return None
+    fp32_path, int8_path = os.path.join(tmp, "m.onnx"), os.path.join(tmp, "m_int8.onnx")
+    if not os.path.exists(int8_path):
+        with quiet_peers():
+            torch.onnx.export(model, (example,), fp32_path, input_names=["x"], dynamo=False, opset_version=17,
+                              dynamic_axes={"x": {0: "n"}})
+
+        class Reader(CalibrationDataReader):
+            def __init__(self):
+                self.items = iter([{"x": x.numpy()} for x in calib])
+
+            def get_next(self):
+                return next(self.items, None)
+
+        with quiet_peers():
+            quantize_static(fp32_path, int8_path, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = nthreads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(int8_path, opts, providers=["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(sess.run(None, {"x": x.numpy()})[0])
+
+
+def cosine(ref, out):
+    c = torch.nn.functional.cosine_similarity(ref.flatten(1), out.flatten(1))
+    return c.mean().item(), c.min().item()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--shapes", default="1x224,16x64", help="BATCHxSIZE,...")
+    ap.add_argument("--min-time", type=float, default=1.0)
+    ap.add_argument("--out", default="benchmarks/results/resnet.json")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    model = randomize_batch_norm(ResNet18ish(width=64, classes=1000))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path = os.path.join(tmp, "fp32.pt")
+        torch.jit.save(torch.jit.script(model), float_path)
+        for shape in args.shapes.split(","):
+            batch, size = (int(v) for v in shape.split("x"))
+            g = torch.Generator().manual_seed(1)
+            calib = [torch.randn(batch, 3, size, size, generator=g) for _ in range(8)]
+            x = torch.randn(batch, 3, size, size, generator=g)
+            with torch.no_grad():
+                ref = model(x)
+                frozen = torch.jit.freeze(torch.jit.script(model).eval())
+                ao = torch_ao_fx(model, x, calib)
+                q = qext.quantize_static(model, calib)
+                int8_path = os.path.join(tmp, "int8.pt")
+                qext.save(q, int8_path)
+                sizes = {"fp32": os.path.getsize(float_path), "qext_int8": os.path.getsize(int8_path)}
+                ort_dir = os.path.join(tmp, shape)
+                os.makedirs(ort_dir, exist_ok=True)
+                for nthreads in [int(t) for t in args.threads.split(",")]:
+                    with threads(nthreads):
+                        contenders = {
+                            "fp32_eager": model, "fp32_torchscript_frozen": frozen, "torch_ao_fx_x86": ao,
+                            "onnxruntime_qdq": onnxruntime_static(model, x, calib, nthreads, ort_dir), "qext_static": q,
+                        }
+                        times = {}
+                        for name, fn in contenders.items():
+                            if fn is None:
+                                continue
+                            with quiet_peers():
+                                out = fn(x)
+                                times[name] = median_seconds(lambda: fn(x), warmup=2, min_reps=5, min_time=args.min_time)
+                            cm, cmin = cosine(ref, out)
+                            rows.append({"shape": shape, "threads": nthreads, "contender": name, "seconds": times[name],
+                                         "cos_mean": cm, "cos_min": cmin})
+                        for row in rows[-len(times):]:
+                            row["speedup_vs_fp32_eager"] = times["fp32_eager"] / row["seconds"]
+                            row["qext_speedup_vs_this"] = row["seconds"] / times["qext_static"]
+                            print(f"{shape:7} thr={nthreads} {row['contender']:24} {row['seconds']*1e3:8.1f} ms  "
+                                  f"x{row['speedup_vs_fp32_eager']:.2f} vs fp32  qext x{row['qext_speedup_vs_this']:.2f}  "
+                                  f"cos {row['cos_mean']:.4f}")
+                print(f"model file: fp32 {sizes['fp32']:,} bytes, qext int8 {sizes['qext_int8']:,} bytes "
+                      f"({sizes['fp32'] / sizes['qext_int8']:.2f}x smaller)")
+    write_json(args.out, {"isa": qext.active_isa(), "file_bytes": sizes, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
