@@ -3,12 +3,14 @@
 
 #include <cstdint>
 
+#include "kernels/isa.h"
+
 namespace qext::kernels {
 
 // out = quantize(clamp(float(a - za) * sa + float(b - zb) * sb), so, zo): the
 // sum of two uint8 tensors with different qparams, requantized, with an
 // optional fused ReLU (clamp at 0). Same rounding rule as every other op.
 void add_requant_u8(const uint8_t* a, float sa, int32_t za, const uint8_t* b, float sb, int32_t zb,
-                    int64_t n, float so, int32_t zo, bool relu, uint8_t* out);
+                    int64_t n, float so, int32_t zo, bool relu, uint8_t* out, Isa isa);
 
 }  // namespace qext::kernels

@@ -20,7 +20,9 @@ using QuantizeU8Fn = void (*)(const float*, int64_t, float, int32_t, int32_t, in
                       int64_t, int64_t, int64_t);                                        \
   bool finite_min_max_##suffix(const float*, int64_t, float*, float*);                   \
   void quantize_u8_##suffix(const float*, int64_t, float, int32_t, int32_t, int32_t,     \
-                            uint8_t*);
+                            uint8_t*);                                                   \
+  void add_requant_u8_##suffix(const uint8_t*, float, int32_t, const uint8_t*, float,    \
+                               int32_t, int64_t, float, int32_t, bool, uint8_t*);
 
 QEXT_DECLARE_PATH(ref)
 QEXT_DECLARE_PATH(avx2)

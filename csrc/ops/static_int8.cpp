@@ -175,11 +175,12 @@ at::Tensor add_int8(const at::Tensor& a, double a_scale, int64_t a_zero_point, c
   const uint8_t* ap = ac.data_ptr<uint8_t>();
   const uint8_t* bp = bc.data_ptr<uint8_t>();
   uint8_t* outp = out.data_ptr<uint8_t>();
+  const kernels::Isa isa = kernels::active_isa();
   at::parallel_for(0, a.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
     kernels::add_requant_u8(ap + begin, static_cast<float>(a_scale), static_cast<int32_t>(a_zero_point),
                             bp + begin, static_cast<float>(b_scale), static_cast<int32_t>(b_zero_point),
                             end - begin, static_cast<float>(out_scale),
-                            static_cast<int32_t>(out_zero_point), relu, outp + begin);
+                            static_cast<int32_t>(out_zero_point), relu, outp + begin, isa);
   });
   return out;
 }

@@ -45,4 +45,10 @@ void quantize_u8_ref(const float* x, int64_t n, float scale, int32_t zero_point,
   }
 }
 
+void add_requant_u8_ref(const uint8_t* a, float sa, int32_t za, const uint8_t* b, float sb,
+                        int32_t zb, int64_t n, float so, int32_t zo, bool relu, uint8_t* out) {
+  const float lo = relu ? 0.0f : -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) out[i] = ref::add_requant_one(a[i], sa, za, b[i], sb, zb, so, zo, lo);
+}
+
 }  // namespace qext::kernels::detail

@@ -48,6 +48,14 @@ inline float epilogue_float(int32_t acc, float row_scale, float col_scale, const
   return v;
 }
 
+// The requantizing add of two uint8 values (static residual adds).
+inline uint8_t add_requant_one(uint8_t a, float sa, int32_t za, uint8_t b, float sb, int32_t zb,
+                               float so, int32_t zo, float lo) {
+  float v = static_cast<float>(a - za) * sa + static_cast<float>(b - zb) * sb;
+  v = v > lo ? v : lo;
+  return static_cast<uint8_t>(quantize_one(v, so, zo, 0, 255));
+}
+
 // Stores one accumulator through the epilogue.
 inline void store_one(const Epilogue& ep, int32_t acc, int64_t m, int64_t n, void* c,
                       int64_t ldc) {

@@ -225,4 +225,23 @@ void quantize_u8_avx2(const float* x, int64_t n, float scale, int32_t zero_point
   quantize_u8_ref(x + i, n - i, scale, zero_point, qmin, qmax, q + i);
 }
 
+void add_requant_u8_avx2(const uint8_t* a, float sa, int32_t za, const uint8_t* b, float sb,
+                         int32_t zb, int64_t n, float so, int32_t zo, bool relu, uint8_t* out) {
+  const __m256 vsa = _mm256_set1_ps(sa), vsb = _mm256_set1_ps(sb);
+  const __m256i vza = _mm256_set1_epi32(za), vzb = _mm256_set1_epi32(zb);
+  const __m256 lo = _mm256_set1_ps(relu ? 0.0f : -std::numeric_limits<float>::infinity());
+  const __m256 s = _mm256_set1_ps(so), zp = _mm256_set1_ps(static_cast<float>(zo));
+  const __m256 qlo = _mm256_set1_ps(0.0f), qhi = _mm256_set1_ps(255.0f);
+  int64_t i = 0;
+  for (; i + kVecCols <= n; i += kVecCols) {
+    const __m256i ai = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(a + i)));
+    const __m256i bi = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + i)));
+    __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(ai, vza)), vsa),
+                             _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(bi, vzb)), vsb));
+    v = _mm256_max_ps(v, lo);
+    store_u8x8(out + i, quantize8(v, s, zp, qlo, qhi), kVecCols);
+  }
+  add_requant_u8_ref(a + i, sa, za, b + i, sb, zb, n - i, so, zo, relu, out + i);
+}
+
 }  // namespace qext::kernels::detail

@@ -213,4 +213,22 @@ void quantize_u8_avx512_vnni(const float* x, int64_t n, float scale, int32_t zer
   }
 }
 
+void add_requant_u8_avx512_vnni(const uint8_t* a, float sa, int32_t za, const uint8_t* b, float sb,
+                                int32_t zb, int64_t n, float so, int32_t zo, bool relu, uint8_t* out) {
+  const __m512 vsa = _mm512_set1_ps(sa), vsb = _mm512_set1_ps(sb);
+  const __m512i vza = _mm512_set1_epi32(za), vzb = _mm512_set1_epi32(zb);
+  const __m512 lo = _mm512_set1_ps(relu ? 0.0f : -std::numeric_limits<float>::infinity());
+  const __m512 s = _mm512_set1_ps(so), zp = _mm512_set1_ps(static_cast<float>(zo));
+  const __m512 qlo = _mm512_set1_ps(0.0f), qhi = _mm512_set1_ps(255.0f);
+  for (int64_t i = 0; i < n; i += kVecCols) {
+    const __mmask16 mask = lanes_mask(n - i);
+    const __m512i ai = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, a + i));
+    const __m512i bi = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, b + i));
+    __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ai, vza)), vsa),
+                             _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(bi, vzb)), vsb));
+    v = _mm512_max_ps(v, lo);
+    _mm512_mask_cvtepi32_storeu_epi8(out + i, mask, quantize16(v, s, zp, qlo, qhi));
+  }
+}
+
 }  // namespace qext::kernels::detail
