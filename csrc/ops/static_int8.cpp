@@ -85,10 +85,17 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const int64_t chunks = (pixels + kRowsPerTask - 1) / kRowsPerTask;
   const std::vector<float> row_scale(kRowsPerTask, static_cast<float>(x_scale));
   const std::vector<int32_t> row_zp(kRowsPerTask, static_cast<int32_t>(x_zero_point));
-  at::parallel_for(0, n_img * chunks, 1, [&](int64_t t0, int64_t t1) {
+  // Few pixel chunks (batch 1, deep layers): split output channels too, so
+  // every thread has work.
+  const int64_t blocks = groups == 1 ? w->group(0).num_blocks() : 1;
+  const int64_t pixel_tasks = n_img * chunks;
+  const int64_t splits =
+      std::min(blocks, std::max<int64_t>(1, (at::get_num_threads() + pixel_tasks - 1) / pixel_tasks));
+  at::parallel_for(0, pixel_tasks * splits, 1, [&](int64_t t0, int64_t t1) {
     std::vector<uint8_t> patches(kRowsPerTask * k);
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t n = t / chunks, m0 = (t % chunks) * kRowsPerTask;
+      const int64_t split = t % splits, pixel_task = t / splits;
+      const int64_t n = pixel_task / chunks, m0 = (pixel_task % chunks) * kRowsPerTask;
       const int64_t rows = std::min(kRowsPerTask, pixels - m0);
       for (int64_t g = 0; g < groups; ++g) {
         for (int64_t r = 0; r < rows; ++r) {
@@ -114,7 +121,9 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
         args.a_zero_point = row_zp.data();
         args.c = outp + (n * pixels + m0) * cout + g * coutg;
         args.ldc = cout;
-        kernels::qgemm(args, w->group(g), ep, 0, rows, 0, w->group(g).num_blocks());
+        const int64_t group_blocks = w->group(g).num_blocks();
+        kernels::qgemm(args, w->group(g), ep, 0, rows, group_blocks * split / splits,
+                       group_blocks * (split + 1) / splits);
       }
     }
   });
