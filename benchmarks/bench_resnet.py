@@ -20,7 +20,7 @@ import warnings
 import torch
 
 import qext
-from common import median_seconds, quiet_peers, threads, write_json
+from common import add_ratios_and_print, median_seconds, quiet_peers, threads, write_json
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
 from models import ResNet18ish, randomize_batch_norm  # noqa: E402
@@ -118,12 +118,7 @@ def main():
                             cm, cmin = cosine(ref, out)
                             rows.append({"shape": shape, "threads": nthreads, "contender": name, "seconds": times[name],
                                          "cos_mean": cm, "cos_min": cmin})
-                        for row in rows[-len(times):]:
-                            row["speedup_vs_fp32_eager"] = times["fp32_eager"] / row["seconds"]
-                            row["qext_speedup_vs_this"] = row["seconds"] / times["qext_static"]
-                            print(f"{shape:7} thr={nthreads} {row['contender']:24} {row['seconds']*1e3:8.1f} ms  "
-                                  f"x{row['speedup_vs_fp32_eager']:.2f} vs fp32  qext x{row['qext_speedup_vs_this']:.2f}  "
-                                  f"cos {row['cos_mean']:.4f}")
+                        add_ratios_and_print(rows[-len(times):], times, f"{shape:7}")
                 print(f"model file: fp32 {sizes['fp32']:,} bytes, qext int8 {sizes['qext_int8']:,} bytes "
                       f"({sizes['fp32'] / sizes['qext_int8']:.2f}x smaller)")
     write_json(args.out, {"isa": qext.active_isa(), "file_bytes": sizes, "rows": rows})

@@ -24,7 +24,7 @@ import warnings
 import torch
 
 import qext
-from common import median_seconds, quiet_peers, threads, write_json
+from common import add_ratios_and_print, median_seconds, quiet_peers, threads, write_json
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
 from minilm_embeddings import load_minilm, sentences  # noqa: E402
@@ -129,12 +129,7 @@ def run_model(name, build, thread_counts, min_time):
                         times[cname] = median_seconds(fn, warmup=2, min_reps=5, min_time=min_time)
                     row = {"model": name, "threads": nthreads, "contender": cname, "seconds": times[cname], **errors(ref, out)}
                     rows.append(row)
-                for row in rows[-len(times):]:
-                    row["speedup_vs_fp32_eager"] = times["fp32_eager"] / row["seconds"]
-                    row["qext_speedup_vs_this"] = row["seconds"] / times["qext_dynamic"]
-                    print(f"{name:8} thr={nthreads} {row['contender']:20} {row['seconds']*1e3:9.1f} ms  "
-                          f"x{row['speedup_vs_fp32_eager']:.2f} vs fp32  qext x{row['qext_speedup_vs_this']:.2f}  "
-                          f"cos mean {row['cos_mean']:.4f} min {row['cos_min']:.4f}")
+                add_ratios_and_print(rows[-len(times):], times, f"{name:8}")
     print(f"{name}: qext.quantize_dynamic took {qext_seconds:.2f} s")
     return rows, qext_seconds
 

@@ -56,3 +56,15 @@ def write_json(path: str | Path, payload: dict) -> None:
     }
     path.write_text(json.dumps(payload, indent=2))
     print(f"wrote {path}")
+
+
+def add_ratios_and_print(rows: list[dict], times: dict[str, float], label: str) -> None:
+    """Adds speedup_vs_fp32_eager and qext_speedup_vs_this to the rows of one
+    measurement group (same shape and threads) and prints them."""
+    ours = next(name for name in times if name.startswith("qext"))
+    for row in rows:
+        row["speedup_vs_fp32_eager"] = times["fp32_eager"] / row["seconds"]
+        row["qext_speedup_vs_this"] = row["seconds"] / times[ours]
+        print(f"{label} thr={row['threads']} {row['contender']:24} {row['seconds'] * 1e3:9.1f} ms  "
+              f"x{row['speedup_vs_fp32_eager']:.2f} vs fp32  qext x{row['qext_speedup_vs_this']:.2f}  "
+              f"cos mean {row['cos_mean']:.4f} min {row['cos_min']:.4f}")

@@ -36,20 +36,25 @@ def digits_split():
     return (x[:1437], y[:1437]), (x[1437:], y[1437:])
 
 
-def main() -> None:
-    torch.manual_seed(0)
-    (xtr, ytr), (xte, yte) = digits_split()
-    model = DigitsMLP()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for epoch in range(30):
-        perm = torch.randperm(len(xtr))
-        for i in range(0, len(xtr), 64):
-            idx = perm[i : i + 64]
-            loss = nn.functional.cross_entropy(model(xtr[idx]), ytr[idx])
+def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float, batch: int = 64) -> nn.Module:
+    """Plain Adam + cross-entropy training; returns the model in eval mode."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(x))
+        for i in range(0, len(x), batch):
+            idx = perm[i : i + batch]
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
-    model.eval()
+    return model.eval()
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    (xtr, ytr), (xte, yte) = digits_split()
+    model = fit(DigitsMLP(), xtr, ytr, epochs=30, lr=1e-3)
     with torch.no_grad():
         acc = (model(xte).argmax(1) == yte).float().mean().item()
     print(f"test accuracy {acc:.2%}")

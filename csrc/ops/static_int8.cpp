@@ -43,6 +43,19 @@ kernels::Epilogue requant_epilogue(const float* row_scale, const float* col_scal
   return ep;
 }
 
+// fn(in, n, out) over x's elements in parallel chunks, into a new tensor of
+// `out_type` with x's memory format (channels-last stays channels-last).
+template <typename In, typename Out, typename Fn>
+at::Tensor map_keeping_format(const at::Tensor& x, at::ScalarType out_type, Fn fn) {
+  const auto format = x.suggest_memory_format();
+  const at::Tensor xc = x.contiguous(format);
+  at::Tensor out = at::empty(x.sizes(), x.options().dtype(out_type).memory_format(format));
+  const In* in = xc.data_ptr<In>();
+  Out* o = out.data_ptr<Out>();
+  at::parallel_for(0, x.numel(), 1 << 14, [&](int64_t b, int64_t e) { fn(in + b, e - b, o + b); });
+  return out;
+}
+
 }  // namespace
 
 at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point,
@@ -134,32 +147,19 @@ at::Tensor quantize_per_tensor(const at::Tensor& x, double scale, int64_t zero_p
   constexpr const char* op = "qext::quantize_per_tensor";
   TORCH_CHECK(x.scalar_type() == at::kFloat, op, ": expected float32; got ", x.scalar_type());
   check_qparams(op, "", scale, zero_point);
-  const auto format = x.suggest_memory_format();
-  const at::Tensor xc = x.contiguous(format);
-  at::Tensor out = at::empty(x.sizes(), x.options().dtype(at::kByte).memory_format(format));
-  const float* in = xc.data_ptr<float>();
-  uint8_t* q = out.data_ptr<uint8_t>();
   const kernels::Isa isa = kernels::active_isa();
-  at::parallel_for(0, x.numel(), 1 << 14, [&](int64_t b, int64_t e) {
-    kernels::quantize_u8(in + b, e - b, static_cast<float>(scale), static_cast<int32_t>(zero_point), 0,
-                         255, q + b, isa);
+  return map_keeping_format<float, uint8_t>(x, at::kByte, [&](const float* in, int64_t n, uint8_t* out) {
+    kernels::quantize_u8(in, n, static_cast<float>(scale), static_cast<int32_t>(zero_point), 0, 255, out, isa);
   });
-  return out;
 }
 
 at::Tensor dequantize_per_tensor(const at::Tensor& q, double scale, int64_t zero_point) {
   constexpr const char* op = "qext::dequantize_per_tensor";
   TORCH_CHECK(q.scalar_type() == at::kByte, op, ": expected uint8; got ", q.scalar_type());
   check_qparams(op, "", scale, zero_point);
-  const auto format = q.suggest_memory_format();
-  const at::Tensor qc = q.contiguous(format);
-  at::Tensor out = at::empty(q.sizes(), q.options().dtype(at::kFloat).memory_format(format));
-  const uint8_t* in = qc.data_ptr<uint8_t>();
-  float* x = out.data_ptr<float>();
-  at::parallel_for(0, q.numel(), 1 << 14, [&](int64_t b, int64_t e) {
-    kernels::dequantize_u8(in + b, e - b, static_cast<float>(scale), static_cast<int32_t>(zero_point), x + b);
+  return map_keeping_format<uint8_t, float>(q, at::kFloat, [&](const uint8_t* in, int64_t n, float* out) {
+    kernels::dequantize_u8(in, n, static_cast<float>(scale), static_cast<int32_t>(zero_point), out);
   });
-  return out;
 }
 
 at::Tensor add_int8(const at::Tensor& a, double a_scale, int64_t a_zero_point, const at::Tensor& b,

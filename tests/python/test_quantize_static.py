@@ -2,6 +2,9 @@
 calibration, int8 conv/linear/add with int8 tensors flowing between them,
 float where needed; accuracy against fp32 (stated bounds) and on real data."""
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn as nn
@@ -9,6 +12,9 @@ import torch.nn as nn
 import qext
 from conftest import run_python, sqnr_db
 from models import LeNet, NoLinear, ResNet18ish, randomize_batch_norm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+from train_digits_mlp import fit  # noqa: E402
 
 
 def calibration(shape, batches=8, seed=0):
@@ -138,16 +144,7 @@ def test_real_digits_accuracy_within_half_a_point():
         nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(32 * 16, 64), nn.ReLU(), nn.Linear(64, 10),
     )
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(8):
-        perm = torch.randperm(len(xtr))
-        for i in range(0, len(xtr), 64):
-            idx = perm[i : i + 64]
-            loss = nn.functional.cross_entropy(model(xtr[idx]), ytr[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
+    fit(model, xtr, ytr, epochs=8, lr=3e-3)
     q = qext.quantize_static(model, [xtr[i : i + 100] for i in range(0, 500, 100)])
     assert qext.report(q).quantized == 4
     with torch.no_grad():
