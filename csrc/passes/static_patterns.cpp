@@ -137,7 +137,8 @@ std::vector<StaticLayer> find_static_layers(const torch::jit::Module& root, torc
   std::vector<StaticLayer> layers;
   int adds = 0;
   visit_nodes(graph.block(), [&](Node* node) {
-    StaticLayer l{node};
+    StaticLayer l;
+    l.node = node;
     if (node->kind() == aten::conv2d && node->inputs().size() == 7) {
       l.kind = "conv2d";
       describe_weighted(root, l, 4, node->input(3), node->input(4), node->input(5), node->input(6));

@@ -21,7 +21,7 @@ struct ConvGeometry {
 };
 
 struct StaticLayer {
-  torch::jit::Node* node;
+  torch::jit::Node* node = nullptr;
   std::string kind;                // "conv2d" | "linear" | "add"
   std::string name;                // weight owner for conv/linear; "add@<n>" for adds
   std::optional<AttrRef> weight;   // conv2d / linear
