@@ -1,5 +1,8 @@
 #include "passes/attr_chain.h"
 
+#include <ATen/ATen.h>
+
+#include <cctype>
 #include <vector>
 
 namespace qext::passes {
@@ -35,6 +38,21 @@ void visit_nodes(torch::jit::Block* block, const std::function<void(torch::jit::
     fn(node);
     for (torch::jit::Block* inner : node->blocks()) visit_nodes(inner, fn);
   }
+}
+
+std::string unique_attribute_name(const Module& root, const std::string& base) {
+  std::string clean;
+  for (char ch : base) clean += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+  std::string name = clean;
+  for (int i = 1; root.hasattr(name); ++i) name = clean + "_" + std::to_string(i);
+  return name;
+}
+
+bool release_if_unread(const Module& root, AttrRef& ref) {
+  if (attr_still_read(root, ref)) return false;
+  const at::Tensor w = ref.owner.attr(ref.attr).toTensor();
+  ref.owner.setattr(ref.attr, at::empty({0}, w.options()));
+  return true;
 }
 
 void inline_if_branch(torch::jit::Node* if_node, bool take_then) {

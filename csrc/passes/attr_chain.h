@@ -26,6 +26,14 @@ std::optional<AttrRef> resolve_attr(const torch::jit::Module& root, torch::jit::
 // Calls fn on every node of the block, nested blocks (if/loop bodies) included.
 void visit_nodes(torch::jit::Block* block, const std::function<void(torch::jit::Node*)>& fn);
 
+// A name for a new attribute of root: `base` with non-alphanumerics turned
+// into '_', plus a numeric suffix if taken.
+std::string unique_attribute_name(const torch::jit::Module& root, const std::string& base);
+
+// After a rewrite: if no method of root reads `ref` any more, replaces it by
+// an empty tensor (so saved models do not carry it) and returns true.
+bool release_if_unread(const torch::jit::Module& root, AttrRef& ref);
+
 // Replaces an if/else node by the nodes of one of its branches.
 void inline_if_branch(torch::jit::Node* if_node, bool take_then);
 

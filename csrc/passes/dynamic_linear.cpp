@@ -123,14 +123,6 @@ std::string skip_reason(const Candidate& c, const std::optional<at::Tensor>& w,
   return "";
 }
 
-std::string attribute_name(const Module& root, const std::string& layer) {
-  std::string base = "_qext_packed_";
-  for (char ch : layer) base += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
-  std::string name = base;
-  for (int i = 1; root.hasattr(name); ++i) name = base + "_" + std::to_string(i);
-  return name;
-}
-
 void rewrite(Graph& graph, const Candidate& c, const std::string& packed_attr, bool per_row) {
   Node* last = c.bias_add ? c.bias_add : c.node;
   Node* relu = single_user(last->output());
@@ -174,7 +166,7 @@ std::vector<LayerReport> rewrite_dynamic_linears(Module& root, const DynamicConf
           const at::Tensor oriented = c.transposed ? w->t().contiguous() : *w;
           auto packed = ops::PackedLinearWeight::from_float(
               oriented, cfg.weight_granularity == Granularity::PerChannel);
-          const std::string attr = attribute_name(root, name);
+          const std::string attr = unique_attribute_name(root, "_qext_packed_" + name);
           root.register_attribute(attr, c10::getCustomClassType<decltype(packed)>(), packed);
           packed_attr[key] = attr;
           quantized_weights.push_back(*c.weight);
@@ -195,17 +187,14 @@ std::vector<LayerReport> rewrite_dynamic_linears(Module& root, const DynamicConf
 
   // Drop float weights nothing reads any more, so the saved model is small.
   for (AttrRef& ref : quantized_weights) {
-    const at::Tensor w = ref.owner.attr(ref.attr).toTensor();
-    if (attr_still_read(root, ref)) {
-      for (auto& row : rows) {
-        if (row.name == ref.qualified() || row.name == ref.owner_path) {
-          row.reason = "float weight kept too: other code still reads it";
-          row.bytes_after += static_cast<int64_t>(w.nbytes());
-        }
+    const int64_t float_bytes = static_cast<int64_t>(ref.owner.attr(ref.attr).toTensor().nbytes());
+    if (release_if_unread(root, ref)) continue;
+    for (auto& row : rows) {
+      if (row.name == ref.qualified() || row.name == ref.owner_path) {
+        row.reason = "float weight kept too: other code still reads it";
+        row.bytes_after += float_bytes;
       }
-      continue;
     }
-    ref.owner.setattr(ref.attr, at::empty({0}, w.options()));
   }
   return rows;
 }

@@ -73,19 +73,11 @@ void drop_requantize_pairs(Graph& graph) {
   torch::jit::EliminateDeadCode(graph.shared_from_this());
 }
 
-std::string attr_name(const torch::jit::Module& root, const std::string& layer) {
-  std::string base = "_qext_packed_";
-  for (char ch : layer) base += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
-  std::string name = base;
-  for (int i = 1; root.hasattr(name); ++i) name = base + "_" + std::to_string(i);
-  return name;
-}
-
 // The packed weight of a conv/linear layer as a new root attribute; returns its
 // name and the int8 bytes it holds.
 std::pair<std::string, int64_t> pack_weight(torch::jit::Module& root, const StaticLayer& l) {
   const at::Tensor w = l.weight->owner.attr(l.weight->attr).toTensor();
-  const std::string attr = attr_name(root, l.name);
+  const std::string attr = unique_attribute_name(root, "_qext_packed_" + l.name);
   if (l.kind == "conv2d") {
     auto packed = ops::PackedConvWeight::from_float(w, l.conv.stride, l.conv.padding, l.conv.dilation, l.conv.groups);
     root.register_attribute(attr, c10::getCustomClassType<decltype(packed)>(), packed);
@@ -150,12 +142,7 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
     rows.push_back(row);
   }
   drop_requantize_pairs(graph);
-  for (AttrRef& ref : quantized_weights) {
-    if (!attr_still_read(root, ref)) {
-      const at::Tensor w = ref.owner.attr(ref.attr).toTensor();
-      ref.owner.setattr(ref.attr, at::empty({0}, w.options()));
-    }
-  }
+  for (AttrRef& ref : quantized_weights) release_if_unread(root, ref);
   return rows;
 }
 

@@ -31,14 +31,6 @@ int weight_reads(const torch::jit::Module& root, torch::jit::Graph& graph, const
   return reads;
 }
 
-std::string unique_attr(const torch::jit::Module& root, const std::string& base) {
-  std::string name;
-  for (char ch : base) name += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
-  std::string out = name;
-  for (int i = 1; root.hasattr(out); ++i) out = name + "_" + std::to_string(i);
-  return out;
-}
-
 }  // namespace
 
 int fold_batch_norms(torch::jit::Module& root, torch::jit::Graph& graph) {
@@ -71,7 +63,7 @@ int fold_batch_norms(torch::jit::Module& root, torch::jit::Graph& graph) {
                                            beta ? *beta : at::zeros_like(*mean), *mean, *var,
                                            eps->toDouble());
     l.weight->owner.setattr(l.weight->attr, fw);  // this instance's slot only
-    const std::string bias_attr = unique_attr(root, "_qext_folded_bias_" + l.name);
+    const std::string bias_attr = unique_attribute_name(root, "_qext_folded_bias_" + l.name);
     root.register_attribute(bias_attr, c10::TensorType::get(), fb);
     torch::jit::WithInsertPoint guard(l.node);
     l.node->replaceInput(2, graph.insertGetAttr(graph.inputs()[0], bias_attr));
@@ -90,7 +82,7 @@ void insert_observers(torch::jit::Module& root, torch::jit::Graph& graph, const 
     auto observer = c10::make_intrusive<ops::ObserverClass>(cfg.observer, cfg.histogram_method,
                                                             cfg.percentile, 0.01, 2048, std::nullopt,
                                                             0, 255, false);
-    const std::string attr = unique_attr(root, "_qext_observer_" + std::to_string(observed.size()));
+    const std::string attr = unique_attribute_name(root, "_qext_observer_" + std::to_string(observed.size()));
     root.register_attribute(attr, class_type, observer);
     Node* def = v->node();
     Node* at = def->kind() == torch::jit::prim::Param ? graph.block()->nodes().front() : def->next();
