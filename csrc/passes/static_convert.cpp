@@ -56,19 +56,42 @@ std::unordered_map<Value*, Qp> take_observations(const torch::jit::Module& root,
   return qp;
 }
 
-// quantize(dequantize(q, s, z), s, z) -> q: int8 tensors flow between int8 layers.
+// quantize(P(...P(dequantize(q, s, z))), s, z) -> P(...P(q)) for pass-through
+// ops P (none, or max_pool2d, flatten, ...): int8 tensors flow between int8 layers.
 void drop_requantize_pairs(Graph& graph) {
   std::vector<Node*> quantizes;
   visit_nodes(graph.block(), [&](Node* n) {
     if (n->kind() == kQuantize) quantizes.push_back(n);
   });
   for (Node* q : quantizes) {
+    std::vector<Node*> chain;  // pass-through ops, nearest the quantize first
     Node* dq = q->input(0)->node();
+    while (is_pass_through(dq) && dq->owningBlock() == q->owningBlock()) {
+      chain.push_back(dq);
+      dq = dq->input(0)->node();
+    }
     if (dq->kind() != kDequantize) continue;
     const auto same = [&](size_t i) {
       return torch::jit::toIValue(q->input(i)) == torch::jit::toIValue(dq->input(i));
     };
-    if (same(1) && same(2)) q->output()->replaceAllUsesWith(dq->input(0));
+    if (!same(1) || !same(2)) continue;
+    Value* current = dq->input(0);
+    torch::jit::WithInsertPoint guard(q);
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+      Node* p = *it;
+      if (p->kind() == c10::Symbol::fromQualString("aten::max_pool2d")) {
+        // torch 2.13's uint8 max_pool2d on channels-last input checks
+        // C*H*W <= 255 (its index type is the element type) and fails on real
+        // sizes; the NCHW kernel is fine.
+        Node* dense = graph.create(torch::jit::aten::contiguous, {current, graph.insertConstant(int64_t{0})});
+        graph.insertNode(dense);
+        current = dense->output()->setType(c10::TensorType::get());
+      }
+      Node* copy = graph.createClone(p, [&](Value* v) { return v == p->input(0) ? current : v; });
+      graph.insertNode(copy);
+      current = copy->output();
+    }
+    q->output()->replaceAllUsesWith(current);
   }
   torch::jit::EliminateDeadCode(graph.shared_from_this());
 }

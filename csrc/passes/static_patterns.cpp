@@ -127,6 +127,13 @@ int inline_known_ifs(const torch::jit::Module& root, torch::jit::Graph& graph) {
   return inlined;
 }
 
+bool is_pass_through(const Node* node) {
+  static const auto max_pool = c10::Symbol::fromQualString("aten::max_pool2d");
+  const auto k = node->kind();
+  return k == max_pool || k == aten::flatten || k == aten::reshape || k == aten::view ||
+         k == aten::contiguous;
+}
+
 std::vector<Value*> StaticLayer::inputs() const {
   if (kind == "add") return {node->input(0), node->input(1)};
   return {node->input(0)};

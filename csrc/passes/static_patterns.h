@@ -35,6 +35,11 @@ struct StaticLayer {
   torch::jit::Value* bias() const { return node->input(2); }  // conv2d / linear
 };
 
+// Ops that only move or select elements (max_pool2d, flatten, reshape, view,
+// contiguous): on uint8 data they give exactly what they give on float, so
+// their output keeps their input's (scale, zero point) and int8 flows through.
+bool is_pass_through(const torch::jit::Node* node);
+
 std::vector<StaticLayer> find_static_layers(const torch::jit::Module& root, torch::jit::Graph& graph);
 
 // Replaces each if/else whose condition constant_or_attr can evaluate (e.g.

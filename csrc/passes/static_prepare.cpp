@@ -77,13 +77,30 @@ int fold_batch_norms(torch::jit::Module& root, torch::jit::Graph& graph) {
 void insert_observers(torch::jit::Module& root, torch::jit::Graph& graph, const StaticConfig& cfg) {
   std::map<Value*, bool> observed;
   const auto class_type = c10::getCustomClassType<c10::intrusive_ptr<ops::ObserverClass>>();
+  // The observer attribute watching v, or watching what a pass-through chain
+  // ending at v reads; empty if none.
+  auto source_observer = [&](Value* v) -> std::string {
+    while (true) {
+      Node* def = v->node();
+      if (def->kind() == c10::Symbol::fromQualString("qext::observe")) {
+        return def->input(1)->node()->s(torch::jit::attr::name);
+      }
+      if (!is_pass_through(def)) return "";
+      v = def->input(0);
+    }
+  };
   auto observe = [&](Value* v) {
     if (observed.count(v)) return;
+    // max_pool2d(observed) etc. share the observer, so convert can run them on uint8.
+    std::string shared = source_observer(v);
     auto observer = c10::make_intrusive<ops::ObserverClass>(cfg.observer, cfg.histogram_method,
                                                             cfg.percentile, 0.01, 2048, std::nullopt,
                                                             0, 255, false);
-    const std::string attr = unique_attribute_name(root, "_qext_observer_" + std::to_string(observed.size()));
-    root.register_attribute(attr, class_type, observer);
+    std::string attr = shared;
+    if (attr.empty()) {
+      attr = unique_attribute_name(root, "_qext_observer_" + std::to_string(observed.size()));
+      root.register_attribute(attr, class_type, observer);
+    }
     Node* def = v->node();
     Node* at = def->kind() == torch::jit::prim::Param ? graph.block()->nodes().front() : def->next();
     torch::jit::WithInsertPoint guard(at);

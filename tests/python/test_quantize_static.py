@@ -36,7 +36,8 @@ def test_lenet_int8_flows_between_layers():
         ("conv1", "int8"), ("conv2", "int8"), ("fc1", "int8"), ("fc2", "int8"), ("fc3", "int8")]
     ops = graph_ops(q)
     assert ops.count("qext::conv2d_int8") == 2 and ops.count("qext::linear_int8") == 3
-    # fc1 -> fc2 -> fc3 pass uint8 directly: one dequantize after the last layer of the chain
+    # uint8 flows through max_pool2d and flatten too: float only at the two ends
+    assert ops.count("qext::quantize_per_tensor") == 1 and ops.count("qext::dequantize_per_tensor") == 1
     assert "aten::linear" not in ops and "aten::conv2d" not in ops and "aten::relu" not in ops
     x = torch.randn(16, 3, 32, 32)
     with torch.no_grad():
