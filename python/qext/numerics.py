@@ -59,5 +59,10 @@ def fake_quantize(
     qmin: int = 0,
     qmax: int = 255,
 ) -> torch.Tensor:
-    """``dequantize(quantize(x))`` in one pass, with the same rounding."""
+    """``dequantize(quantize(x))`` in one pass, with the same rounding.
+
+    Differentiable in ``x`` with the straight-through estimator: the gradient
+    passes where ``round(x / scale) + zero_point`` lies in ``[qmin, qmax]`` and
+    is zero where the value was clamped (no gradient for scale / zero point).
+    """
     return torch.ops.qext.fake_quantize(x, scale, zero_point, axis, qmin, qmax)

@@ -104,3 +104,23 @@ def test_bad_inputs_give_clear_errors():
         qext.choose_qparams(torch.ones(3, 4), axis=2)
     with pytest.raises(RuntimeError, match="fits neither"):
         qext.quantize(torch.ones(3), torch.tensor(1.0), torch.tensor(0), qmin=-1, qmax=300)
+
+
+def test_fake_quantize_straight_through_gradient():
+    # scale 0.5, zero point 10, range [0, 255]: representable reals are [-5, 122.5]
+    x = torch.tensor([-6.0, -5.0, -4.9, 0.3, 122.5, 122.8, 130.0], requires_grad=True)
+    y = qext.fake_quantize(x, torch.tensor(0.5), torch.tensor(10, dtype=torch.int32))
+    assert torch.equal(y.detach(), qext.fake_quantize(x.detach(), torch.tensor(0.5), torch.tensor(10, dtype=torch.int32)))
+    y.backward(torch.arange(1.0, 8.0))
+    # hand-derived: round(x/0.5)+10 = 2, 0, 0(-9.8->-10), 11, 255, 256, 270 -> inside for 0 <= t <= 255
+    assert x.grad.tolist() == [0.0, 2.0, 3.0, 4.0, 5.0, 0.0, 0.0]
+
+
+def test_fake_quantize_gradient_per_channel():
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(3, 4, generator=g) * 3).requires_grad_()
+    scale = torch.tensor([0.01, 0.05, 1.0])
+    zp = torch.zeros(3, dtype=torch.int32)
+    qext.fake_quantize(x, scale, zp, axis=0, qmin=-127, qmax=127).sum().backward()
+    t = torch.round(x.detach() / scale[:, None])
+    assert torch.equal(x.grad, ((t >= -127) & (t <= 127)).float())
