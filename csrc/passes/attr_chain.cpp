@@ -55,6 +55,18 @@ bool release_if_unread(const Module& root, AttrRef& ref) {
   return true;
 }
 
+torch::jit::Node* single_relu_user(torch::jit::Value* v) {
+  if (v->uses().size() != 1) return nullptr;
+  torch::jit::Node* user = v->uses()[0].user;
+  const auto k = user->kind();
+  return k == torch::jit::aten::relu || k == torch::jit::aten::relu_ ? user : nullptr;
+}
+
+bool is_constant_int(torch::jit::Value* v, int64_t expected) {
+  const auto iv = torch::jit::toIValue(v);
+  return iv && iv->isInt() && iv->toInt() == expected;
+}
+
 void inline_if_branch(torch::jit::Node* if_node, bool take_then) {
   torch::jit::Block* kept = if_node->blocks()[take_then ? 0 : 1];
   for (auto it = kept->nodes().begin(); it != kept->nodes().end();) {

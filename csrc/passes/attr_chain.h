@@ -34,6 +34,12 @@ std::string unique_attribute_name(const torch::jit::Module& root, const std::str
 // an empty tensor (so saved models do not carry it) and returns true.
 bool release_if_unread(const torch::jit::Module& root, AttrRef& ref);
 
+// The only user of v when it is a ReLU (relu or relu_), so it can be fused.
+torch::jit::Node* single_relu_user(torch::jit::Value* v);
+
+// True when v is the constant integer `expected` (e.g. add's alpha == 1).
+bool is_constant_int(torch::jit::Value* v, int64_t expected);
+
 // Replaces an if/else node by the nodes of one of its branches.
 void inline_if_branch(torch::jit::Node* if_node, bool take_then);
 

@@ -37,15 +37,6 @@ struct Candidate {
   Value* bias() const { return bias_add ? bias_add->input(1) : node->input(2); }
 };
 
-Node* single_user(Value* v) {
-  return v->uses().size() == 1 ? v->uses()[0].user : nullptr;
-}
-
-bool is_constant_int(Value* v, int64_t expected) {
-  const auto iv = torch::jit::toIValue(v);
-  return iv && iv->isInt() && iv->toInt() == expected;
-}
-
 std::optional<at::Tensor> tensor_attr(const AttrRef& ref) {
   const c10::IValue v = ref.owner.attr(ref.attr);
   if (!v.isTensor()) return std::nullopt;
@@ -54,7 +45,8 @@ std::optional<at::Tensor> tensor_attr(const AttrRef& ref) {
 
 // matmul(x, W) + b with b a 1-D constant of N elements: fold b into the op.
 void fold_bias_add(const Module& root, Candidate& c, int64_t n) {
-  Node* add = single_user(c.node->output());
+  Value* product = c.node->output();
+  Node* add = product->uses().size() == 1 ? product->uses()[0].user : nullptr;
   if (!add || add->kind() != aten::add || add->inputs().size() != 3 ||
       add->input(0) != c.node->output() || !is_constant_int(add->input(2), 1)) {
     return;
@@ -125,8 +117,8 @@ std::string skip_reason(const Candidate& c, const std::optional<at::Tensor>& w,
 
 void rewrite(Graph& graph, const Candidate& c, const std::string& packed_attr, bool per_row) {
   Node* last = c.bias_add ? c.bias_add : c.node;
-  Node* relu = single_user(last->output());
-  const bool fuse_relu = relu && (relu->kind() == aten::relu || relu->kind() == aten::relu_);
+  Node* relu = single_relu_user(last->output());
+  const bool fuse_relu = relu != nullptr;
   torch::jit::WithInsertPoint guard(last);
   Value* packed = graph.insertGetAttr(graph.inputs()[0], packed_attr);
   Value* bias = c.has_bias ? c.bias() : graph.insertConstant(c10::IValue());

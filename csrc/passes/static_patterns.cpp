@@ -10,12 +10,6 @@ namespace aten = torch::jit::aten;
 
 namespace {
 
-Node* single_relu_user(Value* v) {
-  if (v->uses().size() != 1) return nullptr;
-  Node* user = v->uses()[0].user;
-  return user->kind() == aten::relu || user->kind() == aten::relu_ ? user : nullptr;
-}
-
 std::optional<std::vector<int64_t>> int_list(const torch::jit::Module& root, Value* v) {
   const auto iv = constant_or_attr(root, v);
   if (!iv) return std::nullopt;
@@ -162,8 +156,7 @@ std::vector<StaticLayer> find_static_layers(const torch::jit::Module& root, torc
     } else if ((node->kind() == aten::add || node->kind() == aten::add_) && node->inputs().size() == 3 &&
                node->input(0)->type()->cast<c10::TensorType>() &&
                node->input(1)->type()->cast<c10::TensorType>()) {
-      const auto alpha = torch::jit::toIValue(node->input(2));
-      if (!alpha || !alpha->isInt() || alpha->toInt() != 1) return;
+      if (!is_constant_int(node->input(2), 1)) return;
       // An in-place add whose first operand is read again later cannot become out-of-place.
       if (node->kind() == aten::add_ && node->input(0)->uses().size() > 1) return;
       l.kind = "add";
