@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/fetch_data.sh
 status=0
 .venv/bin/python -m pytest -q "$@" || status=$?
 ctest --test-dir build/python --output-on-failure || status=$?
