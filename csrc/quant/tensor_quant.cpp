@@ -48,8 +48,12 @@ ParamArrays read_params(const char* op, const at::Tensor& scale, const at::Tenso
                         int64_t channels) {
   TORCH_CHECK(scale.scalar_type() == at::kFloat, op, ": scale must be float32; got ",
               scale.scalar_type());
-  TORCH_CHECK(zero_point.scalar_type() == at::kInt || zero_point.scalar_type() == at::kLong, op,
-              ": zero_point must be int32 or int64; got ", zero_point.scalar_type());
+  const bool integral = zero_point.scalar_type() == at::kInt || zero_point.scalar_type() == at::kLong;
+  // Float zero points (learnable ones in QAT) are accepted when they hold integers.
+  TORCH_CHECK(integral || (zero_point.scalar_type() == at::kFloat &&
+                           at::equal(zero_point, at::round(zero_point))),
+              op, ": zero_point must be int32, int64 or integer-valued float32; got ",
+              zero_point.scalar_type());
   TORCH_CHECK(scale.numel() == channels && zero_point.numel() == channels, op,
               ": expected ", channels, " scale(s) and zero point(s); got ", scale.numel(),
               " and ", zero_point.numel());

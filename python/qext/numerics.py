@@ -63,6 +63,9 @@ def fake_quantize(
 
     Differentiable in ``x`` with the straight-through estimator: the gradient
     passes where ``round(x / scale) + zero_point`` lies in ``[qmin, qmax]`` and
-    is zero where the value was clamped (no gradient for scale / zero point).
+    is zero where the value was clamped. A ``scale`` or float ``zero_point``
+    that requires grad gets the LSQ gradients (inside the range
+    ``round(x/s) - x/s`` and 0, clamped ``q_edge - z`` and ``-s``), summed per
+    channel; float zero points must hold integers (round them first).
     """
     return torch.ops.qext.fake_quantize(x, scale, zero_point, axis, qmin, qmax)

@@ -124,3 +124,46 @@ def test_fake_quantize_gradient_per_channel():
     qext.fake_quantize(x, scale, zp, axis=0, qmin=-127, qmax=127).sum().backward()
     t = torch.round(x.detach() / scale[:, None])
     assert torch.equal(x.grad, ((t >= -127) & (t <= 127)).float())
+
+
+def test_fake_quantize_learnable_scale_and_zero_point_gradients():
+    # scale 0.5, zero point 10, range [0, 255]; hand-derived LSQ gradients:
+    #   inside: d/ds = round(x/s) - x/s, d/dz = 0; clamped: d/ds = q_edge - z, d/dz = -s
+    x = torch.tensor([-6.0, -4.9, 0.3, 1.1, 130.0])
+    scale = torch.tensor(0.5, requires_grad=True)
+    zp = torch.tensor(10.0, requires_grad=True)
+    qext.fake_quantize(x, scale, zp).backward(torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]))
+    # x/s = -12 (clamped low), -9.8 (inside: -10 - -9.8 = -0.2), 0.6 (1 - 0.6 = 0.4),
+    # 2.2 (2 - 2.2 = -0.2), 260 (clamped high)
+    expected_scale = 1 * (0 - 10) + 2 * -0.2 + 3 * 0.4 + 4 * -0.2 + 5 * (255 - 10)
+    assert scale.grad.item() == pytest.approx(expected_scale, abs=1e-3)
+    assert zp.grad.item() == pytest.approx((1 + 5) * -0.5)
+
+
+def test_fake_quantize_per_channel_scale_gradient_is_summed_per_channel():
+    x = torch.tensor([[0.26, 9.0], [-0.4, 0.1]])
+    scale = torch.tensor([0.1, 0.2], requires_grad=True)
+    zp = torch.zeros(2, requires_grad=True)
+    qext.fake_quantize(x, scale, zp, axis=0, qmin=-8, qmax=7).sum().backward()
+    # row 0: 2.6 -> 3 - 2.6 = 0.4; 90 -> clamped high: 7.  row 1: -2 -> 0; 0.5 -> 0 - 0.5 = -0.5
+    assert scale.grad.tolist() == pytest.approx([0.4 + 7, -0.5], abs=1e-5)
+    assert zp.grad.tolist() == pytest.approx([-0.1, 0.0])
+
+
+@pytest.mark.filterwarnings("ignore:Input #")
+def test_fake_quantize_gradcheck_where_the_gradient_is_defined():
+    # Outside the range y = (q_edge - z) * s is smooth in x and s; gradcheck
+    # the analytic gradients there (inside, round() has no true derivative).
+    x = torch.tensor([-40.0, -30.0, 50.0, 70.0], requires_grad=True)
+    zp = torch.tensor(3, dtype=torch.int32)
+
+    def f(x, s):
+        return qext.fake_quantize(x, s, zp, qmin=0, qmax=15)
+
+    scale = torch.tensor(0.7, requires_grad=True)
+    assert torch.autograd.gradcheck(f, (x, scale), eps=1e-2, atol=1e-3, rtol=1e-3)
+
+
+def test_fake_quantize_rejects_fractional_float_zero_point():
+    with pytest.raises(RuntimeError, match="integer-valued"):
+        qext.fake_quantize(torch.ones(3), torch.tensor(1.0), torch.tensor(0.5))
