@@ -15,12 +15,24 @@ namespace qext {
 namespace {
 
 constexpr const char* kExcludeAttr = "_qext_static_exclude";
+constexpr const char* kWeightBitsAttr = "_qext_static_weight_bits";
+
+template <typename T>
+void set_attribute(torch::jit::Module& m, const std::string& name, const c10::TypePtr& type, T value) {
+  if (m.hasattr(name)) {
+    m.setattr(name, value);
+  } else {
+    m.register_attribute(name, type, value);
+  }
+}
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
 }  // namespace
 
 torch::jit::Module prepare_static(const torch::jit::Module& model, const StaticConfig& config) {
+  TORCH_CHECK(config.weight_bits >= 2 && config.weight_bits <= 8,
+              "qext::prepare_static: weight_bits must be in [2, 8]; got ", config.weight_bits);
   torch::jit::Module out = model.clone();
   out.eval();
   for (const auto& method : out.get_methods()) {
@@ -37,11 +49,8 @@ torch::jit::Module prepare_static(const torch::jit::Module& model, const StaticC
   }
   c10::List<std::string> exclude;
   for (const auto& p : config.exclude) exclude.push_back(p);
-  if (out.hasattr(kExcludeAttr)) {
-    out.setattr(kExcludeAttr, exclude);
-  } else {
-    out.register_attribute(kExcludeAttr, c10::ListType::create(c10::StringType::get()), exclude);
-  }
+  set_attribute(out, kExcludeAttr, c10::ListType::create(c10::StringType::get()), exclude);
+  set_attribute(out, kWeightBitsAttr, c10::IntType::get(), config.weight_bits);
   return out;
 }
 
@@ -69,14 +78,16 @@ torch::jit::Module convert(const torch::jit::Module& prepared) {
               "qext::convert: the module was not prepared by qext::prepare_static");
   std::vector<std::string> exclude;
   for (const auto& p : prepared.attr(kExcludeAttr).toListRef()) exclude.push_back(p.toStringRef());
+  const int64_t weight_bits = prepared.hasattr(kWeightBitsAttr) ? prepared.attr(kWeightBitsAttr).toInt() : 8;
   torch::jit::Module out = prepared.clone();
   QuantizationReport report;
   report.mode = "static";
   for (const auto& method : out.get_methods()) {
-    auto rows = passes::convert_static_layers(out, *method.graph(), exclude);
+    auto rows = passes::convert_static_layers(out, *method.graph(), exclude, weight_bits);
     report.layers.insert(report.layers.end(), rows.begin(), rows.end());
   }
-  api::store_report(out, report, {{"qext_version", version()}, {"mode", "static"}});
+  api::store_report(out, report, {{"qext_version", version()}, {"mode", "static"},
+                                  {"weight_bits", std::to_string(weight_bits)}});
   return out;
 }
 

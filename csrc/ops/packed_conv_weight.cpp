@@ -55,12 +55,13 @@ c10::intrusive_ptr<PackedConvWeight> PackedConvWeight::from_float(const at::Tens
                                                                   std::vector<int64_t> stride,
                                                                   std::vector<int64_t> padding,
                                                                   std::vector<int64_t> dilation,
-                                                                  int64_t groups) {
+                                                                  int64_t groups, int64_t qmax) {
   TORCH_CHECK(weight.dim() == 4 && weight.scalar_type() == at::kFloat,
               "qext::quantize_conv_weight: expected a float32 weight [Cout, Cin/groups, KH, KW]; got ",
               weight.scalar_type(), " of shape ", weight.sizes());
-  auto [scale, zp] = quant::tensor_qparams(weight, 0, -127, 127, /*symmetric=*/true);
-  const at::Tensor q = quant::quantize(weight, scale, zp, 0, -127, 127);
+  TORCH_CHECK(qmax >= 1 && qmax <= 127, "qext::quantize_conv_weight: qmax must be in [1, 127]; got ", qmax);
+  auto [scale, zp] = quant::tensor_qparams(weight, 0, -qmax, qmax, /*symmetric=*/true);
+  const at::Tensor q = quant::quantize(weight, scale, zp, 0, -qmax, qmax);
   return c10::make_intrusive<PackedConvWeight>(q, scale, std::move(stride), std::move(padding),
                                                std::move(dilation), groups);
 }

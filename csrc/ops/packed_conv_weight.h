@@ -22,12 +22,13 @@ class PackedConvWeight : public torch::CustomClassHolder {
 
   PackedConvWeight(const at::Tensor& weight, const at::Tensor& scales, std::vector<int64_t> stride,
                    std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t groups);
-  // Symmetric int8 [-127, 127] per output channel from a float weight.
+  // Symmetric [-qmax, qmax] per output channel from a float weight (qmax
+  // 127 for int8; smaller for lower-bit weights, still stored as int8).
   static c10::intrusive_ptr<PackedConvWeight> from_float(const at::Tensor& weight,
                                                          std::vector<int64_t> stride,
                                                          std::vector<int64_t> padding,
                                                          std::vector<int64_t> dilation,
-                                                         int64_t groups);
+                                                         int64_t groups, int64_t qmax = 127);
   static c10::intrusive_ptr<PackedConvWeight> from_state(State state);
 
   State state() const;

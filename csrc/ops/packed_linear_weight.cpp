@@ -32,14 +32,15 @@ PackedLinearWeight::PackedLinearWeight(const at::Tensor& weight, const at::Tenso
 }
 
 c10::intrusive_ptr<PackedLinearWeight> PackedLinearWeight::from_float(const at::Tensor& weight,
-                                                                      bool per_channel) {
+                                                                      bool per_channel, int64_t qmax) {
   TORCH_CHECK(weight.dim() == 2, "qext::quantize_linear_weight: expected a 2-D [out, in] weight; got ",
               weight.dim(), "-D");
   TORCH_CHECK(weight.scalar_type() == at::kFloat,
               "qext::quantize_linear_weight: expected a float32 weight; got ", weight.scalar_type());
   const std::optional<int64_t> axis = per_channel ? std::optional<int64_t>(0) : std::nullopt;
-  auto [scale, zp] = quant::tensor_qparams(weight, axis, -127, 127, /*symmetric=*/true);
-  at::Tensor q = quant::quantize(weight, scale, zp, axis, -127, 127);
+  TORCH_CHECK(qmax >= 1 && qmax <= 127, "qext::quantize_linear_weight: qmax must be in [1, 127]; got ", qmax);
+  auto [scale, zp] = quant::tensor_qparams(weight, axis, -qmax, qmax, /*symmetric=*/true);
+  at::Tensor q = quant::quantize(weight, scale, zp, axis, -qmax, qmax);
   at::Tensor scales = per_channel ? scale : scale.reshape({1}).expand({weight.size(0)});
   return c10::make_intrusive<PackedLinearWeight>(q, scales);
 }

@@ -21,10 +21,11 @@ class PackedLinearWeight : public torch::CustomClassHolder {
   // weight: int8 [N, K] (symmetric, zero point 0); scales: float32 [N], > 0.
   PackedLinearWeight(const at::Tensor& weight, const at::Tensor& scales);
 
-  // Quantizes a float [N, K] weight: symmetric int8 [-127, 127], one scale per
-  // output channel (or one shared scale when per_channel is false).
+  // Quantizes a float [N, K] weight: symmetric [-qmax, qmax] (127: int8;
+  // smaller for lower-bit weights), one scale per output channel (or one
+  // shared scale when per_channel is false).
   static c10::intrusive_ptr<PackedLinearWeight> from_float(const at::Tensor& weight,
-                                                           bool per_channel);
+                                                           bool per_channel, int64_t qmax = 127);
   static c10::intrusive_ptr<PackedLinearWeight> from_state(State state);
 
   State state() const;

@@ -46,8 +46,9 @@ at::Tensor qgemm_int32(const at::Tensor& a, const at::Tensor& a_zero_point, cons
   return out;
 }
 
-c10::intrusive_ptr<PackedLinearWeight> quantize_linear_weight(const at::Tensor& w, bool per_channel) {
-  return PackedLinearWeight::from_float(w, per_channel);
+c10::intrusive_ptr<PackedLinearWeight> quantize_linear_weight(const at::Tensor& w, bool per_channel,
+                                                              int64_t qmax) {
+  return PackedLinearWeight::from_float(w, per_channel, qmax);
 }
 
 }  // namespace
@@ -79,9 +80,9 @@ TORCH_LIBRARY(qext, m) {
   m.def("quantize(Tensor x, Tensor scale, Tensor zero_point, int? axis=None, int qmin=0, int qmax=255) -> Tensor");
   m.def("dequantize(Tensor q, Tensor scale, Tensor zero_point, int? axis=None) -> Tensor");
   m.def("fake_quantize(Tensor x, Tensor scale, Tensor zero_point, int? axis=None, int qmin=0, int qmax=255) -> Tensor");
-  m.def("quantize_linear_weight(Tensor weight, bool per_channel=True) -> __torch__.torch.classes.qext.PackedLinearWeight");
+  m.def("quantize_linear_weight(Tensor weight, bool per_channel=True, int qmax=127) -> __torch__.torch.classes.qext.PackedLinearWeight");
   m.def("linear_dynamic(Tensor input, __torch__.torch.classes.qext.PackedLinearWeight weight, Tensor? bias=None, bool per_row=False, bool relu=False) -> Tensor");
-  m.def("quantize_conv_weight(Tensor weight, int[] stride, int[] padding, int[] dilation, int groups) -> __torch__.torch.classes.qext.PackedConvWeight");
+  m.def("quantize_conv_weight(Tensor weight, int[] stride, int[] padding, int[] dilation, int groups, int qmax=127) -> __torch__.torch.classes.qext.PackedConvWeight");
   m.def("conv2d_int8(Tensor x, float x_scale, int x_zero_point, __torch__.torch.classes.qext.PackedConvWeight weight, Tensor? bias, float out_scale, int out_zero_point, bool relu=False) -> Tensor");
   m.def("linear_int8(Tensor x, float x_scale, int x_zero_point, __torch__.torch.classes.qext.PackedLinearWeight weight, Tensor? bias, float out_scale, int out_zero_point, bool relu=False) -> Tensor");
   m.def("quantize_per_tensor(Tensor x, float scale, int zero_point) -> Tensor");

@@ -18,10 +18,7 @@ using torch::jit::Value;
 
 namespace {
 
-struct Qp {
-  double scale;
-  int64_t zero_point;
-};
+using Qp = ActivationQParams;
 
 const c10::Symbol kObserve = c10::Symbol::fromQualString("qext::observe");
 const c10::Symbol kQuantize = c10::Symbol::fromQualString("qext::quantize_per_tensor");
@@ -35,13 +32,19 @@ Value* emit(Graph& g, c10::Symbol op, const std::vector<Value*>& inputs) {
 }
 
 // Removes every observe node, returning the qparams its observer chose for the
-// value it watched.
+// value it watched. Fixed ranges (fake_quantize from QAT) apply to their input
+// and output; the node stays, so values no int8 layer reads keep the
+// fake-quant numerics (between int8 layers drop_requantize_pairs removes it).
 std::unordered_map<Value*, Qp> take_observations(const torch::jit::Module& root, Graph& graph) {
   std::vector<Node*> nodes;
+  std::unordered_map<Value*, Qp> qp;
   visit_nodes(graph.block(), [&](Node* n) {
     if (n->kind() == kObserve) nodes.push_back(n);
+    if (const auto fixed = fixed_qparams(root, n)) {
+      qp.emplace(n->input(0), *fixed);
+      qp.emplace(n->output(), *fixed);
+    }
   });
-  std::unordered_map<Value*, Qp> qp;
   for (Node* n : nodes) {
     const auto ref = resolve_attr(root, n->input(1));
     TORCH_CHECK(ref, "qext::convert: an observer is not a module attribute; was the module prepared by qext?");
@@ -49,7 +52,7 @@ std::unordered_map<Value*, Qp> take_observations(const torch::jit::Module& root,
     TORCH_CHECK(observer->observer().batches() > 0, "qext::convert: the module was never calibrated (",
                 ref->attr, " saw no data); run calibration inputs through the prepared module first");
     const auto [scale, zp] = observer->observer().qparams();
-    qp[n->input(0)] = {scale.item<double>(), zp.item<int64_t>()};
+    qp[n->input(0)] = Qp{scale.item<double>(), zp.item<int64_t>()};
     n->output()->replaceAllUsesWith(n->input(0));
     n->destroy();
   }
@@ -57,8 +60,9 @@ std::unordered_map<Value*, Qp> take_observations(const torch::jit::Module& root,
 }
 
 // quantize(P(...P(dequantize(q, s, z))), s, z) -> P(...P(q)) for pass-through
-// ops P (none, or max_pool2d, flatten, ...): int8 tensors flow between int8 layers.
-void drop_requantize_pairs(Graph& graph) {
+// ops P (none, or max_pool2d, flatten, ..., or a fake_quantize fixing the same
+// (s, z), an identity on such values): int8 tensors flow between int8 layers.
+void drop_requantize_pairs(const torch::jit::Module& root, Graph& graph) {
   std::vector<Node*> quantizes;
   visit_nodes(graph.block(), [&](Node* n) {
     if (n->kind() == kQuantize) quantizes.push_back(n);
@@ -66,8 +70,14 @@ void drop_requantize_pairs(Graph& graph) {
   for (Node* q : quantizes) {
     std::vector<Node*> chain;  // pass-through ops, nearest the quantize first
     Node* dq = q->input(0)->node();
-    while (is_pass_through(dq) && dq->owningBlock() == q->owningBlock()) {
-      chain.push_back(dq);
+    const double scale = torch::jit::toIValue(q->input(1))->toDouble();
+    const int64_t zero_point = torch::jit::toIValue(q->input(2))->toInt();
+    auto same_fixed = [&](Node* n) {
+      const auto f = fixed_qparams(root, n);
+      return f && f->scale == scale && f->zero_point == zero_point;
+    };
+    while ((is_pass_through(dq) || same_fixed(dq)) && dq->owningBlock() == q->owningBlock()) {
+      if (!same_fixed(dq)) chain.push_back(dq);
       dq = dq->input(0)->node();
     }
     if (dq->kind() != kDequantize) continue;
@@ -98,14 +108,15 @@ void drop_requantize_pairs(Graph& graph) {
 
 // The packed weight of a conv/linear layer as a new root attribute; returns its
 // name and the int8 bytes it holds.
-std::pair<std::string, int64_t> pack_weight(torch::jit::Module& root, const StaticLayer& l) {
+std::pair<std::string, int64_t> pack_weight(torch::jit::Module& root, const StaticLayer& l, int64_t weight_bits) {
+  const int64_t qmax = (int64_t{1} << (weight_bits - 1)) - 1;
   const at::Tensor w = l.weight->owner.attr(l.weight->attr).toTensor();
   const std::string attr = unique_attribute_name(root, "_qext_packed_" + l.name);
   if (l.kind == "conv2d") {
-    auto packed = ops::PackedConvWeight::from_float(w, l.conv.stride, l.conv.padding, l.conv.dilation, l.conv.groups);
+    auto packed = ops::PackedConvWeight::from_float(w, l.conv.stride, l.conv.padding, l.conv.dilation, l.conv.groups, qmax);
     root.register_attribute(attr, c10::getCustomClassType<decltype(packed)>(), packed);
   } else {
-    auto packed = ops::PackedLinearWeight::from_float(w, /*per_channel=*/true);
+    auto packed = ops::PackedLinearWeight::from_float(w, /*per_channel=*/true, qmax);
     root.register_attribute(attr, c10::getCustomClassType<decltype(packed)>(), packed);
   }
   return {attr, w.numel() + w.size(0) * static_cast<int64_t>(sizeof(float))};
@@ -114,7 +125,7 @@ std::pair<std::string, int64_t> pack_weight(torch::jit::Module& root, const Stat
 }  // namespace
 
 std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& graph,
-                                               const std::vector<std::string>& exclude) {
+                                               const std::vector<std::string>& exclude, int64_t weight_bits) {
   auto qp = take_observations(root, graph);
   std::vector<LayerReport> rows;
   std::vector<AttrRef> quantized_weights;
@@ -149,7 +160,7 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
     if (l.kind == "add") {
       yq = emit(graph, c10::Symbol::fromQualString("qext::add_int8"), {ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], so, zo, relu});
     } else {
-      const auto [attr, bytes] = pack_weight(root, l);
+      const auto [attr, bytes] = pack_weight(root, l, weight_bits);
       row.bytes_after = bytes;
       Value* packed = graph.insertGetAttr(graph.inputs()[0], attr);
       const char* op = l.kind == "conv2d" ? "qext::conv2d_int8" : "qext::linear_int8";
@@ -164,7 +175,7 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
     row.status = "int8";
     rows.push_back(row);
   }
-  drop_requantize_pairs(graph);
+  drop_requantize_pairs(root, graph);
   for (AttrRef& ref : quantized_weights) release_if_unread(root, ref);
   return rows;
 }

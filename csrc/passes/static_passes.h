@@ -18,8 +18,10 @@ int fold_batch_norms(torch::jit::Module& root, torch::jit::Graph& graph);
 void insert_observers(torch::jit::Module& root, torch::jit::Graph& graph, const StaticConfig& config);
 
 // Replaces observed layers with int8 ops (quantize/dequantize at the borders,
-// removed between int8 layers) and returns the report rows.
+// removed between int8 layers) and returns the report rows. Weights are
+// quantized to weight_bits (2..8) symmetric per channel.
 std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, torch::jit::Graph& graph,
-                                               const std::vector<std::string>& exclude);
+                                               const std::vector<std::string>& exclude,
+                                               int64_t weight_bits);
 
 }  // namespace qext::passes

@@ -121,6 +121,21 @@ int inline_known_ifs(const torch::jit::Module& root, torch::jit::Graph& graph) {
   return inlined;
 }
 
+std::optional<ActivationQParams> fixed_qparams(const torch::jit::Module& root, const Node* node) {
+  static const auto fake_quantize = c10::Symbol::fromQualString("qext::fake_quantize");
+  if (node->kind() != fake_quantize) return std::nullopt;
+  const auto scale = constant_or_attr(root, node->input(1)), zp = constant_or_attr(root, node->input(2));
+  const auto axis = torch::jit::toIValue(node->input(3));
+  const auto qmin = torch::jit::toIValue(node->input(4)), qmax = torch::jit::toIValue(node->input(5));
+  if (!scale || !zp || !scale->isTensor() || !zp->isTensor() || !axis || !axis->isNone() ||
+      !qmin || !qmax || qmin->toInt() != 0 || qmax->toInt() != 255) {
+    return std::nullopt;
+  }
+  const at::Tensor s = scale->toTensor(), z = zp->toTensor();
+  if (s.numel() != 1 || z.numel() != 1 || s.scalar_type() != at::kFloat) return std::nullopt;
+  return ActivationQParams{s.item<double>(), z.to(at::kDouble).round().item<int64_t>()};
+}
+
 bool is_pass_through(const Node* node) {
   static const auto max_pool = c10::Symbol::fromQualString("aten::max_pool2d");
   const auto k = node->kind();

@@ -35,6 +35,18 @@ struct StaticLayer {
   torch::jit::Value* bias() const { return node->input(2); }  // conv2d / linear
 };
 
+// Per-tensor uint8 quantization parameters of an activation.
+struct ActivationQParams {
+  double scale;
+  int64_t zero_point;
+};
+
+// The qparams of a qext::fake_quantize node that fixes an activation's range:
+// per tensor, range [0, 255], scale and zero point constants or attributes
+// (what qext.qat.convert leaves at every point it learned a range for).
+// Prepare observes nothing there and convert quantizes with these qparams.
+std::optional<ActivationQParams> fixed_qparams(const torch::jit::Module& root, const torch::jit::Node* node);
+
 // Ops that only move or select elements (max_pool2d, flatten, reshape, view,
 // contiguous): on uint8 data they give exactly what they give on float, so
 // their output keeps their input's (scale, zero point) and int8 flows through.

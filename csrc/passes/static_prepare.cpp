@@ -77,22 +77,39 @@ int fold_batch_norms(torch::jit::Module& root, torch::jit::Graph& graph) {
 void insert_observers(torch::jit::Module& root, torch::jit::Graph& graph, const StaticConfig& cfg) {
   std::map<Value*, bool> observed;
   const auto class_type = c10::getCustomClassType<c10::intrusive_ptr<ops::ObserverClass>>();
-  // The observer attribute watching v, or watching what a pass-through chain
-  // ending at v reads; empty if none.
-  auto source_observer = [&](Value* v) -> std::string {
+  // The observe or range-fixing fake_quantize node watching v, or watching
+  // what a pass-through chain ending at v reads; nullptr if none.
+  auto source_of_range = [&](Value* v) -> Node* {
     while (true) {
       Node* def = v->node();
-      if (def->kind() == c10::Symbol::fromQualString("qext::observe")) {
-        return def->input(1)->node()->s(torch::jit::attr::name);
-      }
-      if (!is_pass_through(def)) return "";
+      if (def->kind() == c10::Symbol::fromQualString("qext::observe") || fixed_qparams(root, def)) return def;
+      if (!is_pass_through(def)) return nullptr;
       v = def->input(0);
     }
   };
+  auto insert_after_def = [&](Value* v, Node* n) {
+    Node* def = v->node();
+    n->insertBefore(def->kind() == torch::jit::prim::Param ? graph.block()->nodes().front() : def->next());
+    v->replaceAllUsesAfterNodeWith(n, n->output());
+    observed[v] = observed[n->output()] = true;
+  };
   auto observe = [&](Value* v) {
     if (observed.count(v)) return;
-    // max_pool2d(observed) etc. share the observer, so convert can run them on uint8.
-    std::string shared = source_observer(v);
+    // A range fixed by fake_quantize (qext.qat.convert) at v or on its reader.
+    bool fixed = fixed_qparams(root, v->node()).has_value();
+    for (const auto& use : v->uses()) fixed = fixed || fixed_qparams(root, use.user);
+    if (fixed) {
+      observed[v] = true;
+      return;
+    }
+    // max_pool2d(observed) etc. share the observer (or the fixed range), so
+    // convert can run them on uint8.
+    Node* source = source_of_range(v);
+    if (source && source->kind() != c10::Symbol::fromQualString("qext::observe")) {
+      insert_after_def(v, graph.createClone(source, [&](Value* in) { return in == source->input(0) ? v : in; }));
+      return;
+    }
+    std::string shared = source ? source->input(1)->node()->s(torch::jit::attr::name) : "";
     auto observer = c10::make_intrusive<ops::ObserverClass>(cfg.observer, cfg.histogram_method,
                                                             cfg.percentile, 0.01, 2048, std::nullopt,
                                                             0, 255, false);
@@ -101,15 +118,11 @@ void insert_observers(torch::jit::Module& root, torch::jit::Graph& graph, const 
       attr = unique_attribute_name(root, "_qext_observer_" + std::to_string(observed.size()));
       root.register_attribute(attr, class_type, observer);
     }
-    Node* def = v->node();
-    Node* at = def->kind() == torch::jit::prim::Param ? graph.block()->nodes().front() : def->next();
-    torch::jit::WithInsertPoint guard(at);
-    Value* obs = graph.insertGetAttr(graph.inputs()[0], attr);
-    Node* n = graph.create(c10::Symbol::fromQualString("qext::observe"), {v, obs});
-    graph.insertNode(n);
+    Node* get = graph.createGetAttr(graph.inputs()[0], attr);
+    Node* n = graph.create(c10::Symbol::fromQualString("qext::observe"), {v, get->output()});
     n->output()->setType(v->type());
-    v->replaceAllUsesAfterNodeWith(n, n->output());
-    observed[v] = observed[n->output()] = true;
+    insert_after_def(v, n);
+    get->insertBefore(n);
   };
   for (const StaticLayer& l : find_static_layers(root, graph)) {
     if (!l.unsupported.empty() || first_match(cfg.exclude, l.name)) continue;

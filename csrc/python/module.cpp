@@ -40,7 +40,8 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("observer", &qext::StaticConfig::observer)
       .def_readwrite("histogram_method", &qext::StaticConfig::histogram_method)
       .def_readwrite("percentile", &qext::StaticConfig::percentile)
-      .def_readwrite("fold_batch_norm", &qext::StaticConfig::fold_batch_norm);
+      .def_readwrite("fold_batch_norm", &qext::StaticConfig::fold_batch_norm)
+      .def_readwrite("weight_bits", &qext::StaticConfig::weight_bits);
 
   m.def("prepare_static", &qext::prepare_static, py::arg("module"), py::arg("config"),
         py::call_guard<py::gil_scoped_release>());

@@ -83,6 +83,9 @@ struct StaticConfig {
   std::string histogram_method = "percentile";  // percentile | entropy | mse
   double percentile = 99.99;
   bool fold_batch_norm = true;           // conv/linear + eval BatchNorm folded at prepare
+  // Weight precision, 2..8 bits: symmetric per-channel values in
+  // [-(2^(b-1) - 1), 2^(b-1) - 1], stored and computed as int8.
+  int64_t weight_bits = 8;
 };
 
 // Static quantization, in three steps or one. prepare_static returns a copy

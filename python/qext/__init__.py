@@ -23,6 +23,7 @@ from .observers import make_observer
 from .static_ops import add_int8, conv2d_int8, fold_batch_norm, linear_int8, quantize_conv_weight
 from .report import LayerReport, QuantizationReport, report
 from .static import StaticConfig, calibrate, convert, prepare_static, quantize_static
+from . import qat
 
 __version__ = _C.version()
 
@@ -48,6 +49,7 @@ __all__ = [
     "linear_int8",
     "load",
     "prepare_static",
+    "qat",
     "make_observer",
     "quantize",
     "quantize_conv_weight",

@@ -27,6 +27,9 @@ class StaticConfig:
         histogram_method: ``"percentile"``, ``"entropy"`` or ``"mse"``.
         percentile: share of values kept by the percentile method, in %.
         fold_batch_norm: fold eval-mode BatchNorm into the conv/linear before it.
+        weight_bits: weight precision, 2..8 (default 8): symmetric per-channel
+            values in ``[-(2**(b-1) - 1), 2**(b-1) - 1]``, stored and run as int8.
+            Fewer bits lose accuracy; :mod:`qext.qat` can train it back.
     """
 
     exclude: list[str] = field(default_factory=list)
@@ -34,6 +37,7 @@ class StaticConfig:
     histogram_method: Literal["percentile", "entropy", "mse"] = "percentile"
     percentile: float = 99.99
     fold_batch_norm: bool = True
+    weight_bits: int = 8
 
     def _to_cpp(self) -> "_C.StaticConfig":
         if isinstance(self.exclude, str) or not all(isinstance(p, str) for p in self.exclude):
@@ -44,6 +48,9 @@ class StaticConfig:
         cfg.histogram_method = self.histogram_method
         cfg.percentile = float(self.percentile)
         cfg.fold_batch_norm = bool(self.fold_batch_norm)
+        if isinstance(self.weight_bits, bool) or not isinstance(self.weight_bits, int) or not 2 <= self.weight_bits <= 8:
+            raise ValueError(f"StaticConfig.weight_bits must be an integer in [2, 8]; got {self.weight_bits!r}")
+        cfg.weight_bits = self.weight_bits
         return cfg
 
 

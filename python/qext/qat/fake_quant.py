@@ -1,0 +1,110 @@
+"""Fake-quantization modules: the forward pass rounds and clamps exactly as
+the int8 kernels will (torch.ops.qext.fake_quantize, the same C++ rule), the
+backward pass uses the straight-through estimator (and LSQ for learnable
+ranges)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..numerics import choose_qparams, fake_quantize
+
+ACTIVATION_QMIN, ACTIVATION_QMAX = 0, 255
+
+
+class ActivationFakeQuantize(nn.Module):
+    """uint8 per-tensor fake quantization of an activation.
+
+    While observing (training mode, not frozen) the range is the moving
+    average of each batch's min/max and the scale/zero point follow it via
+    ``qext.choose_qparams`` (the observers' rule). With ``learnable=True`` the
+    scale and zero point are parameters, trained with LSQ gradients once the
+    observer is frozen.
+    """
+
+    def __init__(self, averaging_constant: float = 0.01, learnable: bool = False):
+        super().__init__()
+        self.averaging_constant = averaging_constant
+        self.learnable = learnable
+        self.steps_until_frozen: int | None = None
+        self.register_buffer("min_val", torch.tensor(float("inf")))
+        self.register_buffer("max_val", torch.tensor(float("-inf")))
+        self.register_buffer("observing", torch.tensor(True))
+        self.scale = nn.Parameter(torch.tensor(1.0), requires_grad=learnable)
+        self.zero_point = nn.Parameter(torch.tensor(0.0), requires_grad=learnable)
+
+    @property
+    def observed(self) -> bool:
+        return bool(torch.isfinite(self.min_val))
+
+    def freeze(self) -> None:
+        self.observing.fill_(False)
+
+    @torch.no_grad()
+    def _observe(self, x: torch.Tensor) -> None:
+        finite = x.detach()[torch.isfinite(x.detach())]
+        if finite.numel() == 0:
+            return
+        lo, hi = finite.min(), finite.max()
+        if not self.observed:
+            self.min_val.copy_(lo)
+            self.max_val.copy_(hi)
+        else:
+            c = self.averaging_constant
+            self.min_val.add_(c * (lo - self.min_val))
+            self.max_val.add_(c * (hi - self.max_val))
+        scale, zero_point = choose_qparams(torch.stack([self.min_val, self.max_val]), qmin=ACTIVATION_QMIN, qmax=ACTIVATION_QMAX)
+        self.scale.copy_(scale)
+        self.zero_point.copy_(zero_point.float())
+        if self.steps_until_frozen is not None:
+            self.steps_until_frozen -= 1
+            if self.steps_until_frozen <= 0:
+                self.freeze()
+
+    def qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (scale, zero point) used now: scale > 0, zero point an integer in [0, 255]."""
+        scale = self.scale.abs().clamp_min(torch.finfo(torch.float32).eps)
+        zp = self.zero_point.clamp(ACTIVATION_QMIN, ACTIVATION_QMAX)
+        zp = zp + (zp.round() - zp).detach()  # round with a straight-through gradient
+        return scale, zp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and bool(self.observing):
+            self._observe(x)
+        if not self.observed:
+            return x  # nothing seen yet (e.g. eval before any training step)
+        scale, zp = self.qparams()
+        if self.learnable and self.training and not bool(self.observing):
+            # LSQ: scale the range gradients by 1 / sqrt(numel * qmax).
+            g = 1.0 / math.sqrt(x.numel() * ACTIVATION_QMAX)
+            scale = scale * g + (scale - scale * g).detach()
+            zp = zp * g + (zp - zp * g).detach()
+        return fake_quantize(x, scale, zp, None, ACTIVATION_QMIN, ACTIVATION_QMAX)
+
+    def extra_repr(self) -> str:
+        return f"range=[{float(self.min_val):.4g}, {float(self.max_val):.4g}], learnable={self.learnable}"
+
+
+def fake_quantize_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
+    """Symmetric per-output-channel fake quantization with the qparams static
+    convert will pick for this weight (``qext.choose_qparams`` on axis 0)."""
+    qmax = (1 << (bits - 1)) - 1
+    with torch.no_grad():
+        scale, zero_point = choose_qparams(weight.detach(), axis=0, qmin=-qmax, qmax=qmax, symmetric=True)
+    return fake_quantize(weight, scale, zero_point, 0, -qmax, qmax)
+
+
+class FixedFakeQuantize(nn.Module):
+    """A learned activation range, frozen for convert: static quantization
+    quantizes this tensor with exactly these qparams instead of calibrating."""
+
+    def __init__(self, scale: torch.Tensor, zero_point: torch.Tensor):
+        super().__init__()
+        self.register_buffer("scale", scale.detach().clone().float().reshape(()))
+        self.register_buffer("zero_point", zero_point.detach().round().to(torch.int32).reshape(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.qext.fake_quantize(x, self.scale, self.zero_point, None, 0, 255)

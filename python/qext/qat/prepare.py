@@ -1,0 +1,150 @@
+"""qext.qat.prepare: a copy of the model, traced with torch.fx, with
+fake-quantized weights and fake-quant on the activations at the points static
+convert quantizes: the model inputs that reach a conv/linear/add, the output
+of every conv/linear (after its ReLU, which convert fuses) and of every add."""
+
+from __future__ import annotations
+
+import copy
+import operator
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from .config import QatConfig
+from .fake_quant import ActivationFakeQuantize
+from .modules import QatConv2d, QatConvBn2d, QatLinear
+
+PREPARED_MARK = "_qext_qat_config"
+_RELU_FUNCTIONS = (F.relu, torch.relu)
+_ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
+# Ops that only move or select elements: int8 flows through them with their
+# input's range (they match the C++ pass-through list).
+_PASS_THROUGH_FUNCTIONS = (F.max_pool2d, torch.flatten, torch.reshape)
+_PASS_THROUGH_METHODS = ("flatten", "reshape", "view", "contiguous")
+
+
+def _module(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
+    return gm.get_submodule(node.target) if node.op == "call_module" else None
+
+
+def _is_relu(gm: fx.GraphModule, node: fx.Node) -> bool:
+    return (
+        (node.op == "call_module" and isinstance(_module(gm, node), nn.ReLU))
+        or (node.op == "call_function" and node.target in _RELU_FUNCTIONS)
+        or (node.op == "call_method" and node.target == "relu")
+    )
+
+
+def _is_pass_through(gm: fx.GraphModule, node: fx.Node) -> bool:
+    return (
+        (node.op == "call_module" and isinstance(_module(gm, node), (nn.MaxPool2d, nn.Flatten)))
+        or (node.op == "call_function" and node.target in _PASS_THROUGH_FUNCTIONS)
+        or (node.op == "call_method" and node.target in _PASS_THROUGH_METHODS)
+    )
+
+
+def _is_add(node: fx.Node) -> bool:
+    is_add = (node.op == "call_function" and node.target in _ADD_FUNCTIONS) or (
+        node.op == "call_method" and node.target in ("add", "add_")
+    )
+    return is_add and len(node.args) == 2 and all(isinstance(a, fx.Node) for a in node.args) and not node.kwargs
+
+
+def _replace_module(gm: fx.GraphModule, target: str, new: nn.Module) -> None:
+    parent, _, name = target.rpartition(".")
+    setattr(gm.get_submodule(parent) if parent else gm, name, new)
+
+
+def _swap_layers(gm: fx.GraphModule, config: QatConfig) -> list[fx.Node]:
+    """Conv2d(+BatchNorm2d) and Linear modules -> their QAT versions; returns the layer nodes."""
+    layers = []
+    for node in list(gm.graph.nodes):
+        module = _module(gm, node)
+        if isinstance(module, nn.Conv2d) and type(module) is nn.Conv2d:
+            users = list(node.users)
+            bn = _module(gm, users[0]) if len(users) == 1 else None
+            if isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
+                qat = QatConvBn2d(module, bn, config.weight_bits)
+                qat.steps_until_bn_frozen = config.freeze_batch_norm_after
+                users[0].replace_all_uses_with(node)
+                gm.graph.erase_node(users[0])
+            else:
+                qat = QatConv2d(module, config.weight_bits)
+            _replace_module(gm, node.target, qat)
+            layers.append(node)
+        elif isinstance(module, nn.Linear) and type(module) is nn.Linear:
+            _replace_module(gm, node.target, QatLinear(module, config.weight_bits))
+            layers.append(node)
+    return layers
+
+
+class _Inserter:
+    def __init__(self, gm: fx.GraphModule, config: QatConfig):
+        self.gm, self.config, self.count = gm, config, 0
+
+    def fake_quant_after(self, value: fx.Node, only_for: fx.Node | None = None) -> fx.Node:
+        name = f"_qext_fq_{self.count}"
+        self.count += 1
+        fq = ActivationFakeQuantize(self.config.averaging_constant, self.config.learnable_ranges)
+        fq.steps_until_frozen = self.config.freeze_observers_after
+        self.gm.add_submodule(name, fq)
+        with self.gm.graph.inserting_after(value):
+            node = self.gm.graph.call_module(name, (value,))
+        if only_for is None:
+            value.replace_all_uses_with(node, delete_user_cb=lambda user: user is not node)
+        else:
+            only_for.replace_input_with(value, node)
+        return node
+
+
+def _is_fake_quant(gm: fx.GraphModule, node: fx.Node) -> bool:
+    return isinstance(_module(gm, node), ActivationFakeQuantize)
+
+
+def prepare(model: nn.Module, config: QatConfig | None = None) -> fx.GraphModule:
+    """A training copy of ``model`` with quantization simulated (``model`` is not changed).
+
+    Conv2d (+ BatchNorm2d, trained fold-aware), Linear and tensor adds become
+    what static convert will make int8; fake-quant sits at exactly the tensors
+    convert quantizes. Train it as usual, then :func:`qext.qat.convert`.
+    The model must be traceable by ``torch.fx`` (no data-dependent control flow).
+    """
+    config = QatConfig() if config is None else config
+    if not isinstance(config, QatConfig):
+        raise TypeError(f"qext.qat.prepare: config must be a qext.qat.QatConfig; got {type(config).__name__}")
+    config.validate()
+    if not isinstance(model, nn.Module) or isinstance(model, torch.jit.ScriptModule):
+        raise TypeError(f"qext.qat.prepare: expected a torch.nn.Module (not scripted); got {type(model).__name__}")
+    try:
+        gm = fx.symbolic_trace(copy.deepcopy(model))
+    except Exception as e:  # torch.fx raises many types for untraceable code
+        raise ValueError(
+            f"qext.qat.prepare: torch.fx cannot trace {type(model).__name__} ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}); QAT needs a model without data-dependent control flow"
+        ) from None
+
+    layers = _swap_layers(gm, config)
+    layers += [n for n in gm.graph.nodes if _is_add(n)]
+    if not layers:
+        raise ValueError("qext.qat.prepare: the model has no Conv2d, Linear or tensor add to quantize")
+    inserter = _Inserter(gm, config)
+    # Outputs first (after a ReLU that is the only reader: convert fuses it) ...
+    for node in layers:
+        users = list(node.users)
+        out = users[0] if len(users) == 1 and _is_relu(gm, users[0]) else node
+        if not any(_is_fake_quant(gm, u) for u in out.users):
+            inserter.fake_quant_after(out)
+    # ... then inputs that no fake-quant covers yet (through pass-through ops).
+    for node in layers:
+        for arg in [a for a in node.args if isinstance(a, fx.Node)][: 2 if _is_add(node) else 1]:
+            source = arg
+            while _is_pass_through(gm, source) and isinstance(source.args[0], fx.Node):
+                source = source.args[0]
+            if not _is_fake_quant(gm, source):
+                inserter.fake_quant_after(arg, only_for=node)
+    gm.graph.lint()
+    gm.recompile()
+    setattr(gm, PREPARED_MARK, config)
+    return gm.train(model.training)
