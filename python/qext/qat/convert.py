@@ -4,6 +4,7 @@ same C++ path as static quantization, carrying the learned ranges."""
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Any
 
 import torch
@@ -83,7 +84,11 @@ def convert(model: fx.GraphModule, example_inputs: Any) -> torch.jit.ScriptModul
         raise TypeError("qext.qat.convert: example_inputs are required (a tensor or a tuple of tensors)")
     float_model = to_float_with_ranges(model)
     inputs = _as_tuple(example_inputs)
-    script = to_script_module(float_model, inputs, who="qext.qat.convert")
+    with warnings.catch_warnings():
+        # torch.fx.GraphModule.__init__ annotates instance attributes; scripting
+        # it always warns about that, harmlessly.
+        warnings.filterwarnings("ignore", message="The TorchScript type system doesn't support instance-level annotations")
+        script = to_script_module(float_model, inputs, who="qext.qat.convert")
     prepared = prepare_static(script, StaticConfig(weight_bits=config.weight_bits, fold_batch_norm=True))
     calibrate(prepared, [inputs])
     return static_convert(prepared)

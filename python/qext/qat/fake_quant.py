@@ -88,12 +88,18 @@ class ActivationFakeQuantize(nn.Module):
         return f"range=[{float(self.min_val):.4g}, {float(self.max_val):.4g}], learnable={self.learnable}"
 
 
-def fake_quantize_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
-    """Symmetric per-output-channel fake quantization with the qparams static
-    convert will pick for this weight (``qext.choose_qparams`` on axis 0)."""
+def weight_qparams(weight: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(scale, zero point, qmax) static convert will pick for this weight:
+    symmetric per output channel, ``qext.choose_qparams`` on axis 0."""
     qmax = (1 << (bits - 1)) - 1
     with torch.no_grad():
         scale, zero_point = choose_qparams(weight.detach(), axis=0, qmin=-qmax, qmax=qmax, symmetric=True)
+    return scale, zero_point, qmax
+
+
+def fake_quantize_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
+    """The weight as the int8 model will hold it, differentiable (STE)."""
+    scale, zero_point, qmax = weight_qparams(weight, bits)
     return fake_quantize(weight, scale, zero_point, 0, -qmax, qmax)
 
 
