@@ -135,8 +135,13 @@ int main(int argc, char** argv) {
     }
     const qext::QuantizationReport report = qext::report(quantized);
     for (const auto& layer : report.layers) {
-      std::printf("  %-40s %-7s %-6s %s\n", layer.name.c_str(), layer.kind.c_str(),
+      std::printf("  %-40s %-7s %-6s %s", layer.name.c_str(), layer.kind.c_str(),
                   layer.status.c_str(), layer.reason.c_str());
+      if (layer.scale && layer.zero_point) {
+        std::printf("out scale %.4g zp %lld", *layer.scale, static_cast<long long>(*layer.zero_point));
+      }
+      if (layer.sqnr_db) std::printf(", SQNR %.1f dB", *layer.sqnr_db);
+      std::printf("\n");
     }
     std::printf("%lld of %zu layers int8; weights %lld -> %lld bytes\n",
                 static_cast<long long>(report.quantized()), report.layers.size(),

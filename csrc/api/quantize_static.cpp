@@ -73,7 +73,9 @@ void calibrate(torch::jit::Module& prepared, const std::vector<std::vector<c10::
   }
 }
 
-torch::jit::Module convert(const torch::jit::Module& prepared) {
+namespace api {
+
+torch::jit::Module convert(const torch::jit::Module& prepared, bool probe) {
   TORCH_CHECK(prepared.hasattr(kExcludeAttr),
               "qext::convert: the module was not prepared by qext::prepare_static");
   std::vector<std::string> exclude;
@@ -83,13 +85,17 @@ torch::jit::Module convert(const torch::jit::Module& prepared) {
   QuantizationReport report;
   report.mode = "static";
   for (const auto& method : out.get_methods()) {
-    auto rows = passes::convert_static_layers(out, *method.graph(), exclude, weight_bits);
+    auto rows = passes::convert_static_layers(out, *method.graph(), exclude, weight_bits, probe);
     report.layers.insert(report.layers.end(), rows.begin(), rows.end());
   }
   api::store_report(out, report, {{"qext_version", version()}, {"mode", "static"},
                                   {"weight_bits", std::to_string(weight_bits)}});
   return out;
 }
+
+}  // namespace api
+
+torch::jit::Module convert(const torch::jit::Module& prepared) { return api::convert(prepared, false); }
 
 torch::jit::Module quantize_static(const torch::jit::Module& model,
                                    const std::vector<std::vector<c10::IValue>>& calibration_inputs,
@@ -98,7 +104,9 @@ torch::jit::Module quantize_static(const torch::jit::Module& model,
               "qext::quantize_static: the calibration data is empty; pass at least one input batch");
   torch::jit::Module prepared = prepare_static(model, config);
   calibrate(prepared, calibration_inputs);
-  return convert(prepared);
+  torch::jit::Module out = convert(prepared);
+  measure_sqnr(prepared, out, calibration_inputs);
+  return out;
 }
 
 }  // namespace qext

@@ -1,6 +1,7 @@
 #include <ATen/core/Dict.h>
 #include <ATen/core/List.h>
 
+#include <cmath>
 #include <sstream>
 
 #include "api/report_storage.h"
@@ -10,12 +11,33 @@ namespace qext {
 
 namespace {
 
-using Row = std::tuple<std::string, std::string, std::string, std::string, int64_t, int64_t>;
-
+// name, kind, status, reason, bytes before, bytes after, scale, zero point,
+// SQNR (the last three None when not applicable; older files have six fields).
 c10::TypePtr row_list_type() {
   auto s = c10::StringType::get();
   auto i = c10::IntType::get();
-  return c10::ListType::create(c10::TupleType::create({s, s, s, s, i, i}));
+  auto f = c10::OptionalType::create(c10::FloatType::get());
+  auto oi = c10::OptionalType::create(c10::IntType::get());
+  return c10::ListType::create(c10::TupleType::create({s, s, s, s, i, i, f, oi, f}));
+}
+
+template <typename T>
+c10::IValue optional_ivalue(const std::optional<T>& v) {
+  return v ? c10::IValue(*v) : c10::IValue();
+}
+
+std::optional<double> optional_double(const c10::IValue& v) {
+  return v.isNone() ? std::nullopt : std::optional<double>(v.toDouble());
+}
+
+// JSON number or null (NaN/inf are not JSON).
+template <typename T>
+std::string json_number(const std::optional<T>& v) {
+  if (!v || !std::isfinite(static_cast<double>(*v))) return "null";
+  std::ostringstream out;
+  out.precision(9);
+  out << *v;
+  return out.str();
 }
 
 template <typename T>
@@ -55,7 +77,9 @@ std::string QuantizationReport::to_json() const {
     out << (i ? ", " : "") << "{\"name\": \"" << api::json_escape(l.name) << "\", \"kind\": \""
         << l.kind << "\", \"status\": \"" << l.status << "\", \"reason\": \""
         << api::json_escape(l.reason) << "\", \"bytes_before\": " << l.bytes_before
-        << ", \"bytes_after\": " << l.bytes_after << "}";
+        << ", \"bytes_after\": " << l.bytes_after << ", \"scale\": " << json_number(l.scale)
+        << ", \"zero_point\": " << json_number(l.zero_point) << ", \"sqnr_db\": " << json_number(l.sqnr_db)
+        << "}";
   }
   out << "]}";
   return out.str();
@@ -70,8 +94,14 @@ QuantizationReport report(const torch::jit::Module& module) {
   if (!module.hasattr(api::kReportAttr)) return r;
   for (const c10::IValue& row : module.attr(api::kReportAttr).toListRef()) {
     const auto& e = row.toTupleRef().elements();
-    r.layers.push_back({e[0].toStringRef(), e[1].toStringRef(), e[2].toStringRef(),
-                        e[3].toStringRef(), e[4].toInt(), e[5].toInt()});
+    LayerReport l{e[0].toStringRef(), e[1].toStringRef(), e[2].toStringRef(),
+                  e[3].toStringRef(), e[4].toInt(), e[5].toInt()};
+    if (e.size() >= 9) {
+      l.scale = optional_double(e[6]);
+      if (!e[7].isNone()) l.zero_point = e[7].toInt();
+      l.sqnr_db = optional_double(e[8]);
+    }
+    r.layers.push_back(std::move(l));
   }
   return r;
 }
@@ -100,7 +130,8 @@ void store_report(torch::jit::Module& module, const QuantizationReport& report,
   c10::impl::GenericList rows(row_list_type()->containedType(0));
   for (const auto& l : report.layers) {
     rows.push_back(c10::ivalue::Tuple::create(
-        {l.name, l.kind, l.status, l.reason, l.bytes_before, l.bytes_after}));
+        {l.name, l.kind, l.status, l.reason, l.bytes_before, l.bytes_after, optional_ivalue(l.scale),
+         optional_ivalue(l.zero_point), optional_ivalue(l.sqnr_db)}));
   }
   set_attr(module, kReportAttr, row_list_type(), rows);
   c10::Dict<std::string, std::string> meta;

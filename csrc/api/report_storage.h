@@ -19,4 +19,7 @@ void store_report(torch::jit::Module& module, const QuantizationReport& report,
 
 std::string json_escape(const std::string& s);
 
+// qext::convert, optionally recording each int8 layer's output (qext::_probe).
+torch::jit::Module convert(const torch::jit::Module& prepared, bool probe);
+
 }  // namespace qext::api

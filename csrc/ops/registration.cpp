@@ -9,6 +9,7 @@
 #include "ops/linear_dynamic.h"
 #include "ops/observer_class.h"
 #include "ops/packed_conv_weight.h"
+#include "ops/probe.h"
 #include "ops/static_int8.h"
 #include "ops/packed_linear_weight.h"
 #include "quant/batch_norm_fold.h"
@@ -91,6 +92,8 @@ TORCH_LIBRARY(qext, m) {
   // keeps the JIT from dropping or reordering it.
   m.def(torch::schema("qext::observe(Tensor x, __torch__.torch.classes.qext.Observer observer) -> Tensor",
                       c10::AliasAnalysisKind::CONSERVATIVE));
+  // Per-layer SQNR measurement (ops/probe.h); side effect, so never removed as dead code.
+  m.def(torch::schema("qext::_probe(Tensor x, str key) -> Tensor", c10::AliasAnalysisKind::CONSERVATIVE));
   m.def("add_int8(Tensor a, float a_scale, int a_zero_point, Tensor b, float b_scale, int b_zero_point, float out_scale, int out_zero_point, bool relu=False) -> Tensor");
   m.def("fold_batch_norm(Tensor weight, Tensor? bias, Tensor bn_weight, Tensor bn_bias, Tensor running_mean, Tensor running_var, float eps) -> (Tensor, Tensor)");
   m.def("_qgemm_int32(Tensor a, Tensor a_zero_point, Tensor w, str isa) -> Tensor");
@@ -116,6 +119,7 @@ TORCH_LIBRARY_IMPL(qext, CPU, m) {
     return x;
   });
   m.impl("fold_batch_norm", &quant::fold_batch_norm);
+  m.impl("_probe", &probe);
 }
 
 

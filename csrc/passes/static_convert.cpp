@@ -125,7 +125,8 @@ std::pair<std::string, int64_t> pack_weight(torch::jit::Module& root, const Stat
 }  // namespace
 
 std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& graph,
-                                               const std::vector<std::string>& exclude, int64_t weight_bits) {
+                                               const std::vector<std::string>& exclude, int64_t weight_bits,
+                                               bool probe) {
   auto qp = take_observations(root, graph);
   std::vector<LayerReport> rows;
   std::vector<AttrRef> quantized_weights;
@@ -168,11 +169,14 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
       quantized_weights.push_back(*l.weight);
     }
     Value* y = emit(graph, kDequantize, {yq, so, zo});
+    if (probe) insert_probe(graph, y, l.name);
     qp[y] = out;  // later layers read y now, with the same qparams
     l.output()->replaceAllUsesWith(y);
     if (l.relu) l.relu->destroy();
     l.node->destroy();
     row.status = "int8";
+    row.scale = out.scale;
+    row.zero_point = out.zero_point;
     rows.push_back(row);
   }
   drop_requantize_pairs(root, graph);

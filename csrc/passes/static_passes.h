@@ -19,9 +19,18 @@ void insert_observers(torch::jit::Module& root, torch::jit::Graph& graph, const 
 
 // Replaces observed layers with int8 ops (quantize/dequantize at the borders,
 // removed between int8 layers) and returns the report rows. Weights are
-// quantized to weight_bits (2..8) symmetric per channel.
+// quantized to weight_bits (2..8) symmetric per channel. With probe, each
+// int8 layer's dequantized output is also recorded (qext::_probe, keyed by
+// layer name) without changing what the model computes.
 std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, torch::jit::Graph& graph,
                                                const std::vector<std::string>& exclude,
-                                               int64_t weight_bits);
+                                               int64_t weight_bits, bool probe = false);
+
+// On a prepared module: drops the observers and records every static layer's
+// float output (qext::_probe, keyed by layer name) — the reference for SQNR.
+void probe_float_layers(torch::jit::Module& root, torch::jit::Graph& graph);
+
+// Appends qext::_probe(v, key) after v's definition.
+void insert_probe(torch::jit::Graph& graph, torch::jit::Value* v, const std::string& key);
 
 }  // namespace qext::passes

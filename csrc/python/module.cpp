@@ -46,6 +46,16 @@ PYBIND11_MODULE(_C, m) {
   m.def("prepare_static", &qext::prepare_static, py::arg("module"), py::arg("config"),
         py::call_guard<py::gil_scoped_release>());
   m.def(
+      "measure_sqnr",
+      [](const torch::jit::Module& prepared, torch::jit::Module& quantized,
+         const std::vector<std::vector<at::Tensor>>& batches) {
+        std::vector<std::vector<c10::IValue>> inputs;
+        for (const auto& batch : batches) inputs.emplace_back(batch.begin(), batch.end());
+        py::gil_scoped_release release;
+        qext::measure_sqnr(prepared, quantized, inputs);
+      },
+      py::arg("prepared"), py::arg("quantized"), py::arg("batches"));
+  m.def(
       "calibrate",
       [](torch::jit::Module& prepared, const std::vector<std::vector<at::Tensor>>& batches) {
         std::vector<std::vector<c10::IValue>> inputs;

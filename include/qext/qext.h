@@ -10,6 +10,7 @@
 #include <torch/csrc/jit/api/module.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,11 @@ struct LayerReport {
   std::string reason;  // why it stayed float; empty when quantized
   int64_t bytes_before = 0;  // float weight bytes
   int64_t bytes_after = 0;   // int8 weight + scales (or the float bytes when skipped)
+  // Static int8 layers: the output's (scale, zero point), and the SQNR (dB) of
+  // the output vs the float model's on the calibration data (when measured).
+  std::optional<double> scale;
+  std::optional<int64_t> zero_point;
+  std::optional<double> sqnr_db;
 };
 
 struct QuantizationReport {
@@ -99,6 +105,14 @@ torch::jit::Module convert(const torch::jit::Module& prepared);
 torch::jit::Module quantize_static(const torch::jit::Module& model,
                                    const std::vector<std::vector<c10::IValue>>& calibration_inputs,
                                    const StaticConfig& config = {});
+
+// Runs `inputs` through the float model (the prepared module, observers
+// ignored) and through its int8 conversion, and stores in `quantized`'s report
+// the SQNR (dB) of every int8 layer's output against the float output:
+// 10 log10(sum ref^2 / sum (ref - int8)^2) over all batches. quantize_static
+// does this with its calibration data.
+void measure_sqnr(const torch::jit::Module& prepared, torch::jit::Module& quantized,
+                  const std::vector<std::vector<c10::IValue>>& inputs);
 
 // The report stored in a module quantized by qext (empty layers otherwise).
 QuantizationReport report(const torch::jit::Module& module);

@@ -22,7 +22,7 @@ from .numerics import choose_qparams, dequantize, fake_quantize, quantize
 from .observers import make_observer
 from .static_ops import add_int8, conv2d_int8, fold_batch_norm, linear_int8, quantize_conv_weight
 from .report import LayerReport, QuantizationReport, report
-from .static import StaticConfig, calibrate, convert, prepare_static, quantize_static
+from .static import StaticConfig, calibrate, convert, measure_sqnr, prepare_static, quantize_static
 from . import qat
 
 __version__ = _C.version()
@@ -51,6 +51,7 @@ __all__ = [
     "prepare_static",
     "qat",
     "make_observer",
+    "measure_sqnr",
     "quantize",
     "quantize_conv_weight",
     "quantize_dynamic",

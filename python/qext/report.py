@@ -20,6 +20,13 @@ class LayerReport:
     reason: str
     bytes_before: int
     bytes_after: int
+    scale: float | None = None  # static int8: the output's scale and zero point
+    zero_point: int | None = None
+    sqnr_db: float | None = None  # static int8: output vs the float model on the calibration data
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 @dataclass
@@ -50,7 +57,13 @@ class QuantizationReport:
             (l.name, l.kind, l.status + (f" ({l.reason})" if l.reason else ""), f"{l.bytes_before:,}", f"{l.bytes_after:,}")
             for l in self.layers
         ]
-        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(5)]
+        if any(l.scale is not None for l in self.layers):
+            head += ("out scale", "out zp", "SQNR dB")
+            rows = [
+                r + (_fmt(l.scale, ".4g"), _fmt(l.zero_point, "d"), _fmt(l.sqnr_db, ".1f"))
+                for r, l in zip(rows, self.layers)
+            ]
+        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
         fmt = lambda r: "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
         lines = [fmt(head), fmt(tuple("-" * w for w in widths))] + [fmt(r) for r in rows]
         ratio = self.bytes_before / self.bytes_after if self.bytes_after else float("nan")

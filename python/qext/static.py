@@ -86,13 +86,21 @@ def calibrate(prepared: torch.jit.ScriptModule, data: Iterable[Any]) -> int:
     Raises ``ValueError`` for empty data or a batch the model cannot run, and
     for NaN/Inf values.
     """
+    return _calibrate(prepared, data)
+
+
+def _calibrate(prepared: torch.jit.ScriptModule, data: Iterable[Any], keep: list | None = None) -> int:
+    """calibrate, also appending the first batches to ``keep`` (up to _SQNR_BATCHES)."""
     if not isinstance(prepared, torch.jit.ScriptModule):
         raise TypeError("calibrate: expected the ScriptModule returned by qext.prepare_static")
     show = sys.stderr.isatty()
     count = 0
     for count, item in enumerate(data, start=1):
+        batch = _as_batch(item, count - 1)
+        if keep is not None and len(keep) < _SQNR_BATCHES:
+            keep.append(batch)
         try:
-            _C.calibrate(prepared._c, [_as_batch(item, count - 1)])
+            _C.calibrate(prepared._c, [batch])
         except RuntimeError as e:
             message = str(e).strip().splitlines()[0].replace("batch 0", f"batch {count - 1}")
             raise ValueError(message) from None
@@ -121,5 +129,23 @@ def quantize_static(model: Any, calibration_data: Iterable[Any], config: StaticC
                     example_inputs: Any = None) -> torch.jit.ScriptModule:
     """prepare_static + calibrate + convert in one call; ``model`` is not changed."""
     prepared = prepare_static(model, config, example_inputs=example_inputs)
-    calibrate(prepared, calibration_data)
-    return convert(prepared)
+    kept: list = []
+    _calibrate(prepared, calibration_data, kept)
+    quantized = convert(prepared)
+    measure_sqnr(prepared, quantized, kept)
+    return quantized
+
+
+_SQNR_BATCHES = 16  # enough for a stable per-layer SQNR; bounds the extra time
+
+
+def measure_sqnr(prepared: torch.jit.ScriptModule, quantized: torch.jit.ScriptModule, data: Iterable[Any]) -> None:
+    """Store in ``quantized``'s report each int8 layer's SQNR (dB): its output
+    vs the float model's (``prepared`` with observers ignored) over ``data``
+    (inputs as for :func:`calibrate`). :func:`quantize_static` does this on
+    (up to 16 of) its calibration batches."""
+    batches = [_as_batch(item, i) for i, item in enumerate(data)]
+    try:
+        _C.measure_sqnr(prepared._c, quantized._c, batches)
+    except RuntimeError as e:
+        raise ValueError(str(e).strip().splitlines()[0]) from None

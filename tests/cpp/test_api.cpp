@@ -104,3 +104,43 @@ TEST(Api, IsaControl) {
   EXPECT_THROW(qext::set_isa("sse9"), std::invalid_argument);
   EXPECT_FALSE(qext::version().empty());
 }
+
+// conv -> relu -> conv + residual add -> linear, defined in TorchScript here.
+torch::jit::Module make_conv_model() {
+  torch::manual_seed(0);
+  torch::jit::Module m("ConvModel");
+  m.register_parameter("w1", torch::randn({8, 3, 3, 3}) / 4, false);
+  m.register_parameter("b1", torch::randn({8}) / 4, false);
+  m.register_parameter("w2", torch::randn({8, 8, 3, 3}) / 8, false);
+  m.register_parameter("fc", torch::randn({10, 8 * 8 * 8}) / 20, false);
+  m.define(R"(
+    def forward(self, x):
+        h = torch.relu(torch.conv2d(x, self.w1, self.b1, [1, 1], [1, 1]))
+        h = h + torch.conv2d(h, self.w2, None, [1, 1], [1, 1])
+        return torch.linear(torch.flatten(h, 1), self.fc)
+  )");
+  return m;
+}
+
+TEST(Api, QuantizeStaticReportsQParamsAndSqnr) {
+  torch::jit::Module model = make_conv_model();
+  std::vector<std::vector<c10::IValue>> calib;
+  for (int i = 0; i < 4; ++i) calib.push_back({torch::randn({4, 3, 8, 8})});
+  torch::jit::Module q = qext::quantize_static(model, calib);
+  const auto report = qext::report(q);
+  ASSERT_EQ(report.layers.size(), 4u);  // w1, w2, add@0, fc
+  EXPECT_EQ(report.quantized(), 4);
+  for (const auto& layer : report.layers) {
+    ASSERT_TRUE(layer.scale && layer.zero_point && layer.sqnr_db) << layer.name;
+    EXPECT_GT(*layer.scale, 0.0);
+    EXPECT_GT(*layer.sqnr_db, 20.0) << layer.name;
+    EXPECT_LT(*layer.sqnr_db, 60.0) << layer.name;
+  }
+  // The last layer's output is the model's: same SQNR measured directly.
+  torch::Tensor ref, out;
+  for (const auto& batch : calib) {
+    ref = ref.defined() ? torch::cat({ref, model.forward(batch).toTensor()}) : model.forward(batch).toTensor();
+    out = out.defined() ? torch::cat({out, q.forward(batch).toTensor()}) : q.forward(batch).toTensor();
+  }
+  EXPECT_NEAR(*report.layers.back().sqnr_db, sqnr_db(ref, out), 0.01);
+}

@@ -45,6 +45,26 @@ def test_lenet_int8_flows_between_layers():
         assert sqnr_db(model(x), q(x)) > 25.0
 
 
+def test_report_has_output_qparams_and_per_layer_sqnr(tmp_path):
+    torch.manual_seed(0)
+    model = LeNet().eval()
+    data = calibration((4, 3, 32, 32))
+    q = qext.quantize_static(model, data)
+    layers = qext.report(q).layers
+    for layer in layers:
+        assert layer.scale > 0 and 0 <= layer.zero_point <= 255
+        assert 20.0 < layer.sqnr_db < 60.0  # int8 is neither exact nor broken
+    # fc3's output is the model output: its SQNR is the model's on the calibration data.
+    with torch.no_grad():
+        ref, out = torch.cat([model(x) for x in data]), torch.cat([q(x) for x in data])
+    assert layers[-1].sqnr_db == pytest.approx(sqnr_db(ref, out), abs=0.01)
+    # the probes used to measure are not left in the model
+    assert not any("_probe" in k for k in graph_ops(q))
+    qext.save(q, tmp_path / "q.pt")
+    assert qext.report(qext.load(tmp_path / "q.pt")).layers == layers
+    assert "SQNR dB" in str(qext.report(q))
+
+
 def test_resnet18ish_folds_bn_and_quantizes_residual_adds():
     torch.manual_seed(1)
     model = randomize_batch_norm(ResNet18ish())
