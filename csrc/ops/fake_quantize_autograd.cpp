@@ -46,7 +46,16 @@ class FakeQuantizeFunction : public torch::autograd::Function<FakeQuantizeFuncti
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
                             const at::Tensor& scale, const at::Tensor& zero_point,
                             std::optional<int64_t> axis, int64_t qmin, int64_t qmax) {
-    ctx->save_for_backward({x, scale, zero_point});
+    // The common case (only x needs a gradient) keeps just the inside mask.
+    const bool lsq = scale.requires_grad() || zero_point.requires_grad();
+    if (lsq) {
+      ctx->save_for_backward({x, scale, zero_point});
+    } else {
+      const auto shape = broadcast_shape(x, axis);
+      const at::Tensor t = at::round(x / scale.to(at::kFloat).reshape(shape)) +
+                           zero_point.to(at::kFloat).reshape(shape);
+      ctx->save_for_backward({(t >= static_cast<double>(qmin)) & (t <= static_cast<double>(qmax))});
+    }
     ctx->saved_data["axis"] = axis ? c10::IValue(*axis) : c10::IValue();
     ctx->saved_data["qmin"] = qmin;
     ctx->saved_data["qmax"] = qmax;
@@ -57,6 +66,9 @@ class FakeQuantizeFunction : public torch::autograd::Function<FakeQuantizeFuncti
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
+    if (saved.size() == 1) {
+      return {grads[0] * saved[0], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    }
     const at::Tensor &x = saved[0], &scale = saved[1], &zero_point = saved[2];
     const c10::IValue axis_iv = ctx->saved_data["axis"];
     const std::optional<int64_t> axis = axis_iv.isNone() ? std::nullopt : std::optional(axis_iv.toInt());

@@ -45,10 +45,14 @@ class ActivationFakeQuantize(nn.Module):
 
     @torch.no_grad()
     def _observe(self, x: torch.Tensor) -> None:
-        finite = x.detach()[torch.isfinite(x.detach())]
-        if finite.numel() == 0:
+        if x.numel() == 0:
             return
-        lo, hi = finite.min(), finite.max()
+        lo, hi = torch.aminmax(x.detach())
+        if not (torch.isfinite(lo) and torch.isfinite(hi)):  # rare: mask out NaN/Inf
+            finite = x.detach()[torch.isfinite(x.detach())]
+            if finite.numel() == 0:
+                return
+            lo, hi = finite.min(), finite.max()
         if not self.observed:
             self.min_val.copy_(lo)
             self.max_val.copy_(hi)
