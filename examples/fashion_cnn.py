@@ -1,6 +1,6 @@
 """A small CNN for Fashion-MNIST (conv-bn-relu blocks, max-pool, a residual
-add, global average pool, fc) and its training loop; used by the accuracy
-tests and by examples/fashion_mnist_qat.py."""
+add, fc) and its training loop; used by the accuracy tests and by
+benchmarks/bench_qat_fashion.py."""
 
 import torch
 import torch.nn as nn

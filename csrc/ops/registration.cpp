@@ -84,8 +84,8 @@ TORCH_LIBRARY(qext, m) {
   m.def("quantize_linear_weight(Tensor weight, bool per_channel=True, int qmax=127) -> __torch__.torch.classes.qext.PackedLinearWeight");
   m.def("linear_dynamic(Tensor input, __torch__.torch.classes.qext.PackedLinearWeight weight, Tensor? bias=None, bool per_row=False, bool relu=False) -> Tensor");
   m.def("quantize_conv_weight(Tensor weight, int[] stride, int[] padding, int[] dilation, int groups, int qmax=127) -> __torch__.torch.classes.qext.PackedConvWeight");
-  m.def("conv2d_int8(Tensor x, float x_scale, int x_zero_point, __torch__.torch.classes.qext.PackedConvWeight weight, Tensor? bias, float out_scale, int out_zero_point, bool relu=False) -> Tensor");
-  m.def("linear_int8(Tensor x, float x_scale, int x_zero_point, __torch__.torch.classes.qext.PackedLinearWeight weight, Tensor? bias, float out_scale, int out_zero_point, bool relu=False) -> Tensor");
+  m.def("conv2d_int8(Tensor x, float x_scale, int x_zero_point, __torch__.torch.classes.qext.PackedConvWeight weight, Tensor? bias, float out_scale, int out_zero_point, bool relu=False, float? clamp_min=None, float? clamp_max=None) -> Tensor");
+  m.def("linear_int8(Tensor x, float x_scale, int x_zero_point, __torch__.torch.classes.qext.PackedLinearWeight weight, Tensor? bias, float out_scale, int out_zero_point, bool relu=False, float? clamp_min=None, float? clamp_max=None) -> Tensor");
   m.def("quantize_per_tensor(Tensor x, float scale, int zero_point) -> Tensor");
   m.def("dequantize_per_tensor(Tensor q, float scale, int zero_point) -> Tensor");
   // Calibration: feeds x to the observer and returns x. Conservative aliasing

@@ -1,6 +1,8 @@
 #include "ops/static_int8.h"
 
 #include <ATen/ATen.h>
+
+#include <algorithm>
 #include <ATen/Parallel.h>
 
 #include <cmath>
@@ -31,13 +33,16 @@ at::Tensor checked_bias(const char* op, const std::optional<at::Tensor>& bias, i
 }
 
 kernels::Epilogue requant_epilogue(const float* row_scale, const float* col_scale, const float* bias,
-                                   double out_scale, int64_t out_zero_point, bool relu) {
+                                   double out_scale, int64_t out_zero_point, bool relu,
+                                   std::optional<double> clamp_min, std::optional<double> clamp_max) {
   kernels::Epilogue ep;
   ep.output = kernels::Epilogue::Output::Uint8;
   ep.row_scale = row_scale;
   ep.col_scale = col_scale;
   ep.bias = bias;
   if (relu) ep.clamp_min = 0.0f;
+  if (clamp_min) ep.clamp_min = std::max(ep.clamp_min, static_cast<float>(*clamp_min));
+  if (clamp_max) ep.clamp_max = static_cast<float>(*clamp_max);
   ep.out_scale = static_cast<float>(out_scale);
   ep.out_zero_point = static_cast<int32_t>(out_zero_point);
   return ep;
@@ -61,7 +66,8 @@ at::Tensor map_keeping_format(const at::Tensor& x, at::ScalarType out_type, Fn f
 at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point,
                        const c10::intrusive_ptr<PackedConvWeight>& w,
                        const std::optional<at::Tensor>& bias, double out_scale,
-                       int64_t out_zero_point, bool relu) {
+                       int64_t out_zero_point, bool relu, std::optional<double> clamp_min,
+                       std::optional<double> clamp_max) {
   constexpr const char* op = "qext::conv2d_int8";
   TORCH_CHECK(w, op, ": weight is None");
   TORCH_CHECK(x.scalar_type() == at::kByte && x.dim() == 4, op,
@@ -127,7 +133,7 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
         }
         const kernels::Epilogue ep = requant_epilogue(row_scale.data(), scales + g * coutg,
                                                       bp ? bp + g * coutg : nullptr, out_scale,
-                                                      out_zero_point, relu);
+                                                      out_zero_point, relu, clamp_min, clamp_max);
         kernels::GemmArgs args;
         args.a = patches.data();
         args.lda = k;
@@ -197,7 +203,8 @@ at::Tensor add_int8(const at::Tensor& a, double a_scale, int64_t a_zero_point, c
 at::Tensor linear_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point,
                        const c10::intrusive_ptr<PackedLinearWeight>& w,
                        const std::optional<at::Tensor>& bias, double out_scale,
-                       int64_t out_zero_point, bool relu) {
+                       int64_t out_zero_point, bool relu, std::optional<double> clamp_min,
+                       std::optional<double> clamp_max) {
   constexpr const char* op = "qext::linear_int8";
   TORCH_CHECK(w, op, ": weight is None");
   const int64_t k = w->in_features(), n = w->out_features();
@@ -216,7 +223,7 @@ at::Tensor linear_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const std::vector<int32_t> row_zp(m, static_cast<int32_t>(x_zero_point));
   const kernels::Epilogue ep = requant_epilogue(row_scale.data(), w->scales().data_ptr<float>(),
                                                 b.defined() ? b.data_ptr<float>() : nullptr,
-                                                out_scale, out_zero_point, relu);
+                                                out_scale, out_zero_point, relu, clamp_min, clamp_max);
   kernels::GemmArgs args;
   args.a = xc.data_ptr<uint8_t>();
   args.lda = k;

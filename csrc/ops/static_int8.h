@@ -18,11 +18,14 @@ at::Tensor quantize_per_tensor(const at::Tensor& x, double scale, int64_t zero_p
 at::Tensor dequantize_per_tensor(const at::Tensor& q, double scale, int64_t zero_point);
 
 // x: uint8 [N, C, H, W] (any memory format); returns uint8 [N, Cout, OH, OW] in
-// channels-last memory format.
+// channels-last memory format. relu / clamp_min / clamp_max clamp the float
+// result before requantizing (fused ReLU, ReLU6, Hardtanh, clamp).
 at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point,
                        const c10::intrusive_ptr<PackedConvWeight>& weight,
                        const std::optional<at::Tensor>& bias, double out_scale,
-                       int64_t out_zero_point, bool relu);
+                       int64_t out_zero_point, bool relu,
+                       std::optional<double> clamp_min = std::nullopt,
+                       std::optional<double> clamp_max = std::nullopt);
 
 // a + b for two uint8 tensors with their own qparams, requantized to
 // (out_scale, out_zero_point); optional fused ReLU. Keeps a's memory format.
@@ -35,6 +38,8 @@ at::Tensor add_int8(const at::Tensor& a, double a_scale, int64_t a_zero_point, c
 at::Tensor linear_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point,
                        const c10::intrusive_ptr<PackedLinearWeight>& weight,
                        const std::optional<at::Tensor>& bias, double out_scale,
-                       int64_t out_zero_point, bool relu);
+                       int64_t out_zero_point, bool relu,
+                       std::optional<double> clamp_min = std::nullopt,
+                       std::optional<double> clamp_max = std::nullopt);
 
 }  // namespace qext::ops

@@ -155,7 +155,7 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
       ins.push_back(graph.insertConstant(in.zero_point));
     }
     Value* yq;
-    Value* relu = graph.insertConstant(l.relu != nullptr);
+    Value* relu = graph.insertConstant(l.relu);
     Value* so = graph.insertConstant(out.scale);
     Value* zo = graph.insertConstant(out.zero_point);
     if (l.kind == "add") {
@@ -165,14 +165,16 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
       row.bytes_after = bytes;
       Value* packed = graph.insertGetAttr(graph.inputs()[0], attr);
       const char* op = l.kind == "conv2d" ? "qext::conv2d_int8" : "qext::linear_int8";
-      yq = emit(graph, c10::Symbol::fromQualString(op), {ins[0], ins[1], ins[2], packed, l.bias(), so, zo, relu});
+      Value* lo = l.clamp_min ? graph.insertConstant(*l.clamp_min) : graph.insertConstant(c10::IValue());
+      Value* hi = l.clamp_max ? graph.insertConstant(*l.clamp_max) : graph.insertConstant(c10::IValue());
+      yq = emit(graph, c10::Symbol::fromQualString(op), {ins[0], ins[1], ins[2], packed, l.bias(), so, zo, relu, lo, hi});
       quantized_weights.push_back(*l.weight);
     }
     Value* y = emit(graph, kDequantize, {yq, so, zo});
     if (probe) insert_probe(graph, y, l.name);
     qp[y] = out;  // later layers read y now, with the same qparams
     l.output()->replaceAllUsesWith(y);
-    if (l.relu) l.relu->destroy();
+    if (l.activation) l.activation->destroy();
     l.node->destroy();
     row.status = "int8";
     row.scale = out.scale;

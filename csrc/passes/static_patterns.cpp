@@ -54,6 +54,42 @@ void describe_weighted(const torch::jit::Module& root, StaticLayer& l, int64_t w
   l.conv = {*s, *p, *d, g->toInt()};
 }
 
+std::optional<double> constant_bound(const torch::jit::Module& root, Value* v) {
+  const auto iv = constant_or_attr(root, v);
+  if (iv && (iv->isDouble() || iv->isInt())) return iv->toScalar().toDouble();
+  return std::nullopt;
+}
+
+// The activation fused after l (its output's only reader), if any.
+void describe_activation(const torch::jit::Module& root, StaticLayer& l) {
+  if (Node* relu = single_relu_user(l.node->output())) {
+    l.activation = relu;
+    l.relu = true;
+    return;
+  }
+  if (l.kind == "add" || l.node->output()->uses().size() != 1) return;
+  Node* user = l.node->output()->uses()[0].user;
+  static const auto relu6 = c10::Symbol::fromQualString("aten::relu6");
+  static const auto relu6_ = c10::Symbol::fromQualString("aten::relu6_");
+  const auto k = user->kind();
+  if (k == relu6 || k == relu6_) {
+    l.clamp_min = 0.0;
+    l.clamp_max = 6.0;
+  } else if ((k == aten::hardtanh || k == aten::hardtanh_ || k == aten::clamp || k == aten::clamp_) &&
+             user->inputs().size() == 3) {
+    // clamp's bounds may be None (one-sided); hardtanh's are numbers.
+    const bool lo_none = torch::jit::toIValue(user->input(1)).has_value() && torch::jit::toIValue(user->input(1))->isNone();
+    const bool hi_none = torch::jit::toIValue(user->input(2)).has_value() && torch::jit::toIValue(user->input(2))->isNone();
+    const auto lo = constant_bound(root, user->input(1)), hi = constant_bound(root, user->input(2));
+    if ((!lo && !lo_none) || (!hi && !hi_none) || (lo && hi && *lo > *hi)) return;
+    l.clamp_min = lo;
+    l.clamp_max = hi;
+  } else {
+    return;
+  }
+  l.activation = user;
+}
+
 }  // namespace
 
 std::optional<c10::IValue> constant_or_attr(const torch::jit::Module& root, Value* v) {
@@ -179,7 +215,7 @@ std::vector<StaticLayer> find_static_layers(const torch::jit::Module& root, torc
     } else {
       return;
     }
-    l.relu = single_relu_user(node->output());
+    describe_activation(root, l);
     layers.push_back(std::move(l));
   });
   return layers;

@@ -26,12 +26,16 @@ struct StaticLayer {
   std::string name;                // weight owner for conv/linear; "add@<n>" for adds
   std::optional<AttrRef> weight;   // conv2d / linear
   ConvGeometry conv;               // conv2d
-  torch::jit::Node* relu = nullptr;
+  // A fused activation after it: relu (any layer), or for conv2d / linear
+  // relu6 / hardtanh / clamp with constant bounds (clamp_min / clamp_max).
+  torch::jit::Node* activation = nullptr;
+  bool relu = false;
+  std::optional<double> clamp_min, clamp_max;
   std::string unsupported;         // why it cannot run in int8; empty if it can
 
   // Float activations it reads (1, or 2 for add) and the value it produces.
   std::vector<torch::jit::Value*> inputs() const;
-  torch::jit::Value* output() const { return relu ? relu->output() : node->output(); }
+  torch::jit::Value* output() const { return activation ? activation->output() : node->output(); }
   torch::jit::Value* bias() const { return node->input(2); }  // conv2d / linear
 };
 

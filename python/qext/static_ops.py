@@ -23,20 +23,26 @@ def quantize_conv_weight(weight: torch.Tensor, stride=1, padding=0, dilation=1, 
 
 
 def conv2d_int8(x: torch.Tensor, x_scale: float, x_zero_point: int, weight, bias: torch.Tensor | None,
-                out_scale: float, out_zero_point: int, relu: bool = False) -> torch.Tensor:
+                out_scale: float, out_zero_point: int, relu: bool = False,
+                clamp_min: float | None = None, clamp_max: float | None = None) -> torch.Tensor:
     """uint8 ``[N, C, H, W]`` -> uint8 ``[N, Cout, OH, OW]`` (channels-last memory).
 
-    ``out = quantize(relu?(conv(dequantize(x), W) + bias), out_scale, out_zero_point)``
-    with exact int32 accumulation and qext's rounding rule.
+    ``out = quantize(clamp(conv(dequantize(x), W) + bias), out_scale, out_zero_point)``
+    with exact int32 accumulation and qext's rounding rule; the clamp is ReLU
+    (``relu``) and/or ``[clamp_min, clamp_max]`` (ReLU6, Hardtanh, clamp).
     """
-    return torch.ops.qext.conv2d_int8(x, x_scale, x_zero_point, weight, bias, out_scale, out_zero_point, relu)
+    return torch.ops.qext.conv2d_int8(x, x_scale, x_zero_point, weight, bias, out_scale, out_zero_point, relu,
+                                      clamp_min, clamp_max)
 
 
 def linear_int8(x: torch.Tensor, x_scale: float, x_zero_point: int, weight, bias: torch.Tensor | None,
-                out_scale: float, out_zero_point: int, relu: bool = False) -> torch.Tensor:
+                out_scale: float, out_zero_point: int, relu: bool = False,
+                clamp_min: float | None = None, clamp_max: float | None = None) -> torch.Tensor:
     """uint8 ``[..., K]`` -> uint8 ``[..., N]`` with a weight from
-    :func:`qext.quantize_linear_weight`, requantized to (out_scale, out_zero_point)."""
-    return torch.ops.qext.linear_int8(x, x_scale, x_zero_point, weight, bias, out_scale, out_zero_point, relu)
+    :func:`qext.quantize_linear_weight`, clamped like :func:`conv2d_int8` and
+    requantized to (out_scale, out_zero_point)."""
+    return torch.ops.qext.linear_int8(x, x_scale, x_zero_point, weight, bias, out_scale, out_zero_point, relu,
+                                      clamp_min, clamp_max)
 
 
 def add_int8(a: torch.Tensor, a_scale: float, a_zero_point: int, b: torch.Tensor, b_scale: float,

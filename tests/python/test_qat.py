@@ -136,6 +136,34 @@ def test_resnet_workflow_int8_matches_fake_quant_model(bits, tmp_path):
             assert torch.equal(torch.load(out), int8(torch.ones(1, 3, 64, 64)))
 
 
+class MobileBlock(nn.Module):
+    """conv-bn-ReLU6, depthwise conv-bn-ReLU6, conv -> Hardtanh, fc."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU6())
+        self.dw = nn.Sequential(nn.Conv2d(16, 16, 3, 1, 1, groups=16, bias=False), nn.BatchNorm2d(16), nn.ReLU6())
+        self.pw = nn.Conv2d(16, 8, 1)
+        self.fc = nn.Linear(8 * 16 * 16, 10)
+
+    def forward(self, x):
+        x = self.pw(self.dw(self.stem(x)))
+        return self.fc(torch.flatten(F.hardtanh(x, -2.0, 2.0), 1))
+
+
+def test_relu6_and_hardtanh_models_convert_to_equal_outputs():
+    torch.manual_seed(0)
+    qat = qext.qat.prepare(randomize_batch_norm(MobileBlock()))
+    assert len(fake_quants(qat)) == 5  # input, stem, dw, pw (after hardtanh), fc
+    train_steps(qat, 4, (8, 3, 32, 32))
+    int8 = qext.qat.convert(qat, torch.randn(1, 3, 32, 32))
+    assert qext.report(int8).quantized == 4
+    assert "aten::hardtanh" not in [n.kind() for n in int8.graph.nodes()]
+    x = torch.randn(32, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(qat(x), int8(x))
+
+
 def test_convert_before_training_or_without_inputs_is_a_clear_error():
     qat = qext.qat.prepare(LeNet())
     with pytest.raises(ValueError, match="never saw data.*training step"):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 import qext
 from conftest import run_python, sqnr_db
@@ -63,6 +64,48 @@ def test_report_has_output_qparams_and_per_layer_sqnr(tmp_path):
     qext.save(q, tmp_path / "q.pt")
     assert qext.report(qext.load(tmp_path / "q.pt")).layers == layers
     assert "SQNR dB" in str(qext.report(q))
+
+
+class ClampedActivations(nn.Module):
+    """conv -> ReLU6, conv -> clamp(0.5, 2), conv -> clamp(min=0.2), linear -> hardtanh(-1, 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.act1 = nn.ReLU6()
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.conv3 = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 8 * 8, 10)
+
+    def forward(self, x):
+        x = self.act1(self.conv1(x))
+        x = torch.clamp(self.conv2(x), 0.5, 2.0)
+        x = torch.clamp(self.conv3(x), min=0.2)
+        return F.hardtanh(self.fc(torch.flatten(x, 1)), -1.0, 1.0)
+
+
+def test_relu6_hardtanh_and_clamp_fuse_into_the_layer():
+    torch.manual_seed(0)
+    model = ClampedActivations().eval()
+    q = qext.quantize_static(model, calibration((4, 3, 8, 8)))
+    assert qext.report(q).quantized == 4
+    ops = graph_ops(q)
+    assert "aten::hardtanh" not in ops and "aten::clamp" not in ops
+    assert ops.count("qext::quantize_per_tensor") == 1  # int8 from the first conv to the fc
+    x = torch.randn(32, 3, 8, 8)
+    with torch.no_grad():
+        ref, out = model(x), q(x)
+    assert sqnr_db(ref, out) > 25.0
+    assert out.min() >= -1.0 and out.max() <= 1.0
+    # A lower bound above 0 needs the epilogue's clamp: the int8 range always
+    # contains 0, so saturation alone would let values in [0, 0.5) through.
+    clamped = nn.Sequential(model.conv1, nn.Hardtanh(0.5, 2.0)).eval()
+    q = qext.quantize_static(clamped, calibration((4, 3, 8, 8)))
+    step = qext.report(q).layers[0].scale
+    with torch.no_grad():
+        out = q(x)
+    assert out.min() >= 0.5 - step and out.max() <= 2.0 + step
+    assert sqnr_db(clamped(x).detach(), out) > 25.0
 
 
 def test_resnet18ish_folds_bn_and_quantizes_residual_adds():

@@ -9,7 +9,7 @@
   quantization visibly loses accuracy: one QAT pass over another 12k images
   recovers it (>= PTQ and within 0.3 points of fp32), and the converted int8
   model's outputs equal the QAT model's on all 10k test images.
-  (examples/fashion_mnist_qat.py runs the full-epoch version.)
+  (benchmarks/bench_qat_fashion.py runs the full-epoch version.)
 """
 
 import sys

@@ -1,7 +1,8 @@
 """qext.qat.prepare: a copy of the model, traced with torch.fx, with
 fake-quantized weights and fake-quant on the activations at the points static
 convert quantizes: the model inputs that reach a conv/linear/add, the output
-of every conv/linear (after its ReLU, which convert fuses) and of every add."""
+of every conv/linear (after its ReLU / ReLU6 / Hardtanh / clamp, which convert
+fuses) and of every add (after its ReLU)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ from .fake_quant import ActivationFakeQuantize
 from .modules import QatConv2d, QatConvBn2d, QatLinear
 
 PREPARED_MARK = "_qext_qat_config"
+# Activations convert fuses into the conv/linear before them (ReLU also after adds).
 _RELU_FUNCTIONS = (F.relu, torch.relu)
+_CLAMP_FUNCTIONS = (F.relu6, F.hardtanh, torch.clamp)
+_CLAMP_MODULES = (nn.ReLU6, nn.Hardtanh)
 _ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
 # Ops that only move or select elements: int8 flows through them with their
 # input's range (they match the C++ pass-through list).
@@ -35,6 +39,16 @@ def _is_relu(gm: fx.GraphModule, node: fx.Node) -> bool:
         (node.op == "call_module" and isinstance(_module(gm, node), nn.ReLU))
         or (node.op == "call_function" and node.target in _RELU_FUNCTIONS)
         or (node.op == "call_method" and node.target == "relu")
+    )
+
+
+def _is_fused_activation(gm: fx.GraphModule, node: fx.Node, layer: fx.Node) -> bool:
+    if _is_relu(gm, node):
+        return True
+    if _is_add(layer):
+        return False
+    return (node.op == "call_module" and isinstance(_module(gm, node), _CLAMP_MODULES)) or (
+        node.op == "call_function" and node.target in _CLAMP_FUNCTIONS
     )
 
 
@@ -154,7 +168,7 @@ def prepare(model: nn.Module, config: QatConfig | None = None) -> fx.GraphModule
     # Outputs first (after a ReLU that is the only reader: convert fuses it) ...
     for node in layers:
         users = list(node.users)
-        out = users[0] if len(users) == 1 and _is_relu(gm, users[0]) else node
+        out = users[0] if len(users) == 1 and _is_fused_activation(gm, users[0], node) else node
         if not any(_is_fake_quant(gm, u) for u in out.users):
             inserter.fake_quant_after(out)
     # ... then inputs that no fake-quant covers yet (through pass-through ops).
