@@ -120,13 +120,28 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t y = (m0 + r) / ow, xo = (m0 + r) % ow;
           for (int64_t i = 0; i < kh; ++i) {
+            uint8_t* dst = patches.data() + r * k + i * kw * cg;
+            const int64_t iy = y * sh - ph + i * dh, ix0 = xo * sw - pw;
+            if (iy < 0 || iy >= h) {
+              std::memset(dst, static_cast<int>(x_zero_point), kw * cg);
+              continue;
+            }
+            const uint8_t* src_row = xp + (n * h + iy) * wd * c + g * cg;
+            if (groups == 1 && dw == 1) {
+              // One row of the window is kw * c contiguous bytes: copy the
+              // in-bounds part at once, pad the rest with the zero point.
+              const int64_t j0 = std::clamp<int64_t>(-ix0, 0, kw), j1 = std::clamp<int64_t>(wd - ix0, j0, kw);
+              std::memset(dst, static_cast<int>(x_zero_point), j0 * c);
+              std::memcpy(dst + j0 * c, src_row + (ix0 + j0) * c, (j1 - j0) * c);
+              std::memset(dst + j1 * c, static_cast<int>(x_zero_point), (kw - j1) * c);
+              continue;
+            }
             for (int64_t j = 0; j < kw; ++j) {
-              uint8_t* dst = patches.data() + r * k + (i * kw + j) * cg;
-              const int64_t iy = y * sh - ph + i * dh, ix = xo * sw - pw + j * dw;
-              if (iy < 0 || iy >= h || ix < 0 || ix >= wd) {
-                std::memset(dst, static_cast<int>(x_zero_point), cg);
+              const int64_t ix = ix0 + j * dw;
+              if (ix < 0 || ix >= wd) {
+                std::memset(dst + j * cg, static_cast<int>(x_zero_point), cg);
               } else {
-                std::memcpy(dst, xp + ((n * h + iy) * wd + ix) * c + g * cg, cg);
+                std::memcpy(dst + j * cg, src_row + ix * c, cg);
               }
             }
           }

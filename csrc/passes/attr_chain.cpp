@@ -55,9 +55,20 @@ bool release_if_unread(const Module& root, AttrRef& ref) {
   return true;
 }
 
+torch::jit::Node* single_data_user(torch::jit::Value* v) {
+  torch::jit::Node* only = nullptr;
+  for (const auto& use : v->uses()) {
+    const auto k = use.user->kind();
+    if (k == torch::jit::aten::dim || k == torch::jit::aten::size) continue;  // shape checks (e.g. BatchNorm's)
+    if (only) return nullptr;
+    only = use.user;
+  }
+  return only;
+}
+
 torch::jit::Node* single_relu_user(torch::jit::Value* v) {
-  if (v->uses().size() != 1) return nullptr;
-  torch::jit::Node* user = v->uses()[0].user;
+  torch::jit::Node* user = single_data_user(v);
+  if (!user) return nullptr;
   const auto k = user->kind();
   return k == torch::jit::aten::relu || k == torch::jit::aten::relu_ ? user : nullptr;
 }

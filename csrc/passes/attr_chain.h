@@ -34,7 +34,12 @@ std::string unique_attribute_name(const torch::jit::Module& root, const std::str
 // an empty tensor (so saved models do not carry it) and returns true.
 bool release_if_unread(const torch::jit::Module& root, AttrRef& ref);
 
-// The only user of v when it is a ReLU (relu or relu_), so it can be fused.
+// The only node reading v's data (shape queries aside: aten::dim / aten::size,
+// as BatchNorm's input check leaves behind); nullptr if none or several.
+torch::jit::Node* single_data_user(torch::jit::Value* v);
+
+// single_data_user(v) when it is a ReLU (relu or relu_), so it can be fused;
+// callers redirect the shape queries to the fused result.
 torch::jit::Node* single_relu_user(torch::jit::Value* v);
 
 // True when v is the constant integer `expected` (e.g. add's alpha == 1).

@@ -59,6 +59,35 @@ std::unordered_map<Value*, Qp> take_observations(const torch::jit::Module& root,
   return qp;
 }
 
+// The pass-through op p applied to uint8 `x` (zero point `zero_point`):
+// qext's int8 pooling ops, or p itself for the ops that only move bytes.
+Value* on_uint8(Graph& graph, Node* p, Value* x, int64_t zero_point) {
+  static const auto max_pool = c10::Symbol::fromQualString("aten::max_pool2d");
+  static const auto avg_pool = c10::Symbol::fromQualString("aten::avg_pool2d");
+  static const auto adaptive_avg_pool = c10::Symbol::fromQualString("aten::adaptive_avg_pool2d");
+  std::vector<Value*> args(p->inputs().begin(), p->inputs().end());
+  args[0] = x;
+  const char* op = nullptr;
+  if (p->kind() == max_pool) {
+    op = "qext::max_pool2d_int8";
+  } else if (p->kind() == avg_pool) {
+    op = "qext::avg_pool2d_int8";
+    args.insert(args.begin() + 1, graph.insertConstant(zero_point));
+  } else if (p->kind() == adaptive_avg_pool) {
+    op = "qext::adaptive_avg_pool2d_int8";
+    args.insert(args.begin() + 1, graph.insertConstant(zero_point));
+  }
+  if (!op) {
+    if (p->kind() == torch::jit::aten::view) {
+      // int8 ops return channels-last tensors, which view() cannot reshape.
+      x = emit(graph, torch::jit::aten::contiguous, {x, graph.insertConstant(int64_t{0})});
+    }
+    Node* copy = graph.createClone(p, [&](Value* v) { return v == p->input(0) ? x : v; });
+    return graph.insertNode(copy)->output();
+  }
+  return emit(graph, c10::Symbol::fromQualString(op), args);
+}
+
 // quantize(P(...P(dequantize(q, s, z))), s, z) -> P(...P(q)) for pass-through
 // ops P (none, or max_pool2d, flatten, ..., or a fake_quantize fixing the same
 // (s, z), an identity on such values): int8 tensors flow between int8 layers.
@@ -87,22 +116,19 @@ void drop_requantize_pairs(const torch::jit::Module& root, Graph& graph) {
     if (!same(1) || !same(2)) continue;
     Value* current = dq->input(0);
     torch::jit::WithInsertPoint guard(q);
-    for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
-      Node* p = *it;
-      if (p->kind() == c10::Symbol::fromQualString("aten::max_pool2d")) {
-        // torch 2.13's uint8 max_pool2d on channels-last input checks
-        // C*H*W <= 255 (its index type is the element type) and fails on real
-        // sizes; the NCHW kernel is fine.
-        Node* dense = graph.create(torch::jit::aten::contiguous, {current, graph.insertConstant(int64_t{0})});
-        graph.insertNode(dense);
-        current = dense->output()->setType(c10::TensorType::get());
-      }
-      Node* copy = graph.createClone(p, [&](Value* v) { return v == p->input(0) ? current : v; });
-      graph.insertNode(copy);
-      current = copy->output();
-    }
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it) current = on_uint8(graph, *it, current, zero_point);
     q->output()->replaceAllUsesWith(current);
   }
+  // Shape queries (e.g. adaptive_avg_pool2d's input check) can read the uint8
+  // tensor, so no dequantize stays alive just for them.
+  visit_nodes(graph.block(), [&](Node* n) {
+    if (n->kind() != kDequantize) return;
+    const std::vector<torch::jit::Use> uses = n->output()->uses();  // copy: replaceInput edits it
+    for (const auto& use : uses) {
+      const auto k = use.user->kind();
+      if (k == torch::jit::aten::size || k == torch::jit::aten::dim) use.user->replaceInput(use.offset, n->input(0));
+    }
+  });
   torch::jit::EliminateDeadCode(graph.shared_from_this());
 }
 
@@ -174,7 +200,10 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
     if (probe) insert_probe(graph, y, l.name);
     qp[y] = out;  // later layers read y now, with the same qparams
     l.output()->replaceAllUsesWith(y);
-    if (l.activation) l.activation->destroy();
+    if (l.activation) {
+      l.activation->destroy();
+      l.node->output()->replaceAllUsesWith(yq);  // shape checks left on the pre-activation value
+    }
     l.node->destroy();
     row.status = "int8";
     row.scale = out.scale;

@@ -67,8 +67,8 @@ void describe_activation(const torch::jit::Module& root, StaticLayer& l) {
     l.relu = true;
     return;
   }
-  if (l.kind == "add" || l.node->output()->uses().size() != 1) return;
-  Node* user = l.node->output()->uses()[0].user;
+  Node* user = single_data_user(l.node->output());
+  if (l.kind == "add" || !user) return;
   static const auto relu6 = c10::Symbol::fromQualString("aten::relu6");
   static const auto relu6_ = c10::Symbol::fromQualString("aten::relu6_");
   const auto k = user->kind();
@@ -174,8 +174,14 @@ std::optional<ActivationQParams> fixed_qparams(const torch::jit::Module& root, c
 
 bool is_pass_through(const Node* node) {
   static const auto max_pool = c10::Symbol::fromQualString("aten::max_pool2d");
+  static const auto avg_pool = c10::Symbol::fromQualString("aten::avg_pool2d");
+  static const auto adaptive_avg_pool = c10::Symbol::fromQualString("aten::adaptive_avg_pool2d");
   const auto k = node->kind();
-  return k == max_pool || k == aten::flatten || k == aten::reshape || k == aten::view ||
+  if (k == adaptive_avg_pool) {  // the int8 op needs the output size up front
+    const auto size = torch::jit::toIValue(node->input(1));
+    return size && size->isIntList();
+  }
+  return k == max_pool || k == avg_pool || k == aten::flatten || k == aten::reshape || k == aten::view ||
          k == aten::contiguous;
 }
 

@@ -51,9 +51,10 @@ struct ActivationQParams {
 // Prepare observes nothing there and convert quantizes with these qparams.
 std::optional<ActivationQParams> fixed_qparams(const torch::jit::Module& root, const torch::jit::Node* node);
 
-// Ops that only move or select elements (max_pool2d, flatten, reshape, view,
-// contiguous): on uint8 data they give exactly what they give on float, so
-// their output keeps their input's (scale, zero point) and int8 flows through.
+// Ops whose output keeps their input's (scale, zero point), so int8 flows
+// through them: those that only move or select elements (max_pool2d, flatten,
+// reshape, view, contiguous; exact on uint8) and average pooling
+// (avg_pool2d, adaptive_avg_pool2d; one rounding, qext's int8 pooling ops).
 bool is_pass_through(const torch::jit::Node* node);
 
 std::vector<StaticLayer> find_static_layers(const torch::jit::Module& root, torch::jit::Graph& graph);

@@ -108,6 +108,33 @@ def test_relu6_hardtanh_and_clamp_fuse_into_the_layer():
     assert sqnr_db(clamped(x).detach(), out) > 25.0
 
 
+class PoolsAndView(nn.Module):
+    """conv -> avg_pool2d -> conv -> max_pool2d -> view -> linear: int8 throughout."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
+        self.fc = nn.Linear(16 * 4 * 4, 10)
+
+    def forward(self, x):
+        x = F.avg_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return self.fc(x.view(x.size(0), -1))
+
+
+def test_pools_and_view_run_on_uint8():
+    torch.manual_seed(0)
+    model = PoolsAndView().eval()
+    q = qext.quantize_static(model, calibration((4, 3, 16, 16)))
+    ops = graph_ops(q)
+    assert "qext::avg_pool2d_int8" in ops and "qext::max_pool2d_int8" in ops
+    assert ops.count("qext::quantize_per_tensor") == 1 and ops.count("qext::dequantize_per_tensor") == 1
+    x = torch.randn(8, 3, 16, 16)
+    with torch.no_grad():
+        assert sqnr_db(model(x), q(x)) > 25.0
+
+
 def test_resnet18ish_folds_bn_and_quantizes_residual_adds():
     torch.manual_seed(1)
     model = randomize_batch_norm(ResNet18ish())
@@ -121,6 +148,11 @@ def test_resnet18ish_folds_bn_and_quantizes_residual_adds():
     assert kinds["linear"] == ["int8"]
     ops = graph_ops(q)
     assert "aten::batch_norm" not in ops
+    # uint8 all the way: stem ReLU fused (despite BatchNorm's shape check on
+    # the conv output), int8 max-pool and global average pool
+    assert ops.count("qext::quantize_per_tensor") == 1 and ops.count("qext::dequantize_per_tensor") == 1
+    assert "qext::max_pool2d_int8" in ops and "qext::adaptive_avg_pool2d_int8" in ops
+    assert "aten::relu" not in ops and "aten::max_pool2d" not in ops
     x = torch.randn(4, 3, 64, 64)
     with torch.no_grad():
         # Bound: SQNR > 15 dB through 21 int8 layers with random weights.

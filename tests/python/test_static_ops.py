@@ -153,3 +153,62 @@ def test_fold_batch_norm(bias):
         assert torch.allclose(F.linear(xl, w, b), bn1(linear(xl)), atol=1e-5)
     with pytest.raises(RuntimeError, match=r"must have 5 elements .the weight.s output channels.; got shape \[6\]"):
         qext.fold_batch_norm(torch.randn(5, 4, 3, 3), None, bn)
+
+
+# --- pooling on uint8 (output keeps the input's qparams) -----------------------
+
+def _pair(v):
+    return list(v) if isinstance(v, tuple) else [v, v]
+
+
+def _uint8_images(shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, shape, generator=g, dtype=torch.uint8)
+
+
+def _round_half_even_avg(q, zp, pool):
+    """Reference: zp + round_half_even(pool(q - zp)), pool in float64 (exact ties)."""
+    avg = pool((q.double() - zp))
+    return (zp + torch.round(avg)).clamp(0, 255).to(torch.uint8)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 7, 7), (2, 17, 12, 9), (1, 64, 112, 112)])
+@pytest.mark.parametrize("kernel,stride,padding,dilation,ceil", [
+    (3, 2, 1, 1, False), (2, 2, 0, 1, False), (3, 2, 1, 1, True), (3, 1, 1, 2, False), ((2, 3), (1, 2), (1, 1), 1, True)])
+def test_max_pool2d_int8_is_exact(shape, kernel, stride, padding, dilation, ceil):
+    q = _uint8_images(shape)
+    got = torch.ops.qext.max_pool2d_int8(q, _pair(kernel), _pair(stride), _pair(padding), _pair(dilation), ceil)
+    ref = F.max_pool2d(q.float(), kernel, stride, padding, dilation, ceil_mode=ceil).to(torch.uint8)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(got, ref)
+
+
+@pytest.mark.parametrize("zp", [0, 37, 128, 255])
+@pytest.mark.parametrize("kernel,stride,padding,ceil,include_pad,divisor", [
+    (2, 2, 0, False, True, None), (3, 2, 1, False, True, None), (3, 2, 1, False, False, None),
+    (3, 2, 1, True, True, None), (3, 2, 1, True, False, None), (3, 1, 1, False, True, 5), ((3, 2), (2, 1), (1, 0), True, True, None)])
+def test_avg_pool2d_int8_rounds_half_to_even(zp, kernel, stride, padding, ceil, include_pad, divisor):
+    q = _uint8_images((2, 19, 11, 10), seed=zp)
+    got = torch.ops.qext.avg_pool2d_int8(q, zp, _pair(kernel), _pair(stride), _pair(padding), ceil, include_pad, divisor)
+    ref = _round_half_even_avg(q, zp, lambda t: F.avg_pool2d(t, kernel, stride, padding, ceil, include_pad, divisor))
+    assert torch.equal(got, ref)
+
+
+@pytest.mark.parametrize("size,out", [((7, 7), (1, 1)), ((10, 9), (3, 4)), ((5, 5), (7, 7)), ((2, 2), (1, 1))])
+def test_adaptive_avg_pool2d_int8(size, out):
+    q = _uint8_images((3, 33, *size))
+    for zp in (0, 100, 255):
+        got = torch.ops.qext.adaptive_avg_pool2d_int8(q, zp, list(out))
+        ref = _round_half_even_avg(q, zp, lambda t: F.adaptive_avg_pool2d(t, out))
+        assert torch.equal(got, ref)
+
+
+def test_pooling_bad_input():
+    with pytest.raises(RuntimeError, match="expected uint8"):
+        torch.ops.qext.max_pool2d_int8(torch.zeros(1, 1, 4, 4), [2], [2], [0], [1], False)
+    with pytest.raises(RuntimeError, match="smaller than the pooling window"):
+        torch.ops.qext.max_pool2d_int8(_uint8_images((1, 1, 2, 2)), [3], [1], [0], [1], False)
+    with pytest.raises(RuntimeError, match="zero_point must be in"):
+        torch.ops.qext.adaptive_avg_pool2d_int8(_uint8_images((1, 1, 2, 2)), 300, [1])
+    with pytest.raises(RuntimeError, match="at most half the kernel"):
+        torch.ops.qext.avg_pool2d_int8(_uint8_images((1, 1, 4, 4)), 0, [2], [2], [2], False, True, None)

@@ -1,0 +1,101 @@
+#include "kernels/pooling.h"
+
+#include <algorithm>
+
+namespace qext::kernels {
+
+int64_t div_round_half_even(int64_t num, int64_t den) {
+  int64_t q = num / den, r = num % den;
+  if (r < 0) {  // floor division: num = q * den + r with 0 <= r < den
+    q -= 1;
+    r += den;
+  }
+  if (2 * r > den || (2 * r == den && (q & 1))) q += 1;
+  return q;
+}
+
+int64_t pooled_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation,
+                    bool ceil_mode) {
+  const int64_t span = in + 2 * pad - dilation * (kernel - 1) - 1;
+  if (span < 0) return 0;
+  int64_t out = (span + (ceil_mode ? stride - 1 : 0)) / stride + 1;
+  // The last window must start inside the input or the left padding.
+  if (ceil_mode && (out - 1) * stride >= in + pad) --out;
+  return out;
+}
+
+PoolAxis avg_pool_axis(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad,
+                       bool count_include_pad) {
+  PoolAxis a;
+  for (int64_t o = 0; o < out; ++o) {
+    const int64_t start = o * stride - pad;
+    const int64_t end_padded = std::min(start + kernel, in + pad);
+    const int64_t begin = std::max<int64_t>(start, 0), end = std::min(end_padded, in);
+    a.begin.push_back(begin);
+    a.end.push_back(end);
+    a.divisor.push_back(count_include_pad ? end_padded - start : end - begin);
+  }
+  return a;
+}
+
+PoolAxis adaptive_pool_axis(int64_t in, int64_t out) {
+  PoolAxis a;
+  for (int64_t o = 0; o < out; ++o) {
+    const int64_t begin = (o * in) / out, end = ((o + 1) * in + out - 1) / out;
+    a.begin.push_back(begin);
+    a.end.push_back(end);
+    a.divisor.push_back(end - begin);
+  }
+  return a;
+}
+
+void max_pool2d_u8(const uint8_t* in, const NhwcShape& s, int64_t kh, int64_t kw, int64_t sh,
+                   int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t oh, int64_t ow,
+                   uint8_t* out, int64_t row_begin, int64_t row_end) {
+  const int64_t c = s.c;
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const int64_t n = row / oh, oy = row % oh;
+    for (int64_t ox = 0; ox < ow; ++ox) {
+      uint8_t* o = out + (row * ow + ox) * c;
+      std::fill(o, o + c, uint8_t{0});
+      for (int64_t i = 0; i < kh; ++i) {
+        const int64_t y = oy * sh - ph + i * dh;
+        if (y < 0 || y >= s.h) continue;
+        for (int64_t j = 0; j < kw; ++j) {
+          const int64_t x = ox * sw - pw + j * dw;
+          if (x < 0 || x >= s.w) continue;
+          const uint8_t* p = in + ((n * s.h + y) * s.w + x) * c;
+          for (int64_t ch = 0; ch < c; ++ch) o[ch] = std::max(o[ch], p[ch]);
+        }
+      }
+    }
+  }
+}
+
+void avg_pool2d_u8(const uint8_t* in, const NhwcShape& s, const PoolAxis& rows, const PoolAxis& cols,
+                   int64_t divisor_override, int32_t zero_point, uint8_t* out, int64_t row_begin,
+                   int64_t row_end) {
+  const int64_t c = s.c, oh = rows.size(), ow = cols.size();
+  std::vector<int32_t> sum(static_cast<size_t>(c));
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const int64_t n = row / oh, oy = row % oh;
+    for (int64_t ox = 0; ox < ow; ++ox) {
+      std::fill(sum.begin(), sum.end(), 0);
+      int64_t taps = 0;
+      for (int64_t y = rows.begin[oy]; y < rows.end[oy]; ++y) {
+        for (int64_t x = cols.begin[ox]; x < cols.end[ox]; ++x, ++taps) {
+          const uint8_t* p = in + ((n * s.h + y) * s.w + x) * c;
+          for (int64_t ch = 0; ch < c; ++ch) sum[ch] += p[ch];
+        }
+      }
+      const int64_t divisor = divisor_override > 0 ? divisor_override : rows.divisor[oy] * cols.divisor[ox];
+      uint8_t* o = out + (row * ow + ox) * c;
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const int64_t q = zero_point + div_round_half_even(sum[ch] - taps * zero_point, divisor);
+        o[ch] = static_cast<uint8_t>(std::clamp<int64_t>(q, 0, 255));
+      }
+    }
+  }
+}
+
+}  // namespace qext::kernels

@@ -1,0 +1,52 @@
+// Pooling on uint8 NHWC data for static quantization. Pooling keeps the input's
+// (scale, zero point), so max pooling is exact and average pooling rounds once:
+//   out = zero_point + round_half_even(sum over the window of (q - zero_point) / divisor),
+// clamped to [0, 255]; taps in the padding count as real 0 (q = zero_point).
+// Portable C++ (the compiler vectorises the channel loops); one path, exact.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace qext::kernels {
+
+struct NhwcShape {
+  int64_t n, h, w, c;
+};
+
+// For each output row (or column): the input range [begin, end) it reads,
+// already clipped to the input, and its factor of the divisor.
+struct PoolAxis {
+  std::vector<int64_t> begin, end, divisor;
+  int64_t size() const { return static_cast<int64_t>(begin.size()); }
+};
+
+// Windows of avg_pool2d along one axis (PyTorch's rules: windows are clipped
+// to the padded input for the divisor when count_include_pad, to the input
+// otherwise).
+PoolAxis avg_pool_axis(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad,
+                       bool count_include_pad);
+// Windows of adaptive_avg_pool2d: [floor(o * in / out), ceil((o + 1) * in / out)).
+PoolAxis adaptive_pool_axis(int64_t in, int64_t out);
+
+// Output size of a pooling window along one axis (PyTorch's formula, ceil_mode included).
+int64_t pooled_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation,
+                    bool ceil_mode);
+
+// out [n, oh, ow, c] = max over the in-bounds taps y = oy * sh - ph + i * dh
+// (same for x). Computes the output rows [row_begin, row_end) of the n * oh
+// rows, so callers can split the work.
+void max_pool2d_u8(const uint8_t* in, const NhwcShape& s, int64_t kh, int64_t kw, int64_t sh,
+                   int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t oh, int64_t ow,
+                   uint8_t* out, int64_t row_begin, int64_t row_end);
+
+// out [n, rows.size(), cols.size(), c]; divisor = rows.divisor[oy] * cols.divisor[ox]
+// unless divisor_override > 0. Output rows [row_begin, row_end) of n * oh.
+void avg_pool2d_u8(const uint8_t* in, const NhwcShape& s, const PoolAxis& rows, const PoolAxis& cols,
+                   int64_t divisor_override, int32_t zero_point, uint8_t* out, int64_t row_begin,
+                   int64_t row_end);
+
+// round_half_even(num / den) for den > 0, in integers.
+int64_t div_round_half_even(int64_t num, int64_t den);
+
+}  // namespace qext::kernels
