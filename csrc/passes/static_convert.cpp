@@ -59,6 +59,19 @@ std::unordered_map<Value*, Qp> take_observations(const torch::jit::Module& root,
   return qp;
 }
 
+// Points aten::size / aten::dim readers of `from` at `to` (same shape, defined
+// right after it), so no float tensor stays alive just to be measured.
+void redirect_shape_queries(Value* from, Value* to) {
+  const std::vector<torch::jit::Use> uses = from->uses();  // copy: replaceInput edits it
+  for (const auto& use : uses) {
+    const auto k = use.user->kind();
+    const bool shape = k == torch::jit::aten::size || k == torch::jit::aten::dim;
+    if (shape && use.user->owningBlock() == to->node()->owningBlock() && use.user->isAfter(to->node())) {
+      use.user->replaceInput(use.offset, to);
+    }
+  }
+}
+
 // The pass-through op p applied to uint8 `x` (zero point `zero_point`):
 // qext's int8 pooling ops, or p itself for the ops that only move bytes.
 Value* on_uint8(Graph& graph, Node* p, Value* x, int64_t zero_point) {
@@ -115,20 +128,16 @@ void drop_requantize_pairs(const torch::jit::Module& root, Graph& graph) {
     };
     if (!same(1) || !same(2)) continue;
     Value* current = dq->input(0);
-    torch::jit::WithInsertPoint guard(q);
-    for (auto it = chain.rbegin(); it != chain.rend(); ++it) current = on_uint8(graph, *it, current, zero_point);
+    redirect_shape_queries(dq->output(), current);
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+      // Right after the float op it replaces, so whatever read that op's
+      // shape (x.view(x.size(0), -1)) can read the uint8 result instead.
+      torch::jit::WithInsertPoint guard((*it)->next());
+      current = on_uint8(graph, *it, current, zero_point);
+      redirect_shape_queries((*it)->output(), current);
+    }
     q->output()->replaceAllUsesWith(current);
   }
-  // Shape queries (e.g. adaptive_avg_pool2d's input check) can read the uint8
-  // tensor, so no dequantize stays alive just for them.
-  visit_nodes(graph.block(), [&](Node* n) {
-    if (n->kind() != kDequantize) return;
-    const std::vector<torch::jit::Use> uses = n->output()->uses();  // copy: replaceInput edits it
-    for (const auto& use : uses) {
-      const auto k = use.user->kind();
-      if (k == torch::jit::aten::size || k == torch::jit::aten::dim) use.user->replaceInput(use.offset, n->input(0));
-    }
-  });
   torch::jit::EliminateDeadCode(graph.shared_from_this());
 }
 
