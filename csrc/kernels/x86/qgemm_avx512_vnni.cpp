@@ -22,6 +22,7 @@ namespace {
 constexpr int kRows = 6;
 constexpr int kVecCols = 16;
 constexpr int64_t kChunkBytes = 64 * 1024;
+constexpr int64_t kWholeRowsBytes = 512 * 1024;
 
 inline int32_t load_u32(const uint8_t* p) {
   int32_t v;
@@ -166,7 +167,12 @@ void qgemm_avx512_vnni(const GemmArgs& args, const PackedWeights& w, const Epilo
   // Rows in chunks whose activations stay in L2 while every weight block of the
   // range streams past them; inside a chunk, one block's weights stay in L1/L2
   // while the chunk's row tiles use them.
-  const int64_t chunk = std::max<int64_t>(kRows, (kChunkBytes / std::max<int64_t>(w.k(), 1)) / kRows * kRows);
+  // When all the rows fit in half of L2 (batch-1 deep convs: 49 x 4608 bytes)
+  // one chunk takes them all, so the weights (MBs there) stream only once.
+  const int64_t k = std::max<int64_t>(w.k(), 1);
+  const int64_t chunk = (m_end - m_begin) * k <= kWholeRowsBytes
+                            ? m_end - m_begin
+                            : std::max<int64_t>(kRows, (kChunkBytes / k) / kRows * kRows);
   for (int64_t c0 = m_begin; c0 < m_end; c0 += chunk) {
     const int64_t c1 = std::min(m_end, c0 + chunk);
     for (int64_t b = block_begin; b < block_end; ++b) {
