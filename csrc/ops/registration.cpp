@@ -96,6 +96,7 @@ TORCH_LIBRARY(qext, m) {
   // Per-layer SQNR measurement (ops/probe.h); side effect, so never removed as dead code.
   m.def(torch::schema("qext::_probe(Tensor x, str key) -> Tensor", c10::AliasAnalysisKind::CONSERVATIVE));
   m.def("add_int8(Tensor a, float a_scale, int a_zero_point, Tensor b, float b_scale, int b_zero_point, float out_scale, int out_zero_point, bool relu=False) -> Tensor");
+  m.def("cat_int8(Tensor[] xs, float[] scales, int[] zero_points, int dim, float out_scale, int out_zero_point) -> Tensor");
   m.def("max_pool2d_int8(Tensor x, int[] kernel_size, int[] stride, int[] padding, int[] dilation, bool ceil_mode=False) -> Tensor");
   m.def("avg_pool2d_int8(Tensor x, int zero_point, int[] kernel_size, int[] stride, int[] padding, bool ceil_mode=False, bool count_include_pad=True, int? divisor_override=None) -> Tensor");
   m.def("adaptive_avg_pool2d_int8(Tensor x, int zero_point, int[] output_size) -> Tensor");
@@ -125,6 +126,7 @@ TORCH_LIBRARY_IMPL(qext, CPU, m) {
   m.impl("fold_batch_norm", &quant::fold_batch_norm);
   m.impl("_probe", &probe);
   m.impl("max_pool2d_int8", &max_pool2d_int8);
+  m.impl("cat_int8", &cat_int8);
   m.impl("avg_pool2d_int8", &avg_pool2d_int8);
   m.impl("adaptive_avg_pool2d_int8", &adaptive_avg_pool2d_int8);
 }

@@ -187,6 +187,30 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
   return out;
 }
 
+at::Tensor cat_int8(const std::vector<at::Tensor>& xs, std::vector<double> scales,
+                    std::vector<int64_t> zero_points, int64_t dim, double out_scale, int64_t out_zero_point) {
+  constexpr const char* op = "qext::cat_int8";
+  TORCH_CHECK(!xs.empty(), op, ": expected at least one tensor");
+  TORCH_CHECK(scales.size() == xs.size() && zero_points.size() == xs.size(), op, ": expected ", xs.size(),
+              " scales and zero points; got ", scales.size(), " and ", zero_points.size());
+  check_qparams(op, "output", out_scale, out_zero_point);
+  std::vector<at::Tensor> parts;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    TORCH_CHECK(xs[i].scalar_type() == at::kByte, op, ": tensor ", i, " is ", xs[i].scalar_type(), ", expected uint8");
+    check_qparams(op, "input", scales[i], zero_points[i]);
+    if (static_cast<float>(scales[i]) == static_cast<float>(out_scale) && zero_points[i] == out_zero_point) {
+      parts.push_back(xs[i]);
+      continue;
+    }
+    const float si = static_cast<float>(scales[i]), so = static_cast<float>(out_scale);
+    const auto zi = static_cast<int32_t>(zero_points[i]), zo = static_cast<int32_t>(out_zero_point);
+    parts.push_back(map_keeping_format<uint8_t, uint8_t>(xs[i], at::kByte, [&](const uint8_t* in, int64_t n, uint8_t* out) {
+      kernels::requantize_u8(in, n, si, zi, so, zo, out);
+    }));
+  }
+  return at::cat(parts, dim);
+}
+
 at::Tensor quantize_per_tensor(const at::Tensor& x, double scale, int64_t zero_point) {
   constexpr const char* op = "qext::quantize_per_tensor";
   TORCH_CHECK(x.scalar_type() == at::kFloat, op, ": expected float32; got ", x.scalar_type());

@@ -34,6 +34,11 @@ at::Tensor add_int8(const at::Tensor& a, double a_scale, int64_t a_zero_point, c
                     double b_scale, int64_t b_zero_point, double out_scale, int64_t out_zero_point,
                     bool relu);
 
+// torch.cat of uint8 tensors with their own qparams, each requantized to
+// (out_scale, out_zero_point) first (copied as is when its qparams are those).
+at::Tensor cat_int8(const std::vector<at::Tensor>& xs, std::vector<double> scales,
+                    std::vector<int64_t> zero_points, int64_t dim, double out_scale, int64_t out_zero_point);
+
 // x: uint8 [..., K]; returns uint8 [..., N].
 at::Tensor linear_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point,
                        const c10::intrusive_ptr<PackedLinearWeight>& weight,

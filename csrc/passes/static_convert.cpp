@@ -195,6 +195,18 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
     Value* zo = graph.insertConstant(out.zero_point);
     if (l.kind == "add") {
       yq = emit(graph, c10::Symbol::fromQualString("qext::add_int8"), {ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], so, zo, relu});
+    } else if (l.kind == "cat") {
+      std::vector<Value*> parts;
+      c10::List<double> scales;
+      c10::List<int64_t> zero_points;
+      for (size_t i = 0; i < ins.size(); i += 3) {
+        parts.push_back(ins[i]);
+        scales.push_back(torch::jit::toIValue(ins[i + 1])->toDouble());
+        zero_points.push_back(torch::jit::toIValue(ins[i + 2])->toInt());
+      }
+      Value* list = graph.insertNode(graph.createList(c10::TensorType::get(), parts))->output();
+      yq = emit(graph, c10::Symbol::fromQualString("qext::cat_int8"),
+                {list, graph.insertConstant(scales), graph.insertConstant(zero_points), l.node->input(1), so, zo});
     } else {
       const auto [attr, bytes] = pack_weight(root, l, weight_bits);
       row.bytes_after = bytes;

@@ -62,6 +62,7 @@ std::optional<double> constant_bound(const torch::jit::Module& root, Value* v) {
 
 // The activation fused after l (its output's only reader), if any.
 void describe_activation(const torch::jit::Module& root, StaticLayer& l) {
+  if (l.kind == "cat") return;
   if (Node* relu = single_relu_user(l.node->output())) {
     l.activation = relu;
     l.relu = true;
@@ -182,18 +183,22 @@ bool is_pass_through(const Node* node) {
     return size && size->isIntList();
   }
   return k == max_pool || k == avg_pool || k == aten::flatten || k == aten::reshape || k == aten::view ||
-         k == aten::contiguous;
+         k == aten::contiguous || k == aten::permute;
 }
 
 std::vector<Value*> StaticLayer::inputs() const {
   if (kind == "add") return {node->input(0), node->input(1)};
+  if (kind == "cat") {
+    const auto in = node->input(0)->node()->inputs();
+    return {in.begin(), in.end()};
+  }
   return {node->input(0)};
 }
 
 std::vector<StaticLayer> find_static_layers(const torch::jit::Module& root, torch::jit::Graph& graph) {
   static const auto convolution = c10::Symbol::fromQualString("aten::_convolution");
   std::vector<StaticLayer> layers;
-  int adds = 0;
+  int adds = 0, cats = 0;
   visit_nodes(graph.block(), [&](Node* node) {
     StaticLayer l;
     l.node = node;
@@ -218,6 +223,12 @@ std::vector<StaticLayer> find_static_layers(const torch::jit::Module& root, torc
       if (node->kind() == aten::add_ && node->input(0)->uses().size() > 1) return;
       l.kind = "add";
       l.name = "add@" + std::to_string(adds++);
+    } else if (node->kind() == aten::cat && node->inputs().size() == 2 &&
+               node->input(0)->node()->kind() == torch::jit::prim::ListConstruct &&
+               node->input(0)->node()->owningBlock() == node->owningBlock() &&
+               torch::jit::toIValue(node->input(1)).has_value()) {
+      l.kind = "cat";
+      l.name = "cat@" + std::to_string(cats++);
     } else {
       return;
     }

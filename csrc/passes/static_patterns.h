@@ -22,8 +22,8 @@ struct ConvGeometry {
 
 struct StaticLayer {
   torch::jit::Node* node = nullptr;
-  std::string kind;                // "conv2d" | "linear" | "add"
-  std::string name;                // weight owner for conv/linear; "add@<n>" for adds
+  std::string kind;                // "conv2d" | "linear" | "add" | "cat"
+  std::string name;                // weight owner for conv/linear; "add@<n>" / "cat@<n>" otherwise
   std::optional<AttrRef> weight;   // conv2d / linear
   ConvGeometry conv;               // conv2d
   // A fused activation after it: relu (any layer), or for conv2d / linear
@@ -53,7 +53,7 @@ std::optional<ActivationQParams> fixed_qparams(const torch::jit::Module& root, c
 
 // Ops whose output keeps their input's (scale, zero point), so int8 flows
 // through them: those that only move or select elements (max_pool2d, flatten,
-// reshape, view, contiguous; exact on uint8) and average pooling
+// reshape, view, contiguous, permute; exact on uint8) and average pooling
 // (avg_pool2d, adaptive_avg_pool2d; one rounding, qext's int8 pooling ops).
 bool is_pass_through(const torch::jit::Node* node);
 

@@ -164,6 +164,33 @@ def test_relu6_and_hardtanh_models_convert_to_equal_outputs():
         assert torch.equal(qat(x), int8(x))
 
 
+class Inception(nn.Module):
+    """Branches concatenated (each requantized to the cat's range), then permuted."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Sequential(nn.Conv2d(3, 6, 1, bias=False), nn.BatchNorm2d(6), nn.ReLU())
+        self.b = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU())
+        self.head = nn.Conv2d(10, 8, 3, stride=2)
+        self.fc = nn.Linear(8 * 7 * 7, 10)
+
+    def forward(self, x):
+        y = torch.cat([self.a(x), self.b(x)], dim=1).permute(0, 1, 3, 2)
+        return self.fc(torch.flatten(F.relu(self.head(y)), 1))
+
+
+def test_cat_and_permute_models_convert_to_equal_outputs():
+    torch.manual_seed(0)
+    qat = qext.qat.prepare(randomize_batch_norm(Inception()))
+    train_steps(qat, 3, (8, 3, 16, 16))
+    int8 = qext.qat.convert(qat, torch.randn(1, 3, 16, 16))
+    ops = [n.kind() for n in int8.graph.nodes()]
+    assert "qext::cat_int8" in ops and "aten::cat" not in ops
+    x = torch.randn(32, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(qat(x), int8(x))
+
+
 def test_convert_before_training_or_without_inputs_is_a_clear_error():
     qat = qext.qat.prepare(LeNet())
     with pytest.raises(ValueError, match="never saw data.*training step"):
@@ -199,7 +226,7 @@ class WithConv1d(nn.Module):
 def test_models_qat_cannot_handle_get_clear_messages():
     with pytest.raises(ValueError, match="torch.fx cannot trace DataDependent"):
         qext.qat.prepare(DataDependent())
-    with pytest.raises(ValueError, match="no Conv2d, Linear or tensor add"):  # noqa: PT012
+    with pytest.raises(ValueError, match="no Conv2d, Linear, tensor add or cat"):
         qext.qat.prepare(nn.Sequential(nn.Conv1d(2, 2, 3)))
     with pytest.raises(TypeError, match="not scripted"):
         qext.qat.prepare(torch.jit.script(LeNet()))

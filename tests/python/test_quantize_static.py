@@ -135,6 +135,33 @@ def test_pools_and_view_run_on_uint8():
         assert sqnr_db(model(x), q(x)) > 25.0
 
 
+class CatAndPermute(nn.Module):
+    """Two conv branches concatenated on channels, a permute, a conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.b = nn.Conv2d(3, 6, 1)
+        self.c = nn.Conv2d(10, 8, 3, padding=1)
+
+    def forward(self, x):
+        y = torch.cat([F.relu(self.a(x)), self.b(x) * 1.0], dim=1)  # b's output goes through a float op
+        return self.c(y.permute(0, 1, 3, 2))
+
+
+def test_cat_requantizes_inputs_and_permute_passes_int8():
+    torch.manual_seed(0)
+    model = CatAndPermute().eval()
+    q = qext.quantize_static(model, calibration((4, 3, 8, 8)))
+    report = qext.report(q)
+    assert [(l.name, l.status) for l in report.layers if l.kind == "cat"] == [("cat@0", "int8")]
+    ops = graph_ops(q)
+    assert "qext::cat_int8" in ops and "aten::cat" not in ops
+    x = torch.randn(8, 3, 8, 8)
+    with torch.no_grad():
+        assert sqnr_db(model(x), q(x)) > 25.0
+
+
 def test_resnet18ish_folds_bn_and_quantizes_residual_adds():
     torch.manual_seed(1)
     model = randomize_batch_norm(ResNet18ish())

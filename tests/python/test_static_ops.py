@@ -212,3 +212,18 @@ def test_pooling_bad_input():
         torch.ops.qext.adaptive_avg_pool2d_int8(_uint8_images((1, 1, 2, 2)), 300, [1])
     with pytest.raises(RuntimeError, match="at most half the kernel"):
         torch.ops.qext.avg_pool2d_int8(_uint8_images((1, 1, 4, 4)), 0, [2], [2], [2], False, True, None)
+
+
+def test_cat_int8_requantizes_each_input_exactly():
+    a, b = _uint8_images((2, 3, 5, 4), seed=1), _uint8_images((2, 5, 5, 4), seed=2)
+    scales, zps, so, zo = [0.02, 0.05], [10, 200], 0.04, 100
+    got = torch.ops.qext.cat_int8([a, b], scales, zps, 1, so, zo)
+    # reference: qext's own dequantize/quantize (the documented rule)
+    ref = torch.cat([
+        qext.quantize(qext.dequantize(t, torch.tensor(s), torch.tensor(z)), torch.tensor(so), torch.tensor(zo))
+        for t, s, z in zip([a, b], scales, zps)], dim=1)
+    assert torch.equal(got, ref)
+    same = torch.ops.qext.cat_int8([a, a], [so, so], [zo, zo], 0, so, zo)  # same qparams: copied as is
+    assert torch.equal(same, torch.cat([a, a]))
+    with pytest.raises(RuntimeError, match="expected 2 scales"):
+        torch.ops.qext.cat_int8([a, b], [0.1], [0], 1, so, zo)

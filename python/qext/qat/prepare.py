@@ -26,8 +26,8 @@ _CLAMP_MODULES = (nn.ReLU6, nn.Hardtanh)
 _ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
 # Ops that only move or select elements: int8 flows through them with their
 # input's range (they match the C++ pass-through list).
-_PASS_THROUGH_FUNCTIONS = (F.max_pool2d, torch.flatten, torch.reshape)
-_PASS_THROUGH_METHODS = ("flatten", "reshape", "view", "contiguous")
+_PASS_THROUGH_FUNCTIONS = (F.max_pool2d, torch.flatten, torch.reshape, torch.permute)
+_PASS_THROUGH_METHODS = ("flatten", "reshape", "view", "contiguous", "permute")
 
 
 def _module(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
@@ -65,6 +65,22 @@ def _is_add(node: fx.Node) -> bool:
         node.op == "call_method" and node.target in ("add", "add_")
     )
     return is_add and len(node.args) == 2 and all(isinstance(a, fx.Node) for a in node.args) and not node.kwargs
+
+
+def _is_cat(node: fx.Node) -> bool:
+    return (
+        node.op == "call_function"
+        and node.target is torch.cat
+        and isinstance(node.args[0], (list, tuple))
+        and all(isinstance(a, fx.Node) for a in node.args[0])
+    )
+
+
+def _tensor_inputs(node: fx.Node) -> list[fx.Node]:
+    """The activations a layer reads: the first argument, both of an add, every tensor of a cat."""
+    if _is_cat(node):
+        return list(node.args[0])
+    return [a for a in node.args if isinstance(a, fx.Node)][: 2 if _is_add(node) else 1]
 
 
 def _replace_module(gm: fx.GraphModule, target: str, new: nn.Module) -> None:
@@ -160,25 +176,31 @@ def prepare(model: nn.Module, config: QatConfig | None = None) -> fx.GraphModule
         ) from None
 
     layers = _swap_layers(gm, config)
-    layers += [n for n in gm.graph.nodes if _is_add(n)]
+    layers += [n for n in gm.graph.nodes if _is_add(n) or _is_cat(n)]
     if not layers:
-        raise ValueError("qext.qat.prepare: the model has no Conv2d, Linear or tensor add to quantize")
+        raise ValueError("qext.qat.prepare: the model has no Conv2d, Linear, tensor add or cat to quantize")
     _warn_float_layers(gm)
     inserter = _Inserter(gm, config)
     # Outputs first (after a ReLU that is the only reader: convert fuses it) ...
     for node in layers:
         users = list(node.users)
-        out = users[0] if len(users) == 1 and _is_fused_activation(gm, users[0], node) else node
+        fusable = len(users) == 1 and not _is_cat(node) and _is_fused_activation(gm, users[0], node)
+        out = users[0] if fusable else node
         if not any(_is_fake_quant(gm, u) for u in out.users):
             inserter.fake_quant_after(out)
-    # ... then inputs that no fake-quant covers yet (through pass-through ops).
+    # ... then inputs that no fake-quant covers yet (through pass-through ops);
+    # layers reading the same tensor share one.
+    input_quant: dict[fx.Node, fx.Node] = {}
     for node in layers:
-        for arg in [a for a in node.args if isinstance(a, fx.Node)][: 2 if _is_add(node) else 1]:
+        for arg in _tensor_inputs(node):
             source = arg
             while _is_pass_through(gm, source) and isinstance(source.args[0], fx.Node):
                 source = source.args[0]
-            if not _is_fake_quant(gm, source):
-                source = inserter.fake_quant_after(arg, only_for=node)
+            if arg in input_quant:
+                source = input_quant[arg]
+                node.replace_input_with(arg, source)
+            elif not _is_fake_quant(gm, source):
+                source = input_quant[arg] = inserter.fake_quant_after(arg, only_for=node)
             layer = _module(gm, node)
             if layer is not None:
                 layer.set_input_quant(_module(gm, source))
