@@ -64,23 +64,64 @@ at::Tensor map_keeping_format(const at::Tensor& x, at::ScalarType out_type, Fn f
 // memcpy / memset for the few-byte runs of im2col (a 3-channel stem copies
 // 21 bytes at a time): inline word moves instead of a libc call per run.
 inline void copy_bytes(uint8_t* dst, const uint8_t* src, int64_t n) {
-  if (n >= 64 || n < 8) {
+  if (n >= 64) {
     std::memcpy(dst, src, static_cast<size_t>(n));
-    return;
+  } else if (n >= 8) {
+    // 8-byte moves, the last one overlapping the previous: no byte loop.
+    for (int64_t i = 0; i + 8 < n; i += 8) std::memcpy(dst + i, src + i, 8);
+    std::memcpy(dst + n - 8, src + n - 8, 8);
+  } else {
+    for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
   }
-  // 8-byte moves, the last one overlapping the previous: no byte loop.
-  for (int64_t i = 0; i + 8 < n; i += 8) std::memcpy(dst + i, src + i, 8);
-  std::memcpy(dst + n - 8, src + n - 8, 8);
 }
 
 inline void fill_bytes(uint8_t* dst, uint8_t value, int64_t n) {
-  if (n >= 64 || n < 8) {
+  if (n >= 64) {
     std::memset(dst, value, static_cast<size_t>(n));
-    return;
+  } else if (n >= 8) {
+    const uint64_t word = 0x0101010101010101ull * value;
+    for (int64_t i = 0; i + 8 < n; i += 8) std::memcpy(dst + i, &word, 8);
+    std::memcpy(dst + n - 8, &word, 8);
+  } else {
+    for (int64_t i = 0; i < n; ++i) dst[i] = value;
   }
-  const uint64_t word = 0x0101010101010101ull * value;
-  for (int64_t i = 0; i + 8 < n; i += 8) std::memcpy(dst + i, &word, 8);
-  std::memcpy(dst + n - 8, &word, 8);
+}
+
+struct ConvWindow {
+  int64_t h, w, c, kh, kw, sh, sw, ph, pw, dh, ow;
+};
+
+// im2col rows [m0, m0 + rows) of one image for groups == 1 and no horizontal
+// dilation: each window row is kw * c contiguous input bytes, copied at once
+// (padding = the zero point). Plain locals so the loop stays in registers.
+void gather_dense_rows(const uint8_t* image, const ConvWindow& g, int64_t m0, int64_t rows, uint8_t zp,
+                       uint8_t* patches) {
+  const int64_t row_bytes = g.kw * g.c;
+  int64_t y = m0 / g.ow, xo = m0 % g.ow;
+  uint8_t* dst = patches;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t ix0 = xo * g.sw - g.pw;
+    const int64_t j0 = std::clamp<int64_t>(-ix0, 0, g.kw), j1 = std::clamp<int64_t>(g.w - ix0, j0, g.kw);
+    for (int64_t i = 0; i < g.kh; ++i, dst += row_bytes) {
+      const int64_t iy = y * g.sh - g.ph + i * g.dh;
+      if (iy < 0 || iy >= g.h) {
+        fill_bytes(dst, zp, row_bytes);
+        continue;
+      }
+      const uint8_t* src = image + (iy * g.w + ix0) * g.c;
+      if (j0 == 0 && j1 == g.kw) {
+        copy_bytes(dst, src, row_bytes);
+        continue;
+      }
+      fill_bytes(dst, zp, j0 * g.c);
+      copy_bytes(dst + j0 * g.c, src + j0 * g.c, (j1 - j0) * g.c);
+      fill_bytes(dst + j1 * g.c, zp, (g.kw - j1) * g.c);
+    }
+    if (++xo == g.ow) {
+      xo = 0;
+      ++y;
+    }
+  }
 }
 
 }  // namespace
@@ -120,6 +161,7 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const float* scales = w->scales().data_ptr<float>();
   const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
   const auto zp = static_cast<uint8_t>(x_zero_point);
+  const ConvWindow window{h, wd, c, kh, kw, sh, sw, ph, pw, dh, ow};
 
   // Output pixels in chunks; each chunk's patches are gathered (im2col, in
   // (kh, kw, c) order, padding = the input zero point) and multiplied per group.
@@ -140,31 +182,21 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
       const int64_t n = pixel_task / chunks, m0 = (pixel_task % chunks) * kRowsPerTask;
       const int64_t rows = std::min(kRowsPerTask, pixels - m0);
       for (int64_t g = 0; g < groups; ++g) {
-        for (int64_t r = 0; r < rows; ++r) {
-          const int64_t y = (m0 + r) / ow, xo = (m0 + r) % ow;
-          for (int64_t i = 0; i < kh; ++i) {
-            uint8_t* dst = patches.data() + r * k + i * kw * cg;
-            const int64_t iy = y * sh - ph + i * dh, ix0 = xo * sw - pw;
-            if (iy < 0 || iy >= h) {
-              fill_bytes(dst, zp, kw * cg);
-              continue;
-            }
-            const uint8_t* src_row = xp + (n * h + iy) * wd * c + g * cg;
-            if (groups == 1 && dw == 1) {
-              // One row of the window is kw * c contiguous bytes: copy the
-              // in-bounds part at once, pad the rest with the zero point.
-              const int64_t j0 = std::clamp<int64_t>(-ix0, 0, kw), j1 = std::clamp<int64_t>(wd - ix0, j0, kw);
-              fill_bytes(dst, zp, j0 * c);
-              copy_bytes(dst + j0 * c, src_row + (ix0 + j0) * c, (j1 - j0) * c);
-              fill_bytes(dst + j1 * c, zp, (kw - j1) * c);
-              continue;
-            }
-            for (int64_t j = 0; j < kw; ++j) {
-              const int64_t ix = ix0 + j * dw;
-              if (ix < 0 || ix >= wd) {
-                fill_bytes(dst + j * cg, zp, cg);
-              } else {
-                copy_bytes(dst + j * cg, src_row + ix * c, cg);
+        if (groups == 1 && dw == 1) {
+          gather_dense_rows(xp + n * h * wd * c, window, m0, rows, zp, patches.data());
+        } else {
+          for (int64_t r = 0; r < rows; ++r) {
+            const int64_t y = (m0 + r) / ow, xo = (m0 + r) % ow;
+            for (int64_t i = 0; i < kh; ++i) {
+              uint8_t* dst = patches.data() + r * k + i * kw * cg;
+              const int64_t iy = y * sh - ph + i * dh, ix0 = xo * sw - pw;
+              for (int64_t j = 0; j < kw; ++j) {
+                const int64_t ix = ix0 + j * dw;
+                if (iy < 0 || iy >= h || ix < 0 || ix >= wd) {
+                  fill_bytes(dst + j * cg, zp, cg);
+                } else {
+                  copy_bytes(dst + j * cg, xp + ((n * h + iy) * wd + ix) * c + g * cg, cg);
+                }
               }
             }
           }
