@@ -3,6 +3,8 @@ reference written here, per tensor and per channel on every axis."""
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -167,3 +169,20 @@ def test_fake_quantize_gradcheck_where_the_gradient_is_defined():
 def test_fake_quantize_rejects_fractional_float_zero_point():
     with pytest.raises(RuntimeError, match="integer-valued"):
         qext.fake_quantize(torch.ones(3), torch.tensor(1.0), torch.tensor(0.5))
+
+
+def test_quantize_matches_float32_division_at_and_near_ties(isa):
+    # The AVX-512 path divides with a reciprocal and one FMA correction; it
+    # must round exactly like x / scale, including values at .5 boundaries
+    # and one or two ulps either side, for scales of every magnitude.
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        scale = np.float32(rng.uniform(1, 2) * 2.0 ** rng.integers(-24, 8))
+        k = rng.integers(-300, 300, size=4096).astype(np.float64) + 0.5
+        ties = (k * np.float64(scale)).astype(np.float32)
+        x = np.concatenate([ties] + [np.nextafter(ties, np.float32(d * np.inf)) for d in (-1, 1)]
+                           + [rng.standard_normal(4096).astype(np.float32) * scale * 200])
+        zp = int(rng.integers(0, 256))
+        expected = np.clip(np.round(x / scale) + zp, 0, 255).astype(np.uint8)  # float32 division
+        got = qext.quantize(torch.from_numpy(x), torch.tensor(float(scale)), torch.tensor(zp, dtype=torch.int32))
+        assert np.array_equal(got.numpy(), expected), (isa, scale)
