@@ -147,8 +147,8 @@ std::pair<std::string, int64_t> pack_weight(torch::jit::Module& root, const Stat
   const int64_t qmax = (int64_t{1} << (weight_bits - 1)) - 1;
   const at::Tensor w = l.weight->owner.attr(l.weight->attr).toTensor();
   const std::string attr = unique_attribute_name(root, "_qext_packed_" + l.name);
-  if (l.kind == "conv2d") {
-    auto packed = ops::PackedConvWeight::from_float(w, l.conv.stride, l.conv.padding, l.conv.dilation, l.conv.groups, qmax);
+  if (l.kind == "conv2d" || l.kind == "conv1d") {
+    auto packed = ops::PackedConvWeight::from_float(l.kind == "conv1d" ? w.unsqueeze(2) : w, l.conv.stride, l.conv.padding, l.conv.dilation, l.conv.groups, qmax);
     root.register_attribute(attr, c10::getCustomClassType<decltype(packed)>(), packed);
   } else {
     auto packed = ops::PackedLinearWeight::from_float(w, /*per_channel=*/true, qmax);
@@ -211,10 +211,13 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
       const auto [attr, bytes] = pack_weight(root, l, weight_bits);
       row.bytes_after = bytes;
       Value* packed = graph.insertGetAttr(graph.inputs()[0], attr);
-      const char* op = l.kind == "conv2d" ? "qext::conv2d_int8" : "qext::linear_int8";
+      const bool conv1d = l.kind == "conv1d";  // conv2d over [N, C, 1, L]
+      const char* op = l.kind == "linear" ? "qext::linear_int8" : "qext::conv2d_int8";
       Value* lo = l.clamp_min ? graph.insertConstant(*l.clamp_min) : graph.insertConstant(c10::IValue());
       Value* hi = l.clamp_max ? graph.insertConstant(*l.clamp_max) : graph.insertConstant(c10::IValue());
-      yq = emit(graph, c10::Symbol::fromQualString(op), {ins[0], ins[1], ins[2], packed, l.bias(), so, zo, relu, lo, hi});
+      Value* x = conv1d ? emit(graph, torch::jit::aten::unsqueeze, {ins[0], graph.insertConstant(int64_t{2})}) : ins[0];
+      yq = emit(graph, c10::Symbol::fromQualString(op), {x, ins[1], ins[2], packed, l.bias(), so, zo, relu, lo, hi});
+      if (conv1d) yq = emit(graph, torch::jit::aten::squeeze, {yq, graph.insertConstant(int64_t{2})});
       quantized_weights.push_back(*l.weight);
     }
     Value* y = emit(graph, kDequantize, {yq, so, zo});

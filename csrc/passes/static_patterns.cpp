@@ -44,7 +44,7 @@ void describe_weighted(const torch::jit::Module& root, StaticLayer& l, int64_t w
     l.unsupported = "weight is not a float32 " + std::to_string(weight_dim) + "-D tensor";
     return;
   }
-  if (l.kind != "conv2d") return;
+  if (l.kind != "conv2d" && l.kind != "conv1d") return;
   const auto s = int_list(root, stride), p = int_list(root, padding), d = int_list(root, dilation);
   const auto g = constant_or_attr(root, groups);
   if (!s || !p || !d || !g || !g->isInt()) {
@@ -52,6 +52,13 @@ void describe_weighted(const torch::jit::Module& root, StaticLayer& l, int64_t w
     return;
   }
   l.conv = {*s, *p, *d, g->toInt()};
+  if (l.kind == "conv1d") {  // runs as a conv2d over a [N, C, 1, L] view
+    if (s->size() != 1 || p->size() != 1 || d->size() != 1) {
+      l.unsupported = "conv1d geometry is not one value per argument";
+      return;
+    }
+    l.conv = {{1, (*s)[0]}, {0, (*p)[0]}, {1, (*d)[0]}, g->toInt()};
+  }
 }
 
 std::optional<double> constant_bound(const torch::jit::Module& root, Value* v) {
@@ -212,6 +219,9 @@ std::vector<StaticLayer> find_static_layers(const torch::jit::Module& root, torc
       if (!transposed || !transposed->isBool() || transposed->toBool()) {
         l.unsupported = "transposed convolution";
       }
+    } else if (node->kind() == aten::conv1d && node->inputs().size() == 7) {
+      l.kind = "conv1d";
+      describe_weighted(root, l, 3, node->input(3), node->input(4), node->input(5), node->input(6));
     } else if (node->kind() == aten::linear) {
       l.kind = "linear";
       describe_weighted(root, l, 2, nullptr, nullptr, nullptr, nullptr);

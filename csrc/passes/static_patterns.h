@@ -22,10 +22,10 @@ struct ConvGeometry {
 
 struct StaticLayer {
   torch::jit::Node* node = nullptr;
-  std::string kind;                // "conv2d" | "linear" | "add" | "cat"
+  std::string kind;                // "conv2d" | "conv1d" | "linear" | "add" | "cat"
   std::string name;                // weight owner for conv/linear; "add@<n>" / "cat@<n>" otherwise
   std::optional<AttrRef> weight;   // conv2d / linear
-  ConvGeometry conv;               // conv2d
+  ConvGeometry conv;               // conv2d; conv1d as a conv2d over [N, C, 1, L]
   // A fused activation after it: relu (any layer), or for conv2d / linear
   // relu6 / hardtanh / clamp with constant bounds (clamp_min / clamp_max).
   torch::jit::Node* activation = nullptr;

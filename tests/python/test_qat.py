@@ -234,4 +234,5 @@ def test_models_qat_cannot_handle_get_clear_messages():
         qat = qext.qat.prepare(WithConv1d())
     train_steps(qat, 1, (2, 2, 8))
     int8 = qext.qat.convert(qat, torch.randn(1, 2, 8))
-    assert [(r.name, r.status) for r in qext.report(int8).layers] == [("fc", "int8")]
+    # static quantization could run the Conv1d in int8, but QAT did not simulate it
+    assert [(r.name, r.status) for r in qext.report(int8).layers] == [("conv", "float"), ("fc", "int8")]

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import qext
 from conftest import run_python, sqnr_db
-from models import LeNet, NoLinear, ResNet18ish, randomize_batch_norm
+from models import LeNet, ResNet18ish, randomize_batch_norm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 from train_digits_mlp import fit  # noqa: E402
@@ -162,6 +162,38 @@ def test_cat_requantizes_inputs_and_permute_passes_int8():
         assert sqnr_db(model(x), q(x)) > 25.0
 
 
+class Conv1dNet(nn.Module):
+    """Conv1d + BatchNorm1d + ReLU, a strided dilated depthwise Conv1d, linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv1d(4, 16, 5, padding=2, bias=False)
+        self.bn1 = nn.BatchNorm1d(16)
+        self.conv2 = nn.Conv1d(16, 16, 3, stride=2, padding=2, dilation=2, groups=16)
+        self.fc = nn.Linear(16 * 16, 5)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        return self.fc(torch.flatten(self.conv2(x), 1))
+
+
+def test_conv1d_with_batch_norm_runs_int8():
+    torch.manual_seed(0)
+    model = Conv1dNet().eval()
+    with torch.no_grad():
+        model.bn1.running_mean.uniform_(-0.2, 0.2)
+        model.bn1.running_var.uniform_(0.5, 1.5)
+    q = qext.quantize_static(model, calibration((4, 4, 32)))
+    assert [(l.name, l.kind, l.status) for l in qext.report(q).layers] == [
+        ("conv1", "conv1d", "int8"), ("conv2", "conv1d", "int8"), ("fc", "linear", "int8")]
+    ops = graph_ops(q)
+    assert "aten::batch_norm" not in ops and "aten::conv1d" not in ops
+    assert ops.count("qext::quantize_per_tensor") == 1
+    x = torch.randn(8, 4, 32)
+    with torch.no_grad():
+        assert sqnr_db(model(x), q(x)) > 25.0
+
+
 def test_resnet18ish_folds_bn_and_quantizes_residual_adds():
     torch.manual_seed(1)
     model = randomize_batch_norm(ResNet18ish())
@@ -248,9 +280,12 @@ def test_bad_calibration_inputs():
 
 
 def test_model_without_quantizable_layers_converts():
-    q = qext.quantize_static(NoLinear(), [torch.randn(1, 2, 8)])
+    model = nn.Sequential(nn.Conv3d(2, 2, 1), nn.Tanh()).eval()  # no int8 Conv3d
+    q = qext.quantize_static(model, [torch.randn(1, 2, 2, 4, 4)])
     assert [l.status for l in qext.report(q).layers] == []
-    assert q(torch.randn(1, 2, 8)).shape == (1, 2, 6)
+    x = torch.randn(1, 2, 2, 4, 4)
+    with torch.no_grad():
+        assert torch.equal(q(x), model(x))
 
 
 def test_real_digits_accuracy_within_half_a_point():

@@ -16,7 +16,7 @@ from ..static import convert as static_convert
 from ..static import prepare_static
 from .fake_quant import ActivationFakeQuantize, FixedFakeQuantize
 from .modules import QatConv2d, QatConvBn2d, QatLinear
-from .prepare import PREPARED_MARK
+from .prepare import FLOAT_LAYERS, PREPARED_MARK
 
 
 def _qat_config(model: Any, who: str):
@@ -63,8 +63,9 @@ def to_float_with_ranges(model: fx.GraphModule) -> fx.GraphModule:
             new = m.to_float()
         parent, _, attr = name.rpartition(".")
         setattr(out.get_submodule(parent) if parent else out, attr, new)
-    if hasattr(out, PREPARED_MARK):
-        delattr(out, PREPARED_MARK)
+    for mark in (PREPARED_MARK, FLOAT_LAYERS):
+        if hasattr(out, mark):
+            delattr(out, mark)
     out.recompile()
     return out.eval()
 
@@ -89,6 +90,7 @@ def convert(model: fx.GraphModule, example_inputs: Any) -> torch.jit.ScriptModul
         # it always warns about that, harmlessly.
         warnings.filterwarnings("ignore", message="The TorchScript type system doesn't support instance-level annotations")
         script = to_script_module(float_model, inputs, who="qext.qat.convert")
-    prepared = prepare_static(script, StaticConfig(weight_bits=config.weight_bits, fold_batch_norm=True))
+    keep_float = list(getattr(model, FLOAT_LAYERS, []))
+    prepared = prepare_static(script, StaticConfig(exclude=keep_float, weight_bits=config.weight_bits))
     calibrate(prepared, [inputs])
     return static_convert(prepared)

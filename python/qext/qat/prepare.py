@@ -19,6 +19,7 @@ from .fake_quant import ActivationFakeQuantize
 from .modules import QatConv2d, QatConvBn2d, QatLinear
 
 PREPARED_MARK = "_qext_qat_config"
+FLOAT_LAYERS = "_qext_qat_float_layers"  # trained in float, so convert keeps them float
 # Activations convert fuses into the conv/linear before them (ReLU also after adds).
 _RELU_FUNCTIONS = (F.relu, torch.relu)
 _CLAMP_FUNCTIONS = (F.relu6, F.hardtanh, torch.clamp)
@@ -116,18 +117,21 @@ def _swap_layers(gm: fx.GraphModule, config: QatConfig) -> list[fx.Node]:
     return layers
 
 
-def _warn_float_layers(gm: fx.GraphModule) -> None:
-    """Layers with weights that int8 convert does not handle train (and run) in float."""
+def _float_layers(gm: fx.GraphModule) -> list[str]:
+    """Layers with weights that QAT does not simulate (e.g. Conv1d): they train
+    and run in float (convert excludes them); a warning names them."""
     handled = (QatConv2d, QatLinear, nn.BatchNorm2d)
-    names = [
-        f"{node.target} ({type(module).__name__})"
+    layers = [
+        (node.target, type(module).__name__)
         for node in gm.graph.nodes
         if (module := _module(gm, node)) is not None
         and not isinstance(module, handled)
         and any(True for _ in module.parameters(recurse=False))
     ]
-    if names:
-        warnings.warn(f"qext.qat.prepare: these layers stay float (no int8 version yet): {', '.join(names)}", stacklevel=2)
+    if layers:
+        names = ", ".join(f"{name} ({kind})" for name, kind in layers)
+        warnings.warn(f"qext.qat.prepare: these layers stay float (no QAT version yet): {names}", stacklevel=3)
+    return [name for name, _ in layers]
 
 
 class _Inserter:
@@ -179,7 +183,7 @@ def prepare(model: nn.Module, config: QatConfig | None = None) -> fx.GraphModule
     layers += [n for n in gm.graph.nodes if _is_add(n) or _is_cat(n)]
     if not layers:
         raise ValueError("qext.qat.prepare: the model has no Conv2d, Linear, tensor add or cat to quantize")
-    _warn_float_layers(gm)
+    float_layers = _float_layers(gm)
     inserter = _Inserter(gm, config)
     # Outputs first (after a ReLU that is the only reader: convert fuses it) ...
     for node in layers:
@@ -207,4 +211,5 @@ def prepare(model: nn.Module, config: QatConfig | None = None) -> fx.GraphModule
     gm.graph.lint()
     gm.recompile()
     setattr(gm, PREPARED_MARK, config)
+    setattr(gm, FLOAT_LAYERS, float_layers)
     return gm.train(model.training)
