@@ -89,6 +89,9 @@ Value* on_uint8(Graph& graph, Node* p, Value* x, int64_t zero_point) {
   } else if (p->kind() == adaptive_avg_pool) {
     op = "qext::adaptive_avg_pool2d_int8";
     args.insert(args.begin() + 1, graph.insertConstant(zero_point));
+  } else if (p->kind() == torch::jit::aten::relu) {
+    // relu(real) = real clamped at 0, i.e. q clamped at the zero point.
+    return emit(graph, torch::jit::aten::clamp_min, {x, graph.insertConstant(zero_point)});
   }
   if (!op) {
     if (p->kind() == torch::jit::aten::view) {

@@ -190,7 +190,7 @@ bool is_pass_through(const Node* node) {
     return size && size->isIntList();
   }
   return k == max_pool || k == avg_pool || k == aten::flatten || k == aten::reshape || k == aten::view ||
-         k == aten::contiguous || k == aten::permute;
+         k == aten::contiguous || k == aten::permute || k == aten::relu;
 }
 
 std::vector<Value*> StaticLayer::inputs() const {

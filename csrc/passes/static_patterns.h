@@ -53,8 +53,9 @@ std::optional<ActivationQParams> fixed_qparams(const torch::jit::Module& root, c
 
 // Ops whose output keeps their input's (scale, zero point), so int8 flows
 // through them: those that only move or select elements (max_pool2d, flatten,
-// reshape, view, contiguous, permute; exact on uint8) and average pooling
-// (avg_pool2d, adaptive_avg_pool2d; one rounding, qext's int8 pooling ops).
+// reshape, view, contiguous, permute; exact on uint8), a ReLU not fused into
+// a layer (max(q, zero point), exact) and average pooling (avg_pool2d,
+// adaptive_avg_pool2d; one rounding, qext's int8 pooling ops).
 bool is_pass_through(const torch::jit::Node* node);
 
 std::vector<StaticLayer> find_static_layers(const torch::jit::Module& root, torch::jit::Graph& graph);

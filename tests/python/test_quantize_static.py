@@ -123,6 +123,28 @@ class PoolsAndView(nn.Module):
         return self.fc(x.view(x.size(0), -1))
 
 
+class PoolThenRelu(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x):
+        y = F.max_pool2d(self.conv1(x), 2)
+        return self.conv2(F.relu(y)) + y  # this ReLU follows a pool: not fused, still int8
+
+
+def test_standalone_relu_runs_on_uint8():
+    torch.manual_seed(0)
+    model = PoolThenRelu().eval()
+    q = qext.quantize_static(model, calibration((4, 3, 16, 16)))
+    ops = graph_ops(q)
+    assert "aten::relu" not in ops and ops.count("qext::quantize_per_tensor") == 1
+    x = torch.randn(8, 3, 16, 16)
+    with torch.no_grad():
+        assert sqnr_db(model(x), q(x)) > 25.0
+
+
 def test_pools_and_view_run_on_uint8():
     torch.manual_seed(0)
     model = PoolsAndView().eval()

@@ -29,6 +29,7 @@ _ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
 # input's range (they match the C++ pass-through list).
 _PASS_THROUGH_FUNCTIONS = (F.max_pool2d, torch.flatten, torch.reshape, torch.permute)
 _PASS_THROUGH_METHODS = ("flatten", "reshape", "view", "contiguous", "permute")
+# (A ReLU that no layer fuses is a pass-through too: handled by _is_relu.)
 
 
 def _module(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
@@ -54,7 +55,7 @@ def _is_fused_activation(gm: fx.GraphModule, node: fx.Node, layer: fx.Node) -> b
 
 
 def _is_pass_through(gm: fx.GraphModule, node: fx.Node) -> bool:
-    return (
+    return _is_relu(gm, node) or (
         (node.op == "call_module" and isinstance(_module(gm, node), (nn.MaxPool2d, nn.Flatten)))
         or (node.op == "call_function" and node.target in _PASS_THROUGH_FUNCTIONS)
         or (node.op == "call_method" and node.target in _PASS_THROUGH_METHODS)
