@@ -1,7 +1,9 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 
+#include <map>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "ops/observer_class.h"
 #include "ops/packed_conv_weight.h"
@@ -160,6 +162,24 @@ std::pair<std::string, int64_t> pack_weight(torch::jit::Module& root, const Stat
   return {attr, w.numel() + w.size(0) * static_cast<int64_t>(sizeof(float))};
 }
 
+// Adds a report row for each op that reads int8 data dequantized because it
+// has no int8 version (e.g. tanh, softmax, a matmul of two activations).
+void report_float_ops(Graph& graph, std::vector<LayerReport>& rows) {
+  std::unordered_set<Node*> seen;
+  std::map<std::string, int> count;
+  visit_nodes(graph.block(), [&](Node* n) {
+    if (n->kind() != kDequantize) return;
+    for (const auto& use : n->output()->uses()) {
+      Node* user = use.user;
+      const auto k = user->kind();
+      if (!k.is_aten() || k == torch::jit::aten::size || k == torch::jit::aten::dim || !seen.insert(user).second) continue;
+      const std::string op = k.toUnqualString();
+      rows.push_back({op + "@" + std::to_string(count[op]++), op, "float",
+                      "no int8 version: runs in float on dequantized int8 data"});
+    }
+  });
+}
+
 }  // namespace
 
 std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& graph,
@@ -239,6 +259,7 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
   }
   drop_requantize_pairs(root, graph);
   for (AttrRef& ref : quantized_weights) release_if_unread(root, ref);
+  report_float_ops(graph, rows);
   return rows;
 }
 

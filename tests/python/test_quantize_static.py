@@ -177,6 +177,9 @@ def test_cat_requantizes_inputs_and_permute_passes_int8():
     q = qext.quantize_static(model, calibration((4, 3, 8, 8)))
     report = qext.report(q)
     assert [(l.name, l.status) for l in report.layers if l.kind == "cat"] == [("cat@0", "int8")]
+    # the float op in between is reported, with why
+    assert [(l.name, l.status, l.reason) for l in report.layers if l.kind == "mul"] == [
+        ("mul@0", "float", "no int8 version: runs in float on dequantized int8 data")]
     ops = graph_ops(q)
     assert "qext::cat_int8" in ops and "aten::cat" not in ops
     x = torch.randn(8, 3, 8, 8)
