@@ -165,16 +165,22 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
 
   // Output pixels in chunks; each chunk's patches are gathered (im2col, in
   // (kh, kw, c) order, padding = the input zero point) and multiplied per group.
-  constexpr int64_t kRowsPerTask = 96;
-  const int64_t chunks = (pixels + kRowsPerTask - 1) / kRowsPerTask;
+  // Chunks of at most 96 rows, equal in size (whole 6-row tiles), so no
+  // thread is left with a short one.
+  constexpr int64_t kMaxRowsPerTask = 96, kTileRows = 6;
+  int64_t chunks = (pixels + kMaxRowsPerTask - 1) / kMaxRowsPerTask;
+  const int64_t kRowsPerTask =
+      std::min(kMaxRowsPerTask, ((pixels + chunks - 1) / chunks + kTileRows - 1) / kTileRows * kTileRows);
+  chunks = (pixels + kRowsPerTask - 1) / kRowsPerTask;
   const std::vector<float> row_scale(kRowsPerTask, static_cast<float>(x_scale));
   const std::vector<int32_t> row_zp(kRowsPerTask, static_cast<int32_t>(x_zero_point));
-  // Few pixel chunks (batch 1, deep layers): split output channels too, so
-  // every thread has work.
+  // Few pixel chunks, or a count the threads do not divide (batch 1, deep
+  // layers): split the output channels too, so the threads get equal work.
+  const int64_t threads = at::get_num_threads();
   const int64_t blocks = groups == 1 ? w->group(0).num_blocks() : 1;
   const int64_t pixel_tasks = n_img * chunks;
-  const int64_t splits =
-      std::min(blocks, std::max<int64_t>(1, (at::get_num_threads() + pixel_tasks - 1) / pixel_tasks));
+  const bool uneven = pixel_tasks % threads != 0 && pixel_tasks < 8 * threads;
+  const int64_t splits = std::min(blocks, uneven ? threads : std::max<int64_t>(1, (threads + pixel_tasks - 1) / pixel_tasks));
   at::parallel_for(0, pixel_tasks * splits, 1, [&](int64_t t0, int64_t t1) {
     std::vector<uint8_t> patches(kRowsPerTask * k);
     for (int64_t t = t0; t < t1; ++t) {
