@@ -49,6 +49,16 @@ PoolAxis adaptive_pool_axis(int64_t in, int64_t out) {
   return a;
 }
 
+namespace {
+
+// o = max(o, p) over n bytes. Separate pointers (restrict): uint8_t stores may
+// alias anything, which otherwise keeps the compiler from vectorising.
+void max_into(uint8_t* __restrict o, const uint8_t* __restrict p, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) o[i] = o[i] > p[i] ? o[i] : p[i];
+}
+
+}  // namespace
+
 void max_pool2d_u8(const uint8_t* in, const NhwcShape& s, int64_t kh, int64_t kw, int64_t sh,
                    int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t oh, int64_t ow,
                    uint8_t* out, int64_t row_begin, int64_t row_end) {
@@ -64,8 +74,7 @@ void max_pool2d_u8(const uint8_t* in, const NhwcShape& s, int64_t kh, int64_t kw
         for (int64_t j = 0; j < kw; ++j) {
           const int64_t x = ox * sw - pw + j * dw;
           if (x < 0 || x >= s.w) continue;
-          const uint8_t* p = in + ((n * s.h + y) * s.w + x) * c;
-          for (int64_t ch = 0; ch < c; ++ch) o[ch] = std::max(o[ch], p[ch]);
+          max_into(o, in + ((n * s.h + y) * s.w + x) * c, c);
         }
       }
     }
