@@ -35,6 +35,9 @@ CONV_CASES = [
     (2, 8, 10, 7, 12, 3, 2, 0, 1, 4),
     (1, 6, 12, 12, 6, 3, 1, 2, 2, 6),  # depthwise, dilated
     (3, 5, 6, 6, 7, 5, 2, 2, 1, 1),
+    (1, 16, 30, 30, 64, 3, 1, 1, 1, 1),  # 900 pixels: several row chunks
+    (1, 8, 14, 14, 256, 3, 1, 1, 1, 1),  # 3 chunks: output channels split across threads
+    (1, 3, 40, 40, 64, 7, 2, 3, 1, 1),  # 3-channel stem
 ]
 
 
