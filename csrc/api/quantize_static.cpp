@@ -3,6 +3,7 @@
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/inliner.h>
 
+#include <algorithm>
 #include <sstream>
 
 #include "api/report_storage.h"
@@ -16,15 +17,8 @@ namespace {
 
 constexpr const char* kExcludeAttr = "_qext_static_exclude";
 constexpr const char* kWeightBitsAttr = "_qext_static_weight_bits";
-
-template <typename T>
-void set_attribute(torch::jit::Module& m, const std::string& name, const c10::TypePtr& type, T value) {
-  if (m.hasattr(name)) {
-    m.setattr(name, value);
-  } else {
-    m.register_attribute(name, type, value);
-  }
-}
+// quantize_static measures the per-layer SQNR on at most this many batches.
+constexpr size_t kSqnrBatches = 16;
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
@@ -49,8 +43,8 @@ torch::jit::Module prepare_static(const torch::jit::Module& model, const StaticC
   }
   c10::List<std::string> exclude;
   for (const auto& p : config.exclude) exclude.push_back(p);
-  set_attribute(out, kExcludeAttr, c10::ListType::create(c10::StringType::get()), exclude);
-  set_attribute(out, kWeightBitsAttr, c10::IntType::get(), config.weight_bits);
+  passes::set_attribute(out, kExcludeAttr, c10::ListType::create(c10::StringType::get()), exclude);
+  passes::set_attribute(out, kWeightBitsAttr, c10::IntType::get(), config.weight_bits);
   return out;
 }
 
@@ -105,7 +99,8 @@ torch::jit::Module quantize_static(const torch::jit::Module& model,
   torch::jit::Module prepared = prepare_static(model, config);
   calibrate(prepared, calibration_inputs);
   torch::jit::Module out = convert(prepared);
-  measure_sqnr(prepared, out, calibration_inputs);
+  const size_t sqnr_batches = std::min(calibration_inputs.size(), kSqnrBatches);
+  measure_sqnr(prepared, out, {calibration_inputs.begin(), calibration_inputs.begin() + sqnr_batches});
   return out;
 }
 

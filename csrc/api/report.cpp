@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "api/report_storage.h"
+#include "passes/attr_chain.h"
 #include "qext/qext.h"
 
 namespace qext {
@@ -38,15 +39,6 @@ std::string json_number(const std::optional<T>& v) {
   out.precision(9);
   out << *v;
   return out.str();
-}
-
-template <typename T>
-void set_attr(torch::jit::Module& m, const std::string& name, const c10::TypePtr& type, T value) {
-  if (m.hasattr(name)) {
-    m.setattr(name, c10::IValue(std::move(value)));
-  } else {
-    m.register_attribute(name, type, c10::IValue(std::move(value)));
-  }
 }
 
 }  // namespace
@@ -133,11 +125,11 @@ void store_report(torch::jit::Module& module, const QuantizationReport& report,
         {l.name, l.kind, l.status, l.reason, l.bytes_before, l.bytes_after, optional_ivalue(l.scale),
          optional_ivalue(l.zero_point), optional_ivalue(l.sqnr_db)}));
   }
-  set_attr(module, kReportAttr, row_list_type(), rows);
+  passes::set_attribute(module, kReportAttr, row_list_type(), rows);
   c10::Dict<std::string, std::string> meta;
   for (const auto& [k, v] : metadata) meta.insert(k, v);
-  set_attr(module, kMetadataAttr,
-           c10::DictType::create(c10::StringType::get(), c10::StringType::get()), meta);
+  passes::set_attribute(module, kMetadataAttr,
+                        c10::DictType::create(c10::StringType::get(), c10::StringType::get()), meta);
 }
 
 }  // namespace api

@@ -48,6 +48,14 @@ std::string unique_attribute_name(const Module& root, const std::string& base) {
   return name;
 }
 
+void set_attribute(Module& root, const std::string& name, const c10::TypePtr& type, const c10::IValue& value) {
+  if (root.hasattr(name)) {
+    root.setattr(name, value);
+  } else {
+    root.register_attribute(name, type, value);
+  }
+}
+
 bool release_if_unread(const Module& root, AttrRef& ref) {
   if (attr_still_read(root, ref)) return false;
   const at::Tensor w = ref.owner.attr(ref.attr).toTensor();

@@ -30,6 +30,10 @@ void visit_nodes(torch::jit::Block* block, const std::function<void(torch::jit::
 // into '_', plus a numeric suffix if taken.
 std::string unique_attribute_name(const torch::jit::Module& root, const std::string& base);
 
+// Sets root's attribute `name`, registering it with `type` the first time.
+void set_attribute(torch::jit::Module& root, const std::string& name, const c10::TypePtr& type,
+                   const c10::IValue& value);
+
 // After a rewrite: if no method of root reads `ref` any more, replaces it by
 // an empty tensor (so saved models do not carry it) and returns true.
 bool release_if_unread(const torch::jit::Module& root, AttrRef& ref);

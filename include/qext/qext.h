@@ -110,7 +110,7 @@ torch::jit::Module quantize_static(const torch::jit::Module& model,
 // ignored) and through its int8 conversion, and stores in `quantized`'s report
 // the SQNR (dB) of every int8 layer's output against the float output:
 // 10 log10(sum ref^2 / sum (ref - int8)^2) over all batches. quantize_static
-// does this with its calibration data.
+// does this with (up to 16 of) its calibration batches.
 void measure_sqnr(const torch::jit::Module& prepared, torch::jit::Module& quantized,
                   const std::vector<std::vector<c10::IValue>>& inputs);
 
