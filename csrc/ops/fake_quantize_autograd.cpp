@@ -41,6 +41,24 @@ at::Tensor reduce_to_param(const at::Tensor& g, const at::Tensor& param, std::op
   return (dims.empty() ? g : g.sum(dims)).reshape(param.sizes());
 }
 
+// x / s, its rounding, and the kernels' pre-clamp grid index round(x / s) + z,
+// with per-channel s and z lined up along `axis`.
+struct GridPosition {
+  at::Tensor s, z, ratio, rounded, index;
+};
+
+GridPosition grid_position(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point,
+                           std::optional<int64_t> axis) {
+  const auto shape = broadcast_shape(x, axis);
+  GridPosition p;
+  p.s = scale.to(at::kFloat).reshape(shape);
+  p.z = zero_point.to(at::kFloat).reshape(shape);
+  p.ratio = x / p.s;
+  p.rounded = at::round(p.ratio);
+  p.index = p.rounded + p.z;
+  return p;
+}
+
 class FakeQuantizeFunction : public torch::autograd::Function<FakeQuantizeFunction> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
@@ -51,9 +69,7 @@ class FakeQuantizeFunction : public torch::autograd::Function<FakeQuantizeFuncti
     if (lsq) {
       ctx->save_for_backward({x, scale, zero_point});
     } else {
-      const auto shape = broadcast_shape(x, axis);
-      const at::Tensor t = at::round(x / scale.to(at::kFloat).reshape(shape)) +
-                           zero_point.to(at::kFloat).reshape(shape);
+      const at::Tensor t = grid_position(x, scale, zero_point, axis).index;
       ctx->save_for_backward({(t >= static_cast<double>(qmin)) & (t <= static_cast<double>(qmax))});
     }
     ctx->saved_data["axis"] = axis ? c10::IValue(*axis) : c10::IValue();
@@ -74,20 +90,17 @@ class FakeQuantizeFunction : public torch::autograd::Function<FakeQuantizeFuncti
     const std::optional<int64_t> axis = axis_iv.isNone() ? std::nullopt : std::optional(axis_iv.toInt());
     const double qmin = static_cast<double>(ctx->saved_data["qmin"].toInt());
     const double qmax = static_cast<double>(ctx->saved_data["qmax"].toInt());
-    const auto shape = broadcast_shape(x, axis);
-    const at::Tensor s = scale.to(at::kFloat).reshape(shape);
-    const at::Tensor z = zero_point.to(at::kFloat).reshape(shape);
     // Same rule as the kernels: inside iff round(x / s) + z in [qmin, qmax].
-    const at::Tensor ratio = x / s;
-    const at::Tensor t = at::round(ratio) + z;
-    const at::Tensor below = t < qmin, above = t > qmax;
+    const GridPosition p = grid_position(x, scale, zero_point, axis);
+    const at::Tensor &s = p.s, &z = p.z;
+    const at::Tensor below = p.index < qmin, above = p.index > qmax;
     const at::Tensor inside = ~(below | above);
     const at::Tensor& g = grads[0];
 
     at::Tensor grad_scale, grad_zero_point;
     if (ctx->needs_input_grad(1)) {
       const at::Tensor edge = at::where(below, qmin - z, qmax - z);
-      grad_scale = reduce_to_param(g * at::where(inside, at::round(ratio) - ratio, edge), scale, axis);
+      grad_scale = reduce_to_param(g * at::where(inside, p.rounded - p.ratio, edge), scale, axis);
     }
     if (ctx->needs_input_grad(2)) {
       grad_zero_point = reduce_to_param(g * at::where(inside, at::zeros_like(s), -s), zero_point, axis);
