@@ -51,10 +51,34 @@ PoolAxis adaptive_pool_axis(int64_t in, int64_t out) {
 
 namespace {
 
-// o = max(o, p) over n bytes. Separate pointers (restrict): uint8_t stores may
-// alias anything, which otherwise keeps the compiler from vectorising.
-void max_into(uint8_t* __restrict o, const uint8_t* __restrict p, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) o[i] = o[i] > p[i] ? o[i] : p[i];
+// Range [lo, hi) of taps t with 0 <= start + t * dilation < size.
+void valid_taps(int64_t start, int64_t kernel, int64_t dilation, int64_t size, int64_t* lo, int64_t* hi) {
+  int64_t t = 0;
+  while (t < kernel && start + t * dilation < 0) ++t;
+  *lo = t;
+  while (t < kernel && start + t * dilation < size) ++t;
+  *hi = t;
+}
+
+// out[0, n) = max over taps[0, count) of taps[t][0, n). Separate pointers
+// (restrict) and a fixed-width block in registers let the compiler vectorise.
+void max_of_taps(const uint8_t* const* taps, int64_t count, int64_t n, uint8_t* __restrict out) {
+  constexpr int64_t kBlock = 64;
+  int64_t c0 = 0;
+  for (; c0 + kBlock <= n; c0 += kBlock) {
+    uint8_t m[kBlock];
+    for (int64_t k = 0; k < kBlock; ++k) m[k] = taps[0][c0 + k];
+    for (int64_t t = 1; t < count; ++t) {
+      const uint8_t* __restrict p = taps[t] + c0;
+      for (int64_t k = 0; k < kBlock; ++k) m[k] = m[k] > p[k] ? m[k] : p[k];
+    }
+    for (int64_t k = 0; k < kBlock; ++k) out[c0 + k] = m[k];
+  }
+  for (int64_t k = c0; k < n; ++k) {
+    uint8_t m = taps[0][k];
+    for (int64_t t = 1; t < count; ++t) m = m > taps[t][k] ? m : taps[t][k];
+    out[k] = m;
+  }
 }
 
 }  // namespace
@@ -63,19 +87,23 @@ void max_pool2d_u8(const uint8_t* in, const NhwcShape& s, int64_t kh, int64_t kw
                    int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t oh, int64_t ow,
                    uint8_t* out, int64_t row_begin, int64_t row_end) {
   const int64_t c = s.c;
+  std::vector<const uint8_t*> taps(static_cast<size_t>(kh * kw));
   for (int64_t row = row_begin; row < row_end; ++row) {
     const int64_t n = row / oh, oy = row % oh;
+    int64_t i0, i1;
+    valid_taps(oy * sh - ph, kh, dh, s.h, &i0, &i1);
     for (int64_t ox = 0; ox < ow; ++ox) {
-      uint8_t* o = out + (row * ow + ox) * c;
-      std::fill(o, o + c, uint8_t{0});
-      for (int64_t i = 0; i < kh; ++i) {
+      int64_t j0, j1, count = 0;
+      valid_taps(ox * sw - pw, kw, dw, s.w, &j0, &j1);
+      for (int64_t i = i0; i < i1; ++i) {
         const int64_t y = oy * sh - ph + i * dh;
-        if (y < 0 || y >= s.h) continue;
-        for (int64_t j = 0; j < kw; ++j) {
-          const int64_t x = ox * sw - pw + j * dw;
-          if (x < 0 || x >= s.w) continue;
-          max_into(o, in + ((n * s.h + y) * s.w + x) * c, c);
-        }
+        for (int64_t j = j0; j < j1; ++j) taps[count++] = in + ((n * s.h + y) * s.w + ox * sw - pw + j * dw) * c;
+      }
+      uint8_t* o = out + (row * ow + ox) * c;
+      if (count == 0) {
+        std::fill(o, o + c, uint8_t{0});  // a window wholly in the padding
+      } else {
+        max_of_taps(taps.data(), count, c, o);
       }
     }
   }

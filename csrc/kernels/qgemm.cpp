@@ -109,6 +109,14 @@ void PackedWeights::unpack(int8_t* w) const {
 void qgemm(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, int64_t m_begin,
            int64_t m_end, int64_t block_begin, int64_t block_end) {
   if (m_begin >= m_end || block_begin >= block_end) return;
+  if (args.a_rows) {
+    const int64_t segs = args.a_segments;
+    if (segs < 1 || w.k() % segs != 0 || (segs > 1 && ((w.k() / segs) % 4 != 0 || !args.a_segment_offsets))) {
+      throw std::invalid_argument("qext: qgemm row segments must split K=" + std::to_string(w.k()) +
+                                  " into runs of a multiple of 4 bytes, with offsets; got " +
+                                  std::to_string(segs) + " segments");
+    }
+  }
   switch (w.isa()) {
     case Isa::Ref:
       return detail::qgemm_ref(args, w, ep, m_begin, m_end, block_begin, block_end);

@@ -75,10 +75,28 @@ struct Epilogue {
 struct GemmArgs {
   const uint8_t* a = nullptr;          // [M, lda] activations
   int64_t lda = 0;
+  // Implicit im2col (optional; a and lda are then unused): row m of A is
+  // `a_segments` runs of K / a_segments bytes laid end to end, run s starting
+  // at a_rows[m] + a_segment_offsets[s] -- a convolution window's kernel rows
+  // read straight from an NHWC image. Runs must be a multiple of 4 bytes long.
+  const uint8_t* const* a_rows = nullptr;      // [M]
+  const int64_t* a_segment_offsets = nullptr;  // [a_segments]; nullptr means {0}
+  int64_t a_segments = 1;
   const int32_t* a_zero_point = nullptr;  // [M]; activation zero point per row
   void* c = nullptr;                   // [M, ldc] output, type given by the epilogue
   int64_t ldc = 0;
 };
+
+// A's row m (either addressing) as `segments` runs; `run(s)` is where run s starts.
+struct ARow {
+  const uint8_t* base;
+  const int64_t* offsets;
+  const uint8_t* run(int64_t s) const { return offsets ? base + offsets[s] : base; }
+};
+inline ARow a_row(const GemmArgs& args, int64_t m) {
+  if (args.a_rows) return {args.a_rows[m], args.a_segment_offsets};
+  return {args.a + m * args.lda, nullptr};
+}
 
 // Computes rows [m_begin, m_end) and the columns of weight blocks
 // [block_begin, block_end) with the path the weights were packed for. Disjoint

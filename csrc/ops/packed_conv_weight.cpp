@@ -41,9 +41,14 @@ PackedConvWeight::PackedConvWeight(const at::Tensor& weight, const at::Tensor& s
   TORCH_CHECK(at::all(at::isfinite(scales_) & (scales_ > 0)).item<bool>(), kClass,
               ": scales must be finite and > 0");
   // GEMM layout per group: rows = output channels, columns in (kh, kw, c) order
-  // to match channels-last activations.
-  const int64_t per_group = out_channels_ / groups;
-  const at::Tensor gemm_w = weight.permute({0, 2, 3, 1}).contiguous().reshape({out_channels_, -1});
+  // to match channels-last activations, each kernel row padded to
+  // kernel_row_bytes_.
+  const int64_t per_group = out_channels_ / groups, row_bytes = kw_ * in_per_group_;
+  kernel_row_bytes_ = direct() ? (row_bytes + 3) / 4 * 4 : row_bytes;
+  const at::Tensor gemm_w =
+      at::constant_pad_nd(weight.permute({0, 2, 3, 1}).reshape({out_channels_, kh_, row_bytes}),
+                          {0, kernel_row_bytes_ - row_bytes})
+          .reshape({out_channels_, -1});
   const kernels::Isa isa = kernels::active_isa();
   for (int64_t g = 0; g < groups; ++g) {
     const at::Tensor wg = gemm_w.narrow(0, g * per_group, per_group).contiguous();
@@ -68,11 +73,15 @@ c10::intrusive_ptr<PackedConvWeight> PackedConvWeight::from_float(const at::Tens
 
 at::Tensor PackedConvWeight::weight() const {
   const int64_t per_group = out_channels_ / groups_;
-  at::Tensor gemm_w = at::empty({out_channels_, kh_ * kw_ * in_per_group_}, at::kChar);
+  at::Tensor gemm_w = at::empty({out_channels_, kh_ * kernel_row_bytes_}, at::kChar);
   for (int64_t g = 0; g < groups_; ++g) {
     packed_[g].unpack(gemm_w.data_ptr<int8_t>() + g * per_group * gemm_w.size(1));
   }
-  return gemm_w.reshape({out_channels_, kh_, kw_, in_per_group_}).permute({0, 3, 1, 2}).contiguous();
+  return gemm_w.reshape({out_channels_, kh_, kernel_row_bytes_})
+      .narrow(2, 0, kw_ * in_per_group_)
+      .reshape({out_channels_, kh_, kw_, in_per_group_})
+      .permute({0, 3, 1, 2})
+      .contiguous();
 }
 
 PackedConvWeight::State PackedConvWeight::state() const {

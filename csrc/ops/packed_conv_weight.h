@@ -42,11 +42,18 @@ class PackedConvWeight : public torch::CustomClassHolder {
   const std::array<int64_t, 2>& stride() const { return stride_; }
   const std::array<int64_t, 2>& padding() const { return padding_; }
   const std::array<int64_t, 2>& dilation() const { return dilation_; }
-  // GEMM weights of group g: [Cout/groups, KH*KW*Cin/groups] in (kh, kw, c) order.
+  // True when each kernel row of a window is one contiguous run of an NHWC
+  // image (groups == 1, no horizontal dilation): conv2d_int8 then multiplies
+  // straight from the image, without gathering patches.
+  bool direct() const { return groups_ == 1 && dilation_[1] == 1; }
+  // GEMM K bytes per kernel row: KW*Cin/groups, rounded up to a multiple of 4
+  // (zero weights) when direct(), as the kernels read whole 4-byte groups.
+  int64_t kernel_row_bytes() const { return kernel_row_bytes_; }
+  // GEMM weights of group g: [Cout/groups, KH*kernel_row_bytes()] in (kh, kw, c) order.
   const kernels::PackedWeights& group(int64_t g) const { return packed_[g]; }
 
  private:
-  int64_t out_channels_, in_per_group_, kh_, kw_, groups_;
+  int64_t out_channels_, in_per_group_, kh_, kw_, groups_, kernel_row_bytes_;
   std::array<int64_t, 2> stride_, padding_, dilation_;
   std::vector<kernels::PackedWeights> packed_;
   at::Tensor scales_;

@@ -61,8 +61,8 @@ at::Tensor map_keeping_format(const at::Tensor& x, at::ScalarType out_type, Fn f
   return out;
 }
 
-// memcpy / memset for the few-byte runs of im2col (a 3-channel stem copies
-// 21 bytes at a time): inline word moves instead of a libc call per run.
+// memcpy / memset for the few-byte runs of im2col (grouped convs copy a few
+// channels at a time): inline word moves instead of a libc call per run.
 inline void copy_bytes(uint8_t* dst, const uint8_t* src, int64_t n) {
   if (n >= 64) {
     std::memcpy(dst, src, static_cast<size_t>(n));
@@ -87,6 +87,28 @@ inline void fill_bytes(uint8_t* dst, uint8_t value, int64_t n) {
   }
 }
 
+// One image row of C planes (stride `plane` bytes) interleaved into NHWC
+// bytes. C known at compile time lets the compiler vectorise the interleave
+// (a 3-channel stem input is the common case).
+template <int C>
+void interleave_row(const uint8_t* __restrict src, int64_t plane, int64_t width, uint8_t* __restrict dst) {
+  for (int64_t xx = 0; xx < width; ++xx)
+#pragma GCC unroll 8
+    for (int ch = 0; ch < C; ++ch) dst[xx * C + ch] = src[ch * plane + xx];
+}
+
+void interleave_row(const uint8_t* src, int64_t plane, int64_t width, int64_t c, uint8_t* dst) {
+  switch (c) {
+    case 1: return interleave_row<1>(src, plane, width, dst);
+    case 2: return interleave_row<2>(src, plane, width, dst);
+    case 3: return interleave_row<3>(src, plane, width, dst);
+    case 4: return interleave_row<4>(src, plane, width, dst);
+    default:
+      for (int64_t xx = 0; xx < width; ++xx)
+        for (int64_t ch = 0; ch < c; ++ch) dst[xx * c + ch] = src[ch * plane + xx];
+  }
+}
+
 // NCHW uint8 -> channels-last for few channels (a quantized image): torch's
 // strided copy is ~5x slower there.
 at::Tensor channels_last_u8(const at::Tensor& x) {
@@ -94,53 +116,59 @@ at::Tensor channels_last_u8(const at::Tensor& x) {
     return x.contiguous(at::MemoryFormat::ChannelsLast);
   }
   at::Tensor out = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::ChannelsLast));
-  const int64_t n_img = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
+  const int64_t c = x.size(1), h = x.size(2), wd = x.size(3);
   const uint8_t* in = x.data_ptr<uint8_t>();
   uint8_t* o = out.data_ptr<uint8_t>();
-  at::parallel_for(0, n_img * hw, 1 << 14, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      const int64_t n = i / hw, p = i % hw;
-      for (int64_t ch = 0; ch < c; ++ch) o[i * c + ch] = in[(n * c + ch) * hw + p];
+  at::parallel_for(0, x.size(0) * h, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t img = r / h, y = r % h;
+      interleave_row(in + (img * c * h + y) * wd, h * wd, wd, c, o + r * wd * c);
     }
   });
   return out;
 }
 
-struct ConvWindow {
-  int64_t h, w, c, kh, kw, sh, sw, ph, pw, dh, ow;
+// x as NHWC bytes with `ph` rows and `pw` columns of zero point around each
+// image, and a few bytes after the last one: a direct conv reads a window's
+// kernel rows straight from here, up to 3 bytes past a row when its K is
+// padded to whole 4-byte groups (`overreads`).
+struct PaddedNhwc {
+  at::Tensor bytes;
+  int64_t h, w;  // padded sizes
 };
 
-// im2col rows [m0, m0 + rows) of one image for groups == 1 and no horizontal
-// dilation: each window row is kw * c contiguous input bytes, copied at once
-// (padding = the zero point). Plain locals so the loop stays in registers.
-void gather_dense_rows(const uint8_t* image, const ConvWindow& g, int64_t m0, int64_t rows, uint8_t zp,
-                       uint8_t* patches) {
-  const int64_t row_bytes = g.kw * g.c;
-  int64_t y = m0 / g.ow, xo = m0 % g.ow;
-  uint8_t* dst = patches;
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t ix0 = xo * g.sw - g.pw;
-    const int64_t j0 = std::clamp<int64_t>(-ix0, 0, g.kw), j1 = std::clamp<int64_t>(g.w - ix0, j0, g.kw);
-    for (int64_t i = 0; i < g.kh; ++i, dst += row_bytes) {
-      const int64_t iy = y * g.sh - g.ph + i * g.dh;
-      if (iy < 0 || iy >= g.h) {
-        fill_bytes(dst, zp, row_bytes);
+PaddedNhwc padded_nhwc(const at::Tensor& x, int64_t ph, int64_t pw, uint8_t zp, bool overreads) {
+  constexpr int64_t kSlack = 64;
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), wd = x.size(3);
+  if (ph == 0 && pw == 0 && !overreads) return {channels_last_u8(x), h, wd};  // 1x1 convs
+  const int64_t hp = h + 2 * ph, wp = wd + 2 * pw, row = wp * c;
+  // A quantized NCHW image with few channels is transposed here (torch's
+  // strided copy is slow there); anything else is made channels-last first.
+  const bool transpose = x.is_contiguous() && !x.is_contiguous(at::MemoryFormat::ChannelsLast) && c <= 8;
+  const at::Tensor src = transpose ? x : x.contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor bytes = at::empty({n * hp * row + kSlack}, x.options());
+  const uint8_t* in = src.data_ptr<uint8_t>();
+  uint8_t* out = bytes.data_ptr<uint8_t>();
+  std::memset(out + n * hp * row, zp, kSlack);
+  at::parallel_for(0, n * hp, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t img = r / hp, y = r % hp - ph;
+      uint8_t* dst = out + r * row;
+      if (y < 0 || y >= h) {
+        std::memset(dst, zp, static_cast<size_t>(row));
         continue;
       }
-      const uint8_t* src = image + (iy * g.w + ix0) * g.c;
-      if (j0 == 0 && j1 == g.kw) {
-        copy_bytes(dst, src, row_bytes);
+      std::memset(dst, zp, static_cast<size_t>(pw * c));
+      std::memset(dst + (pw + wd) * c, zp, static_cast<size_t>(pw * c));
+      dst += pw * c;
+      if (!transpose) {
+        std::memcpy(dst, in + (img * h + y) * wd * c, static_cast<size_t>(wd * c));
         continue;
       }
-      fill_bytes(dst, zp, j0 * g.c);
-      copy_bytes(dst + j0 * g.c, src + j0 * g.c, (j1 - j0) * g.c);
-      fill_bytes(dst + j1 * g.c, zp, (g.kw - j1) * g.c);
+      interleave_row(in + (img * c * h + y) * wd, h * wd, wd, c, dst);
     }
-    if (++xo == g.ow) {
-      xo = 0;
-      ++y;
-    }
-  }
+  });
+  return {bytes, hp, wp};
 }
 
 }  // namespace
@@ -170,17 +198,22 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
   TORCH_CHECK(oh > 0 && ow > 0, op, ": input ", x.sizes(), " is smaller than the kernel ", kh, "x", kw,
               " (after padding and dilation)");
   const int64_t cout = w->out_channels(), cg = c / groups, coutg = cout / groups;
-  const int64_t k = kh * kw * cg, pixels = oh * ow;
+  const int64_t k = kh * w->kernel_row_bytes(), pixels = oh * ow;
 
-  const at::Tensor xc = channels_last_u8(x);  // NHWC bytes
   at::Tensor out = at::empty({n_img, cout, oh, ow}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
   if (out.numel() == 0) return out;
-  const uint8_t* xp = xc.data_ptr<uint8_t>();
   uint8_t* outp = out.data_ptr<uint8_t>();
   const float* scales = w->scales().data_ptr<float>();
   const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
   const auto zp = static_cast<uint8_t>(x_zero_point);
-  const ConvWindow window{h, wd, c, kh, kw, sh, sw, ph, pw, dh, ow};
+
+  // Direct convs read each window's kernel rows from the padded image (GEMM
+  // rows given by pointers, K in kh runs); the others gather patches (im2col).
+  const bool direct = w->direct();
+  const PaddedNhwc padded = direct ? padded_nhwc(x, ph, pw, zp, w->kernel_row_bytes() != kw * c) : PaddedNhwc{channels_last_u8(x), h, wd};
+  const uint8_t* xp = padded.bytes.data_ptr<uint8_t>();
+  std::vector<int64_t> run_offsets(kh);
+  for (int64_t i = 0; i < kh; ++i) run_offsets[i] = i * dh * padded.w * c;
 
   // Output pixels in chunks; each chunk's patches are gathered (im2col, in
   // (kh, kw, c) order, padding = the input zero point) and multiplied per group.
@@ -201,14 +234,23 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const bool uneven = pixel_tasks % threads != 0 && pixel_tasks < 8 * threads;
   const int64_t splits = std::min(blocks, uneven ? threads : std::max<int64_t>(1, (threads + pixel_tasks - 1) / pixel_tasks));
   at::parallel_for(0, pixel_tasks * splits, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<uint8_t> patches(kRowsPerTask * k);
+    std::vector<uint8_t> patches(direct ? 0 : kRowsPerTask * k);
+    std::vector<const uint8_t*> row_starts(direct ? kRowsPerTask : 0);
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t split = t % splits, pixel_task = t / splits;
       const int64_t n = pixel_task / chunks, m0 = (pixel_task % chunks) * kRowsPerTask;
       const int64_t rows = std::min(kRowsPerTask, pixels - m0);
       for (int64_t g = 0; g < groups; ++g) {
-        if (groups == 1 && dw == 1) {
-          gather_dense_rows(xp + n * h * wd * c, window, m0, rows, zp, patches.data());
+        kernels::GemmArgs args;
+        if (direct) {
+          const uint8_t* image = xp + n * padded.h * padded.w * c;
+          for (int64_t r = 0; r < rows; ++r) {
+            const int64_t y = (m0 + r) / ow, xo = (m0 + r) % ow;
+            row_starts[r] = image + (y * sh * padded.w + xo * sw) * c;
+          }
+          args.a_rows = row_starts.data();
+          args.a_segment_offsets = run_offsets.data();
+          args.a_segments = kh;
         } else {
           for (int64_t r = 0; r < rows; ++r) {
             const int64_t y = (m0 + r) / ow, xo = (m0 + r) % ow;
@@ -225,13 +267,12 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
               }
             }
           }
+          args.a = patches.data();
+          args.lda = k;
         }
         const kernels::Epilogue ep = requant_epilogue(row_scale.data(), scales + g * coutg,
                                                       bp ? bp + g * coutg : nullptr, out_scale,
                                                       out_zero_point, relu, clamp_min, clamp_max);
-        kernels::GemmArgs args;
-        args.a = patches.data();
-        args.lda = k;
         args.a_zero_point = row_zp.data();
         args.c = outp + (n * pixels + m0) * cout + g * coutg;
         args.ldc = cout;

@@ -2,6 +2,7 @@
 // here: int32 results must be equal, not close.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -168,12 +169,55 @@ TEST(Qgemm, SubRangesComposeToTheWhole) {
   for (Isa isa : supported_isas()) {
     const PackedWeights packed(p.w.data(), p.n, p.k, isa);
     std::vector<int32_t> c(p.m * p.n, -1);
-    GemmArgs args{p.a.data(), p.k, p.zp.data(), c.data(), p.n};
+    GemmArgs args;
+    args.a = p.a.data();
+    args.lda = p.k;
+    args.a_zero_point = p.zp.data();
+    args.c = c.data();
+    args.ldc = p.n;
     const int64_t mid_m = 10, mid_b = packed.num_blocks() / 2;
     qgemm(args, packed, {}, 0, mid_m, 0, mid_b);
     qgemm(args, packed, {}, mid_m, p.m, 0, mid_b);
     qgemm(args, packed, {}, 0, p.m, mid_b, packed.num_blocks());
     EXPECT_EQ(c, naive(p)) << isa_name(isa);
+  }
+}
+
+// Implicit im2col: rows given by pointers into one buffer (overlapping, as a
+// convolution's windows do), K split into runs at offsets; the result must
+// equal the GEMM over the same rows written out.
+TEST(Qgemm, RowPointersAndRunsEqualTheRowsWrittenOut) {
+  constexpr int64_t kRuns = 3, kRun = 20;
+  const std::vector<int64_t> offsets{0, 301, 750};
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> u8(0, 255);
+  std::vector<uint8_t> image(2048);
+  for (auto& v : image) v = static_cast<uint8_t>(u8(rng));
+  for (int64_t m : {1, 7, 23}) {
+    for (int32_t zp : {0, 77, 255}) {
+      Problem p = random_problem(m, kRuns * kRun, 70, zp, static_cast<uint32_t>(m + zp));
+      std::vector<const uint8_t*> rows(m);
+      for (int64_t r = 0; r < m; ++r) {
+        rows[r] = image.data() + 6 * r + (r % 3);
+        for (int64_t s = 0; s < kRuns; ++s)
+          std::copy_n(rows[r] + offsets[s], kRun, p.a.begin() + r * p.k + s * kRun);
+      }
+      for (Isa isa : supported_isas()) {
+        const PackedWeights packed(p.w.data(), p.n, p.k, isa);
+        std::vector<int32_t> c(p.m * p.n);
+        GemmArgs args;
+        args.a_rows = rows.data();
+        args.a_segment_offsets = offsets.data();
+        args.a_segments = kRuns;
+        args.a_zero_point = p.zp.data();
+        args.c = c.data();
+        args.ldc = p.n;
+        qgemm(args, packed, {}, 0, p.m, 0, packed.num_blocks());
+        EXPECT_EQ(c, naive(p)) << label(isa, m, p.k, p.n, zp);
+        args.a_segments = 2;  // runs of 30 bytes: not whole 4-byte groups
+        EXPECT_THROW(qgemm(args, packed, {}, 0, p.m, 0, packed.num_blocks()), std::invalid_argument);
+      }
+    }
   }
 }
 

@@ -34,12 +34,16 @@ WideRows widen_rows(const GemmArgs& args, int64_t m_begin, int64_t m_end, int64_
   thread_local std::vector<int32_t> buffer;
   const int64_t pairs = (k + 1) / 2;
   buffer.resize(static_cast<size_t>((m_end - m_begin) * pairs));
+  // Runs are a multiple of 4 bytes long when there are several, so no pair
+  // straddles two.
+  const int64_t segs = args.a_rows ? args.a_segments : 1, run_pairs = pairs / segs;
   for (int64_t m = m_begin; m < m_end; ++m) {
-    const uint8_t* a = args.a + m * args.lda;
+    const ARow row = a_row(args, m);
     int32_t* out = buffer.data() + (m - m_begin) * pairs;
     for (int64_t g = 0; g < pairs; ++g) {
-      const uint32_t lo = a[2 * g];
-      const uint32_t hi = 2 * g + 1 < k ? a[2 * g + 1] : 0u;
+      const uint8_t* a = row.run(g / run_pairs) + 2 * (g % run_pairs);
+      const uint32_t lo = a[0];
+      const uint32_t hi = 2 * g + 1 < k ? a[1] : 0u;
       out[g] = static_cast<int32_t>(lo | (hi << 16));
     }
   }

@@ -68,26 +68,45 @@ inline __m512i quantize16(__m512 v, __m512 scale, __m512 inv_scale, bool fast, _
   return _mm512_cvttps_epi32(t);
 }
 
-// acc[r][c] = sum over the first `groups` k groups, for MR rows x NB*16
-// columns of one block, stored to `out` (row stride 64). Nothing else touches
-// the accumulators, so GCC keeps them in registers (it spills an array of
-// vectors that later code indexes).
+// The low bytes of v's 16 int32 lanes (already in [0, 255]) to dst, the lanes
+// in `mask`. Narrowed in a register first: vpmovdb with a memory operand is
+// microcoded on AMD Zen 4 and cost a tenth of a short-K conv.
+inline void store_u8x16(uint8_t* dst, __mmask16 mask, __m512i v) {
+  const __m128i bytes = _mm512_cvtepi32_epi8(v);
+  if (mask == 0xFFFF) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), bytes);
+  } else {
+    _mm_mask_storeu_epi8(dst, mask, bytes);
+  }
+}
+
+// acc[r][c] = sum over `segments` runs of `groups` k groups each (run s of
+// row r at a[r] + offsets[s]), for MR rows x NB*16 columns of one block,
+// stored to `out` (row stride 64). Nothing else touches the accumulators, so
+// GCC keeps them in registers (it spills an array of vectors that later code
+// indexes).
 template <int MR, int NB>
-void accumulate(const uint8_t* const* a, const uint8_t* wb, int64_t groups, int32_t* out) {
+void accumulate(const uint8_t* const* a, const int64_t* offsets, int64_t segments, const uint8_t* wb,
+                int64_t groups, int32_t* out) {
   __m512i acc[MR][NB];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
     for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_setzero_si512();
-  for (int64_t g = 0; g < groups; ++g) {
-    __m512i b[NB];
-#pragma GCC unroll 4
-    for (int j = 0; j < NB; ++j) b[j] = _mm512_load_si512(wb + (g * NB + j) * 64);
+  for (int64_t s = 0; s < segments; ++s, wb += groups * NB * 64) {
+    const uint8_t* as[MR];
 #pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-      const __m512i av = _mm512_set1_epi32(load_u32(a[r] + 4 * g));
+    for (int r = 0; r < MR; ++r) as[r] = a[r] + offsets[s];
+    for (int64_t g = 0; g < groups; ++g) {
+      __m512i b[NB];
 #pragma GCC unroll 4
-      for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], av, b[j]);
+      for (int j = 0; j < NB; ++j) b[j] = _mm512_load_si512(wb + (g * NB + j) * 64);
+#pragma GCC unroll 8
+      for (int r = 0; r < MR; ++r) {
+        const __m512i av = _mm512_set1_epi32(load_u32(as[r] + 4 * g));
+#pragma GCC unroll 4
+        for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], av, b[j]);
+      }
     }
   }
 #pragma GCC unroll 8
@@ -112,11 +131,17 @@ template <int MR, int NB>
 void tile(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, int64_t m0,
           int64_t block, int64_t n0, int64_t ncols) {
   const uint8_t* a[MR];
-  for (int r = 0; r < MR; ++r) a[r] = args.a + (m0 + r) * args.lda;
+  for (int r = 0; r < MR; ++r) a[r] = a_row(args, m0 + r).base;
   alignas(64) int32_t acc[MR * 64];
+  static constexpr int64_t kNoOffset[1] = {0};
+  if (args.a_rows && args.a_segment_offsets) {  // implicit im2col: runs are whole k groups
+    const int64_t segments = args.a_segments;
+    accumulate<MR, NB>(a, args.a_segment_offsets, segments, w.block(block), w.k() / 4 / segments, acc);
+  } else {
+    accumulate<MR, NB>(a, kNoOffset, 1, w.block(block), w.k() / 4, acc);
+  }
   const int64_t full_groups = w.k() / 4, tail = w.k() % 4;
-  accumulate<MR, NB>(a, w.block(block), full_groups, acc);
-  if (tail) {
+  if (tail) {  // (never with several runs: each is a multiple of 4)
     const uint8_t* a_tail[MR];
     for (int r = 0; r < MR; ++r) a_tail[r] = a[r] + 4 * full_groups;
     accumulate_tail<MR, NB>(a_tail, tail, w.block(block) + full_groups * NB * 64, acc);
@@ -134,17 +159,23 @@ void tile(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, int6
       col_scale = _mm512_maskz_loadu_ps(mask, ep.col_scale + n);
       if (ep.bias) bias = _mm512_maskz_loadu_ps(mask, ep.bias + n);
     }
+    // Rows usually share the zero point and scale: their products with the
+    // column data are computed again only when those change.
+    __m512i zp_term = _mm512_setzero_si512();
+    __m512 mult = _mm512_setzero_ps();
     for (int r = 0; r < MR; ++r) {
       const int64_t m = m0 + r;
-      const __m512i v = _mm512_sub_epi32(
-          _mm512_load_si512(acc + r * 64 + j * 16), _mm512_mullo_epi32(_mm512_set1_epi32(args.a_zero_point[m]), col_sum));
+      if (r == 0 || args.a_zero_point[m] != args.a_zero_point[m - 1])
+        zp_term = _mm512_mullo_epi32(_mm512_set1_epi32(args.a_zero_point[m]), col_sum);
+      const __m512i v = _mm512_sub_epi32(_mm512_load_si512(acc + r * 64 + j * 16), zp_term);
       const int64_t at = m * args.ldc + n;
       if (!to_float) {
         _mm512_mask_storeu_epi32(static_cast<int32_t*>(args.c) + at, mask, v);
         continue;
       }
-      __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v),
-                               _mm512_mul_ps(_mm512_set1_ps(ep.row_scale[m]), col_scale));
+      if (r == 0 || ep.row_scale[m] != ep.row_scale[m - 1])
+        mult = _mm512_mul_ps(_mm512_set1_ps(ep.row_scale[m]), col_scale);
+      __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), mult);
       if (ep.bias) f = _mm512_add_ps(f, bias);
       f = _mm512_max_ps(f, _mm512_set1_ps(ep.clamp_min));
       f = _mm512_min_ps(f, _mm512_set1_ps(ep.clamp_max));
@@ -154,7 +185,7 @@ void tile(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, int6
         const __m512i q = quantize16(f, _mm512_set1_ps(ep.out_scale), _mm512_set1_ps(inv_out), fast_out,
                                      _mm512_set1_ps(static_cast<float>(ep.out_zero_point)),
                                      _mm512_set1_ps(0.0f), _mm512_set1_ps(255.0f));
-        _mm512_mask_cvtepi32_storeu_epi8(static_cast<uint8_t*>(args.c) + at, mask, q);
+        store_u8x16(static_cast<uint8_t*>(args.c) + at, mask, q);
       }
     }
   }
@@ -237,7 +268,7 @@ void quantize_u8_avx512_vnni(const float* x, int64_t n, float scale, int32_t zer
   for (int64_t i = 0; i < n; i += kVecCols) {
     const __mmask16 mask = lanes_mask(n - i);
     const __m512i v = quantize16(_mm512_maskz_loadu_ps(mask, x + i), s, inv, fast, zp, lo, hi);
-    _mm512_mask_cvtepi32_storeu_epi8(q + i, mask, v);
+    store_u8x16(q + i, mask, v);
   }
 }
 
@@ -257,7 +288,7 @@ void add_requant_u8_avx512_vnni(const uint8_t* a, float sa, int32_t za, const ui
     __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ai, vza)), vsa),
                              _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(bi, vzb)), vsb));
     v = _mm512_max_ps(v, lo);
-    _mm512_mask_cvtepi32_storeu_epi8(out + i, mask, quantize16(v, s, inv, fast, zp, qlo, qhi));
+    store_u8x16(out + i, mask, quantize16(v, s, inv, fast, zp, qlo, qhi));
   }
 }
 
