@@ -1,6 +1,7 @@
 #include "kernels/pooling.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace qext::kernels {
 
@@ -60,24 +61,34 @@ void valid_taps(int64_t start, int64_t kernel, int64_t dilation, int64_t size, i
   *hi = t;
 }
 
-// out[0, n) = max over taps[0, count) of taps[t][0, n). Separate pointers
-// (restrict) and a fixed-width block in registers let the compiler vectorise.
-void max_of_taps(const uint8_t* const* taps, int64_t count, int64_t n, uint8_t* __restrict out) {
-  constexpr int64_t kBlock = 64;
+// 16 bytes as one SSE2 / NEON register (GCC vector extension).
+using Bytes16 = uint8_t __attribute__((vector_size(16)));
+
+inline Bytes16 load16(const uint8_t* p) {
+  Bytes16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// out[0, n) = max over taps[0, count) of taps[t][0, n): 64 channels at a time
+// held in registers across the taps (reading `out` back per tap was 3x slower).
+void max_of_taps(const uint8_t* const* taps, int64_t count, int64_t n, uint8_t* out) {
   int64_t c0 = 0;
-  for (; c0 + kBlock <= n; c0 += kBlock) {
-    uint8_t m[kBlock];
-    for (int64_t k = 0; k < kBlock; ++k) m[k] = taps[0][c0 + k];
+  for (; c0 + 64 <= n; c0 += 64) {
+    Bytes16 m[4];
+    for (int v = 0; v < 4; ++v) m[v] = load16(taps[0] + c0 + 16 * v);
     for (int64_t t = 1; t < count; ++t) {
-      const uint8_t* __restrict p = taps[t] + c0;
-      for (int64_t k = 0; k < kBlock; ++k) m[k] = m[k] > p[k] ? m[k] : p[k];
+      for (int v = 0; v < 4; ++v) {
+        const Bytes16 p = load16(taps[t] + c0 + 16 * v);
+        m[v] = m[v] > p ? m[v] : p;
+      }
     }
-    for (int64_t k = 0; k < kBlock; ++k) out[c0 + k] = m[k];
+    std::memcpy(out + c0, m, sizeof m);
   }
-  for (int64_t k = c0; k < n; ++k) {
-    uint8_t m = taps[0][k];
-    for (int64_t t = 1; t < count; ++t) m = m > taps[t][k] ? m : taps[t][k];
-    out[k] = m;
+  for (; c0 < n; ++c0) {
+    uint8_t m = taps[0][c0];
+    for (int64_t t = 1; t < count; ++t) m = m > taps[t][c0] ? m : taps[t][c0];
+    out[c0] = m;
   }
 }
 
@@ -102,9 +113,9 @@ void max_pool2d_u8(const uint8_t* in, const NhwcShape& s, int64_t kh, int64_t kw
       uint8_t* o = out + (row * ow + ox) * c;
       if (count == 0) {
         std::fill(o, o + c, uint8_t{0});  // a window wholly in the padding
-      } else {
-        max_of_taps(taps.data(), count, c, o);
+        continue;
       }
+      max_of_taps(taps.data(), count, c, o);
     }
   }
 }
