@@ -1,6 +1,8 @@
 """Static int8 ops (uint8 in, uint8 out): exact against the integer math done
 here in float64, identical on every kernel path, and close to float."""
 
+import zlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -38,6 +40,9 @@ CONV_CASES = [
     (1, 16, 30, 30, 64, 3, 1, 1, 1, 1),  # 900 pixels: several row chunks
     (1, 8, 14, 14, 256, 3, 1, 1, 1, 1),  # 3 chunks: output channels split across threads
     (1, 3, 40, 40, 64, 7, 2, 3, 1, 1),  # 3-channel stem
+    (2, 5, 9, 8, 12, 3, 2, 1, (2, 1), 1),  # direct, kernel rows padded 15 -> 16 bytes, dilated rows
+    (1, 4, 10, 10, 8, 3, 1, 1, (1, 2), 1),  # dilated columns: gathered patches
+    (2, 16, 9, 9, 24, 1, 2, 0, 1, 1),  # 1x1 stride 2: read from the image without a padded copy
 ]
 
 
@@ -45,7 +50,7 @@ CONV_CASES = [
 @pytest.mark.parametrize("relu", [False, True])
 def test_conv2d_int8_is_exact(isa, case, relu):
     n, c, h, w, cout, k, stride, padding, dilation, groups = case
-    g = torch.Generator().manual_seed(sum(case))
+    g = torch.Generator().manual_seed(zlib.crc32(repr(case).encode()))
     x = torch.randn(n, c, h, w, generator=g)
     weight = torch.randn(cout, c // groups, k, k, generator=g) / (c * k) ** 0.5
     bias = torch.randn(cout, generator=g)
@@ -177,7 +182,7 @@ def _round_half_even_avg(q, zp, pool):
     return (zp + torch.round(avg)).clamp(0, 255).to(torch.uint8)
 
 
-@pytest.mark.parametrize("shape", [(1, 3, 7, 7), (2, 17, 12, 9), (1, 64, 112, 112)])
+@pytest.mark.parametrize("shape", [(1, 3, 7, 7), (2, 17, 12, 9), (1, 130, 5, 6), (1, 64, 112, 112)])  # 130: two 64-channel blocks + a tail
 @pytest.mark.parametrize("kernel,stride,padding,dilation,ceil", [
     (3, 2, 1, 1, False), (2, 2, 0, 1, False), (3, 2, 1, 1, True), (3, 1, 1, 2, False), ((2, 3), (1, 2), (1, 1), 1, True)])
 def test_max_pool2d_int8_is_exact(shape, kernel, stride, padding, dilation, ceil):
