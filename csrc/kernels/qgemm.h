@@ -69,7 +69,7 @@ struct Epilogue {
   float clamp_min = -std::numeric_limits<float>::infinity();  // fused ReLU / ReLU6
   float clamp_max = std::numeric_limits<float>::infinity();
   float out_scale = 1.0f;       // Uint8 only
-  int32_t out_zero_point = 0;   // Uint8 only
+  int32_t out_zero_point = 0;   // Uint8 only; in [0, 255]
 };
 
 struct GemmArgs {

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "kernels/isa.h"
@@ -162,6 +164,41 @@ TEST(Qgemm, FloatAndUint8EpiloguesAreBitIdenticalAcrossPaths) {
     const std::vector<uint8_t> want_q = run<uint8_t>(p, Isa::Ref, ep);
     for (Isa isa : supported_isas()) EXPECT_EQ(run<uint8_t>(p, isa, ep), want_q) << isa_name(isa);
   }
+}
+
+// The uint8 epilogue over its corners: fused clamps inside, across and
+// outside the output range, zero points at both ends, exact halves (ties),
+// outputs far past [0, 255], and NaN / inf biases. Every path equals the
+// reference byte for byte.
+TEST(Qgemm, Uint8EpilogueClampsTiesAndNonFiniteBiasesMatchTheReference) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  Problem p = random_problem(13, 40, 37, 0, 3);
+  for (auto& v : p.w) v = static_cast<int8_t>(v % 2);  // small sums, so many land in range
+  std::vector<float> ones_m(p.m, 1.0f), ones_n(p.n, 1.0f), bias(p.n, 0.0f);
+  bias[3] = nan;
+  bias[5] = inf;
+  bias[6] = -inf;
+  bias[7] = 1e30f;
+  for (int64_t i = 0; i < p.m; ++i) p.zp[i] = static_cast<int32_t>((i * 41) % 256);
+  const std::pair<float, float> clamps[] = {{-inf, inf}, {0.0f, inf}, {0.0f, 6.0f}, {-50.0f, 50.0f},
+                                            {1e6f, inf}, {-inf, -1e6f}, {3.0f, 3.0f}};
+  for (auto [lo, hi] : clamps)
+    for (int32_t zp : {0, 100, 255})
+      for (float scale : {2.0f, 0.5f, 97.0f}) {  // 2: odd sums halve to ties; 0.5: most outputs clip
+        Epilogue ep;
+        ep.output = Epilogue::Output::Uint8;
+        ep.row_scale = ones_m.data();
+        ep.col_scale = ones_n.data();
+        ep.bias = bias.data();
+        ep.clamp_min = lo;
+        ep.clamp_max = hi;
+        ep.out_scale = scale;
+        ep.out_zero_point = zp;
+        const std::vector<uint8_t> want = run<uint8_t>(p, Isa::Ref, ep);
+        for (Isa isa : supported_isas())
+          EXPECT_EQ(run<uint8_t>(p, isa, ep), want)
+              << isa_name(isa) << " clamp [" << lo << ", " << hi << "] zp=" << zp << " scale=" << scale;
+      }
 }
 
 TEST(Qgemm, SubRangesComposeToTheWhole) {

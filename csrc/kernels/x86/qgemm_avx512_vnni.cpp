@@ -50,10 +50,15 @@ inline __mmask16 lanes_mask(int64_t lanes) {
 // finite (v = +-inf or NaN, or an overflowing quotient) q0 itself is the
 // answer, or saturates the same way. `inv_scale` must be finite (callers
 // divide otherwise).
-inline __m512 divide_by_scale(__m512 v, __m512 scale, __m512 inv_scale) {
+inline __m512 divide_finite_by_scale(__m512 v, __m512 scale, __m512 inv_scale) {
   const __m512 q0 = _mm512_mul_ps(v, inv_scale);
   const __m512 r = _mm512_fnmadd_ps(q0, scale, v);
-  const __m512 q1 = _mm512_fmadd_ps(r, inv_scale, q0);
+  return _mm512_fmadd_ps(r, inv_scale, q0);
+}
+
+inline __m512 divide_by_scale(__m512 v, __m512 scale, __m512 inv_scale) {
+  const __m512 q0 = _mm512_mul_ps(v, inv_scale);
+  const __m512 q1 = divide_finite_by_scale(v, scale, inv_scale);
   return _mm512_mask_mov_ps(q1, _mm512_fpclass_ps_mask(q0, 0x99), q0);  // NaN / inf lanes keep q0
 }
 
@@ -150,6 +155,18 @@ void tile(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, int6
   const bool to_float = ep.output != Epilogue::Output::Int32;
   const float inv_out = 1.0f / ep.out_scale;
   const bool fast_out = std::isfinite(inv_out);
+  // Uint8 with 1/scale finite: f is clamped once, to the activation's bounds
+  // narrowed to [lo_f, hi_f], the floats whose quotients round to 0 - zp and
+  // 255 - zp (fl(-zp * s) / s is within 1e-4 of -zp). Quantizing is monotonic,
+  // so this equals the reference's clamp -> quantize -> clamp to [0, 255]
+  // (NaN included: max(NaN, lo) = lo, as the reference's clamp_min), and every
+  // quotient is finite, so neither the clamps after rounding nor the divider's
+  // inf / NaN fix-up are needed.
+  const bool clamp_first = ep.output == Epilogue::Output::Uint8 && fast_out;
+  const float zp_f = static_cast<float>(ep.out_zero_point);
+  const float lo_f = -zp_f * ep.out_scale, hi_f = (255.0f - zp_f) * ep.out_scale;
+  const __m512 clamp_lo = _mm512_set1_ps(clamp_first ? std::clamp(ep.clamp_min, lo_f, hi_f) : ep.clamp_min);
+  const __m512 clamp_hi = _mm512_set1_ps(clamp_first ? std::clamp(ep.clamp_max, lo_f, hi_f) : ep.clamp_max);
   for (int j = 0; j < NB; ++j) {
     const int64_t n = n0 + j * kVecCols;
     const __mmask16 mask = lanes_mask(ncols - j * kVecCols);
@@ -177,10 +194,14 @@ void tile(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, int6
         mult = _mm512_mul_ps(_mm512_set1_ps(ep.row_scale[m]), col_scale);
       __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), mult);
       if (ep.bias) f = _mm512_add_ps(f, bias);
-      f = _mm512_max_ps(f, _mm512_set1_ps(ep.clamp_min));
-      f = _mm512_min_ps(f, _mm512_set1_ps(ep.clamp_max));
+      f = _mm512_min_ps(_mm512_max_ps(f, clamp_lo), clamp_hi);
       if (ep.output == Epilogue::Output::Float) {
         _mm512_mask_storeu_ps(static_cast<float*>(args.c) + at, mask, f);
+      } else if (clamp_first) {
+        const __m512 quotient = divide_finite_by_scale(f, _mm512_set1_ps(ep.out_scale), _mm512_set1_ps(inv_out));
+        const __m512i t = _mm512_cvt_roundps_epi32(quotient, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        store_u8x16(static_cast<uint8_t*>(args.c) + at, mask,
+                    _mm512_add_epi32(t, _mm512_set1_epi32(ep.out_zero_point)));
       } else {
         const __m512i q = quantize16(f, _mm512_set1_ps(ep.out_scale), _mm512_set1_ps(inv_out), fast_out,
                                      _mm512_set1_ps(static_cast<float>(ep.out_zero_point)),
