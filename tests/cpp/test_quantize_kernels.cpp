@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <iterator>
 #include <limits>
 #include <random>
 #include <vector>
@@ -41,6 +42,32 @@ TEST(QuantizeKernels, EveryPathRoundsHalfToEvenAndClampsLikeTheRule) {
           const float t = std::nearbyint(x[i] / scale) + static_cast<float>(zp);
           const auto want = static_cast<uint8_t>(std::min(255.0f, std::max(0.0f, t)));
           ASSERT_EQ(q[i], want) << isa_name(isa) << " x=" << x[i] << " scale=" << scale;
+        }
+      }
+    }
+  }
+}
+
+// Scales from denormal (1/scale overflows: the dividing fallback) to huge,
+// narrow ranges (low-bit) and a zero point outside the range, NaN / inf /
+// signed-zero inputs: byte for byte the scalar rule on every path.
+TEST(QuantizeKernels, EveryPathFollowsTheRuleForAnyScaleRangeAndInput) {
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> x = awkward_values(203, 9);
+  const float specials[] = {std::numeric_limits<float>::quiet_NaN(), inf, -inf, 0.0f, -0.0f, 1e-38f, -3e-39f};
+  for (size_t i = 0; i < std::size(specials); ++i) x[10 * i + 1] = specials[i];
+  struct Range { int32_t zp, qmin, qmax; };
+  for (float scale : {1e-39f, 3e-38f, 0.037f, 0.5f, 1e30f}) {
+    for (auto [zp, qmin, qmax] : {Range{0, 0, 255}, Range{77, 0, 255}, Range{255, 0, 255}, Range{7, 0, 15},
+                                  Range{40, 3, 20}}) {
+      const int64_t n = static_cast<int64_t>(x.size());
+      for (Isa isa : supported_isas()) {
+        std::vector<uint8_t> q(n);
+        quantize_u8(x.data(), n, scale, zp, qmin, qmax, q.data(), isa);
+        for (int64_t i = 0; i < n; ++i) {
+          const auto want = static_cast<uint8_t>(ref::quantize_one(x[i], scale, zp, qmin, qmax));
+          ASSERT_EQ(q[i], want) << isa_name(isa) << " x=" << x[i] << " scale=" << scale << " zp=" << zp
+                                << " range=[" << qmin << ", " << qmax << "]";
         }
       }
     }

@@ -42,36 +42,63 @@ inline __mmask16 lanes_mask(int64_t lanes) {
                            : static_cast<__mmask16>((1u << lanes) - 1u);
 }
 
-// v / scale correctly rounded, as _mm512_div_ps gives it, without the divider
-// (it dominated short-K epilogues): q0 = v * (1/scale), r = v - q0 * scale
-// (exact with FMA), q0 + r * (1/scale) is the correctly rounded quotient when
-// 1/scale is (Markstein's theorem; checked bit for bit against division on
-// 3.2e8 samples, ties included, and by the kernel tests). Where q0 is not
-// finite (v = +-inf or NaN, or an overflowing quotient) q0 itself is the
-// answer, or saturates the same way. `inv_scale` must be finite (callers
-// divide otherwise).
-inline __m512 divide_finite_by_scale(__m512 v, __m512 scale, __m512 inv_scale) {
-  const __m512 q0 = _mm512_mul_ps(v, inv_scale);
-  const __m512 r = _mm512_fnmadd_ps(q0, scale, v);
-  return _mm512_fmadd_ps(r, inv_scale, q0);
-}
+// round-half-even(clamp(v, clamp_min, clamp_max) / scale) + zero_point,
+// clamped to [qmin, qmax]: ref::quantize_one after a fused activation's clamp
+// (NaN -> clamp_min, as the reference's clamp).
+//
+// When 1/scale is finite (always, bar denormal scales) v is clamped once, to
+// [clamp_min, clamp_max] narrowed to [lo, hi], the floats whose quotients
+// round to qmin - zp and qmax - zp (fl(k * s) / s is within 1e-4 of k for
+// |k| < 2^16). Quantizing is monotonic, so this equals clamp -> quantize ->
+// clamp, and every quotient is finite. Then the quotient needs no divider
+// (it dominated short-K epilogues): q0 = v * (1/s), r = v - q0 * s (exact
+// with FMA), q0 + r * (1/s) is the correctly rounded quotient (Markstein's
+// theorem; checked bit for bit against division on 3.2e8 samples, ties
+// included, and by the kernel tests).
+class Quantizer16 {
+ public:
+  Quantizer16(float scale, int32_t zero_point, int32_t qmin, int32_t qmax,
+              float clamp_min = -std::numeric_limits<float>::infinity(),
+              float clamp_max = std::numeric_limits<float>::infinity())
+      : narrowed_(std::isfinite(1.0f / scale) && std::abs(qmin - zero_point) < (1 << 16) &&
+                  std::abs(qmax - zero_point) < (1 << 16)),
+        scale_(_mm512_set1_ps(scale)),
+        inv_(_mm512_set1_ps(1.0f / scale)),
+        zp_(_mm512_set1_epi32(zero_point)),
+        zp_f_(_mm512_set1_ps(static_cast<float>(zero_point))),
+        qmin_(_mm512_set1_ps(static_cast<float>(qmin))),
+        qmax_(_mm512_set1_ps(static_cast<float>(qmax))) {
+    float lo = clamp_min, hi = clamp_max;
+    if (narrowed_) {
+      const float lo_q = static_cast<float>(qmin - zero_point) * scale;
+      const float hi_q = static_cast<float>(qmax - zero_point) * scale;
+      lo = std::clamp(clamp_min, lo_q, hi_q);
+      hi = std::clamp(clamp_max, lo_q, hi_q);
+    }
+    lo_ = _mm512_set1_ps(lo);
+    hi_ = _mm512_set1_ps(hi);
+  }
 
-inline __m512 divide_by_scale(__m512 v, __m512 scale, __m512 inv_scale) {
-  const __m512 q0 = _mm512_mul_ps(v, inv_scale);
-  const __m512 q1 = divide_finite_by_scale(v, scale, inv_scale);
-  return _mm512_mask_mov_ps(q1, _mm512_fpclass_ps_mask(q0, 0x99), q0);  // NaN / inf lanes keep q0
-}
+  __m512i operator()(__m512 v) const {
+    v = _mm512_min_ps(_mm512_max_ps(v, lo_), hi_);  // NaN -> lo
+    if (narrowed_) {
+      const __m512 q0 = _mm512_mul_ps(v, inv_);
+      const __m512 r = _mm512_fnmadd_ps(q0, scale_, v);
+      const __m512 quotient = _mm512_fmadd_ps(r, inv_, q0);
+      return _mm512_add_epi32(_mm512_cvt_roundps_epi32(quotient, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp_);
+    }
+    __m512 t = _mm512_roundscale_ps(_mm512_div_ps(v, scale_), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    t = _mm512_add_ps(t, zp_f_);
+    t = _mm512_min_ps(_mm512_max_ps(t, qmin_), qmax_);  // NaN -> qmin
+    return _mm512_cvttps_epi32(t);
+  }
 
-// round-half-even(v / scale) + zp clamped to [lo, hi], as ref::quantize_one.
-// fast: 1/scale is finite, so divide_by_scale applies.
-inline __m512i quantize16(__m512 v, __m512 scale, __m512 inv_scale, bool fast, __m512 zp, __m512 lo, __m512 hi) {
-  const __m512 quotient = fast ? divide_by_scale(v, scale, inv_scale) : _mm512_div_ps(v, scale);
-  __m512 t = _mm512_roundscale_ps(quotient, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  t = _mm512_add_ps(t, zp);
-  t = _mm512_max_ps(t, lo);  // NaN -> lo
-  t = _mm512_min_ps(t, hi);
-  return _mm512_cvttps_epi32(t);
-}
+ private:
+  bool narrowed_;
+  __m512 scale_, inv_;
+  __m512i zp_;
+  __m512 zp_f_, qmin_, qmax_, lo_, hi_;
+};
 
 // The low bytes of v's 16 int32 lanes (already in [0, 255]) to dst, the lanes
 // in `mask`. Narrowed in a register first: vpmovdb with a memory operand is
@@ -153,20 +180,8 @@ void tile(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, int6
   }
 
   const bool to_float = ep.output != Epilogue::Output::Int32;
-  const float inv_out = 1.0f / ep.out_scale;
-  const bool fast_out = std::isfinite(inv_out);
-  // Uint8 with 1/scale finite: f is clamped once, to the activation's bounds
-  // narrowed to [lo_f, hi_f], the floats whose quotients round to 0 - zp and
-  // 255 - zp (fl(-zp * s) / s is within 1e-4 of -zp). Quantizing is monotonic,
-  // so this equals the reference's clamp -> quantize -> clamp to [0, 255]
-  // (NaN included: max(NaN, lo) = lo, as the reference's clamp_min), and every
-  // quotient is finite, so neither the clamps after rounding nor the divider's
-  // inf / NaN fix-up are needed.
-  const bool clamp_first = ep.output == Epilogue::Output::Uint8 && fast_out;
-  const float zp_f = static_cast<float>(ep.out_zero_point);
-  const float lo_f = -zp_f * ep.out_scale, hi_f = (255.0f - zp_f) * ep.out_scale;
-  const __m512 clamp_lo = _mm512_set1_ps(clamp_first ? std::clamp(ep.clamp_min, lo_f, hi_f) : ep.clamp_min);
-  const __m512 clamp_hi = _mm512_set1_ps(clamp_first ? std::clamp(ep.clamp_max, lo_f, hi_f) : ep.clamp_max);
+  const __m512 clamp_min = _mm512_set1_ps(ep.clamp_min), clamp_max = _mm512_set1_ps(ep.clamp_max);
+  const Quantizer16 quantize(ep.out_scale, ep.out_zero_point, 0, 255, ep.clamp_min, ep.clamp_max);
   for (int j = 0; j < NB; ++j) {
     const int64_t n = n0 + j * kVecCols;
     const __mmask16 mask = lanes_mask(ncols - j * kVecCols);
@@ -194,19 +209,11 @@ void tile(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, int6
         mult = _mm512_mul_ps(_mm512_set1_ps(ep.row_scale[m]), col_scale);
       __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), mult);
       if (ep.bias) f = _mm512_add_ps(f, bias);
-      f = _mm512_min_ps(_mm512_max_ps(f, clamp_lo), clamp_hi);
       if (ep.output == Epilogue::Output::Float) {
+        f = _mm512_min_ps(_mm512_max_ps(f, clamp_min), clamp_max);
         _mm512_mask_storeu_ps(static_cast<float*>(args.c) + at, mask, f);
-      } else if (clamp_first) {
-        const __m512 quotient = divide_finite_by_scale(f, _mm512_set1_ps(ep.out_scale), _mm512_set1_ps(inv_out));
-        const __m512i t = _mm512_cvt_roundps_epi32(quotient, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        store_u8x16(static_cast<uint8_t*>(args.c) + at, mask,
-                    _mm512_add_epi32(t, _mm512_set1_epi32(ep.out_zero_point)));
       } else {
-        const __m512i q = quantize16(f, _mm512_set1_ps(ep.out_scale), _mm512_set1_ps(inv_out), fast_out,
-                                     _mm512_set1_ps(static_cast<float>(ep.out_zero_point)),
-                                     _mm512_set1_ps(0.0f), _mm512_set1_ps(255.0f));
-        store_u8x16(static_cast<uint8_t*>(args.c) + at, mask, q);
+        store_u8x16(static_cast<uint8_t*>(args.c) + at, mask, quantize(f));
       }
     }
   }
@@ -281,15 +288,10 @@ bool finite_min_max_avx512_vnni(const float* x, int64_t n, float* min_out, float
 
 void quantize_u8_avx512_vnni(const float* x, int64_t n, float scale, int32_t zero_point,
                              int32_t qmin, int32_t qmax, uint8_t* q) {
-  const __m512 s = _mm512_set1_ps(scale), zp = _mm512_set1_ps(static_cast<float>(zero_point));
-  const __m512 inv = _mm512_set1_ps(1.0f / scale);
-  const bool fast = std::isfinite(1.0f / scale);
-  const __m512 lo = _mm512_set1_ps(static_cast<float>(qmin));
-  const __m512 hi = _mm512_set1_ps(static_cast<float>(qmax));
+  const Quantizer16 quantize(scale, zero_point, qmin, qmax);
   for (int64_t i = 0; i < n; i += kVecCols) {
     const __mmask16 mask = lanes_mask(n - i);
-    const __m512i v = quantize16(_mm512_maskz_loadu_ps(mask, x + i), s, inv, fast, zp, lo, hi);
-    store_u8x16(q + i, mask, v);
+    store_u8x16(q + i, mask, quantize(_mm512_maskz_loadu_ps(mask, x + i)));
   }
 }
 
@@ -297,19 +299,15 @@ void add_requant_u8_avx512_vnni(const uint8_t* a, float sa, int32_t za, const ui
                                 int32_t zb, int64_t n, float so, int32_t zo, bool relu, uint8_t* out) {
   const __m512 vsa = _mm512_set1_ps(sa), vsb = _mm512_set1_ps(sb);
   const __m512i vza = _mm512_set1_epi32(za), vzb = _mm512_set1_epi32(zb);
-  const __m512 lo = _mm512_set1_ps(relu ? 0.0f : -std::numeric_limits<float>::infinity());
-  const __m512 s = _mm512_set1_ps(so), zp = _mm512_set1_ps(static_cast<float>(zo));
-  const __m512 inv = _mm512_set1_ps(1.0f / so);
-  const bool fast = std::isfinite(1.0f / so);
-  const __m512 qlo = _mm512_set1_ps(0.0f), qhi = _mm512_set1_ps(255.0f);
+  // ReLU is the quantizer's lower clamp (NaN -> 0, as the reference's v > lo ? v : lo).
+  const Quantizer16 quantize(so, zo, 0, 255, relu ? 0.0f : -std::numeric_limits<float>::infinity());
   for (int64_t i = 0; i < n; i += kVecCols) {
     const __mmask16 mask = lanes_mask(n - i);
     const __m512i ai = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, a + i));
     const __m512i bi = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, b + i));
-    __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ai, vza)), vsa),
+    const __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ai, vza)), vsa),
                              _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(bi, vzb)), vsb));
-    v = _mm512_max_ps(v, lo);
-    store_u8x16(out + i, mask, quantize16(v, s, inv, fast, zp, qlo, qhi));
+    store_u8x16(out + i, mask, quantize(v));
   }
 }
 
