@@ -45,17 +45,22 @@ std::vector<int32_t> naive(const Problem& p) {
   return c;
 }
 
-template <typename T>
-std::vector<T> run(const Problem& p, Isa isa, const Epilogue& ep = {}) {
-  const PackedWeights packed(p.w.data(), p.n, p.k, isa);
-  std::vector<T> c(p.m * p.n);
+// A as p.a's rows, C dense [m, n].
+GemmArgs dense_args(const Problem& p, void* c) {
   GemmArgs args;
   args.a = p.a.data();
   args.lda = p.k;
   args.a_zero_point = p.zp.data();
-  args.c = c.data();
+  args.c = c;
   args.ldc = p.n;
-  qgemm(args, packed, ep, 0, p.m, 0, packed.num_blocks());
+  return args;
+}
+
+template <typename T>
+std::vector<T> run(const Problem& p, Isa isa, const Epilogue& ep = {}) {
+  const PackedWeights packed(p.w.data(), p.n, p.k, isa);
+  std::vector<T> c(p.m * p.n);
+  qgemm(dense_args(p, c.data()), packed, ep, 0, p.m, 0, packed.num_blocks());
   return c;
 }
 
@@ -206,12 +211,7 @@ TEST(Qgemm, SubRangesComposeToTheWhole) {
   for (Isa isa : supported_isas()) {
     const PackedWeights packed(p.w.data(), p.n, p.k, isa);
     std::vector<int32_t> c(p.m * p.n, -1);
-    GemmArgs args;
-    args.a = p.a.data();
-    args.lda = p.k;
-    args.a_zero_point = p.zp.data();
-    args.c = c.data();
-    args.ldc = p.n;
+    const GemmArgs args = dense_args(p, c.data());
     const int64_t mid_m = 10, mid_b = packed.num_blocks() / 2;
     qgemm(args, packed, {}, 0, mid_m, 0, mid_b);
     qgemm(args, packed, {}, mid_m, p.m, 0, mid_b);
