@@ -215,31 +215,34 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
   std::vector<int64_t> run_offsets(kh);
   for (int64_t i = 0; i < kh; ++i) run_offsets[i] = i * dh * padded.w * c;
 
-  // Output pixels in chunks; each chunk's patches are gathered (im2col, in
-  // (kh, kw, c) order, padding = the input zero point) and multiplied per group.
-  // Chunks of at most 96 rows, equal in size (whole 6-row tiles), so no
-  // thread is left with a short one.
-  constexpr int64_t kMaxRowsPerTask = 96, kTileRows = 6;
-  int64_t chunks = (pixels + kMaxRowsPerTask - 1) / kMaxRowsPerTask;
-  const int64_t kRowsPerTask =
-      std::min(kMaxRowsPerTask, ((pixels + chunks - 1) / chunks + kTileRows - 1) / kTileRows * kTileRows);
-  chunks = (pixels + kRowsPerTask - 1) / kRowsPerTask;
-  const std::vector<float> row_scale(kRowsPerTask, static_cast<float>(x_scale));
-  const std::vector<int32_t> row_zp(kRowsPerTask, static_cast<int32_t>(x_zero_point));
+  // Output pixels in chunks of whole 6-row tiles, at most 16 tiles each, the
+  // tiles shared out as evenly as whole tiles allow. With several chunks per
+  // thread their count is rounded up to a multiple of the threads (33 chunks
+  // on 2 threads left one thread 6 % more work).
+  constexpr int64_t kMaxTilesPerTask = 16, kTileRows = 6;
+  const int64_t threads = at::get_num_threads();
+  const int64_t tiles = (pixels + kTileRows - 1) / kTileRows;
+  int64_t chunks = (tiles + kMaxTilesPerTask - 1) / kMaxTilesPerTask;
+  if (n_img * chunks >= 2 * threads) {
+    while ((n_img * chunks) % threads != 0 && chunks < tiles) ++chunks;
+  }
+  const int64_t max_rows = (tiles + chunks - 1) / chunks * kTileRows;
+  const std::vector<float> row_scale(max_rows, static_cast<float>(x_scale));
+  const std::vector<int32_t> row_zp(max_rows, static_cast<int32_t>(x_zero_point));
   // Few pixel chunks, or a count the threads do not divide (batch 1, deep
   // layers): split the output channels too, so the threads get equal work.
-  const int64_t threads = at::get_num_threads();
   const int64_t blocks = groups == 1 ? w->group(0).num_blocks() : 1;
   const int64_t pixel_tasks = n_img * chunks;
   const bool uneven = pixel_tasks % threads != 0 && pixel_tasks < 8 * threads;
   const int64_t splits = std::min(blocks, uneven ? threads : std::max<int64_t>(1, (threads + pixel_tasks - 1) / pixel_tasks));
   at::parallel_for(0, pixel_tasks * splits, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<uint8_t> patches(direct ? 0 : kRowsPerTask * k);
-    std::vector<const uint8_t*> row_starts(direct ? kRowsPerTask : 0);
+    std::vector<uint8_t> patches(direct ? 0 : max_rows * k);
+    std::vector<const uint8_t*> row_starts(direct ? max_rows : 0);
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t split = t % splits, pixel_task = t / splits;
-      const int64_t n = pixel_task / chunks, m0 = (pixel_task % chunks) * kRowsPerTask;
-      const int64_t rows = std::min(kRowsPerTask, pixels - m0);
+      const int64_t n = pixel_task / chunks, chunk = pixel_task % chunks;
+      const int64_t m0 = tiles * chunk / chunks * kTileRows;
+      const int64_t rows = std::min(pixels, tiles * (chunk + 1) / chunks * kTileRows) - m0;
       for (int64_t g = 0; g < groups; ++g) {
         kernels::GemmArgs args;
         if (direct) {

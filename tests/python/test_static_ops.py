@@ -43,6 +43,7 @@ CONV_CASES = [
     (2, 5, 9, 8, 12, 3, 2, 1, (2, 1), 1),  # direct, kernel rows padded 15 -> 16 bytes, dilated rows
     (1, 4, 10, 10, 8, 3, 1, 1, (1, 2), 1),  # dilated columns: gathered patches
     (2, 16, 9, 9, 24, 1, 2, 0, 1, 1),  # 1x1 stride 2: read from the image without a padded copy
+    (1, 8, 40, 40, 16, 3, 1, 1, 1, 1),  # 267 tiles: 17 chunks, 18 on 2 threads, of 14 or 15 tiles
 ]
 
 
