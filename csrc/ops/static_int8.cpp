@@ -210,7 +210,8 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
   // Direct convs read each window's kernel rows from the padded image (GEMM
   // rows given by pointers, K in kh runs); the others gather patches (im2col).
   const bool direct = w->direct();
-  const PaddedNhwc padded = direct ? padded_nhwc(x, ph, pw, zp, w->kernel_row_bytes() != kw * c) : PaddedNhwc{channels_last_u8(x), h, wd};
+  const PaddedNhwc padded = direct ? padded_nhwc(x, ph, pw, zp, /*overreads=*/w->kernel_row_bytes() != kw * c)
+                                   : PaddedNhwc{channels_last_u8(x), h, wd};
   const uint8_t* xp = padded.bytes.data_ptr<uint8_t>();
   std::vector<int64_t> run_offsets(kh);
   for (int64_t i = 0; i < kh; ++i) run_offsets[i] = i * dh * padded.w * c;

@@ -57,7 +57,7 @@ TEST(QuantizeKernels, EveryPathFollowsTheRuleForAnyScaleRangeAndInput) {
   const float specials[] = {std::numeric_limits<float>::quiet_NaN(), inf, -inf, 0.0f, -0.0f, 1e-38f, -3e-39f};
   for (size_t i = 0; i < std::size(specials); ++i) x[10 * i + 1] = specials[i];
   struct Range { int32_t zp, qmin, qmax; };
-  for (float scale : {1e-39f, 3e-38f, 0.037f, 0.5f, 1e30f}) {
+  for (float scale : {1e-39f, 3e-38f, 0.037f, 0.5f, 1e30f, 3e38f}) {  // 3e38: 1/s denormal, 255 * s = inf
     for (auto [zp, qmin, qmax] : {Range{0, 0, 255}, Range{77, 0, 255}, Range{255, 0, 255}, Range{7, 0, 15},
                                   Range{40, 3, 20}}) {
       const int64_t n = static_cast<int64_t>(x.size());

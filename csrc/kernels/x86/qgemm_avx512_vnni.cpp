@@ -46,10 +46,11 @@ inline __mmask16 lanes_mask(int64_t lanes) {
 // clamped to [qmin, qmax]: ref::quantize_one after a fused activation's clamp
 // (NaN -> clamp_min, as the reference's clamp).
 //
-// When 1/scale is finite (always, bar denormal scales) v is clamped once, to
-// [clamp_min, clamp_max] narrowed to [lo, hi], the floats whose quotients
-// round to qmin - zp and qmax - zp (fl(k * s) / s is within 1e-4 of k for
-// |k| < 2^16). Quantizing is monotonic, so this equals clamp -> quantize ->
+// When 1/scale is a normal float and (qmin - zp) * scale, (qmax - zp) * scale
+// are finite (all but absurd scales) v is clamped once, to [clamp_min,
+// clamp_max] narrowed to [lo, hi], the floats whose quotients round to
+// qmin - zp and qmax - zp (fl(k * s) / s is within |k| * 2^-23 of k, < 0.5
+// for |k| < 2^16). Quantizing is monotonic, so this equals clamp -> quantize ->
 // clamp, and every quotient is finite. Then the quotient needs no divider
 // (it dominated short-K epilogues): q0 = v * (1/s), r = v - q0 * s (exact
 // with FMA), q0 + r * (1/s) is the correctly rounded quotient (Markstein's
@@ -60,8 +61,10 @@ class Quantizer16 {
   Quantizer16(float scale, int32_t zero_point, int32_t qmin, int32_t qmax,
               float clamp_min = -std::numeric_limits<float>::infinity(),
               float clamp_max = std::numeric_limits<float>::infinity())
-      : narrowed_(std::isfinite(1.0f / scale) && std::abs(qmin - zero_point) < (1 << 16) &&
-                  std::abs(qmax - zero_point) < (1 << 16)),
+      : narrowed_(std::isnormal(1.0f / scale) && std::abs(qmin - zero_point) < (1 << 16) &&
+                  std::abs(qmax - zero_point) < (1 << 16) &&
+                  std::isfinite(static_cast<float>(qmin - zero_point) * scale) &&
+                  std::isfinite(static_cast<float>(qmax - zero_point) * scale)),
         scale_(_mm512_set1_ps(scale)),
         inv_(_mm512_set1_ps(1.0f / scale)),
         zp_(_mm512_set1_epi32(zero_point)),
