@@ -6,12 +6,14 @@ ONNX Runtime quantize_static (QDQ, per-channel, U8S8; optional) and qext.
 
 The network is ResNet-18's layout (tests/python/models.py, width 64) with random
 weights and non-trivial BatchNorm statistics; error columns compare outputs
-with fp32 eager (cosine per row). Latency: median of repeated runs.
+with fp32 eager (cosine per row). Latency: median of repeated runs, taken in
+rounds that cycle through the contenders so the machine's noise hits all alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -20,7 +22,7 @@ import warnings
 import torch
 
 import qext
-from common import add_ratios_and_print, median_seconds, quiet_peers, threads, write_json
+from common import add_ratios_and_print, interleaved_median_seconds, quiet_peers, threads, write_json
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
 from models import ResNet18ish, randomize_batch_norm  # noqa: E402
@@ -78,7 +80,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--shapes", default="1x224,16x64", help="BATCHxSIZE,...")
-    ap.add_argument("--min-time", type=float, default=1.0)
+    ap.add_argument("--min-time", type=float, default=2.0, help="seconds per contender, over all rounds")
+    ap.add_argument("--rounds", type=int, default=5, help="turns through the contenders (noise hits all alike)")
     ap.add_argument("--out", default="benchmarks/results/resnet.json")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -108,14 +111,14 @@ def main():
                             "fp32_eager": model, "fp32_torchscript_frozen": frozen, "torch_ao_fx_x86": ao,
                             "onnxruntime_qdq": onnxruntime_static(model, x, calib, nthreads, ort_dir), "qext_static": q,
                         }
-                        times = {}
-                        for name, fn in contenders.items():
-                            if fn is None:
-                                continue
-                            with quiet_peers():
-                                out = fn(x)
-                                times[name] = median_seconds(lambda: fn(x), warmup=2, min_reps=5, min_time=args.min_time)
-                            cm, cmin = cosine(ref, out)
+                        contenders = {name: fn for name, fn in contenders.items() if fn is not None}
+                        with quiet_peers():
+                            outs = {name: fn(x) for name, fn in contenders.items()}
+                            times = interleaved_median_seconds(
+                                {name: functools.partial(fn, x) for name, fn in contenders.items()},
+                                rounds=args.rounds, min_time=args.min_time)
+                        for name in contenders:
+                            cm, cmin = cosine(ref, outs[name])
                             rows.append({"shape": shape, "threads": nthreads, "contender": name, "seconds": times[name],
                                          "cos_mean": cm, "cos_min": cmin})
                         add_ratios_and_print(rows[-len(times):], times, f"{shape:7}")

@@ -29,6 +29,30 @@ def median_seconds(fn, *, warmup: int = 3, min_reps: int = 7, min_time: float = 
     return statistics.median(times)
 
 
+def interleaved_median_seconds(fns: dict, *, rounds: int = 5, warmup: int = 2, min_reps: int = 5,
+                               min_time: float = 1.0) -> dict[str, float]:
+    """Median wall time of each of fns' callables, measured in `rounds` turns
+    that cycle through them (each turn at least min_time / rounds seconds), so a
+    burst of load from a neighbour on a shared machine hits every contender
+    alike instead of whichever happened to be running."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    per_turn_reps = max(1, -(-min_reps // rounds))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start, reps = time.perf_counter(), 0
+            while reps < per_turn_reps or time.perf_counter() - start < min_time / rounds:
+                t0 = time.perf_counter()
+                fn()
+                samples[name].append(time.perf_counter() - t0)
+                reps += 1
+                if reps >= 200 // rounds:
+                    break
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
 @contextlib.contextmanager
 def threads(n: int):
     old = torch.get_num_threads()

@@ -150,7 +150,9 @@ PaddedNhwc padded_nhwc(const at::Tensor& x, int64_t ph, int64_t pw, uint8_t zp, 
   const uint8_t* in = src.data_ptr<uint8_t>();
   uint8_t* out = bytes.data_ptr<uint8_t>();
   std::memset(out + n * hp * row, zp, kSlack);
-  at::parallel_for(0, n * hp, 16, [&](int64_t r0, int64_t r1) {
+  // Rows in chunks of >= 64 KB: a deep layer's small image is copied faster
+  // than a parallel region starts.
+  at::parallel_for(0, n * hp, std::max<int64_t>(1, (int64_t{1} << 16) / row), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t img = r / hp, y = r % hp - ph;
       uint8_t* dst = out + r * row;
