@@ -124,10 +124,12 @@ def test_bad_inputs():
     assert qext.conv2d_int8(torch.zeros(0, 3, 8, 8, dtype=torch.uint8), 0.1, 0, packed, None, 0.1, 0).shape == (0, 4, 6, 6)
 
 
-def test_add_int8_matches_the_rule(isa):
+# under 64 bytes; 64-byte blocks and a tail; two parallel chunks
+@pytest.mark.parametrize("shape", [(1, 3, 1, 17), (2, 5, 7, 3), (1, 64, 30, 30)])
+def test_add_int8_matches_the_rule(isa, shape):
     g = torch.Generator().manual_seed(9)
-    a = torch.randint(0, 256, (2, 5, 7, 3), dtype=torch.uint8, generator=g).contiguous(memory_format=torch.channels_last)
-    b = torch.randint(0, 256, (2, 5, 7, 3), dtype=torch.uint8, generator=g)
+    a = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g).contiguous(memory_format=torch.channels_last)
+    b = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
     for relu in (False, True):
         got = qext.add_int8(a, 0.05, 120, b, 0.02, 3, 0.06, 77, relu)
         v = (a.float() - 120) * torch.tensor(0.05) + (b.float() - 3) * torch.tensor(0.02)

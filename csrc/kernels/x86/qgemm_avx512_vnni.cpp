@@ -115,6 +115,16 @@ inline void store_u8x16(uint8_t* dst, __mmask16 mask, __m512i v) {
   }
 }
 
+// Four vectors of int32 lanes in [0, 255] stored as 64 bytes in order: two
+// saturating packs (exact here) and one dword permute, where four narrowing
+// moves would take twice the uops.
+inline void store_u8x64(uint8_t* dst, __m512i q0, __m512i q1, __m512i q2, __m512i q3) {
+  // After the packs, 128-bit lane L holds 4 bytes each of q0, q1, q2, q3's lane L.
+  const __m512i bytes = _mm512_packus_epi16(_mm512_packus_epi32(q0, q1), _mm512_packus_epi32(q2, q3));
+  const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+  _mm512_storeu_si512(dst, _mm512_permutexvar_epi32(order, bytes));
+}
+
 // acc[r][c] = sum over `segments` runs of `groups` k groups each (run s of
 // row r at a[r] + offsets[s]), for MR rows x NB*16 columns of one block,
 // stored to `out` (row stride 64). Nothing else touches the accumulators, so
@@ -304,13 +314,20 @@ void add_requant_u8_avx512_vnni(const uint8_t* a, float sa, int32_t za, const ui
   const __m512i vza = _mm512_set1_epi32(za), vzb = _mm512_set1_epi32(zb);
   // ReLU is the quantizer's lower clamp (NaN -> 0, as the reference's v > lo ? v : lo).
   const Quantizer16 quantize(so, zo, 0, 255, relu ? 0.0f : -std::numeric_limits<float>::infinity());
-  for (int64_t i = 0; i < n; i += kVecCols) {
+  const auto requant16 = [&](__m128i a16, __m128i b16) {
+    const __m512i ai = _mm512_cvtepu8_epi32(a16), bi = _mm512_cvtepu8_epi32(b16);
+    return quantize(_mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ai, vza)), vsa),
+                                  _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(bi, vzb)), vsb)));
+  };
+  const auto load16 = [](const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); };
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    store_u8x64(out + i, requant16(load16(a + i), load16(b + i)), requant16(load16(a + i + 16), load16(b + i + 16)),
+                requant16(load16(a + i + 32), load16(b + i + 32)), requant16(load16(a + i + 48), load16(b + i + 48)));
+  }
+  for (; i < n; i += kVecCols) {
     const __mmask16 mask = lanes_mask(n - i);
-    const __m512i ai = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, a + i));
-    const __m512i bi = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, b + i));
-    const __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ai, vza)), vsa),
-                             _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(bi, vzb)), vsb));
-    store_u8x16(out + i, mask, quantize(v));
+    store_u8x16(out + i, mask, requant16(_mm_maskz_loadu_epi8(mask, a + i), _mm_maskz_loadu_epi8(mask, b + i)));
   }
 }
 
