@@ -1,6 +1,7 @@
 """Static int8 quantization of a ResNet-18-layout CNN, every contender in one
-run: fp32 eager, fp32 TorchScript (frozen), torch.ao FX static (x86 backend),
-ONNX Runtime quantize_static (QDQ, per-channel, U8S8; optional) and qext.
+run: fp32 eager, fp32 TorchScript (frozen), torch.ao static in eager mode and
+in FX mode (x86 backend), ONNX Runtime quantize_static (QDQ, per-channel,
+U8S8; optional) and qext.
 
     python benchmarks/bench_resnet.py [--threads 1,2] [--shapes 1x224,16x64]
 
@@ -26,6 +27,8 @@ from common import add_ratios_and_print, interleaved_median_seconds, quiet_peers
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
 from models import ResNet18ish, randomize_batch_norm  # noqa: E402
+
+from ao_eager_resnet import quantize_eager  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -99,6 +102,7 @@ def main():
                 ref = model(x)
                 frozen = torch.jit.freeze(torch.jit.script(model).eval())
                 ao = torch_ao_fx(model, x, calib)
+                ao_eager = quantize_eager(model, calib)
                 q = qext.quantize_static(model, calib)
                 int8_path = os.path.join(tmp, "int8.pt")
                 qext.save(q, int8_path)
@@ -108,7 +112,8 @@ def main():
                 for nthreads in [int(t) for t in args.threads.split(",")]:
                     with threads(nthreads):
                         contenders = {
-                            "fp32_eager": model, "fp32_torchscript_frozen": frozen, "torch_ao_fx_x86": ao,
+                            "fp32_eager": model, "fp32_torchscript_frozen": frozen,
+                            "torch_ao_eager_x86": ao_eager, "torch_ao_fx_x86": ao,
                             "onnxruntime_qdq": onnxruntime_static(model, x, calib, nthreads, ort_dir), "qext_static": q,
                         }
                         contenders = {name: fn for name, fn in contenders.items() if fn is not None}
