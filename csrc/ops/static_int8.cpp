@@ -109,12 +109,15 @@ void interleave_row(const uint8_t* src, int64_t plane, int64_t width, int64_t c,
   }
 }
 
-// NCHW uint8 -> channels-last for few channels (a quantized image): torch's
-// strided copy is ~5x slower there.
+// A contiguous NCHW image with few channels (a quantized network input):
+// qext interleaves it itself, as torch's strided copy to channels-last is ~5x
+// slower there.
+bool few_channel_nchw(const at::Tensor& x) {
+  return x.is_contiguous() && !x.is_contiguous(at::MemoryFormat::ChannelsLast) && x.size(1) <= 8;
+}
+
 at::Tensor channels_last_u8(const at::Tensor& x) {
-  if (x.is_contiguous(at::MemoryFormat::ChannelsLast) || !x.is_contiguous() || x.size(1) > 8) {
-    return x.contiguous(at::MemoryFormat::ChannelsLast);
-  }
+  if (!few_channel_nchw(x)) return x.contiguous(at::MemoryFormat::ChannelsLast);
   at::Tensor out = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::ChannelsLast));
   const int64_t c = x.size(1), h = x.size(2), wd = x.size(3);
   const uint8_t* in = x.data_ptr<uint8_t>();
@@ -142,9 +145,9 @@ PaddedNhwc padded_nhwc(const at::Tensor& x, int64_t ph, int64_t pw, uint8_t zp, 
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), wd = x.size(3);
   if (ph == 0 && pw == 0 && !overreads) return {channels_last_u8(x), h, wd};  // 1x1 convs
   const int64_t hp = h + 2 * ph, wp = wd + 2 * pw, row = wp * c;
-  // A quantized NCHW image with few channels is transposed here (torch's
-  // strided copy is slow there); anything else is made channels-last first.
-  const bool transpose = x.is_contiguous() && !x.is_contiguous(at::MemoryFormat::ChannelsLast) && c <= 8;
+  // A few-channel NCHW image is interleaved row by row into place; anything
+  // else is made channels-last first.
+  const bool transpose = few_channel_nchw(x);
   const at::Tensor src = transpose ? x : x.contiguous(at::MemoryFormat::ChannelsLast);
   at::Tensor bytes = at::empty({n * hp * row + kSlack}, x.options());
   const uint8_t* in = src.data_ptr<uint8_t>();
