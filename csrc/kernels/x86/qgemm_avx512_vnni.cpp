@@ -61,20 +61,18 @@ class Quantizer16 {
   Quantizer16(float scale, int32_t zero_point, int32_t qmin, int32_t qmax,
               float clamp_min = -std::numeric_limits<float>::infinity(),
               float clamp_max = std::numeric_limits<float>::infinity())
-      : narrowed_(std::isnormal(1.0f / scale) && std::abs(qmin - zero_point) < (1 << 16) &&
-                  std::abs(qmax - zero_point) < (1 << 16) &&
-                  std::isfinite(static_cast<float>(qmin - zero_point) * scale) &&
-                  std::isfinite(static_cast<float>(qmax - zero_point) * scale)),
-        scale_(_mm512_set1_ps(scale)),
+      : scale_(_mm512_set1_ps(scale)),
         inv_(_mm512_set1_ps(1.0f / scale)),
         zp_(_mm512_set1_epi32(zero_point)),
         zp_f_(_mm512_set1_ps(static_cast<float>(zero_point))),
         qmin_(_mm512_set1_ps(static_cast<float>(qmin))),
         qmax_(_mm512_set1_ps(static_cast<float>(qmax))) {
+    const float lo_q = static_cast<float>(qmin - zero_point) * scale;
+    const float hi_q = static_cast<float>(qmax - zero_point) * scale;
+    narrowed_ = std::isnormal(1.0f / scale) && std::abs(qmin - zero_point) < (1 << 16) &&
+                std::abs(qmax - zero_point) < (1 << 16) && std::isfinite(lo_q) && std::isfinite(hi_q);
     float lo = clamp_min, hi = clamp_max;
     if (narrowed_) {
-      const float lo_q = static_cast<float>(qmin - zero_point) * scale;
-      const float hi_q = static_cast<float>(qmax - zero_point) * scale;
       lo = std::clamp(clamp_min, lo_q, hi_q);
       hi = std::clamp(clamp_max, lo_q, hi_q);
     }
@@ -172,9 +170,10 @@ void accumulate_tail(const uint8_t* const* a, int64_t tail, const uint8_t* wg, i
   }
 }
 
+// `quantize` is ep's uint8 requantization, set up once per qgemm call.
 template <int MR, int NB>
-void tile(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, int64_t m0,
-          int64_t block, int64_t n0, int64_t ncols) {
+void tile(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, const Quantizer16& quantize,
+          int64_t m0, int64_t block, int64_t n0, int64_t ncols) {
   const uint8_t* a[MR];
   for (int r = 0; r < MR; ++r) a[r] = a_row(args, m0 + r).base;
   alignas(64) int32_t acc[MR * 64];
@@ -194,7 +193,6 @@ void tile(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, int6
 
   const bool to_float = ep.output != Epilogue::Output::Int32;
   const __m512 clamp_min = _mm512_set1_ps(ep.clamp_min), clamp_max = _mm512_set1_ps(ep.clamp_max);
-  const Quantizer16 quantize(ep.out_scale, ep.out_zero_point, 0, 255, ep.clamp_min, ep.clamp_max);
   for (int j = 0; j < NB; ++j) {
     const int64_t n = n0 + j * kVecCols;
     const __mmask16 mask = lanes_mask(ncols - j * kVecCols);
@@ -232,8 +230,8 @@ void tile(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, int6
   }
 }
 
-using TileFn = void (*)(const GemmArgs&, const PackedWeights&, const Epilogue&, int64_t,
-                        int64_t, int64_t, int64_t);
+using TileFn = void (*)(const GemmArgs&, const PackedWeights&, const Epilogue&, const Quantizer16&,
+                        int64_t, int64_t, int64_t, int64_t);
 
 template <int MR>
 constexpr TileFn tile_for_cols(int nb) {
@@ -256,6 +254,7 @@ TileFn tile_for(int rows, int nb) {
 void qgemm_avx512_vnni(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep,
                        int64_t m_begin, int64_t m_end, int64_t block_begin, int64_t block_end) {
   const int64_t bc = w.layout().block_cols;
+  const Quantizer16 quantize(ep.out_scale, ep.out_zero_point, 0, 255, ep.clamp_min, ep.clamp_max);
   // Rows in chunks whose activations stay in L2 while every weight block of the
   // range streams past them; inside a chunk, one block's weights stay in L1/L2
   // while the chunk's row tiles use them.
@@ -272,7 +271,7 @@ void qgemm_avx512_vnni(const GemmArgs& args, const PackedWeights& w, const Epilo
       const int nb = static_cast<int>((ncols + kVecCols - 1) / kVecCols);
       for (int64_t m0 = c0; m0 < c1; m0 += kRows) {
         const int rows = static_cast<int>(std::min<int64_t>(kRows, c1 - m0));
-        tile_for(rows, nb)(args, w, ep, m0, b, n0, ncols);
+        tile_for(rows, nb)(args, w, ep, quantize, m0, b, n0, ncols);
       }
     }
   }
