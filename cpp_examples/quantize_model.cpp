@@ -54,6 +54,16 @@ std::vector<int64_t> parse_shape(const std::string& text) {
   return shape;
 }
 
+double parse_number(const std::string& option, const std::string& text) {
+  try {
+    size_t used = 0;
+    const double v = std::stod(text, &used);
+    if (used == text.size()) return v;
+  } catch (const std::exception&) {
+  }
+  usage("bad " + option + " '" + text + "': expected a number");
+}
+
 Options parse(int argc, char** argv) {
   Options o;
   std::vector<std::string> positional;
@@ -68,7 +78,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--calib") o.calib = value();
     else if (a == "--exclude") o.config.exclude.push_back(value());
     else if (a == "--per-tensor-activations") o.config.per_row_activations = false;
-    else if (a == "--check-max-abs-error") o.max_abs_error = std::stod(value());
+    else if (a == "--check-max-abs-error") o.max_abs_error = parse_number(a, value());
     else if (a.rfind("--", 0) == 0) usage("unknown option " + a);
     else positional.push_back(a);
   }
@@ -161,8 +171,7 @@ int main(int argc, char** argv) {
       return 1;
     }
   } catch (const std::exception& e) {
-    std::string what = e.what();
-    std::fprintf(stderr, "quantize_model: error: %s\n", what.substr(0, what.find('\n')).c_str());
+    std::fprintf(stderr, "quantize_model: error: %s\n", qext::error_summary(e).c_str());
     return 1;
   }
   return 0;

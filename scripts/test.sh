@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Sets up qext (scripts/setup.sh) and runs every test: pytest, then ctest.
+# Sets up qext (scripts/setup.sh) and runs every test: pytest, then ctest, then
+# the memory-safety job (scripts/sanitize.sh: ASan + UBSan build, C++ tests and
+# hostile model files).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -7,4 +9,5 @@ bash scripts/fetch_data.sh
 status=0
 .venv/bin/python -m pytest -q "$@" || status=$?
 ctest --test-dir build/python --output-on-failure || status=$?
+bash scripts/sanitize.sh || status=$?
 exit $status

@@ -6,6 +6,7 @@
 
 #include "api/report_storage.h"
 #include "ops/probe.h"
+#include "passes/module_copy.h"
 #include "passes/static_passes.h"
 #include "qext/qext.h"
 
@@ -27,7 +28,7 @@ std::map<std::string, at::Tensor> run_probed(torch::jit::Module& module, const s
 
 void measure_sqnr(const torch::jit::Module& prepared, torch::jit::Module& quantized,
                   const std::vector<std::vector<c10::IValue>>& inputs) {
-  torch::jit::Module reference = prepared.clone();
+  torch::jit::Module reference = passes::private_copy(prepared);
   for (const auto& method : reference.get_methods()) passes::probe_float_layers(reference, *method.graph());
   torch::jit::Module probed = api::convert(prepared, /*probe=*/true);
 

@@ -2,6 +2,7 @@
 
 #include "api/report_storage.h"
 #include "passes/dynamic_linear.h"
+#include "passes/module_copy.h"
 #include "qext/qext.h"
 
 namespace qext {
@@ -33,7 +34,7 @@ torch::jit::Module quantize_dynamic(const torch::jit::Module& model, const Dynam
               config.min_weight_elements);
   // A private copy: rewriting a module that has already run leaves its
   // executor with stale plans, and the caller's model must stay untouched.
-  torch::jit::Module out = model.clone();
+  torch::jit::Module out = passes::private_copy(model);
   out.eval();
   QuantizationReport report;
   report.mode = "dynamic";

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "api/report_storage.h"
+#include "passes/module_copy.h"
 #include "passes/static_passes.h"
 #include "passes/static_patterns.h"
 #include "qext/qext.h"
@@ -17,17 +18,17 @@ namespace {
 
 constexpr const char* kExcludeAttr = "_qext_static_exclude";
 constexpr const char* kWeightBitsAttr = "_qext_static_weight_bits";
+constexpr const char* kCheckFiniteAttr = "_qext_static_check_finite";
 // quantize_static measures the per-layer SQNR on at most this many batches.
 constexpr size_t kSqnrBatches = 16;
 
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
 }  // namespace
 
 torch::jit::Module prepare_static(const torch::jit::Module& model, const StaticConfig& config) {
   TORCH_CHECK(config.weight_bits >= 2 && config.weight_bits <= 8,
               "qext::prepare_static: weight_bits must be in [2, 8]; got ", config.weight_bits);
-  torch::jit::Module out = model.clone();
+  torch::jit::Module out = passes::private_copy(model);
   out.eval();
   for (const auto& method : out.get_methods()) {
     std::shared_ptr<torch::jit::Graph> graph = method.graph();
@@ -45,6 +46,7 @@ torch::jit::Module prepare_static(const torch::jit::Module& model, const StaticC
   for (const auto& p : config.exclude) exclude.push_back(p);
   passes::set_attribute(out, kExcludeAttr, c10::ListType::create(c10::StringType::get()), exclude);
   passes::set_attribute(out, kWeightBitsAttr, c10::IntType::get(), config.weight_bits);
+  passes::set_attribute(out, kCheckFiniteAttr, c10::BoolType::get(), config.check_finite);
   return out;
 }
 
@@ -57,12 +59,7 @@ void calibrate(torch::jit::Module& prepared, const std::vector<std::vector<c10::
     try {
       prepared.forward(inputs[i]);
     } catch (const std::exception& e) {
-      const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
-      std::string what = c10_error ? c10_error->what_without_backtrace() : e.what();
-      // The interpreter puts the TorchScript traceback first; the reason is last.
-      const size_t last = what.rfind("RuntimeError: ");
-      if (last != std::string::npos) what = what.substr(last + 14);
-      TORCH_CHECK(false, "qext::calibrate: calibration batch ", i, " failed: ", first_line(what));
+      TORCH_CHECK(false, "qext::calibrate: calibration batch ", i, " failed: ", error_summary(e));
     }
   }
 }
@@ -75,15 +72,21 @@ torch::jit::Module convert(const torch::jit::Module& prepared, bool probe) {
   std::vector<std::string> exclude;
   for (const auto& p : prepared.attr(kExcludeAttr).toListRef()) exclude.push_back(p.toStringRef());
   const int64_t weight_bits = prepared.hasattr(kWeightBitsAttr) ? prepared.attr(kWeightBitsAttr).toInt() : 8;
-  torch::jit::Module out = prepared.clone();
+  const bool check_finite = !prepared.hasattr(kCheckFiniteAttr) || prepared.attr(kCheckFiniteAttr).toBool();
+  torch::jit::Module out = passes::private_copy(prepared);
   QuantizationReport report;
   report.mode = "static";
   for (const auto& method : out.get_methods()) {
-    auto rows = passes::convert_static_layers(out, *method.graph(), exclude, weight_bits, probe);
+    // The copy's graphs were compiled again from the saved code, where the
+    // constants prepare folded (int lists such as pooling sizes) are literals.
+    std::shared_ptr<torch::jit::Graph> graph = method.graph();
+    torch::jit::ConstantPropagation(graph);
+    auto rows = passes::convert_static_layers(out, *method.graph(), exclude, weight_bits, check_finite, probe);
     report.layers.insert(report.layers.end(), rows.begin(), rows.end());
   }
   api::store_report(out, report, {{"qext_version", version()}, {"mode", "static"},
-                                  {"weight_bits", std::to_string(weight_bits)}});
+                                  {"weight_bits", std::to_string(weight_bits)},
+                                  {"check_finite", check_finite ? "true" : "false"}});
   return out;
 }
 

@@ -77,24 +77,56 @@ std::string QuantizationReport::to_json() const {
   return out.str();
 }
 
+namespace {
+
+// The attributes come from a file that may not be qext's: every row is
+// checked for shape and types before it is read.
+[[noreturn]] void not_a_report(const std::string& why) {
+  throw std::invalid_argument("qext::report: the module's " + std::string(api::kReportAttr) +
+                              " attribute is not a qext report (" + why + ")");
+}
+
+LayerReport parse_row(const c10::IValue& row, size_t index) {
+  const std::string where = "row " + std::to_string(index);
+  if (!row.isTuple()) not_a_report(where + " is a " + row.tagKind() + ", not a tuple");
+  const auto& e = row.toTupleRef().elements();
+  if (e.size() != 6 && e.size() != 9) not_a_report(where + " has " + std::to_string(e.size()) + " fields, not 6 or 9");
+  for (size_t i = 0; i < 4; ++i) {
+    if (!e[i].isString()) not_a_report(where + " field " + std::to_string(i) + " is not a string");
+  }
+  if (!e[4].isInt() || !e[5].isInt()) not_a_report(where + " byte counts are not integers");
+  LayerReport l{e[0].toStringRef(), e[1].toStringRef(), e[2].toStringRef(),
+                e[3].toStringRef(), e[4].toInt(), e[5].toInt()};
+  if (e.size() == 9) {
+    if (!(e[6].isNone() || e[6].isDouble()) || !(e[7].isNone() || e[7].isInt()) || !(e[8].isNone() || e[8].isDouble())) {
+      not_a_report(where + " scale / zero point / SQNR have the wrong types");
+    }
+    l.scale = optional_double(e[6]);
+    if (!e[7].isNone()) l.zero_point = e[7].toInt();
+    l.sqnr_db = optional_double(e[8]);
+  }
+  return l;
+}
+
+}  // namespace
+
 QuantizationReport report(const torch::jit::Module& module) {
   QuantizationReport r;
   if (module.hasattr(api::kMetadataAttr)) {
-    const auto meta = c10::impl::toTypedDict<std::string, std::string>(module.attr(api::kMetadataAttr).toGenericDict());
-    if (meta.contains("mode")) r.mode = meta.at("mode");
+    const c10::IValue meta = module.attr(api::kMetadataAttr);
+    if (meta.isGenericDict()) {
+      for (const auto& item : meta.toGenericDict()) {
+        if (item.key().isString() && item.key().toStringRef() == "mode" && item.value().isString()) {
+          r.mode = item.value().toStringRef();
+        }
+      }
+    }
   }
   if (!module.hasattr(api::kReportAttr)) return r;
-  for (const c10::IValue& row : module.attr(api::kReportAttr).toListRef()) {
-    const auto& e = row.toTupleRef().elements();
-    LayerReport l{e[0].toStringRef(), e[1].toStringRef(), e[2].toStringRef(),
-                  e[3].toStringRef(), e[4].toInt(), e[5].toInt()};
-    if (e.size() >= 9) {
-      l.scale = optional_double(e[6]);
-      if (!e[7].isNone()) l.zero_point = e[7].toInt();
-      l.sqnr_db = optional_double(e[8]);
-    }
-    r.layers.push_back(std::move(l));
-  }
+  const c10::IValue rows = module.attr(api::kReportAttr);
+  if (!rows.isList()) not_a_report("it is a " + std::string(rows.tagKind()) + ", not a list");
+  const auto list = rows.toListRef();
+  for (size_t i = 0; i < list.size(); ++i) r.layers.push_back(parse_row(list[i], i));
   return r;
 }
 

@@ -1,12 +1,8 @@
 #include <torch/csrc/jit/serialization/import.h>
 
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <unistd.h>
 
+#include "api/atomic_file.h"
 #include "qext/qext.h"
 
 namespace qext {
@@ -14,31 +10,7 @@ namespace qext {
 namespace fs = std::filesystem;
 
 void save(const torch::jit::Module& module, const std::string& path) {
-  const fs::path target(path);
-  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  if (!fs::is_directory(dir)) {
-    throw std::runtime_error("qext::save: cannot write '" + path + "': folder '" + dir.string() +
-                             "' does not exist");
-  }
-  if (fs::is_directory(target)) {
-    throw std::runtime_error("qext::save: cannot write '" + path + "': it is a folder");
-  }
-  // Write beside the target, then rename: readers never see a partial file.
-  const fs::path tmp = dir / ("." + target.filename().string() + ".qext-tmp-" + std::to_string(::getpid()));
-  {
-    std::ofstream probe(tmp, std::ios::binary);
-    if (!probe) {
-      throw std::runtime_error("qext::save: cannot write '" + path + "': " + std::strerror(errno));
-    }
-  }
-  try {
-    module.save(tmp.string());
-    fs::rename(tmp, target);
-  } catch (const std::exception& e) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    throw std::runtime_error("qext::save: writing '" + path + "' failed: " + e.what());
-  }
+  api::write_file_atomically(path, [&](std::ostream& out) { module.save(out); });
 }
 
 torch::jit::Module load(const std::string& path) {

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
 
 namespace qext::kernels {
 
@@ -17,8 +20,19 @@ int64_t div_round_half_even(int64_t num, int64_t den) {
 
 int64_t pooled_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation,
                     bool ceil_mode) {
-  const int64_t span = in + 2 * pad - dilation * (kernel - 1) - 1;
-  if (span < 0) return 0;
+  if (in < 0 || kernel < 1 || stride < 1 || pad < 0 || dilation < 1) {
+    throw std::invalid_argument("qext: window needs input >= 0, kernel, stride, dilation >= 1 and padding >= 0");
+  }
+  // span = in + 2 pad - dilation (kernel - 1) - 1, in checked arithmetic:
+  // kernel arguments may come from a tampered file.
+  int64_t padded, reach, span;
+  if (__builtin_mul_overflow(pad, 2, &padded) || __builtin_add_overflow(in, padded, &padded) ||
+      __builtin_mul_overflow(dilation, kernel - 1, &reach) || __builtin_sub_overflow(padded, reach + 1, &span)) {
+    throw std::overflow_error("qext: window size arithmetic overflows (input " + std::to_string(in) + ", kernel " +
+                              std::to_string(kernel) + ", padding " + std::to_string(pad) + ", dilation " +
+                              std::to_string(dilation) + ")");
+  }
+  if (span < 0) return 0;  // floor division, not truncation: the window does not fit
   int64_t out = (span + (ceil_mode ? stride - 1 : 0)) / stride + 1;
   // The last window must start inside the input or the left padding.
   if (ceil_mode && (out - 1) * stride >= in + pad) --out;
@@ -92,6 +106,38 @@ void max_of_taps(const uint8_t* const* taps, int64_t count, int64_t n, uint8_t* 
   }
 }
 
+// avg_pool2d_u8 with sums of type Acc (int32 where 255 * taps fits it).
+template <typename Acc>
+void avg_pool2d_sums(const uint8_t* in, const NhwcShape& s, const PoolAxis& rows, const PoolAxis& cols,
+                     int64_t divisor_override, int32_t zero_point, uint8_t* out, int64_t row_begin,
+                     int64_t row_end) {
+  const int64_t c = s.c, oh = rows.size(), ow = cols.size();
+  std::vector<Acc> sum(static_cast<size_t>(c));
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const int64_t n = row / oh, oy = row % oh;
+    for (int64_t ox = 0; ox < ow; ++ox) {
+      std::fill(sum.begin(), sum.end(), Acc{0});
+      int64_t taps = 0;
+      for (int64_t y = rows.begin[oy]; y < rows.end[oy]; ++y) {
+        for (int64_t x = cols.begin[ox]; x < cols.end[ox]; ++x, ++taps) {
+          const uint8_t* p = in + ((n * s.h + y) * s.w + x) * c;
+          for (int64_t ch = 0; ch < c; ++ch) sum[ch] += p[ch];
+        }
+      }
+      const int64_t divisor = divisor_override > 0 ? divisor_override : rows.divisor[oy] * cols.divisor[ox];
+      uint8_t* o = out + (row * ow + ox) * c;
+      if (divisor <= 0) {  // a window with no input under it (count_include_pad=False): the value 0
+        std::fill(o, o + c, static_cast<uint8_t>(std::clamp<int32_t>(zero_point, 0, 255)));
+        continue;
+      }
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const int64_t q = zero_point + div_round_half_even(static_cast<int64_t>(sum[ch]) - taps * zero_point, divisor);
+        o[ch] = static_cast<uint8_t>(std::clamp<int64_t>(q, 0, 255));
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void max_pool2d_u8(const uint8_t* in, const NhwcShape& s, int64_t kh, int64_t kw, int64_t sh,
@@ -123,26 +169,17 @@ void max_pool2d_u8(const uint8_t* in, const NhwcShape& s, int64_t kh, int64_t kw
 void avg_pool2d_u8(const uint8_t* in, const NhwcShape& s, const PoolAxis& rows, const PoolAxis& cols,
                    int64_t divisor_override, int32_t zero_point, uint8_t* out, int64_t row_begin,
                    int64_t row_end) {
-  const int64_t c = s.c, oh = rows.size(), ow = cols.size();
-  std::vector<int32_t> sum(static_cast<size_t>(c));
-  for (int64_t row = row_begin; row < row_end; ++row) {
-    const int64_t n = row / oh, oy = row % oh;
-    for (int64_t ox = 0; ox < ow; ++ox) {
-      std::fill(sum.begin(), sum.end(), 0);
-      int64_t taps = 0;
-      for (int64_t y = rows.begin[oy]; y < rows.end[oy]; ++y) {
-        for (int64_t x = cols.begin[ox]; x < cols.end[ox]; ++x, ++taps) {
-          const uint8_t* p = in + ((n * s.h + y) * s.w + x) * c;
-          for (int64_t ch = 0; ch < c; ++ch) sum[ch] += p[ch];
-        }
-      }
-      const int64_t divisor = divisor_override > 0 ? divisor_override : rows.divisor[oy] * cols.divisor[ox];
-      uint8_t* o = out + (row * ow + ox) * c;
-      for (int64_t ch = 0; ch < c; ++ch) {
-        const int64_t q = zero_point + div_round_half_even(sum[ch] - taps * zero_point, divisor);
-        o[ch] = static_cast<uint8_t>(std::clamp<int64_t>(q, 0, 255));
-      }
+  int64_t widest = 0;  // the most taps a window holds, for the accumulator width
+  for (int64_t oy = 0; oy < rows.size(); ++oy) {
+    for (int64_t ox = 0; ox < cols.size(); ++ox) {
+      widest = std::max(widest, (rows.end[oy] - rows.begin[oy]) * (cols.end[ox] - cols.begin[ox]));
     }
+  }
+  // int32 sums vectorise twice as wide; 255 * taps must fit them.
+  if (widest <= std::numeric_limits<int32_t>::max() / 255) {
+    avg_pool2d_sums<int32_t>(in, s, rows, cols, divisor_override, zero_point, out, row_begin, row_end);
+  } else {
+    avg_pool2d_sums<int64_t>(in, s, rows, cols, divisor_override, zero_point, out, row_begin, row_end);
   }
 }
 

@@ -48,10 +48,9 @@ PackedWeights::PackedWeights(const int8_t* w, int64_t n, int64_t k, Isa isa)
     throw std::invalid_argument("qext: packed weights need N > 0 and K > 0; got N=" +
                                 std::to_string(n) + ", K=" + std::to_string(k));
   }
-  // 255 * 128 * K must fit the int32 accumulator.
-  if (k > 65536) {
-    throw std::invalid_argument("qext: K=" + std::to_string(k) +
-                                " exceeds 65536, the most an int32 accumulator holds exactly");
+  if (k > kMaxGemmK) {
+    throw std::invalid_argument("qext: K=" + std::to_string(k) + " exceeds " + std::to_string(kMaxGemmK) +
+                                ", the most an int32 accumulator holds exactly");
   }
   if (!cpu_supports(isa)) {
     throw std::runtime_error(std::string("qext: cannot pack weights for ISA path '") +

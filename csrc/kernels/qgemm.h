@@ -15,6 +15,10 @@
 
 namespace qext::kernels {
 
+// The longest reduction the int32 accumulator holds exactly: 255 * 128 * K
+// must stay below 2^31. Longer layers stay float (the passes say so).
+constexpr int64_t kMaxGemmK = 65536;
+
 // How one ISA path lays out packed weights: N is cut into blocks of
 // `block_cols` columns (the last block padded to `col_align`), K into groups of
 // `k_group`; inside a block the bytes run [k group][column][k in group].

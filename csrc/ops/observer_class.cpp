@@ -44,14 +44,34 @@ ObserverClass::ObserverClass(std::string kind, std::string method, double percen
     : observer_(make_config(std::move(kind), std::move(method), percentile, averaging_constant,
                             bins, axis, qmin, qmax, symmetric)) {}
 
+void ObserverClass::observe(const at::Tensor& x) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  observer_.observe(x);
+}
+
+std::tuple<at::Tensor, at::Tensor> ObserverClass::qparams() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return observer_.qparams();
+}
+
+int64_t ObserverClass::batches() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return observer_.batches();
+}
+
 std::tuple<at::Tensor, at::Tensor> ObserverClass::min_max() const {
+  std::lock_guard<std::mutex> lock(mutex_);
   const auto [lo, hi] = observer_.range();
   return {to_tensor(lo, at::kFloat), to_tensor(hi, at::kFloat)};
 }
 
-at::Tensor ObserverClass::histogram() const { return to_tensor(observer_.state().hist, at::kDouble); }
+at::Tensor ObserverClass::histogram() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return to_tensor(observer_.state().hist, at::kDouble);
+}
 
 ObserverClass::State ObserverClass::state() const {
+  std::lock_guard<std::mutex> lock(mutex_);
   const auto& c = observer_.config();
   const auto& s = observer_.state();
   return {kFormatVersion, c.kind, c.method, c.percentile, c.averaging_constant, c.bins, c.axis,
@@ -81,15 +101,11 @@ void register_observer_class(torch::Library& m) {
       .def(torch::init<std::string, std::string, double, double, int64_t, std::optional<int64_t>,
                        int64_t, int64_t, bool>())
       .def("observe",
-           [](const c10::intrusive_ptr<ObserverClass>& self, const at::Tensor& x) {
-             self->observer().observe(x);
-           })
-      .def("calculate_qparams",
-           [](const c10::intrusive_ptr<ObserverClass>& self) { return self->observer().qparams(); })
+           [](const c10::intrusive_ptr<ObserverClass>& self, const at::Tensor& x) { self->observe(x); })
+      .def("calculate_qparams", &ObserverClass::qparams)
       .def("min_max", &ObserverClass::min_max)
       .def("histogram", &ObserverClass::histogram)
-      .def("batches",
-           [](const c10::intrusive_ptr<ObserverClass>& self) { return self->observer().batches(); })
+      .def("batches", &ObserverClass::batches)
       .def_pickle([](const c10::intrusive_ptr<ObserverClass>& self) { return self->state(); },
                   [](ObserverClass::State st) { return ObserverClass::from_state(std::move(st)); });
 }

@@ -5,6 +5,8 @@
 
 #include <torch/custom_class.h>
 
+#include <mutex>
+
 #include "quant/observers.h"
 
 namespace qext::ops {
@@ -21,13 +23,18 @@ class ObserverClass : public torch::CustomClassHolder {
                 int64_t qmin, int64_t qmax, bool symmetric);
   explicit ObserverClass(quant::Observer observer) : observer_(std::move(observer)) {}
 
-  quant::Observer& observer() { return observer_; }
+  // Every access goes through the lock: one prepared module may be calibrated
+  // from several threads at once.
+  void observe(const at::Tensor& x);
+  std::tuple<at::Tensor, at::Tensor> qparams() const;
+  int64_t batches() const;
   std::tuple<at::Tensor, at::Tensor> min_max() const;
   at::Tensor histogram() const;
   State state() const;
   static c10::intrusive_ptr<ObserverClass> from_state(State state);
 
  private:
+  mutable std::mutex mutex_;
   quant::Observer observer_;
 };
 

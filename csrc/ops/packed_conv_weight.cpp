@@ -10,10 +10,15 @@ namespace {
 
 constexpr const char* kClass = "qext::PackedConvWeight";
 
+// Geometry may come from a file: bounded so the window arithmetic stays far
+// from int64 overflow.
+constexpr int64_t kMaxGeometry = int64_t{1} << 20;
+
 std::array<int64_t, 2> pair_of(const std::vector<int64_t>& v, const char* what, int64_t min) {
   TORCH_CHECK(v.size() == 1 || v.size() == 2, kClass, ": ", what, " needs 1 or 2 values; got ", v.size());
   std::array<int64_t, 2> p{v[0], v.size() == 2 ? v[1] : v[0]};
-  TORCH_CHECK(p[0] >= min && p[1] >= min, kClass, ": ", what, " must be >= ", min);
+  TORCH_CHECK(p[0] >= min && p[1] >= min && p[0] <= kMaxGeometry && p[1] <= kMaxGeometry, kClass, ": ", what,
+              " must be in [", min, ", ", kMaxGeometry, "]; got ", v);
   return p;
 }
 
@@ -30,6 +35,7 @@ PackedConvWeight::PackedConvWeight(const at::Tensor& weight, const at::Tensor& s
   TORCH_CHECK(weight.dim() == 4 && weight.scalar_type() == at::kChar, kClass,
               ": expected an int8 weight [Cout, Cin/groups, KH, KW]; got ", weight.scalar_type(),
               " of shape ", weight.sizes());
+  TORCH_CHECK(weight.numel() > 0, kClass, ": the weight must not be empty; got shape ", weight.sizes());
   TORCH_CHECK(groups >= 1 && weight.size(0) % groups == 0, kClass, ": groups=", groups,
               " must divide Cout=", weight.size(0));
   out_channels_ = weight.size(0);
@@ -40,10 +46,13 @@ PackedConvWeight::PackedConvWeight(const at::Tensor& weight, const at::Tensor& s
               out_channels_, " scales; got shape ", scales.sizes());
   TORCH_CHECK(at::all(at::isfinite(scales_) & (scales_ > 0)).item<bool>(), kClass,
               ": scales must be finite and > 0");
+  const int64_t per_group = out_channels_ / groups, row_bytes = kw_ * in_per_group_;
+  TORCH_CHECK(kh_ * ((row_bytes + 3) / 4 * 4) <= kernels::kMaxGemmK, kClass, ": a ", kh_, "x", kw_, "x",
+              in_per_group_, " window sums more terms than the int32 accumulator holds exactly (",
+              kernels::kMaxGemmK, ")");
   // GEMM layout per group: rows = output channels, columns in (kh, kw, c) order
   // to match channels-last activations, each kernel row padded to
   // kernel_row_bytes_.
-  const int64_t per_group = out_channels_ / groups, row_bytes = kw_ * in_per_group_;
   kernel_row_bytes_ = direct() ? (row_bytes + 3) / 4 * 4 : row_bytes;
   const at::Tensor gemm_w =
       at::constant_pad_nd(weight.permute({0, 2, 3, 1}).reshape({out_channels_, kh_, row_bytes}),

@@ -8,21 +8,22 @@ namespace qext::ops {
 
 namespace {
 
-const at::Tensor& checked_weight(const at::Tensor& weight) {
+// Checks come before any size is read (the weight may come from a file).
+kernels::PackedWeights checked_pack(const at::Tensor& weight) {
   TORCH_CHECK(weight.dim() == 2, "qext::PackedLinearWeight: expected a 2-D [out, in] weight; got ",
               weight.dim(), "-D");
   TORCH_CHECK(weight.scalar_type() == at::kChar,
               "qext::PackedLinearWeight: expected an int8 weight; got ", weight.scalar_type());
   TORCH_CHECK(weight.size(0) > 0 && weight.size(1) > 0,
               "qext::PackedLinearWeight: weight must not be empty; got shape ", weight.sizes());
-  return weight;
+  const at::Tensor w = weight.contiguous();
+  return kernels::PackedWeights(w.data_ptr<int8_t>(), w.size(0), w.size(1), kernels::active_isa());
 }
 
 }  // namespace
 
 PackedLinearWeight::PackedLinearWeight(const at::Tensor& weight, const at::Tensor& scales)
-    : packed_(checked_weight(weight).contiguous().data_ptr<int8_t>(), weight.size(0),
-              weight.size(1), kernels::active_isa()),
+    : packed_(checked_pack(weight)),
       scales_(scales.to(at::kFloat).contiguous().clone()) {
   TORCH_CHECK(scales_.dim() == 1 && scales_.numel() == weight.size(0),
               "qext::PackedLinearWeight: expected ", weight.size(0), " scales; got shape ",

@@ -20,6 +20,9 @@ std::pair<int64_t, int64_t> pair_arg(const char* op, const char* name, const std
 at::Tensor checked_input(const char* op, const at::Tensor& x) {
   TORCH_CHECK(x.scalar_type() == at::kByte && x.dim() == 4, op, ": expected uint8 activations [N, C, H, W]; got ",
               x.scalar_type(), " of shape ", x.sizes());
+  // As PyTorch: only the batch may be empty.
+  TORCH_CHECK(x.size(1) > 0 && x.size(2) > 0 && x.size(3) > 0, op,
+              ": expected non-empty C, H and W; got shape ", x.sizes());
   return x.contiguous(at::MemoryFormat::ChannelsLast);
 }
 
@@ -100,7 +103,11 @@ at::Tensor adaptive_avg_pool2d_int8(const at::Tensor& x, int64_t zero_point, std
   const auto [oh, ow] = pair_arg(op, "output_size", output_size);
   TORCH_CHECK(oh > 0 && ow > 0, op, ": output_size must be > 0");
   const kernels::NhwcShape s{xc.size(0), xc.size(2), xc.size(3), xc.size(1)};
-  TORCH_CHECK(s.h > 0 && s.w > 0, op, ": empty input ", x.sizes());
+  // Windows are computed per output row and column: bound them before
+  // allocating (an output larger than the input only repeats its pixels).
+  constexpr int64_t kMaxSide = int64_t{1} << 16;
+  TORCH_CHECK(oh <= std::max(s.h, kMaxSide) && ow <= std::max(s.w, kMaxSide), op, ": output_size ", oh, "x", ow,
+              " is too large for an input of ", s.h, "x", s.w, " (at most max(input, 65536) per side)");
   const kernels::PoolAxis rows = kernels::adaptive_pool_axis(s.h, oh), cols = kernels::adaptive_pool_axis(s.w, ow);
   at::Tensor out = output_like(xc, oh, ow);
   const uint8_t* in = xc.data_ptr<uint8_t>();

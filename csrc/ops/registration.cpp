@@ -89,6 +89,7 @@ TORCH_LIBRARY(qext, m) {
   m.def("linear_int8(Tensor x, float x_scale, int x_zero_point, __torch__.torch.classes.qext.PackedLinearWeight weight, Tensor? bias, float out_scale, int out_zero_point, bool relu=False, float? clamp_min=None, float? clamp_max=None) -> Tensor");
   m.def("quantize_per_tensor(Tensor x, float scale, int zero_point) -> Tensor");
   m.def("dequantize_per_tensor(Tensor q, float scale, int zero_point) -> Tensor");
+  m.def("check_finite(Tensor(a) x) -> Tensor(a)");
   // Calibration: feeds x to the observer and returns x. Conservative aliasing
   // keeps the JIT from dropping or reordering it.
   m.def(torch::schema("qext::observe(Tensor x, __torch__.torch.classes.qext.Observer observer) -> Tensor",
@@ -118,9 +119,10 @@ TORCH_LIBRARY_IMPL(qext, CPU, m) {
   m.impl("add_int8", &add_int8);
   m.impl("quantize_per_tensor", &quantize_per_tensor);
   m.impl("dequantize_per_tensor", &dequantize_per_tensor);
+  m.impl("check_finite", &check_finite);
   m.impl("observe", [](const at::Tensor& x, const c10::intrusive_ptr<ObserverClass>& observer) {
     TORCH_CHECK(observer, "qext::observe: observer is None");
-    observer->observer().observe(x);
+    observer->observe(x);
     return x;
   });
   m.impl("fold_batch_norm", &quant::fold_batch_norm);

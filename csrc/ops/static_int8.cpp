@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <atomic>
 #include <ATen/Parallel.h>
 
 #include <cmath>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "kernels/elementwise.h"
+#include "kernels/pooling.h"
 #include "kernels/quantize.h"
 #include "ops/parallel_qgemm.h"
 
@@ -145,6 +147,9 @@ PaddedNhwc padded_nhwc(const at::Tensor& x, int64_t ph, int64_t pw, uint8_t zp, 
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), wd = x.size(3);
   if (ph == 0 && pw == 0 && !overreads) return {channels_last_u8(x), h, wd};  // 1x1 convs
   const int64_t hp = h + 2 * ph, wp = wd + 2 * pw, row = wp * c;
+  int64_t total;
+  TORCH_CHECK(!__builtin_mul_overflow(n * hp, row, &total) && total < (int64_t{1} << 50),
+              "qext::conv2d_int8: the padded input ", n, "x", hp, "x", wp, "x", c, " is too large");
   // A few-channel NCHW image is interleaved row by row into place; anything
   // else is made channels-last first.
   const bool transpose = few_channel_nchw(x);
@@ -198,8 +203,8 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const auto [ph, pw] = w->padding();
   const auto [dh, dw] = w->dilation();
   const int64_t kh = w->kh(), kw = w->kw(), groups = w->groups();
-  const int64_t oh = (h + 2 * ph - dh * (kh - 1) - 1) / sh + 1;
-  const int64_t ow = (wd + 2 * pw - dw * (kw - 1) - 1) / sw + 1;
+  const int64_t oh = kernels::pooled_size(h, kh, sh, ph, dh, /*ceil_mode=*/false);
+  const int64_t ow = kernels::pooled_size(wd, kw, sw, pw, dw, /*ceil_mode=*/false);
   TORCH_CHECK(oh > 0 && ow > 0, op, ": input ", x.sizes(), " is smaller than the kernel ", kh, "x", kw,
               " (after padding and dilation)");
   const int64_t cout = w->out_channels(), cg = c / groups, coutg = cout / groups;
@@ -326,6 +331,22 @@ at::Tensor quantize_per_tensor(const at::Tensor& x, double scale, int64_t zero_p
   return map_keeping_format<float, uint8_t>(x, at::kByte, [&](const float* in, int64_t n, uint8_t* out) {
     kernels::quantize_u8(in, n, static_cast<float>(scale), static_cast<int32_t>(zero_point), 0, 255, out, isa);
   });
+}
+
+at::Tensor check_finite(const at::Tensor& x) {
+  TORCH_CHECK(x.scalar_type() == at::kFloat, "qext::check_finite: expected float32; got ", x.scalar_type());
+  const at::Tensor xc = x.contiguous(x.suggest_memory_format());
+  const float* p = xc.data_ptr<float>();
+  const kernels::Isa isa = kernels::active_isa();
+  std::atomic<bool> finite{true};
+  at::parallel_for(0, xc.numel(), 1 << 16, [&](int64_t b, int64_t e) {
+    float lo, hi;
+    if (!kernels::finite_min_max(p + b, e - b, &lo, &hi, isa)) finite = false;
+  });
+  TORCH_CHECK(finite.load(), "qext: a tensor entering int8 layers holds NaN or Inf, which int8 cannot represent "
+              "(it would become a finite value); clean the input, or quantize with check_finite=False to "
+              "let such values clamp to the calibrated range");
+  return x;
 }
 
 at::Tensor dequantize_per_tensor(const at::Tensor& q, double scale, int64_t zero_point) {

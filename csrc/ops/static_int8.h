@@ -16,6 +16,9 @@ namespace qext::ops {
 // These are the boundaries static quantization inserts around int8 regions.
 at::Tensor quantize_per_tensor(const at::Tensor& x, double scale, int64_t zero_point);
 at::Tensor dequantize_per_tensor(const at::Tensor& q, double scale, int64_t zero_point);
+// Returns x; raises when x holds NaN or Inf (inserted before the quantize at
+// each float -> int8 boundary unless StaticConfig::check_finite is off).
+at::Tensor check_finite(const at::Tensor& x);
 
 // x: uint8 [N, C, H, W] (any memory format); returns uint8 [N, Cout, OH, OW] in
 // channels-last memory format. relu / clamp_min / clamp_max clamp the float

@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "kernels/qgemm.h"
 #include "ops/packed_linear_weight.h"
 #include "passes/attr_chain.h"
 #include "passes/name_match.h"
@@ -112,6 +113,11 @@ std::string skip_reason(const Candidate& c, const std::optional<at::Tensor>& w,
     return std::to_string(w->numel()) + " weights < min_weight_elements " + std::to_string(cfg.min_weight_elements);
   }
   if (!at::isfinite(*w).all().item<bool>()) return "weight holds NaN or Inf";
+  const int64_t k = c.transposed ? w->size(0) : w->size(1);
+  if (k > kernels::kMaxGemmK) {
+    return std::to_string(k) + " input features: more than " + std::to_string(kernels::kMaxGemmK) +
+           ", the most the int32 accumulator sums exactly";
+  }
   return "";
 }
 

@@ -5,6 +5,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "kernels/qgemm.h"
 #include "ops/observer_class.h"
 #include "ops/packed_conv_weight.h"
 #include "ops/packed_linear_weight.h"
@@ -51,9 +52,9 @@ std::unordered_map<Value*, Qp> take_observations(const torch::jit::Module& root,
     const auto ref = resolve_attr(root, n->input(1));
     TORCH_CHECK(ref, "qext::convert: an observer is not a module attribute; was the module prepared by qext?");
     auto observer = ref->owner.attr(ref->attr).toCustomClass<ops::ObserverClass>();
-    TORCH_CHECK(observer->observer().batches() > 0, "qext::convert: the module was never calibrated (",
+    TORCH_CHECK(observer->batches() > 0, "qext::convert: the module was never calibrated (",
                 ref->attr, " saw no data); run calibration inputs through the prepared module first");
-    const auto [scale, zp] = observer->observer().qparams();
+    const auto [scale, zp] = observer->qparams();
     qp[n->input(0)] = Qp{scale.item<double>(), zp.item<int64_t>()};
     n->output()->replaceAllUsesWith(n->input(0));
     n->destroy();
@@ -162,6 +163,32 @@ std::pair<std::string, int64_t> pack_weight(torch::jit::Module& root, const Stat
   return {attr, w.numel() + w.size(0) * static_cast<int64_t>(sizeof(float))};
 }
 
+// Why a conv/linear layer's dot products are too long for the int32
+// accumulator (empty when they fit).
+std::string reduction_too_long(const StaticLayer& l) {
+  if (!l.weight || (l.kind != "linear" && l.kind != "conv2d" && l.kind != "conv1d")) return "";
+  const c10::IValue v = l.weight->owner.attr(l.weight->attr);
+  if (!v.isTensor()) return "";
+  const at::Tensor w = v.toTensor();
+  int64_t k = w.dim() >= 2 ? w.size(1) : 0;
+  if (l.kind == "conv2d" && w.dim() == 4) k = w.size(2) * ((w.size(3) * w.size(1) + 3) / 4 * 4);  // padded kernel rows
+  if (l.kind == "conv1d" && w.dim() == 3) k = (w.size(2) * w.size(1) + 3) / 4 * 4;
+  if (k <= kernels::kMaxGemmK) return "";
+  return "dot products of " + std::to_string(k) + " terms: more than " + std::to_string(kernels::kMaxGemmK) +
+         ", the most the int32 accumulator sums exactly";
+}
+
+// Puts qext::check_finite before every remaining float -> int8 quantize, so
+// NaN/Inf raise instead of becoming finite int8 values.
+void guard_boundaries(Graph& graph) {
+  const c10::Symbol check = c10::Symbol::fromQualString("qext::check_finite");
+  visit_nodes(graph.block(), [&](Node* n) {
+    if (n->kind() != kQuantize || n->input(0)->node()->kind() == check) return;
+    torch::jit::WithInsertPoint guard(n);
+    n->replaceInput(0, emit(graph, check, {n->input(0)}));
+  });
+}
+
 // Adds a report row for each op that reads int8 data dequantized because it
 // has no int8 version (e.g. tanh, softmax, a matmul of two activations).
 void report_float_ops(Graph& graph, std::vector<LayerReport>& rows) {
@@ -184,7 +211,7 @@ void report_float_ops(Graph& graph, std::vector<LayerReport>& rows) {
 
 std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& graph,
                                                const std::vector<std::string>& exclude, int64_t weight_bits,
-                                               bool probe) {
+                                               bool check_finite, bool probe) {
   auto qp = take_observations(root, graph);
   std::vector<LayerReport> rows;
   std::vector<AttrRef> quantized_weights;
@@ -198,6 +225,7 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
     for (Value* v : l.inputs()) observed = observed && qp.count(v);
     if (row.reason.empty() && first_match(exclude, l.name)) row.reason = "excluded by pattern '" + *first_match(exclude, l.name) + "'";
     if (row.reason.empty() && !observed) row.reason = "not observed during calibration";
+    if (row.reason.empty()) row.reason = reduction_too_long(l);
     if (!row.reason.empty()) {
       rows.push_back(row);
       continue;
@@ -258,6 +286,7 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
     rows.push_back(row);
   }
   drop_requantize_pairs(root, graph);
+  if (check_finite) guard_boundaries(graph);
   for (AttrRef& ref : quantized_weights) release_if_unread(root, ref);
   report_float_ops(graph, rows);
   return rows;

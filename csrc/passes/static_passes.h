@@ -21,10 +21,12 @@ void insert_observers(torch::jit::Module& root, torch::jit::Graph& graph, const 
 // removed between int8 layers) and returns the report rows. Weights are
 // quantized to weight_bits (2..8) symmetric per channel. With probe, each
 // int8 layer's dequantized output is also recorded (qext::_probe, keyed by
-// layer name) without changing what the model computes.
+// layer name) without changing what the model computes. With check_finite,
+// each float -> int8 boundary first checks its input for NaN/Inf
+// (qext::check_finite).
 std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, torch::jit::Graph& graph,
                                                const std::vector<std::string>& exclude,
-                                               int64_t weight_bits, bool probe = false);
+                                               int64_t weight_bits, bool check_finite, bool probe = false);
 
 // On a prepared module: drops the observers and records every static layer's
 // float output (qext::_probe, keyed by layer name) — the reference for SQNR.

@@ -7,12 +7,25 @@
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/utils/pybind.h>  // at::Tensor <-> torch.Tensor
 
+#include <system_error>
+
 #include "qext/qext.h"
 
 namespace py = pybind11;
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "qext native bindings (use the qext package, not this module)";
+  // I/O failures carry their errno to Python: OSError(errno, message), which
+  // Python turns into FileNotFoundError, PermissionError... as usual. Local:
+  // tried before the global translators other extensions registered.
+  py::register_local_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const std::system_error& e) {
+      const py::object error = py::module_::import("builtins").attr("OSError")(e.code().value(), e.what());
+      PyErr_SetObject(PyExc_OSError, error.ptr());
+    }
+  });
   m.def("version", &qext::version);
   m.def("active_isa", &qext::active_isa);
   m.def("set_isa", &qext::set_isa, py::arg("name"));
@@ -41,7 +54,8 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("histogram_method", &qext::StaticConfig::histogram_method)
       .def_readwrite("percentile", &qext::StaticConfig::percentile)
       .def_readwrite("fold_batch_norm", &qext::StaticConfig::fold_batch_norm)
-      .def_readwrite("weight_bits", &qext::StaticConfig::weight_bits);
+      .def_readwrite("weight_bits", &qext::StaticConfig::weight_bits)
+      .def_readwrite("check_finite", &qext::StaticConfig::check_finite);
 
   m.def("prepare_static", &qext::prepare_static, py::arg("module"), py::arg("config"),
         py::call_guard<py::gil_scoped_release>());

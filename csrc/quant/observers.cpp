@@ -45,7 +45,7 @@ std::pair<std::vector<float>, std::vector<float>> batch_min_max(const at::Tensor
 void validate(const ObserverConfig& c) {
   auto bad = [](const std::string& what) { throw std::invalid_argument("qext::Observer: " + what); };
   if (c.kind != "min_max" && c.kind != "moving_average" && c.kind != "histogram") {
-    bad("kind must be s_.minmax, moving_average or histogram; got '" + c.kind + "'");
+    bad("kind must be min_max, moving_average or histogram; got '" + c.kind + "'");
   }
   if (c.kind == "histogram") {
     if (c.method != "percentile" && c.method != "entropy" && c.method != "mse") {
@@ -57,11 +57,56 @@ void validate(const ObserverConfig& c) {
   if (!(c.percentile > 50.0 && c.percentile <= 100.0)) bad("percentile must be in (50, 100]");
   if (!(c.averaging_constant > 0.0 && c.averaging_constant <= 1.0)) bad("averaging_constant must be in (0, 1]");
   if (c.qmin >= c.qmax) bad("qmin must be < qmax");
+  if (c.qmin < -128 || c.qmax > 255) bad("[qmin, qmax] must lie within [-128, 255]");
+  if (c.kind == "histogram" && c.bins > (int64_t{1} << 24)) bad("bins must be <= 2^24");
+}
+
+void validate(const ObserverConfig& c, const ObserverState& s) {
+  validate(c);
+  // The state may come from a file: every field is checked, since observe()
+  // and qparams() index by these sizes.
+  auto bad = [](const std::string& what) {
+    throw std::invalid_argument("qext::Observer: invalid saved state: " + what);
+  };
+  auto finite = [](float v) { return std::isfinite(v); };
+  if (s.batches < 0) bad("negative batch count " + std::to_string(s.batches));
+  if (s.min.size() != s.max.size()) {
+    bad("min has " + std::to_string(s.min.size()) + " channels, max " + std::to_string(s.max.size()));
+  }
+  if (c.kind == "histogram") {
+    if (!s.min.empty()) bad("a histogram observer keeps no min/max");
+    if (s.batches == 0) {
+      if (!s.hist.empty()) bad("a histogram with no observed batch");
+      return;
+    }
+    if (static_cast<int64_t>(s.hist.size()) != c.bins) {
+      bad("histogram has " + std::to_string(s.hist.size()) + " bins, the config says " + std::to_string(c.bins));
+    }
+    for (double h : s.hist) {
+      if (!(std::isfinite(h) && h >= 0)) bad("histogram counts must be finite and >= 0");
+    }
+    if (!(finite(s.hist_lo) && finite(s.hist_hi) && s.hist_lo <= s.hist_hi)) {
+      bad("histogram range must be finite with lo <= hi");
+    }
+    return;
+  }
+  if (!s.hist.empty()) bad("a " + c.kind + " observer keeps no histogram");
+  if (s.batches == 0) {
+    if (!s.min.empty()) bad("min/max recorded with no observed batch");
+    return;
+  }
+  if (s.min.empty()) bad(std::to_string(s.batches) + " batches observed but no min/max recorded");
+  if (!c.axis && s.min.size() != 1) bad("a per-tensor observer has one min/max; got " + std::to_string(s.min.size()));
+  for (size_t i = 0; i < s.min.size(); ++i) {
+    if (!(finite(s.min[i]) && finite(s.max[i]) && s.min[i] <= s.max[i])) {
+      bad("channel " + std::to_string(i) + " range must be finite with min <= max");
+    }
+  }
 }
 
 Observer::Observer(ObserverConfig config, ObserverState state)
     : config_(std::move(config)), s_(std::move(state)) {
-  validate(config_);
+  validate(config_, s_);
 }
 
 void Observer::observe(const at::Tensor& x) {
@@ -250,7 +295,8 @@ std::pair<float, float> entropy_range(const std::vector<double>& hist, float lo,
     }
   }
   const auto t = static_cast<float>(best_i * amax / bins);
-  return {std::max(lo, -t), std::min(hi, t)};
+  // Clamping both ends into [-t, t] keeps lo <= hi (constant or one-sided data).
+  return {std::clamp(lo, -t, t), std::clamp(hi, -t, t)};
 }
 
 }  // namespace qext::quant

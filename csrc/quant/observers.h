@@ -41,6 +41,10 @@ struct ObserverState {
   float hist_lo = 0.0f, hist_hi = 0.0f;
 };
 
+// Also checks a (possibly loaded) state against its config: sizes, counts,
+// finiteness and ordering of every field.
+void validate(const ObserverConfig& config, const ObserverState& state);
+
 class Observer {
  public:
   explicit Observer(ObserverConfig config, ObserverState state = {});

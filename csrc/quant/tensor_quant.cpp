@@ -44,8 +44,10 @@ struct ParamArrays {
   std::vector<int32_t> zero_point;
 };
 
+// Zero points must lie in [zp_min, zp_max] (the quantized range): beyond it
+// the affine map has no representable zero, and int32 arithmetic could wrap.
 ParamArrays read_params(const char* op, const at::Tensor& scale, const at::Tensor& zero_point,
-                        int64_t channels) {
+                        int64_t channels, int64_t zp_min, int64_t zp_max) {
   TORCH_CHECK(scale.scalar_type() == at::kFloat, op, ": scale must be float32; got ",
               scale.scalar_type());
   const bool integral = zero_point.scalar_type() == at::kInt || zero_point.scalar_type() == at::kLong;
@@ -57,11 +59,17 @@ ParamArrays read_params(const char* op, const at::Tensor& scale, const at::Tenso
   TORCH_CHECK(scale.numel() == channels && zero_point.numel() == channels, op,
               ": expected ", channels, " scale(s) and zero point(s); got ", scale.numel(),
               " and ", zero_point.numel());
-  at::Tensor s = scale.contiguous().cpu(), z = zero_point.to(at::kInt).contiguous().cpu();
-  ParamArrays p{std::vector<float>(s.data_ptr<float>(), s.data_ptr<float>() + channels),
-                std::vector<int32_t>(z.data_ptr<int32_t>(), z.data_ptr<int32_t>() + channels)};
+  // Read as double first: a cast to int32 would wrap 2**40 or INT32_MIN silently.
+  const at::Tensor s = scale.contiguous().cpu(), z = zero_point.to(at::kDouble).contiguous().cpu();
+  ParamArrays p{std::vector<float>(s.data_ptr<float>(), s.data_ptr<float>() + channels), {}};
   for (float v : p.scale) {
     TORCH_CHECK(std::isfinite(v) && v > 0.0f, op, ": scale must be finite and > 0; got ", v);
+  }
+  const double* zd = z.data_ptr<double>();
+  for (int64_t c = 0; c < channels; ++c) {
+    TORCH_CHECK(zd[c] >= static_cast<double>(zp_min) && zd[c] <= static_cast<double>(zp_max), op,
+                ": zero_point must lie in the quantized range [", zp_min, ", ", zp_max, "]; got ", zd[c]);
+    p.zero_point.push_back(static_cast<int32_t>(zd[c]));
   }
   return p;
 }
@@ -129,7 +137,7 @@ at::Tensor quantize(const at::Tensor& x, const at::Tensor& scale, const at::Tens
   check_float_input(op, x);
   const at::ScalarType dtype = quantized_dtype(op, qmin, qmax);
   const ChannelView v = channel_view(op, x, axis);
-  const ParamArrays p = read_params(op, scale, zero_point, v.channels);
+  const ParamArrays p = read_params(op, scale, zero_point, v.channels, qmin, qmax);
   at::Tensor out = at::empty(v.data.sizes(), v.data.options().dtype(dtype));
   const float* in = v.data.data_ptr<float>();
   const auto lo = static_cast<int32_t>(qmin), hi = static_cast<int32_t>(qmax);
@@ -152,7 +160,8 @@ at::Tensor dequantize(const at::Tensor& q, const at::Tensor& scale, const at::Te
   TORCH_CHECK(q.scalar_type() == at::kByte || q.scalar_type() == at::kChar, op,
               ": expected a uint8 or int8 tensor; got ", q.scalar_type());
   const ChannelView v = channel_view(op, q, axis);
-  const ParamArrays p = read_params(op, scale, zero_point, v.channels);
+  const bool u8 = q.scalar_type() == at::kByte;
+  const ParamArrays p = read_params(op, scale, zero_point, v.channels, u8 ? 0 : -128, u8 ? 255 : 127);
   at::Tensor out = at::empty(v.data.sizes(), v.data.options().dtype(at::kFloat));
   float* dst = out.data_ptr<float>();
   parallel_channels(v, [&](int64_t c, int64_t at, int64_t n) {
@@ -172,7 +181,7 @@ at::Tensor fake_quantize(const at::Tensor& x, const at::Tensor& scale,
   check_float_input(op, x);
   quantized_dtype(op, qmin, qmax);
   const ChannelView v = channel_view(op, x, axis);
-  const ParamArrays p = read_params(op, scale, zero_point, v.channels);
+  const ParamArrays p = read_params(op, scale, zero_point, v.channels, qmin, qmax);
   at::Tensor out = at::empty(v.data.sizes(), v.data.options());
   const float* in = v.data.data_ptr<float>();
   parallel_channels(v, [&](int64_t c, int64_t at, int64_t n) {

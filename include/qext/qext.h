@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <exception>
 #include <vector>
 
 namespace qext {
@@ -25,6 +26,10 @@ std::string version();
 std::string active_isa();
 void set_isa(const std::string& name);
 std::vector<std::string> supported_isas();
+
+// One line saying what went wrong, for a program's error message: the reason
+// without LibTorch's C++ backtrace or the TorchScript traceback before it.
+std::string error_summary(const std::exception& error);
 
 enum class Granularity { PerTensor, PerChannel };
 
@@ -92,6 +97,12 @@ struct StaticConfig {
   // Weight precision, 2..8 bits: symmetric per-channel values in
   // [-(2^(b-1) - 1), 2^(b-1) - 1], stored and computed as int8.
   int64_t weight_bits = 8;
+  // NaN/Inf cannot be int8: with check_finite, the model raises when one
+  // reaches a float -> int8 boundary (its input, or the output of a layer kept
+  // float); without, such values clamp to the calibrated range and the output
+  // is finite. (quantize_dynamic lets NaN/Inf propagate to the output, as
+  // float does.)
+  bool check_finite = true;
 };
 
 // Static quantization, in three steps or one. prepare_static returns a copy
@@ -117,8 +128,11 @@ void measure_sqnr(const torch::jit::Module& prepared, torch::jit::Module& quanti
 // The report stored in a module quantized by qext (empty layers otherwise).
 QuantizationReport report(const torch::jit::Module& module);
 
-// Saves atomically (a temporary file renamed into place): no partial file on
-// failure. Throws std::runtime_error with the reason (e.g. unwritable path).
+// Saves atomically: the bytes go to an exclusively created (or unnamed)
+// temporary file beside `path`, are fsync'ed, and the file is renamed into
+// place; concurrent saves to one path each leave a whole file. Throws
+// std::system_error carrying the errno (ENOSPC, EACCES, ENOENT, EISDIR...); no
+// partial or temporary file is left on failure.
 void save(const torch::jit::Module& module, const std::string& path);
 
 // Loads a TorchScript file, qext model or not; throws std::runtime_error that

@@ -37,9 +37,15 @@ def load(path: str | os.PathLike) -> torch.jit.ScriptModule:
 
 
 def save(module: torch.jit.ScriptModule, path: str | os.PathLike) -> None:
-    """Save a ScriptModule atomically: a temporary file is renamed into place, so
-    a failure (e.g. an unwritable folder, raised as ``OSError``) leaves no
-    partial file. qext's metadata (version, config, report) travels inside."""
+    """Save a ScriptModule atomically.
+
+    The bytes go to an exclusively created temporary file beside ``path``, are
+    flushed to disk and renamed into place, so readers never see a partial file
+    and concurrent saves to one path each leave a whole one. A failure raises
+    ``OSError`` with its errno (``FileNotFoundError`` for a missing folder,
+    ``PermissionError``, ``errno.ENOSPC`` for a full disk...) and leaves neither
+    a partial nor a temporary file. qext's metadata (version, config, report)
+    travels inside."""
     if not isinstance(module, torch.jit.ScriptModule):
         raise TypeError(f"qext.save: expected a torch.jit.ScriptModule; got {type(module).__name__}")
     try:

@@ -30,6 +30,12 @@ class StaticConfig:
         weight_bits: weight precision, 2..8 (default 8): symmetric per-channel
             values in ``[-(2**(b-1) - 1), 2**(b-1) - 1]``, stored and run as int8.
             Fewer bits lose accuracy; :mod:`qext.qat` can train it back.
+        check_finite: int8 cannot hold NaN or Inf. When True (default) the
+            quantized model raises ``RuntimeError`` if one reaches a float ->
+            int8 boundary (the model input, or the output of a layer kept
+            float); when False such values clamp to the calibrated range and
+            the output is finite. (Dynamic quantization lets them propagate
+            to the output, as float does.)
     """
 
     exclude: list[str] = field(default_factory=list)
@@ -38,6 +44,7 @@ class StaticConfig:
     percentile: float = 99.99
     fold_batch_norm: bool = True
     weight_bits: int = 8
+    check_finite: bool = True
 
     def _to_cpp(self) -> "_C.StaticConfig":
         if isinstance(self.exclude, str) or not all(isinstance(p, str) for p in self.exclude):
@@ -51,6 +58,7 @@ class StaticConfig:
         if isinstance(self.weight_bits, bool) or not isinstance(self.weight_bits, int) or not 2 <= self.weight_bits <= 8:
             raise ValueError(f"StaticConfig.weight_bits must be an integer in [2, 8]; got {self.weight_bits!r}")
         cfg.weight_bits = self.weight_bits
+        cfg.check_finite = bool(self.check_finite)
         return cfg
 
 
