@@ -1,14 +1,21 @@
-"""Static int8 quantization of a ResNet-18-layout CNN, every contender in one
-run: fp32 eager, fp32 TorchScript (frozen), torch.ao static in eager mode and
-in FX mode (x86 backend), ONNX Runtime quantize_static (QDQ, per-channel,
-U8S8; optional) and qext.
+"""Static int8 quantization of a CNN, every contender in one run: fp32 eager,
+fp32 TorchScript (frozen), torch.ao static in eager mode (ResNet only) and in
+FX mode (x86 backend), ONNX Runtime quantize_static (QDQ, per-channel, U8S8;
+optional) and qext.
 
-    python benchmarks/bench_resnet.py [--threads 1,2] [--shapes 1x224,16x64]
+    python benchmarks/bench_resnet.py [--model resnet18|mobilenet_v2] [--threads 1,2] [--shapes 1x224,16x64]
 
-The network is ResNet-18's layout (tests/python/models.py, width 64) with random
-weights and non-trivial BatchNorm statistics; error columns compare outputs
-with fp32 eager (cosine per row). Latency: median of repeated runs, taken in
-rounds that cycle through the contenders so the machine's noise hits all alike.
+The networks are ResNet-18's and MobileNetV2's layouts (tests/python/models.py)
+with random weights and non-trivial BatchNorm statistics; error columns compare
+outputs with fp32 eager (cosine per row). Latency: median of repeated runs,
+taken in rounds that cycle through the contenders so the machine's noise hits
+all alike.
+
+An AVX2-only machine, emulated on an AVX-512 one (qext and fp32 limited; the
+torch.ao/fbgemm peer cannot be, so it keeps AVX-512 and is flattered):
+
+    QEXT_ISA=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2 \
+        python benchmarks/bench_resnet.py --model mobilenet_v2
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import qext
 from common import add_ratios_and_print, interleaved_median_seconds, quiet_peers, threads, write_json
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
-from models import ResNet18ish, randomize_batch_norm  # noqa: E402
+from models import MobileNetV2ish, ResNet18ish, randomize_batch_norm  # noqa: E402
 
 from ao_eager_resnet import quantize_eager  # noqa: E402
 
@@ -81,14 +88,16 @@ def cosine(ref, out):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="resnet18", choices=["resnet18", "mobilenet_v2"])
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--shapes", default="1x224,16x64", help="BATCHxSIZE,...")
     ap.add_argument("--min-time", type=float, default=2.0, help="seconds per contender, over all rounds")
     ap.add_argument("--rounds", type=int, default=5, help="turns through the contenders (noise hits all alike)")
-    ap.add_argument("--out", default="benchmarks/results/resnet.json")
+    ap.add_argument("--out", default=None, help="default: benchmarks/results/MODEL.json")
     args = ap.parse_args()
     torch.manual_seed(0)
-    model = randomize_batch_norm(ResNet18ish(width=64, classes=1000))
+    resnet = args.model == "resnet18"
+    model = randomize_batch_norm(ResNet18ish(width=64, classes=1000) if resnet else MobileNetV2ish(classes=1000))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         float_path = os.path.join(tmp, "fp32.pt")
@@ -102,7 +111,7 @@ def main():
                 ref = model(x)
                 frozen = torch.jit.freeze(torch.jit.script(model).eval())
                 ao = torch_ao_fx(model, x, calib)
-                ao_eager = quantize_eager(model, calib)
+                ao_eager = quantize_eager(model, calib) if resnet else None
                 q = qext.quantize_static(model, calib)
                 int8_path = os.path.join(tmp, "int8.pt")
                 qext.save(q, int8_path)
@@ -129,7 +138,9 @@ def main():
                         add_ratios_and_print(rows[-len(times):], times, f"{shape:7}")
                 print(f"model file: fp32 {sizes['fp32']:,} bytes, qext int8 {sizes['qext_int8']:,} bytes "
                       f"({sizes['fp32'] / sizes['qext_int8']:.2f}x smaller)")
-    write_json(args.out, {"isa": qext.active_isa(), "file_bytes": sizes, "rows": rows})
+    limits = {k: os.environ[k] for k in ("ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY") if k in os.environ}
+    write_json(args.out or f"benchmarks/results/{args.model}.json",
+               {"model": args.model, "isa": qext.active_isa(), "fp32_isa_limits": limits, "file_bytes": sizes, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "kernels/depthwise.h"
 #include "kernels/qgemm.h"
 
 namespace qext::kernels::detail {
@@ -22,7 +23,8 @@ using QuantizeU8Fn = void (*)(const float*, int64_t, float, int32_t, int32_t, in
   void quantize_u8_##suffix(const float*, int64_t, float, int32_t, int32_t, int32_t,     \
                             uint8_t*);                                                   \
   void add_requant_u8_##suffix(const uint8_t*, float, int32_t, const uint8_t*, float,    \
-                               int32_t, int64_t, float, int32_t, bool, uint8_t*);
+                               int32_t, int64_t, float, int32_t, bool, uint8_t*);           \
+  void depthwise_u8_##suffix(const DepthwiseArgs&, int64_t, int64_t);
 
 QEXT_DECLARE_PATH(ref)
 QEXT_DECLARE_PATH(avx2)

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include "kernels/depthwise.h"
 #include "quant/tensor_quant.h"
 
 namespace qext::ops {
@@ -46,10 +47,25 @@ PackedConvWeight::PackedConvWeight(const at::Tensor& weight, const at::Tensor& s
               out_channels_, " scales; got shape ", scales.sizes());
   TORCH_CHECK(at::all(at::isfinite(scales_) & (scales_ > 0)).item<bool>(), kClass,
               ": scales must be finite and > 0");
+  isa_ = kernels::active_isa();
+  depthwise_ = in_per_group_ == 1 && groups == out_channels_;
   const int64_t per_group = out_channels_ / groups, row_bytes = kw_ * in_per_group_;
   TORCH_CHECK(kh_ * ((row_bytes + 3) / 4 * 4) <= kernels::kMaxGemmK, kClass, ": a ", kh_, "x", kw_, "x",
               in_per_group_, " window sums more terms than the int32 accumulator holds exactly (",
               kernels::kMaxGemmK, ")");
+  if (depthwise_) {
+    // [KH*KW][C] int16, channels contiguous for the vector lanes and padded
+    // with zeros to whole kernel blocks.
+    kernel_row_bytes_ = row_bytes;
+    const int64_t padded = (out_channels_ + kernels::kDepthwiseBlock - 1) / kernels::kDepthwiseBlock * kernels::kDepthwiseBlock;
+    const at::Tensor taps = at::constant_pad_nd(weight.reshape({out_channels_, kh_ * kw_}).t(), {0, padded - out_channels_})
+                                .contiguous()
+                                .to(at::kShort);
+    dw_weights_.assign(taps.data_ptr<int16_t>(), taps.data_ptr<int16_t>() + taps.numel());
+    const at::Tensor sums = weight.reshape({out_channels_, -1}).sum(1, /*keepdim=*/false, at::kInt).contiguous();
+    dw_sums_.assign(sums.data_ptr<int32_t>(), sums.data_ptr<int32_t>() + out_channels_);
+    return;
+  }
   // GEMM layout per group: rows = output channels, columns in (kh, kw, c) order
   // to match channels-last activations, each kernel row padded to
   // kernel_row_bytes_.
@@ -58,10 +74,9 @@ PackedConvWeight::PackedConvWeight(const at::Tensor& weight, const at::Tensor& s
       at::constant_pad_nd(weight.permute({0, 2, 3, 1}).reshape({out_channels_, kh_, row_bytes}),
                           {0, kernel_row_bytes_ - row_bytes})
           .reshape({out_channels_, -1});
-  const kernels::Isa isa = kernels::active_isa();
   for (int64_t g = 0; g < groups; ++g) {
     const at::Tensor wg = gemm_w.narrow(0, g * per_group, per_group).contiguous();
-    packed_.emplace_back(wg.data_ptr<int8_t>(), per_group, wg.size(1), isa);
+    packed_.emplace_back(wg.data_ptr<int8_t>(), per_group, wg.size(1), isa_);
   }
 }
 
@@ -81,6 +96,10 @@ c10::intrusive_ptr<PackedConvWeight> PackedConvWeight::from_float(const at::Tens
 }
 
 at::Tensor PackedConvWeight::weight() const {
+  if (depthwise_) {
+    const at::Tensor taps = at::tensor(c10::ArrayRef<int16_t>(dw_weights_), at::kShort).reshape({kh_ * kw_, -1});
+    return taps.narrow(1, 0, out_channels_).t().reshape({out_channels_, 1, kh_, kw_}).to(at::kChar).contiguous();
+  }
   const int64_t per_group = out_channels_ / groups_;
   at::Tensor gemm_w = at::empty({out_channels_, kh_ * kernel_row_bytes_}, at::kChar);
   for (int64_t g = 0; g < groups_; ++g) {

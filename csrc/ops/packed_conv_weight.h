@@ -52,10 +52,21 @@ class PackedConvWeight : public torch::CustomClassHolder {
   // GEMM weights of group g: [Cout/groups, KH*kernel_row_bytes()] in (kh, kw, c) order.
   const kernels::PackedWeights& group(int64_t g) const { return packed_[g]; }
 
+  // One filter per channel (groups == Cin == Cout): packed for the depthwise
+  // kernel instead of one GEMM per group, which would have a single column.
+  bool depthwise() const { return depthwise_; }
+  const int16_t* depthwise_weights() const { return dw_weights_.data(); }  // [KH*KW][C]
+  const int32_t* depthwise_sums() const { return dw_sums_.data(); }       // [C]
+  kernels::Isa isa() const { return isa_; }  // the path chosen at pack time
+
  private:
   int64_t out_channels_, in_per_group_, kh_, kw_, groups_, kernel_row_bytes_;
   std::array<int64_t, 2> stride_, padding_, dilation_;
+  bool depthwise_;
+  kernels::Isa isa_;
   std::vector<kernels::PackedWeights> packed_;
+  std::vector<int16_t> dw_weights_;
+  std::vector<int32_t> dw_sums_;
   at::Tensor scales_;
 };
 

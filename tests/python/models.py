@@ -130,6 +130,47 @@ class ResNet18ish(nn.Module):
         return self.fc(x)
 
 
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block: 1x1 expand, 3x3 depthwise, 1x1 project (+ residual)."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: int):
+        super().__init__()
+        hidden = cin * expand
+        layers: List[nn.Module] = []
+        if expand != 1:
+            layers += [nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6()]
+        layers += [nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(),
+                   nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        self.block = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x):
+        if self.residual:
+            return x + self.block(x)
+        return self.block(x)
+
+
+class MobileNetV2ish(nn.Module):
+    """MobileNetV2's layout (torchvision's settings, width multiplier 1)."""
+
+    def __init__(self, classes: int = 1000):
+        super().__init__()
+        settings = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+        layers: List[nn.Module] = [nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU6()]
+        cin = 32
+        for expand, cout, repeats, stride in settings:
+            for i in range(repeats):
+                layers.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expand))
+                cin = cout
+        layers += [nn.Conv2d(cin, 1280, 1, bias=False), nn.BatchNorm2d(1280), nn.ReLU6()]
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(1280, classes)
+
+    def forward(self, x):
+        x = F.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
+        return self.classifier(x)
+
+
 def randomize_batch_norm(model: nn.Module, seed: int = 0) -> nn.Module:
     """Non-trivial BN statistics, as a trained network would have."""
     g = torch.Generator().manual_seed(seed)

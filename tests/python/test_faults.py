@@ -316,3 +316,29 @@ def test_repeated_quantization_does_not_grow_memory():
         gc.collect()
         grown = resident_mb() - before
         assert grown < 15, f"{grown:.1f} MB kept after 60 calls"
+
+
+def test_gemm_workspace_returns_after_a_large_call():
+    """The AVX2 path widens activations per block of rows; a 16384 x 4096 call
+    once left a 128 MB buffer alive in the calling thread."""
+    if "avx2" not in qext.supported_isas():
+        pytest.skip("this CPU has no AVX2")
+    code = """
+        import gc, os, torch, qext
+        qext.set_isa("avx2")
+        torch.set_num_threads(1)
+        def rss():
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        packed = torch.ops.qext.quantize_linear_weight(torch.randn(8, 4096), True, 127)
+        x = torch.randn(16384, 4096)
+        torch.ops.qext.linear_dynamic(x[:4], packed, None, True, False)
+        gc.collect()
+        before = rss()
+        y = torch.ops.qext.linear_dynamic(x, packed, None, True, False)
+        del y
+        gc.collect()
+        print(round(rss() - before, 1))
+    """
+    grown = float(run_child(code).stdout.strip())
+    assert grown < 32, f"{grown} MB kept after the call"

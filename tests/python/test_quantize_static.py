@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import qext
 from conftest import run_python, sqnr_db
-from models import LeNet, ResNet18ish, randomize_batch_norm
+from models import LeNet, MobileNetV2ish, ResNet18ish, randomize_batch_norm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 from train_digits_mlp import fit  # noqa: E402
@@ -243,6 +243,23 @@ def test_resnet18ish_folds_bn_and_quantizes_residual_adds():
         assert sqnr_db(model(x), q(x)) > 15.0
     # the float model is untouched
     assert isinstance(model.layers[0].bn1, nn.BatchNorm2d) and model.layers[0].conv1.weight.numel() > 0
+
+
+def test_mobilenet_v2_depthwise_layers_run_int8(isa):
+    """MobileNetV2's 17 depthwise convs take the depthwise kernel of each path;
+    everything stays int8 and close to float."""
+    torch.manual_seed(2)
+    model = randomize_batch_norm(MobileNetV2ish(classes=10))
+    q = qext.quantize_static(model, calibration((2, 3, 64, 64), batches=4))
+    report = qext.report(q)
+    assert all(l.status == "int8" for l in report.layers), [(l.name, l.reason) for l in report.layers if l.status != "int8"]
+    assert sum(l.kind == "conv2d" for l in report.layers) == 52
+    ops = graph_ops(q)
+    assert ops.count("qext::quantize_per_tensor") == 1 and ops.count("qext::dequantize_per_tensor") == 1
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        # Bound: SQNR > 15 dB through 53 int8 layers with random weights.
+        assert sqnr_db(model(x), q(x)) > 15.0
 
 
 def test_three_steps_equal_one_and_survive_save_load(tmp_path):

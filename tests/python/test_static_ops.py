@@ -44,6 +44,12 @@ CONV_CASES = [
     (1, 4, 10, 10, 8, 3, 1, 1, (1, 2), 1),  # dilated columns: gathered patches
     (2, 16, 9, 9, 24, 1, 2, 0, 1, 1),  # 1x1 stride 2: read from the image without a padded copy
     (1, 8, 40, 40, 16, 3, 1, 1, 1, 1),  # 267 tiles: 17 chunks, 18 on 2 threads, of 14 or 15 tiles
+    # depthwise kernel: channel counts with and without a partial vector block
+    (2, 32, 9, 9, 32, 3, 1, 1, 1, 32),
+    (1, 80, 10, 9, 80, 5, 2, 2, 1, 80),
+    (1, 77, 7, 7, 77, 7, 1, 3, 1, 77),  # ConvNeXt-style 7x7, 77 = 64 + 13 channels
+    (2, 144, 8, 8, 144, 3, 2, 1, (2, 1), 144),
+    (1, 6, 9, 9, 12, 3, 1, 1, 1, 6),  # channel multiplier 2: grouped GEMM path
 ]
 
 
@@ -240,3 +246,20 @@ def test_cat_int8_requantizes_each_input_exactly():
     assert torch.equal(same, torch.cat([a, a]))
     with pytest.raises(RuntimeError, match="expected 2 scales"):
         torch.ops.qext.cat_int8([a, b], [0.1], [0], 1, so, zo)
+
+
+@pytest.mark.parametrize("x_zp,w_value", [(0, 127), (128, -127), (255, 127), (0, -127)])
+def test_depthwise_extreme_operands_are_exact(isa, x_zp, w_value):
+    """Largest accumulators a depthwise window can reach (all taps 255 x +-127,
+    7x7) at the extreme zero points, against integer math."""
+    c, k = 70, 7
+    xq = torch.full((1, c, 9, 9), 255, dtype=torch.uint8)
+    xq[0, ::3] = 0
+    weight = torch.full((c, 1, k, k), float(w_value))
+    weight[::2] *= -1
+    packed = qext.quantize_conv_weight(weight, 1, 3, 1, c)
+    wq, sw = packed.weight(), packed.scales()
+    assert wq.abs().max() == 127
+    got = qext.conv2d_int8(xq, 0.02, x_zp, packed, None, 64.0, 128, False)
+    acc = F.conv2d(xq.double() - x_zp, wq.double(), None, 1, 3, 1, c)
+    assert torch.equal(got, requantize_reference(acc.round().to(torch.int64), 0.02, sw, None, 64.0, 128, False, 1))

@@ -30,24 +30,33 @@ struct WideRows {
   int64_t stride;  // int32 pairs per row
 };
 
-WideRows widen_rows(const GemmArgs& args, int64_t m_begin, int64_t m_end, int64_t k) {
-  thread_local std::vector<int32_t> buffer;
+// Rows widened at a time: the buffer (rows x K x 2 bytes) stays in L2 and is
+// bounded by the block, not by the call's M (a 16384-row call once kept a
+// 256 MB thread_local buffer alive).
+constexpr int64_t kRowBlock = 48;
+
+// n bytes (n even, or odd only at the very end of a row) -> n/2 int16 pairs.
+void widen_bytes(const uint8_t* a, int64_t n, int32_t* out) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i / 2), v);
+  }
+  for (; i + 1 < n; i += 2) out[i / 2] = static_cast<int32_t>(a[i] | (uint32_t{a[i + 1]} << 16));
+  if (i < n) out[i / 2] = a[i];  // odd K: the last pair's high half is zero
+}
+
+WideRows widen_rows(const GemmArgs& args, int64_t m_begin, int64_t m_end, int64_t k, int32_t* buffer) {
   const int64_t pairs = (k + 1) / 2;
-  buffer.resize(static_cast<size_t>((m_end - m_begin) * pairs));
   // Runs are a multiple of 4 bytes long when there are several, so no pair
   // straddles two.
-  const int64_t segs = args.a_rows ? args.a_segments : 1, run_pairs = pairs / segs;
+  const int64_t segs = args.a_rows ? args.a_segments : 1, run_bytes = k / segs;
   for (int64_t m = m_begin; m < m_end; ++m) {
     const ARow row = a_row(args, m);
-    int32_t* out = buffer.data() + (m - m_begin) * pairs;
-    for (int64_t g = 0; g < pairs; ++g) {
-      const uint8_t* a = row.run(g / run_pairs) + 2 * (g % run_pairs);
-      const uint32_t lo = a[0];
-      const uint32_t hi = 2 * g + 1 < k ? a[1] : 0u;
-      out[g] = static_cast<int32_t>(lo | (hi << 16));
-    }
+    int32_t* out = buffer + (m - m_begin) * pairs;
+    for (int64_t s = 0; s < segs; ++s) widen_bytes(row.run(s), run_bytes, out + s * (run_bytes / 2));
   }
-  return {buffer.data(), pairs};
+  return {buffer, pairs};
 }
 
 inline __m256i quantize8(__m256 v, __m256 scale, __m256 zp, __m256 lo, __m256 hi) {
@@ -177,14 +186,19 @@ TileFn tile_for(int rows, int nb) {
 
 void qgemm_avx2(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep,
                 int64_t m_begin, int64_t m_end, int64_t block_begin, int64_t block_end) {
-  const WideRows wide = widen_rows(args, m_begin, m_end, w.k());
+  if (m_begin >= m_end) return;
+  std::vector<int32_t> buffer(static_cast<size_t>(std::min(kRowBlock, m_end - m_begin) * ((w.k() + 1) / 2)));
   const int64_t bc = w.layout().block_cols;
-  for (int64_t b = block_begin; b < block_end; ++b) {
-    const int64_t n0 = b * bc, ncols = std::min(bc, w.n() - n0);
-    const int nb = static_cast<int>((ncols + kVecCols - 1) / kVecCols);
-    for (int64_t m0 = m_begin; m0 < m_end; m0 += kRows) {
-      const int rows = static_cast<int>(std::min<int64_t>(kRows, m_end - m0));
-      tile_for(rows, nb)(args, wide, m_begin, w, ep, m0, b, n0, ncols);
+  for (int64_t mb = m_begin; mb < m_end; mb += kRowBlock) {
+    const int64_t me = std::min(m_end, mb + kRowBlock);
+    const WideRows wide = widen_rows(args, mb, me, w.k(), buffer.data());
+    for (int64_t b = block_begin; b < block_end; ++b) {
+      const int64_t n0 = b * bc, ncols = std::min(bc, w.n() - n0);
+      const int nb = static_cast<int>((ncols + kVecCols - 1) / kVecCols);
+      for (int64_t m0 = mb; m0 < me; m0 += kRows) {
+        const int rows = static_cast<int>(std::min<int64_t>(kRows, me - m0));
+        tile_for(rows, nb)(args, wide, mb, w, ep, m0, b, n0, ncols);
+      }
     }
   }
 }

@@ -1,0 +1,45 @@
+// Depthwise int8 convolution (groups == channels, one filter per channel) on
+// NHWC uint8 images, channels in vector lanes. A GEMM per group would have one
+// output column: the kernel here runs every tap over a block of channels with
+// the accumulators in registers instead.
+//
+//   acc[c] = sum over taps t of (x[t, c] - x_zero_point) * w[t, c]        (exact int32)
+//   out[c] = the GEMM's Uint8 epilogue of acc[c] (kernels/ref/scalar_rules.h)
+//
+// Torch-free. One implementation (depthwise/depthwise_impl.h) compiled once per
+// ISA path with that path's flags; integer sums and the scalar epilogue rules
+// with no FP contraction make every path bit-identical.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/isa.h"
+
+namespace qext::kernels {
+
+// Channels are processed in whole blocks of kDepthwiseBlock: the weights of
+// each tap are padded with zeros to a multiple of it, and the image must stay
+// readable up to kDepthwiseBlock bytes past its end (the padded copy's slack).
+constexpr int64_t kDepthwiseBlock = 64;
+
+struct DepthwiseArgs {
+  const uint8_t* image = nullptr;  // padded NHWC images: [n][hp][wp][channels]
+  int64_t hp = 0, wp = 0, channels = 0;
+  int64_t kh = 0, kw = 0, sh = 1, sw = 1, dh = 1, dw = 1;
+  int64_t oh = 0, ow = 0;               // output size (windows start at padded 0)
+  const int16_t* weights = nullptr;     // [kh * kw][channels rounded up to kDepthwiseBlock]
+  const int32_t* weight_sums = nullptr; // [channels]: sum over taps, for the zero point
+  int32_t x_zero_point = 0;
+  float x_scale = 1.0f;
+  const float* w_scale = nullptr;  // [channels]
+  const float* bias = nullptr;     // [channels] or nullptr
+  float clamp_min = 0.0f, clamp_max = 0.0f;
+  float out_scale = 1.0f;
+  int32_t out_zero_point = 0;
+  uint8_t* out = nullptr;  // [n][oh][ow][channels]
+};
+
+// Output rows [row_begin, row_end) of the n * oh rows, with the given path.
+void depthwise_conv_u8(const DepthwiseArgs& args, int64_t row_begin, int64_t row_end, Isa isa);
+
+}  // namespace qext::kernels
