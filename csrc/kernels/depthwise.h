@@ -12,22 +12,29 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "kernels/isa.h"
 
 namespace qext::kernels {
 
-// Channels are processed in whole blocks of kDepthwiseBlock: the weights of
-// each tap are padded with zeros to a multiple of it, and the image must stay
-// readable up to kDepthwiseBlock bytes past its end (the padded copy's slack).
-constexpr int64_t kDepthwiseBlock = 64;
+// Channels are processed in whole groups of kDepthwiseChannelGroup: the
+// weights are padded with zeros to a multiple of it, and the image must stay
+// readable up to that many bytes past its end (the padded copy's slack).
+constexpr int64_t kDepthwiseChannelGroup = 16;
+inline int64_t depthwise_padded_channels(int64_t channels) {
+  return (channels + kDepthwiseChannelGroup - 1) / kDepthwiseChannelGroup * kDepthwiseChannelGroup;
+}
 
 struct DepthwiseArgs {
   const uint8_t* image = nullptr;  // padded NHWC images: [n][hp][wp][channels]
   int64_t hp = 0, wp = 0, channels = 0;
   int64_t kh = 0, kw = 0, sh = 1, sw = 1, dh = 1, dw = 1;
   int64_t oh = 0, ow = 0;               // output size (windows start at padded 0)
-  const int16_t* weights = nullptr;     // [kh * kw][channels rounded up to kDepthwiseBlock]
+  // Two taps' weights interleaved as int16 pairs, one int32 word per channel:
+  // [(kh * kw + 1) / 2][depthwise_padded_channels(channels)] (an odd last tap
+  // pairs with zeros). depthwise_pack_weights writes it.
+  const int32_t* weights = nullptr;
   const int32_t* weight_sums = nullptr; // [channels]: sum over taps, for the zero point
   int32_t x_zero_point = 0;
   float x_scale = 1.0f;
@@ -38,6 +45,9 @@ struct DepthwiseArgs {
   int32_t out_zero_point = 0;
   uint8_t* out = nullptr;  // [n][oh][ow][channels]
 };
+
+// Packs w [channels][taps] (int8) into DepthwiseArgs::weights' layout.
+std::vector<int32_t> depthwise_pack_weights(const int8_t* w, int64_t channels, int64_t taps);
 
 // Output rows [row_begin, row_end) of the n * oh rows, with the given path.
 void depthwise_conv_u8(const DepthwiseArgs& args, int64_t row_begin, int64_t row_end, Isa isa);

@@ -1,7 +1,7 @@
 // The depthwise kernel of kernels/depthwise.h: the walk over output pixels and
 // the epilogue, shared by the ISA paths (ref, AVX2, AVX-512), each of which
-// supplies its channel-block multiply-accumulate and its quantizer
-// (bit-identical to ref::quantize_one) and compiles this with its own flags.
+// supplies its multiply-accumulate and its quantizer (bit-identical to
+// ref::quantize_one) and compiles this with its own flags.
 #pragma once
 
 #include <vector>
@@ -11,36 +11,24 @@
 
 namespace qext::kernels::detail {
 
-// Each path provides the multiply-accumulate of one channel block:
-//   out[0, kBlock) = sum over taps t of x_t[c0 + l] * w[t * w_stride + c0 + l]
-// with the accumulators in registers across the taps. Channels past the last
-// are read (image slack) but multiplied by zero-padded weights.
-using DepthwiseMacFn = void (*)(const uint8_t* const* taps, int64_t count, const int16_t* w, int64_t w_stride,
-                                int64_t c0, int32_t* out);
+// Each path provides the multiply-accumulate of one output pixel:
+//   acc[c] = sum over tap pairs p of x_{2p}[c] * w_p[c].lo + x_{2p+1}[c] * w_p[c].hi
+// for c in [0, padded channels), `w` the weights of two taps interleaved as
+// int16 pairs ([pair][padded channels] int32 words), the accumulators in
+// registers across the taps. Channels past the last are read (image slack)
+// but multiplied by zero-padded weights.
+using DepthwiseMacFn = void (*)(const uint8_t* const* taps, int64_t pairs, const int32_t* w, int64_t padded,
+                                int32_t* acc);
 
-// The GEMM's Uint8 epilogue (ref::epilogue_float, then quantize) over one pixel's
-// channels, `multiplier` = x_scale * w_scale[c] and `bias` zeros when absent
-// (adding +0 changes no quantized value).
-template <QuantizeU8Fn kQuantize>
-void depthwise_epilogue(const DepthwiseArgs& a, const int32_t* acc, const float* multiplier, const float* bias,
-                        float* scratch, uint8_t* out) {
-  const int64_t c = a.channels;
-  for (int64_t l = 0; l < c; ++l) {
-    float v = static_cast<float>(acc[l] - a.x_zero_point * a.weight_sums[l]) * multiplier[l] + bias[l];
-    v = v > a.clamp_min ? v : a.clamp_min;
-    scratch[l] = v < a.clamp_max ? v : a.clamp_max;
-  }
-  kQuantize(scratch, c, a.out_scale, a.out_zero_point, 0, 255, out);
-}
-
-template <int kBlock, DepthwiseMacFn kMacs, QuantizeU8Fn kQuantize>
+template <DepthwiseMacFn kMacs, QuantizeU8Fn kQuantize>
 void depthwise_rows(const DepthwiseArgs& a, int64_t row_begin, int64_t row_end) {
-  static_assert(kDepthwiseBlock % kBlock == 0, "the weight padding must hold whole blocks");
-  const int64_t c = a.channels, count = a.kh * a.kw;
-  const int64_t padded = (c + kDepthwiseBlock - 1) / kDepthwiseBlock * kDepthwiseBlock;
-  std::vector<const uint8_t*> taps(static_cast<size_t>(count));
-  std::vector<int32_t> acc(static_cast<size_t>(padded));
-  std::vector<float> multiplier(static_cast<size_t>(c)), bias(static_cast<size_t>(c), 0.0f), scratch(static_cast<size_t>(c));
+  const int64_t c = a.channels, count = a.kh * a.kw, pairs = (count + 1) / 2;
+  const int64_t padded = depthwise_padded_channels(c);
+  // An odd tap count repeats the last tap (its pair weight is zero).
+  std::vector<const uint8_t*> taps(static_cast<size_t>(2 * pairs));
+  std::vector<int32_t> acc(static_cast<size_t>(a.ow * padded));
+  std::vector<float> multiplier(static_cast<size_t>(c)), bias(static_cast<size_t>(c), 0.0f);
+  std::vector<float> scratch(static_cast<size_t>(a.ow * c));
   for (int64_t l = 0; l < c; ++l) {
     multiplier[l] = a.x_scale * a.w_scale[l];
     if (a.bias) bias[l] = a.bias[l];
@@ -53,10 +41,22 @@ void depthwise_rows(const DepthwiseArgs& a, int64_t row_begin, int64_t row_end) 
         const uint8_t* line = image + ((oy * a.sh + i * a.dh) * a.wp + ox * a.sw) * c;
         for (int64_t j = 0; j < a.kw; ++j) taps[i * a.kw + j] = line + j * a.dw * c;
       }
-      for (int64_t c0 = 0; c0 < c; c0 += kBlock) kMacs(taps.data(), count, a.weights, padded, c0, acc.data() + c0);
-      depthwise_epilogue<kQuantize>(a, acc.data(), multiplier.data(), bias.data(), scratch.data(),
-                                    a.out + (row * a.ow + ox) * c);
+      if (count % 2) taps[count] = taps[count - 1];
+      kMacs(taps.data(), pairs, a.weights, padded, acc.data() + ox * padded);
     }
+    // The GEMM's Uint8 epilogue (ref::epilogue_float, then quantize) over the
+    // whole output row, which is ow * c contiguous bytes. A missing bias is
+    // zeros: adding +0 changes no quantized value.
+    for (int64_t ox = 0; ox < a.ow; ++ox) {
+      const int32_t* in = acc.data() + ox * padded;
+      float* f = scratch.data() + ox * c;
+      for (int64_t l = 0; l < c; ++l) {
+        float v = static_cast<float>(in[l] - a.x_zero_point * a.weight_sums[l]) * multiplier[l] + bias[l];
+        v = v > a.clamp_min ? v : a.clamp_min;
+        f[l] = v < a.clamp_max ? v : a.clamp_max;
+      }
+    }
+    kQuantize(scratch.data(), a.ow * c, a.out_scale, a.out_zero_point, 0, 255, a.out + row * a.ow * c);
   }
 }
 

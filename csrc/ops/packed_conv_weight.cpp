@@ -54,16 +54,12 @@ PackedConvWeight::PackedConvWeight(const at::Tensor& weight, const at::Tensor& s
               in_per_group_, " window sums more terms than the int32 accumulator holds exactly (",
               kernels::kMaxGemmK, ")");
   if (depthwise_) {
-    // [KH*KW][C] int16, channels contiguous for the vector lanes and padded
-    // with zeros to whole kernel blocks.
     kernel_row_bytes_ = row_bytes;
-    const int64_t padded = (out_channels_ + kernels::kDepthwiseBlock - 1) / kernels::kDepthwiseBlock * kernels::kDepthwiseBlock;
-    const at::Tensor taps = at::constant_pad_nd(weight.reshape({out_channels_, kh_ * kw_}).t(), {0, padded - out_channels_})
-                                .contiguous()
-                                .to(at::kShort);
-    dw_weights_.assign(taps.data_ptr<int16_t>(), taps.data_ptr<int16_t>() + taps.numel());
-    const at::Tensor sums = weight.reshape({out_channels_, -1}).sum(1, /*keepdim=*/false, at::kInt).contiguous();
+    const at::Tensor w = weight.contiguous();
+    dw_weights_ = kernels::depthwise_pack_weights(w.data_ptr<int8_t>(), out_channels_, kh_ * kw_);
+    const at::Tensor sums = w.reshape({out_channels_, -1}).sum(1, /*keepdim=*/false, at::kInt).contiguous();
     dw_sums_.assign(sums.data_ptr<int32_t>(), sums.data_ptr<int32_t>() + out_channels_);
+    dw_weight_ = w.clone();
     return;
   }
   // GEMM layout per group: rows = output channels, columns in (kh, kw, c) order
@@ -96,10 +92,7 @@ c10::intrusive_ptr<PackedConvWeight> PackedConvWeight::from_float(const at::Tens
 }
 
 at::Tensor PackedConvWeight::weight() const {
-  if (depthwise_) {
-    const at::Tensor taps = at::tensor(c10::ArrayRef<int16_t>(dw_weights_), at::kShort).reshape({kh_ * kw_, -1});
-    return taps.narrow(1, 0, out_channels_).t().reshape({out_channels_, 1, kh_, kw_}).to(at::kChar).contiguous();
-  }
+  if (depthwise_) return dw_weight_;
   const int64_t per_group = out_channels_ / groups_;
   at::Tensor gemm_w = at::empty({out_channels_, kh_ * kernel_row_bytes_}, at::kChar);
   for (int64_t g = 0; g < groups_; ++g) {

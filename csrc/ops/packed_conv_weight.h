@@ -55,7 +55,7 @@ class PackedConvWeight : public torch::CustomClassHolder {
   // One filter per channel (groups == Cin == Cout): packed for the depthwise
   // kernel instead of one GEMM per group, which would have a single column.
   bool depthwise() const { return depthwise_; }
-  const int16_t* depthwise_weights() const { return dw_weights_.data(); }  // [KH*KW][C]
+  const int32_t* depthwise_weights() const { return dw_weights_.data(); }  // kernels::depthwise_pack_weights
   const int32_t* depthwise_sums() const { return dw_sums_.data(); }       // [C]
   kernels::Isa isa() const { return isa_; }  // the path chosen at pack time
 
@@ -65,8 +65,9 @@ class PackedConvWeight : public torch::CustomClassHolder {
   bool depthwise_;
   kernels::Isa isa_;
   std::vector<kernels::PackedWeights> packed_;
-  std::vector<int16_t> dw_weights_;
+  std::vector<int32_t> dw_weights_;
   std::vector<int32_t> dw_sums_;
+  at::Tensor dw_weight_;  // the int8 weight as given, for state()
   at::Tensor scales_;
 };
 

@@ -220,7 +220,7 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
 
   if (w->depthwise()) {
     // The kernel reads whole channel blocks: the padded copy's slack covers the last pixel's.
-    static_assert(kernels::kDepthwiseBlock <= 64, "padded_nhwc leaves 64 bytes of slack");
+    static_assert(kernels::kDepthwiseChannelGroup <= 64, "padded_nhwc leaves 64 bytes of slack");
     const PaddedNhwc padded = padded_nhwc(x, ph, pw, zp, /*overreads=*/true);
     const kernels::Epilogue ep = requant_epilogue(nullptr, scales, bp, out_scale, out_zero_point, relu, clamp_min, clamp_max);
     kernels::DepthwiseArgs a;

@@ -5,19 +5,22 @@ namespace qext::kernels::detail {
 
 namespace {
 
-constexpr int kBlock = 16;
-
-void macs(const uint8_t* const* taps, int64_t count, const int16_t* w, int64_t w_stride, int64_t c0, int32_t* out) {
-  for (int l = 0; l < kBlock; ++l) out[l] = 0;
-  for (int64_t t = 0; t < count; ++t) {
-    for (int l = 0; l < kBlock; ++l) out[l] += int32_t{taps[t][c0 + l]} * int32_t{w[t * w_stride + c0 + l]};
+void macs(const uint8_t* const* taps, int64_t pairs, const int32_t* w, int64_t padded, int32_t* acc) {
+  for (int64_t c = 0; c < padded; ++c) {
+    int32_t sum = 0;
+    for (int64_t p = 0; p < pairs; ++p) {
+      const int32_t word = w[p * padded + c];
+      const auto lo = static_cast<int16_t>(word & 0xffff), hi = static_cast<int16_t>(word >> 16);
+      sum += int32_t{taps[2 * p][c]} * lo + int32_t{taps[2 * p + 1][c]} * hi;
+    }
+    acc[c] = sum;
   }
 }
 
 }  // namespace
 
 void depthwise_u8_ref(const DepthwiseArgs& args, int64_t row_begin, int64_t row_end) {
-  depthwise_rows<kBlock, macs, quantize_u8_ref>(args, row_begin, row_end);
+  depthwise_rows<macs, quantize_u8_ref>(args, row_begin, row_end);
 }
 
 }  // namespace qext::kernels::detail
