@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up qext (scripts/setup.sh) and runs every test: pytest, then ctest, then
 # the memory-safety job (scripts/sanitize.sh: ASan + UBSan build, C++ tests and
-# hostile model files).
+# hostile model files), then the portability check (scripts/cross_check.sh:
+# the kernels and their tests built for aarch64, run under qemu).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -10,4 +11,5 @@ status=0
 .venv/bin/python -m pytest -q "$@" || status=$?
 ctest --test-dir build/python --output-on-failure || status=$?
 bash scripts/sanitize.sh || status=$?
+bash scripts/cross_check.sh || status=$?
 exit $status

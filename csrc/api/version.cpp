@@ -1,6 +1,7 @@
 #include "qext/qext.h"
 
 #include "kernels/isa.h"
+#include "kernels/kernel_table.h"
 
 #ifndef QEXT_VERSION
 #error "QEXT_VERSION must be defined by the build"
@@ -13,6 +14,12 @@ std::string version() { return QEXT_VERSION; }
 std::string active_isa() { return kernels::isa_name(kernels::active_isa()); }
 
 void set_isa(const std::string& name) { kernels::set_active_isa(kernels::isa_from_name(name)); }
+
+std::vector<std::pair<std::string, std::string>> kernels_in_use() {
+  const kernels::KernelTable& t = kernels::kernel_table(kernels::active_isa());
+  return {{"gemm", t.gemm_kernel}, {"depthwise", t.depthwise_kernel}, {"quantize", t.quantize_kernel},
+          {"elementwise", t.elementwise_kernel}};
+}
 
 std::vector<std::string> supported_isas() {
   std::vector<std::string> names;

@@ -30,6 +30,7 @@ struct DepthwiseArgs {
   const uint8_t* image = nullptr;  // padded NHWC images: [n][hp][wp][channels]
   int64_t hp = 0, wp = 0, channels = 0;
   int64_t kh = 0, kw = 0, sh = 1, sw = 1, dh = 1, dw = 1;
+  int64_t n = 1;                        // images
   int64_t oh = 0, ow = 0;               // output size (windows start at padded 0)
   // Two taps' weights interleaved as int16 pairs, one int32 word per channel:
   // [(kh * kw + 1) / 2][depthwise_padded_channels(channels)] (an odd last tap
@@ -44,6 +45,8 @@ struct DepthwiseArgs {
   float out_scale = 1.0f;
   int32_t out_zero_point = 0;
   uint8_t* out = nullptr;  // [n][oh][ow][channels]
+
+  int64_t n_rows() const { return n * oh; }
 };
 
 // Packs w [channels][taps] (int8) into DepthwiseArgs::weights' layout.

@@ -24,16 +24,19 @@ Isa isa_from_name(const std::string& name) {
 }
 
 bool cpu_supports(Isa isa) {
+  if (isa == Isa::Ref) return true;
+#if QEXT_HAVE_X86
   // __builtin_cpu_supports checks CPUID and that the OS saves the wide registers.
   switch (isa) {
-    case Isa::Ref: return true;
     case Isa::Avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case Isa::Avx512Vnni:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
              __builtin_cpu_supports("avx512vnni");
+    default: break;
   }
-  return false;
+#endif
+  return false;  // the x86 paths are not built on this architecture
 }
 
 std::vector<Isa> supported_isas() {

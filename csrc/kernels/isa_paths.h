@@ -1,6 +1,6 @@
-// The entry points each ISA file provides; isa.cpp/qgemm.cpp/quantize.cpp pick
-// one at run time. A path that was not compiled has no definition and is
-// reported unsupported (QEXT_HAVE_* come from CMake).
+// The entry points each ISA file provides, gathered per path in
+// kernel_table.cpp. The x86 paths are built only on x86 (QEXT_HAVE_X86, set
+// by CMake); elsewhere the reference path is the only one.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +15,9 @@ using QgemmFn = void (*)(const GemmArgs&, const PackedWeights&, const Epilogue&,
 using MinMaxFn = bool (*)(const float*, int64_t, float*, float*);
 using QuantizeU8Fn = void (*)(const float*, int64_t, float, int32_t, int32_t, int32_t,
                               uint8_t*);
+using AddRequantFn = void (*)(const uint8_t*, float, int32_t, const uint8_t*, float, int32_t, int64_t, float,
+                              int32_t, bool, uint8_t*);
+using DepthwiseFn = void (*)(const DepthwiseArgs&, int64_t, int64_t);
 
 #define QEXT_DECLARE_PATH(suffix)                                                        \
   void qgemm_##suffix(const GemmArgs&, const PackedWeights&, const Epilogue&, int64_t,   \

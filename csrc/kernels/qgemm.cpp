@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "kernels/isa_paths.h"
+#include "kernels/kernel_table.h"
 
 namespace qext::kernels {
 
@@ -116,14 +116,7 @@ void qgemm(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, int
                                   std::to_string(segs) + " segments");
     }
   }
-  switch (w.isa()) {
-    case Isa::Ref:
-      return detail::qgemm_ref(args, w, ep, m_begin, m_end, block_begin, block_end);
-    case Isa::Avx2:
-      return detail::qgemm_avx2(args, w, ep, m_begin, m_end, block_begin, block_end);
-    case Isa::Avx512Vnni:
-      return detail::qgemm_avx512_vnni(args, w, ep, m_begin, m_end, block_begin, block_end);
-  }
+  kernel_table(w.isa()).qgemm(args, w, ep, m_begin, m_end, block_begin, block_end);
 }
 
 }  // namespace qext::kernels

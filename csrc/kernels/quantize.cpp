@@ -1,27 +1,17 @@
 #include "kernels/quantize.h"
 
-#include "kernels/isa_paths.h"
+#include "kernels/kernel_table.h"
 #include "kernels/ref/scalar_rules.h"
 
 namespace qext::kernels {
 
 bool finite_min_max(const float* x, int64_t n, float* min_out, float* max_out, Isa isa) {
-  switch (isa) {
-    case Isa::Ref: return detail::finite_min_max_ref(x, n, min_out, max_out);
-    case Isa::Avx2: return detail::finite_min_max_avx2(x, n, min_out, max_out);
-    case Isa::Avx512Vnni: return detail::finite_min_max_avx512_vnni(x, n, min_out, max_out);
-  }
-  return false;
+  return kernel_table(isa).finite_min_max(x, n, min_out, max_out);
 }
 
 void quantize_u8(const float* x, int64_t n, float scale, int32_t zero_point, int32_t qmin,
                  int32_t qmax, uint8_t* q, Isa isa) {
-  switch (isa) {
-    case Isa::Ref: return detail::quantize_u8_ref(x, n, scale, zero_point, qmin, qmax, q);
-    case Isa::Avx2: return detail::quantize_u8_avx2(x, n, scale, zero_point, qmin, qmax, q);
-    case Isa::Avx512Vnni:
-      return detail::quantize_u8_avx512_vnni(x, n, scale, zero_point, qmin, qmax, q);
-  }
+  kernel_table(isa).quantize_u8(x, n, scale, zero_point, qmin, qmax, q);
 }
 
 void quantize_s8(const float* x, int64_t n, float scale, int32_t zero_point, int32_t qmin,

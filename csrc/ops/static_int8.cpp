@@ -229,7 +229,7 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
     a.wp = padded.w;
     a.channels = c;
     a.kh = kh, a.kw = kw, a.sh = sh, a.sw = sw, a.dh = dh, a.dw = dw;
-    a.oh = oh, a.ow = ow;
+    a.n = n_img, a.oh = oh, a.ow = ow;
     a.weights = w->depthwise_weights();
     a.weight_sums = w->depthwise_sums();
     a.x_zero_point = static_cast<int32_t>(x_zero_point);
@@ -242,7 +242,7 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
     a.out = outp;
     // Rows of >= ~16K multiply-adds per task: a small layer runs serially.
     const int64_t row_work = std::max<int64_t>(1, ow * c * kh * kw);
-    at::parallel_for(0, n_img * oh, std::max<int64_t>(1, (int64_t{1} << 14) / row_work), [&](int64_t r0, int64_t r1) {
+    at::parallel_for(0, a.n_rows(), std::max<int64_t>(1, (int64_t{1} << 14) / row_work), [&](int64_t r0, int64_t r1) {
       kernels::depthwise_conv_u8(a, r0, r1, w->isa());
     });
     return out;

@@ -30,6 +30,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("active_isa", &qext::active_isa);
   m.def("set_isa", &qext::set_isa, py::arg("name"));
   m.def("supported_isas", &qext::supported_isas);
+  m.def("kernels_in_use", &qext::kernels_in_use);
 
   py::enum_<qext::Granularity>(m, "Granularity")
       .value("per_tensor", qext::Granularity::PerTensor)

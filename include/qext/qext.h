@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <exception>
+#include <utility>
 #include <vector>
 
 namespace qext {
@@ -26,6 +27,10 @@ std::string version();
 std::string active_isa();
 void set_isa(const std::string& name);
 std::vector<std::string> supported_isas();
+// What the active path runs for each kernel family (gemm, depthwise, quantize,
+// elementwise), as (family, description) pairs: one kernel table per path,
+// chosen once.
+std::vector<std::pair<std::string, std::string>> kernels_in_use();
 
 // One line saying what went wrong, for a program's error message: the reason
 // without LibTorch's C++ backtrace or the TorchScript traceback before it.

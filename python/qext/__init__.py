@@ -15,7 +15,7 @@ import torch  # noqa: F401  (libqext links libtorch; load torch's Python side fi
 from . import _C
 from .config import DynamicConfig
 from .dynamic import quantize_dynamic
-from .isa import active_isa, set_isa, supported_isas
+from .isa import active_isa, kernels_in_use, set_isa, supported_isas
 from .linear import linear_dynamic, quantize_linear_weight
 from .model_io import load, save
 from .numerics import choose_qparams, dequantize, fake_quantize, quantize
@@ -37,6 +37,7 @@ __all__ = [
     "QuantizationReport",
     "StaticConfig",
     "active_isa",
+    "kernels_in_use",
     "calibrate",
     "convert",
     "add_int8",

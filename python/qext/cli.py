@@ -69,7 +69,10 @@ def _info(args: argparse.Namespace) -> int:
     import qext
 
     print(f"qext {qext.__version__}, torch {torch.__version__}")
-    print(f"kernel path: {qext.active_isa()} (this CPU supports: {', '.join(qext.supported_isas())})")
+    print(f"kernel path: {qext.active_isa()} (this CPU supports: {', '.join(qext.supported_isas())}; "
+          "QEXT_ISA=ref|avx2|avx512_vnni forces one)")
+    for family, kernel in qext.kernels_in_use().items():
+        print(f"  {family:12} {kernel}")
     return 0
 
 

@@ -27,3 +27,9 @@ def set_isa(name: str) -> None:
 def supported_isas() -> list[str]:
     """The kernel paths this CPU can run, ``"ref"`` first."""
     return list(_C.supported_isas())
+
+
+def kernels_in_use() -> dict[str, str]:
+    """What the active path runs per kernel family (``gemm``, ``depthwise``,
+    ``quantize``, ``elementwise``): each path has one kernel table, chosen once."""
+    return dict(_C.kernels_in_use())

@@ -1,6 +1,7 @@
 """The qext CLI, and models crossing between Python and the C++ example
 programs (built by the CMake build in build/python)."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,17 @@ def test_cli_failures_are_one_line_and_leave_no_file(tmp_path):
     assert result.returncode == 1 and "does not exist" in result.stderr
     assert qext_cli("quantize", EXAMPLE, EXAMPLE).returncode == 1
     assert qext_cli("--help").returncode == 0 and "quantize" in qext_cli("--help").stdout
+
+
+def test_cli_info_lists_the_kernels_of_each_path():
+    for isa in qext.supported_isas():
+        result = subprocess.run([sys.executable, "-m", "qext.cli", "info"], capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "QEXT_ISA": isa})
+        assert result.returncode == 0, result.stderr
+        assert f"kernel path: {isa}" in result.stdout
+        for family in ("gemm", "depthwise", "quantize", "elementwise"):
+            assert f"  {family}" in result.stdout
+    assert set(qext.kernels_in_use()) == {"gemm", "depthwise", "quantize", "elementwise"}
 
 
 def test_python_quantized_model_runs_in_cpp(tmp_path):

@@ -1,0 +1,50 @@
+#include "kernels/kernel_table.h"
+
+#include <stdexcept>
+#include <string>
+
+namespace qext::kernels {
+
+namespace {
+
+constexpr KernelTable kRef{
+    Isa::Ref, detail::qgemm_ref, detail::depthwise_u8_ref, detail::finite_min_max_ref,
+    detail::quantize_u8_ref, detail::add_requant_u8_ref,
+    "scalar reference (the spec)", "scalar reference", "scalar reference", "scalar reference"};
+
+#if QEXT_HAVE_X86
+constexpr KernelTable kAvx2{
+    Isa::Avx2, detail::qgemm_avx2, detail::depthwise_u8_avx2, detail::finite_min_max_avx2,
+    detail::quantize_u8_avx2, detail::add_requant_u8_avx2,
+    "4x24 tiles, int16 vpmaddwd (exact), activations widened per 48-row block",
+    "2 taps per vpmaddwd, 64 channels in ymm accumulators", "8 lanes, vdivps + vroundps", "8 lanes"};
+
+constexpr KernelTable kAvx512Vnni{
+    Isa::Avx512Vnni, detail::qgemm_avx512_vnni, detail::depthwise_u8_avx512_vnni,
+    detail::finite_min_max_avx512_vnni, detail::quantize_u8_avx512_vnni, detail::add_requant_u8_avx512_vnni,
+    "6x64 tiles, vpdpbusd (u8 x s8, no saturation), fused requantizing epilogue",
+    "2 taps per vpdpwssd, 64 channels in zmm accumulators", "16 lanes, divider-free Quantizer16",
+    "64 bytes per step"};
+#endif
+
+}  // namespace
+
+const KernelTable& kernel_table(Isa isa) {
+  const KernelTable* table = nullptr;
+  switch (isa) {
+    case Isa::Ref: table = &kRef; break;
+#if QEXT_HAVE_X86
+    case Isa::Avx2: table = &kAvx2; break;
+    case Isa::Avx512Vnni: table = &kAvx512Vnni; break;
+#else
+    default: break;
+#endif
+  }
+  if (!table || !cpu_supports(isa)) {
+    throw std::runtime_error(std::string("qext: the ") + isa_name(isa) + " kernels cannot run here (" +
+                             (table ? "this CPU lacks the instructions" : "not built for this architecture") + ")");
+  }
+  return *table;
+}
+
+}  // namespace qext::kernels

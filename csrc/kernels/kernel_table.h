@@ -1,0 +1,29 @@
+// One table of kernel entry points per ISA path (MLAS-style): filled at
+// compile time from the paths built for this architecture, looked up by the
+// dispatchers (qgemm, depthwise, quantize, elementwise) for the path a call
+// uses. The active path itself is chosen once at start (isa.cpp).
+#pragma once
+
+#include "kernels/isa_paths.h"
+
+namespace qext::kernels {
+
+struct KernelTable {
+  Isa isa;
+  detail::QgemmFn qgemm;
+  detail::DepthwiseFn depthwise_u8;
+  detail::MinMaxFn finite_min_max;
+  detail::QuantizeU8Fn quantize_u8;
+  detail::AddRequantFn add_requant_u8;
+  // What each family runs on this path, for `qext info`.
+  const char* gemm_kernel;
+  const char* depthwise_kernel;
+  const char* quantize_kernel;
+  const char* elementwise_kernel;
+};
+
+// The table of `isa`; throws std::runtime_error when that path was not built
+// for this architecture or this CPU cannot run it.
+const KernelTable& kernel_table(Isa isa);
+
+}  // namespace qext::kernels

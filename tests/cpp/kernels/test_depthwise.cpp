@@ -1,0 +1,97 @@
+// The depthwise kernel of every path against the definition written out here:
+// integer sums over the window and the scalar epilogue rules, compared byte
+// for byte over awkward channel counts, strides, dilations, zero points and
+// extreme operands.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "kernels/depthwise.h"
+#include "kernels/ref/scalar_rules.h"
+
+using namespace qext::kernels;
+
+namespace {
+
+struct Case {
+  int64_t n, c, hp, wp, k, stride, dilation;
+  int32_t x_zero_point;
+  bool extreme;  // all pixels 255 and weights +-127: the largest sums
+};
+
+std::vector<uint8_t> reference(const DepthwiseArgs& a, const std::vector<int8_t>& w) {
+  const int64_t taps = a.kh * a.kw;
+  std::vector<uint8_t> out(a.n_rows() * a.ow * a.channels);
+  for (int64_t row = 0; row < a.n_rows(); ++row) {
+    const int64_t img = row / a.oh, oy = row % a.oh;
+    for (int64_t ox = 0; ox < a.ow; ++ox) {
+      for (int64_t c = 0; c < a.channels; ++c) {
+        int32_t acc = 0;
+        for (int64_t i = 0; i < a.kh; ++i) {
+          for (int64_t j = 0; j < a.kw; ++j) {
+            const int64_t y = oy * a.sh + i * a.dh, x = ox * a.sw + j * a.dw;
+            const int32_t v = a.image[((img * a.hp + y) * a.wp + x) * a.channels + c];
+            acc += (v - a.x_zero_point) * w[c * taps + i * a.kw + j];
+          }
+        }
+        const float f = ref::epilogue_float(acc, a.x_scale, a.w_scale[c], a.bias, c, a.clamp_min, a.clamp_max);
+        out[(row * a.ow + ox) * a.channels + c] = static_cast<uint8_t>(ref::quantize_one(f, a.out_scale, a.out_zero_point, 0, 255));
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(DepthwiseKernel, EveryPathMatchesTheDefinition) {
+  const Case cases[] = {
+      {1, 1, 5, 5, 3, 1, 1, 0, false},    {2, 13, 7, 9, 3, 1, 1, 128, false}, {1, 16, 9, 9, 3, 2, 1, 255, false},
+      {1, 77, 11, 11, 5, 1, 2, 37, false}, {2, 80, 8, 8, 3, 2, 1, 3, false},   {1, 144, 6, 6, 3, 1, 1, 200, false},
+      {1, 70, 13, 13, 7, 1, 1, 0, true},   {1, 70, 13, 13, 7, 1, 1, 255, true}, {1, 33, 10, 10, 2, 1, 1, 128, true},
+  };
+  std::mt19937 rng(7);
+  for (const Case& t : cases) {
+    const int64_t taps = t.k * t.k;
+    DepthwiseArgs a;
+    a.hp = t.hp, a.wp = t.wp, a.channels = t.c;
+    a.kh = a.kw = t.k, a.sh = a.sw = t.stride, a.dh = a.dw = t.dilation;
+    a.oh = (t.hp - t.dilation * (t.k - 1) - 1) / t.stride + 1;
+    a.ow = (t.wp - t.dilation * (t.k - 1) - 1) / t.stride + 1;
+    // The kernel reads whole channel groups: the image keeps that much slack.
+    std::vector<uint8_t> image(t.n * t.hp * t.wp * t.c + kDepthwiseChannelGroup);
+    std::vector<int8_t> w(t.c * taps);
+    std::vector<float> w_scale(t.c), bias(t.c);
+    for (auto& v : image) v = t.extreme ? 255 : static_cast<uint8_t>(rng() % 256);
+    for (size_t i = 0; i < w.size(); ++i) w[i] = t.extreme ? (i % 2 ? -127 : 127) : static_cast<int8_t>(rng() % 255 - 127);
+    for (int64_t c = 0; c < t.c; ++c) {
+      w_scale[c] = 0.001f + 0.0001f * static_cast<float>(c);
+      bias[c] = static_cast<float>(static_cast<int>(rng() % 200) - 100) * 0.01f;
+    }
+    const std::vector<int32_t> packed = depthwise_pack_weights(w.data(), t.c, taps);
+    std::vector<int32_t> sums(t.c, 0);
+    for (int64_t c = 0; c < t.c; ++c)
+      for (int64_t i = 0; i < taps; ++i) sums[c] += w[c * taps + i];
+    a.image = image.data();
+    a.weights = packed.data();
+    a.weight_sums = sums.data();
+    a.x_zero_point = t.x_zero_point;
+    a.x_scale = 0.02f;
+    a.w_scale = w_scale.data();
+    a.bias = t.extreme ? nullptr : bias.data();
+    a.clamp_min = t.extreme ? -1e30f : 0.0f;  // ReLU on the random cases
+    a.clamp_max = 1e30f;
+    a.out_scale = t.extreme ? 64.0f : 0.05f;
+    a.out_zero_point = 100;
+    a.n = t.n;
+    const std::vector<uint8_t> want = reference(a, w);
+    for (Isa isa : supported_isas()) {
+      std::vector<uint8_t> got(want.size(), 0);
+      a.out = got.data();
+      depthwise_conv_u8(a, 0, a.n_rows(), isa);
+      EXPECT_EQ(got, want) << isa_name(isa) << " c=" << t.c << " k=" << t.k << " zp=" << t.x_zero_point;
+    }
+  }
+}
