@@ -35,14 +35,19 @@ def torch_ao_linear(weight: torch.Tensor, bias: torch.Tensor):
         return q
 
 
-def vnni_peak() -> float | None:
-    exe = next(Path("build").glob("*/qext_vnni_peak"), None)
+def measured_peak(isa: str) -> float | None:
+    """One core's peak for the instruction chain of the path's GEMM, from the
+    probe built beside qext (qext_vnni_peak: vpdpbusd; qext_avx2_peak:
+    vpmaddwd + vpaddd)."""
+    probe, key = {"avx512_vnni": ("qext_vnni_peak", "vnni_peak_gops_1core"),
+                  "avx2": ("qext_avx2_peak", "avx2_peak_gops_1core")}.get(isa, (None, None))
+    exe = next(Path("build").glob(f"*/{probe}"), None) if probe else None
     if exe is None:
         return None
     out = subprocess.run([str(exe)], capture_output=True, text=True, check=False).stdout
     import json
 
-    return json.loads(out).get("vnni_peak_gops_1core") if out.strip() else None
+    return json.loads(out).get(key) if out.strip() else None
 
 
 def main() -> None:
@@ -79,12 +84,13 @@ def main() -> None:
                 rows.append(row)
                 print(f"{nthreads:>3} {m:>4} {k:>5} {n:>5} | {row['fp32_gops']:7.1f} {row['torch_ao_gops']:8.1f} "
                       f"{row['qext_gops']:7.1f}       | {row['qext_vs_fp32']:9.2f} {row['qext_vs_torch_ao']:7.2f}")
-    peak = vnni_peak()
+    peak = measured_peak(qext.active_isa())
     if peak:
-        print(f"VNNI peak, one core: {peak:.0f} GOP/s")
+        print(f"{qext.active_isa()} GEMM instruction peak, one core: {peak:.0f} GOP/s")
         for r in rows:
-            r["qext_fraction_of_vnni_peak"] = r["qext_gops"] / (peak * r["threads"])
-    write_json(args.out, {"isa": qext.active_isa(), "vnni_peak_gops_1core": peak, "rows": rows})
+            r["qext_fraction_of_peak"] = r["qext_gops"] / (peak * r["threads"])
+            print(f"  {r['threads']} thr M={r['M']:<4} {r['K']}x{r['N']}: {100 * r['qext_fraction_of_peak']:.0f} % of peak")
+    write_json(args.out, {"isa": qext.active_isa(), "peak_gops_1core": peak, "rows": rows})
 
 
 if __name__ == "__main__":
