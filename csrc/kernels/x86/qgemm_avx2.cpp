@@ -10,6 +10,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -59,13 +60,58 @@ WideRows widen_rows(const GemmArgs& args, int64_t m_begin, int64_t m_end, int64_
   return {buffer, pairs};
 }
 
-inline __m256i quantize8(__m256 v, __m256 scale, __m256 zp, __m256 lo, __m256 hi) {
-  __m256 t = _mm256_round_ps(_mm256_div_ps(v, scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  t = _mm256_add_ps(t, zp);
-  t = _mm256_max_ps(t, lo);  // NaN -> lo
-  t = _mm256_min_ps(t, hi);
-  return _mm256_cvttps_epi32(t);
-}
+// float -> uint8 lanes by the one rounding rule, as AVX-512's Quantizer16:
+// one clamp first, to the activation's bounds narrowed to the floats that
+// quantize into [qmin, qmax] (quantizing is monotonic, so this equals
+// clamp -> quantize -> clamp; NaN -> lo), then the correctly rounded quotient
+// without the divider (q0 = v / s via 1/s, one FMA correction; vdivps on 8
+// lanes dominated short-K epilogues). A dividing fallback where 1/s is not a
+// normal float or the bounds overflow.
+class Quantizer8 {
+ public:
+  Quantizer8(float scale, int32_t zero_point, int32_t qmin, int32_t qmax,
+             float clamp_min = -std::numeric_limits<float>::infinity(),
+             float clamp_max = std::numeric_limits<float>::infinity())
+      : scale_(_mm256_set1_ps(scale)),
+        inv_(_mm256_set1_ps(1.0f / scale)),
+        zp_(_mm256_set1_epi32(zero_point)),
+        zp_f_(_mm256_set1_ps(static_cast<float>(zero_point))),
+        qmin_(_mm256_set1_ps(static_cast<float>(qmin))),
+        qmax_(_mm256_set1_ps(static_cast<float>(qmax))) {
+    const float lo_q = static_cast<float>(qmin - zero_point) * scale;
+    const float hi_q = static_cast<float>(qmax - zero_point) * scale;
+    narrowed_ = std::isnormal(1.0f / scale) && std::abs(qmin - zero_point) < (1 << 16) &&
+                std::abs(qmax - zero_point) < (1 << 16) && std::isfinite(lo_q) && std::isfinite(hi_q);
+    float lo = clamp_min, hi = clamp_max;
+    if (narrowed_) {
+      lo = std::clamp(clamp_min, lo_q, hi_q);
+      hi = std::clamp(clamp_max, lo_q, hi_q);
+    }
+    lo_ = _mm256_set1_ps(lo);
+    hi_ = _mm256_set1_ps(hi);
+  }
+
+  __m256i operator()(__m256 v) const {
+    v = _mm256_min_ps(_mm256_max_ps(v, lo_), hi_);  // NaN -> lo
+    if (narrowed_) {
+      const __m256 q0 = _mm256_mul_ps(v, inv_);
+      const __m256 r = _mm256_fnmadd_ps(q0, scale_, v);
+      const __m256 quotient = _mm256_fmadd_ps(r, inv_, q0);
+      const __m256 rounded = _mm256_round_ps(quotient, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      return _mm256_add_epi32(_mm256_cvttps_epi32(rounded), zp_);
+    }
+    __m256 t = _mm256_round_ps(_mm256_div_ps(v, scale_), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    t = _mm256_add_ps(t, zp_f_);
+    t = _mm256_min_ps(_mm256_max_ps(t, qmin_), qmax_);  // NaN -> qmin
+    return _mm256_cvttps_epi32(t);
+  }
+
+ private:
+  bool narrowed_;
+  __m256 scale_, inv_;
+  __m256i zp_;
+  __m256 zp_f_, qmin_, qmax_, lo_, hi_;
+};
 
 inline void store_u8x8(uint8_t* dst, __m256i v, int64_t lanes) {
   const __m128i p16 = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -113,30 +159,39 @@ void accumulate(const int32_t* const* a, const uint8_t* wb, int64_t pairs, int32
       _mm256_store_si256(reinterpret_cast<__m256i*>(out + r * 24 + j * 8), acc[r][j]);
 }
 
+// One weight block's column data padded to whole vectors, so the epilogue
+// never reads past N; prepared once per block, not per row tile.
+struct BlockColumns {
+  alignas(32) int32_t sum[3 * kVecCols] = {};
+  alignas(32) float scale[3 * kVecCols] = {};
+  alignas(32) float bias[3 * kVecCols] = {};
+
+  BlockColumns(const PackedWeights& w, const Epilogue& ep, int64_t n0, int64_t ncols) {
+    const bool to_float = ep.output != Epilogue::Output::Int32;
+    for (int64_t c = 0; c < ncols; ++c) {
+      sum[c] = w.col_sums()[n0 + c];
+      if (to_float) scale[c] = ep.col_scale[n0 + c];
+      if (to_float && ep.bias) bias[c] = ep.bias[n0 + c];
+    }
+  }
+};
+
 template <int MR, int NB>
-void tile(const GemmArgs& args, const WideRows& wide, int64_t wide_row0,
-          const PackedWeights& w, const Epilogue& ep, int64_t m0, int64_t block, int64_t n0,
-          int64_t ncols) {
+void tile(const GemmArgs& args, const WideRows& wide, int64_t wide_row0, const PackedWeights& w,
+          const Epilogue& ep, const Quantizer8& quantize, const BlockColumns& cols, int64_t m0, int64_t block,
+          int64_t n0, int64_t ncols) {
   const int32_t* a[MR];
   for (int r = 0; r < MR; ++r) a[r] = wide.data + (m0 + r - wide_row0) * wide.stride;
   alignas(32) int32_t acc[MR * 24];
   accumulate<MR, NB>(a, w.block(block), wide.stride, acc);
 
-  // Column data padded to whole vectors so the epilogue never reads past N.
-  alignas(32) int32_t col_sum[NB * kVecCols] = {};
-  alignas(32) float col_scale[NB * kVecCols] = {}, bias[NB * kVecCols] = {};
   const bool to_float = ep.output != Epilogue::Output::Int32;
-  for (int64_t c = 0; c < ncols; ++c) {
-    col_sum[c] = w.col_sums()[n0 + c];
-    if (to_float) col_scale[c] = ep.col_scale[n0 + c];
-    if (to_float && ep.bias) bias[c] = ep.bias[n0 + c];
-  }
-
+  const __m256 clamp_min = _mm256_set1_ps(ep.clamp_min), clamp_max = _mm256_set1_ps(ep.clamp_max);
   for (int j = 0; j < NB; ++j) {
     const int64_t n = n0 + j * kVecCols, lanes = ncols - j * kVecCols;
-    const __m256i cs = _mm256_load_si256(reinterpret_cast<const __m256i*>(col_sum + j * kVecCols));
-    const __m256 csc = _mm256_load_ps(col_scale + j * kVecCols);
-    const __m256 bv = _mm256_load_ps(bias + j * kVecCols);
+    const __m256i cs = _mm256_load_si256(reinterpret_cast<const __m256i*>(cols.sum + j * kVecCols));
+    const __m256 csc = _mm256_load_ps(cols.scale + j * kVecCols);
+    const __m256 bv = _mm256_load_ps(cols.bias + j * kVecCols);
     for (int r = 0; r < MR; ++r) {
       const int64_t m = m0 + r, at = m * args.ldc + n;
       const __m256i v = _mm256_sub_epi32(
@@ -149,24 +204,20 @@ void tile(const GemmArgs& args, const WideRows& wide, int64_t wide_row0,
       }
       __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_mul_ps(_mm256_set1_ps(ep.row_scale[m]), csc));
       if (ep.bias) f = _mm256_add_ps(f, bv);
-      f = _mm256_max_ps(f, _mm256_set1_ps(ep.clamp_min));
-      f = _mm256_min_ps(f, _mm256_set1_ps(ep.clamp_max));
       if (ep.output == Epilogue::Output::Float) {
+        f = _mm256_min_ps(_mm256_max_ps(f, clamp_min), clamp_max);
         alignas(32) float tmp[kVecCols];
         _mm256_store_ps(tmp, f);
         store8(static_cast<float*>(args.c) + at, tmp, lanes);
       } else {
-        const __m256i q = quantize8(f, _mm256_set1_ps(ep.out_scale),
-                                    _mm256_set1_ps(static_cast<float>(ep.out_zero_point)),
-                                    _mm256_set1_ps(0.0f), _mm256_set1_ps(255.0f));
-        store_u8x8(static_cast<uint8_t*>(args.c) + at, q, lanes);
+        store_u8x8(static_cast<uint8_t*>(args.c) + at, quantize(f), lanes);  // clamps first
       }
     }
   }
 }
 
-using TileFn = void (*)(const GemmArgs&, const WideRows&, int64_t, const PackedWeights&,
-                        const Epilogue&, int64_t, int64_t, int64_t, int64_t);
+using TileFn = void (*)(const GemmArgs&, const WideRows&, int64_t, const PackedWeights&, const Epilogue&,
+                        const Quantizer8&, const BlockColumns&, int64_t, int64_t, int64_t, int64_t);
 
 template <int MR>
 constexpr TileFn tile_for_cols(int nb) {
@@ -187,6 +238,7 @@ TileFn tile_for(int rows, int nb) {
 void qgemm_avx2(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep,
                 int64_t m_begin, int64_t m_end, int64_t block_begin, int64_t block_end) {
   if (m_begin >= m_end) return;
+  const Quantizer8 quantize(ep.out_scale, ep.out_zero_point, 0, 255, ep.clamp_min, ep.clamp_max);
   std::vector<int32_t> buffer(static_cast<size_t>(std::min(kRowBlock, m_end - m_begin) * ((w.k() + 1) / 2)));
   const int64_t bc = w.layout().block_cols;
   for (int64_t mb = m_begin; mb < m_end; mb += kRowBlock) {
@@ -195,9 +247,10 @@ void qgemm_avx2(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep
     for (int64_t b = block_begin; b < block_end; ++b) {
       const int64_t n0 = b * bc, ncols = std::min(bc, w.n() - n0);
       const int nb = static_cast<int>((ncols + kVecCols - 1) / kVecCols);
+      const BlockColumns cols(w, ep, n0, ncols);
       for (int64_t m0 = mb; m0 < me; m0 += kRows) {
         const int rows = static_cast<int>(std::min<int64_t>(kRows, me - m0));
-        tile_for(rows, nb)(args, wide, mb, w, ep, m0, b, n0, ncols);
+        tile_for(rows, nb)(args, wide, mb, w, ep, quantize, cols, m0, b, n0, ncols);
       }
     }
   }
@@ -233,13 +286,9 @@ bool finite_min_max_avx2(const float* x, int64_t n, float* min_out, float* max_o
 
 void quantize_u8_avx2(const float* x, int64_t n, float scale, int32_t zero_point, int32_t qmin,
                       int32_t qmax, uint8_t* q) {
-  const __m256 s = _mm256_set1_ps(scale), zp = _mm256_set1_ps(static_cast<float>(zero_point));
-  const __m256 lo = _mm256_set1_ps(static_cast<float>(qmin));
-  const __m256 hi = _mm256_set1_ps(static_cast<float>(qmax));
+  const Quantizer8 quantize(scale, zero_point, qmin, qmax);
   int64_t i = 0;
-  for (; i + kVecCols <= n; i += kVecCols) {
-    store_u8x8(q + i, quantize8(_mm256_loadu_ps(x + i), s, zp, lo, hi), kVecCols);
-  }
+  for (; i + kVecCols <= n; i += kVecCols) store_u8x8(q + i, quantize(_mm256_loadu_ps(x + i)), kVecCols);
   quantize_u8_ref(x + i, n - i, scale, zero_point, qmin, qmax, q + i);
 }
 
@@ -247,17 +296,14 @@ void add_requant_u8_avx2(const uint8_t* a, float sa, int32_t za, const uint8_t* 
                          int32_t zb, int64_t n, float so, int32_t zo, bool relu, uint8_t* out) {
   const __m256 vsa = _mm256_set1_ps(sa), vsb = _mm256_set1_ps(sb);
   const __m256i vza = _mm256_set1_epi32(za), vzb = _mm256_set1_epi32(zb);
-  const __m256 lo = _mm256_set1_ps(relu ? 0.0f : -std::numeric_limits<float>::infinity());
-  const __m256 s = _mm256_set1_ps(so), zp = _mm256_set1_ps(static_cast<float>(zo));
-  const __m256 qlo = _mm256_set1_ps(0.0f), qhi = _mm256_set1_ps(255.0f);
+  const Quantizer8 quantize(so, zo, 0, 255, relu ? 0.0f : -std::numeric_limits<float>::infinity());
   int64_t i = 0;
   for (; i + kVecCols <= n; i += kVecCols) {
     const __m256i ai = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(a + i)));
     const __m256i bi = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + i)));
     __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(ai, vza)), vsa),
                              _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(bi, vzb)), vsb));
-    v = _mm256_max_ps(v, lo);
-    store_u8x8(out + i, quantize8(v, s, zp, qlo, qhi), kVecCols);
+    store_u8x8(out + i, quantize(v), kVecCols);  // the ReLU is the quantizer's clamp
   }
   add_requant_u8_ref(a + i, sa, za, b + i, sb, zb, n - i, so, zo, relu, out + i);
 }
