@@ -3,7 +3,9 @@
 // in one path and not in another.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstdint>
 
 #include "kernels/qgemm.h"
@@ -36,6 +38,25 @@ inline bool fold_finite_min_max(const float* x, int64_t n, float* lo, float* hi)
     *hi = x[i] > *hi ? x[i] : *hi;
   }
   return finite;
+}
+
+// The clamp the vector quantizers apply before a divider-free quotient: the
+// activation's [clamp_min, clamp_max] narrowed to the floats that quantize into
+// [qmin, qmax] (quantizing is monotonic, so clamp -> quantize -> clamp equals
+// narrowed clamp -> quantize). `narrowed` is false where that trick is not
+// exact (1/scale not a normal float, bounds overflowing): the paths divide.
+struct QuantizeBounds {
+  bool narrowed;
+  float lo, hi;
+};
+inline QuantizeBounds quantize_bounds(float scale, int32_t zero_point, int32_t qmin, int32_t qmax,
+                                      float clamp_min, float clamp_max) {
+  const float lo_q = static_cast<float>(qmin - zero_point) * scale;
+  const float hi_q = static_cast<float>(qmax - zero_point) * scale;
+  const bool narrowed = std::isnormal(1.0f / scale) && std::abs(qmin - zero_point) < (1 << 16) &&
+                        std::abs(qmax - zero_point) < (1 << 16) && std::isfinite(lo_q) && std::isfinite(hi_q);
+  if (!narrowed) return {false, clamp_min, clamp_max};
+  return {true, std::clamp(clamp_min, lo_q, hi_q), std::clamp(clamp_max, lo_q, hi_q)};
 }
 
 // The Float epilogue for one accumulator; the Uint8 one quantizes its result.

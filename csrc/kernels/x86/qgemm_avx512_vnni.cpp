@@ -67,17 +67,10 @@ class Quantizer16 {
         zp_f_(_mm512_set1_ps(static_cast<float>(zero_point))),
         qmin_(_mm512_set1_ps(static_cast<float>(qmin))),
         qmax_(_mm512_set1_ps(static_cast<float>(qmax))) {
-    const float lo_q = static_cast<float>(qmin - zero_point) * scale;
-    const float hi_q = static_cast<float>(qmax - zero_point) * scale;
-    narrowed_ = std::isnormal(1.0f / scale) && std::abs(qmin - zero_point) < (1 << 16) &&
-                std::abs(qmax - zero_point) < (1 << 16) && std::isfinite(lo_q) && std::isfinite(hi_q);
-    float lo = clamp_min, hi = clamp_max;
-    if (narrowed_) {
-      lo = std::clamp(clamp_min, lo_q, hi_q);
-      hi = std::clamp(clamp_max, lo_q, hi_q);
-    }
-    lo_ = _mm512_set1_ps(lo);
-    hi_ = _mm512_set1_ps(hi);
+    const ref::QuantizeBounds b = ref::quantize_bounds(scale, zero_point, qmin, qmax, clamp_min, clamp_max);
+    narrowed_ = b.narrowed;
+    lo_ = _mm512_set1_ps(b.lo);
+    hi_ = _mm512_set1_ps(b.hi);
   }
 
   __m512i operator()(__m512 v) const {
