@@ -1,8 +1,9 @@
 // Measures this CPU's int8 VNNI peak on one core: 16 independent vpdpbusd chains
 // on zmm registers, no memory traffic. Prints GOP/s (1 MAC = 2 ops) as JSON.
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
+
+#include "peak_probe.h"
 
 static double vnni_gops(long iters) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -32,9 +33,7 @@ int main() {
     return 1;
   }
   const long iters = 20'000'000;
-  vnni_gops(iters);  // warm up the clock
-  double best = 1e30;
-  for (int i = 0; i < 5; ++i) best = std::min(best, vnni_gops(iters));
+  const double best = best_seconds(vnni_gops, iters);
   // 16 instructions x 64 u8*s8 products x 2 ops per iteration.
   std::printf("{\"vnni_peak_gops_1core\": %.1f}\n", 16.0 * iters * 64 * 2 / best / 1e9);
 }

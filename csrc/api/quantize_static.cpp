@@ -22,7 +22,6 @@ constexpr const char* kCheckFiniteAttr = "_qext_static_check_finite";
 // quantize_static measures the per-layer SQNR on at most this many batches.
 constexpr size_t kSqnrBatches = 16;
 
-
 }  // namespace
 
 torch::jit::Module prepare_static(const torch::jit::Module& model, const StaticConfig& config) {
@@ -81,7 +80,7 @@ torch::jit::Module convert(const torch::jit::Module& prepared, bool probe) {
     // constants prepare folded (int lists such as pooling sizes) are literals.
     std::shared_ptr<torch::jit::Graph> graph = method.graph();
     torch::jit::ConstantPropagation(graph);
-    auto rows = passes::convert_static_layers(out, *method.graph(), exclude, weight_bits, check_finite, probe);
+    auto rows = passes::convert_static_layers(out, *graph, exclude, weight_bits, check_finite, probe);
     report.layers.insert(report.layers.end(), rows.begin(), rows.end());
   }
   api::store_report(out, report, {{"qext_version", version()}, {"mode", "static"},

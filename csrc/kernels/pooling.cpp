@@ -27,7 +27,7 @@ int64_t pooled_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int
   // kernel arguments may come from a tampered file.
   int64_t padded, reach, span;
   if (__builtin_mul_overflow(pad, 2, &padded) || __builtin_add_overflow(in, padded, &padded) ||
-      __builtin_mul_overflow(dilation, kernel - 1, &reach) || __builtin_sub_overflow(padded, reach + 1, &span)) {
+      __builtin_mul_overflow(dilation, kernel - 1, &reach) || __builtin_sub_overflow(padded - 1, reach, &span)) {
     throw std::overflow_error("qext: window size arithmetic overflows (input " + std::to_string(in) + ", kernel " +
                               std::to_string(kernel) + ", padding " + std::to_string(pad) + ", dilation " +
                               std::to_string(dilation) + ")");
@@ -169,14 +169,15 @@ void max_pool2d_u8(const uint8_t* in, const NhwcShape& s, int64_t kh, int64_t kw
 void avg_pool2d_u8(const uint8_t* in, const NhwcShape& s, const PoolAxis& rows, const PoolAxis& cols,
                    int64_t divisor_override, int32_t zero_point, uint8_t* out, int64_t row_begin,
                    int64_t row_end) {
-  int64_t widest = 0;  // the most taps a window holds, for the accumulator width
-  for (int64_t oy = 0; oy < rows.size(); ++oy) {
-    for (int64_t ox = 0; ox < cols.size(); ++ox) {
-      widest = std::max(widest, (rows.end[oy] - rows.begin[oy]) * (cols.end[ox] - cols.begin[ox]));
-    }
-  }
+  // The most taps a window holds, for the accumulator width: rows and columns
+  // are independent, so it is the widest row span times the widest column span.
+  auto widest = [](const PoolAxis& a) {
+    int64_t w = 0;
+    for (int64_t i = 0; i < a.size(); ++i) w = std::max(w, a.end[i] - a.begin[i]);
+    return w;
+  };
   // int32 sums vectorise twice as wide; 255 * taps must fit them.
-  if (widest <= std::numeric_limits<int32_t>::max() / 255) {
+  if (widest(rows) * widest(cols) <= std::numeric_limits<int32_t>::max() / 255) {
     avg_pool2d_sums<int32_t>(in, s, rows, cols, divisor_override, zero_point, out, row_begin, row_end);
   } else {
     avg_pool2d_sums<int64_t>(in, s, rows, cols, divisor_override, zero_point, out, row_begin, row_end);

@@ -50,7 +50,7 @@ PackedConvWeight::PackedConvWeight(const at::Tensor& weight, const at::Tensor& s
   isa_ = kernels::active_isa();
   depthwise_ = in_per_group_ == 1 && groups == out_channels_;
   const int64_t per_group = out_channels_ / groups, row_bytes = kw_ * in_per_group_;
-  TORCH_CHECK(kh_ * ((row_bytes + 3) / 4 * 4) <= kernels::kMaxGemmK, kClass, ": a ", kh_, "x", kw_, "x",
+  TORCH_CHECK(reduction_length(kh_, kw_, in_per_group_) <= kernels::kMaxGemmK, kClass, ": a ", kh_, "x", kw_, "x",
               in_per_group_, " window sums more terms than the int32 accumulator holds exactly (",
               kernels::kMaxGemmK, ")");
   if (depthwise_) {

@@ -46,6 +46,12 @@ class PackedConvWeight : public torch::CustomClassHolder {
   // image (groups == 1, no horizontal dilation): conv2d_int8 then multiplies
   // straight from the image, without gathering patches.
   bool direct() const { return groups_ == 1 && dilation_[1] == 1; }
+  // Terms in one output's dot product as the kernels sum them, kernel rows
+  // padded to whole 4-byte groups: KH * round_up(KW * Cin/groups, 4). Must
+  // not exceed kernels::kMaxGemmK (the passes keep longer convs float).
+  static int64_t reduction_length(int64_t kh, int64_t kw, int64_t in_per_group) {
+    return kh * ((kw * in_per_group + 3) / 4 * 4);
+  }
   // GEMM K bytes per kernel row: KW*Cin/groups, rounded up to a multiple of 4
   // (zero weights) when direct(), as the kernels read whole 4-byte groups.
   int64_t kernel_row_bytes() const { return kernel_row_bytes_; }

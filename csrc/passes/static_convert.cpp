@@ -171,8 +171,8 @@ std::string reduction_too_long(const StaticLayer& l) {
   if (!v.isTensor()) return "";
   const at::Tensor w = v.toTensor();
   int64_t k = w.dim() >= 2 ? w.size(1) : 0;
-  if (l.kind == "conv2d" && w.dim() == 4) k = w.size(2) * ((w.size(3) * w.size(1) + 3) / 4 * 4);  // padded kernel rows
-  if (l.kind == "conv1d" && w.dim() == 3) k = (w.size(2) * w.size(1) + 3) / 4 * 4;
+  if (l.kind == "conv2d" && w.dim() == 4) k = ops::PackedConvWeight::reduction_length(w.size(2), w.size(3), w.size(1));
+  if (l.kind == "conv1d" && w.dim() == 3) k = ops::PackedConvWeight::reduction_length(1, w.size(2), w.size(1));
   if (k <= kernels::kMaxGemmK) return "";
   return "dot products of " + std::to_string(k) + " terms: more than " + std::to_string(kernels::kMaxGemmK) +
          ", the most the int32 accumulator sums exactly";
