@@ -3,9 +3,9 @@ fp32 TorchScript (frozen), torch.ao static in eager mode (ResNet only) and in
 FX mode (x86 backend), ONNX Runtime quantize_static (QDQ, per-channel, U8S8;
 optional) and qext.
 
-    python benchmarks/bench_resnet.py [--model resnet18|mobilenet_v2] [--threads 1,2] [--shapes 1x224,16x64]
+    python benchmarks/bench_resnet.py [--model resnet18|mobilenet_v2|regnet_x_400mf] [--threads 1,2] [--shapes 1x224,16x64]
 
-The networks are ResNet-18's and MobileNetV2's layouts (tests/python/models.py)
+The networks are ResNet-18's, MobileNetV2's and RegNetX-400MF's layouts (tests/python/models.py)
 with random weights and non-trivial BatchNorm statistics; error columns compare
 outputs with fp32 eager (cosine per row). Latency: median of repeated runs,
 taken in rounds that cycle through the contenders so the machine's noise hits
@@ -33,7 +33,7 @@ import qext
 from common import add_ratios_and_print, interleaved_median_seconds, quiet_peers, threads, write_json
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
-from models import MobileNetV2ish, ResNet18ish, randomize_batch_norm  # noqa: E402
+from models import MobileNetV2ish, RegNetXish, ResNet18ish, randomize_batch_norm  # noqa: E402
 
 from ao_eager_resnet import quantize_eager  # noqa: E402
 
@@ -86,9 +86,16 @@ def cosine(ref, out):
     return c.mean().item(), c.min().item()
 
 
+MODELS = {
+    "resnet18": lambda: ResNet18ish(width=64, classes=1000),
+    "mobilenet_v2": lambda: MobileNetV2ish(classes=1000),
+    "regnet_x_400mf": lambda: RegNetXish(classes=1000),
+}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="resnet18", choices=["resnet18", "mobilenet_v2"])
+    ap.add_argument("--model", default="resnet18", choices=sorted(MODELS))
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--shapes", default="1x224,16x64", help="BATCHxSIZE,...")
     ap.add_argument("--min-time", type=float, default=2.0, help="seconds per contender, over all rounds")
@@ -97,7 +104,7 @@ def main():
     args = ap.parse_args()
     torch.manual_seed(0)
     resnet = args.model == "resnet18"
-    model = randomize_batch_norm(ResNet18ish(width=64, classes=1000) if resnet else MobileNetV2ish(classes=1000))
+    model = randomize_batch_norm(MODELS[args.model]())
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         float_path = os.path.join(tmp, "fp32.pt")

@@ -6,7 +6,7 @@
 //   acc[c] = sum over taps t of (x[t, c] - x_zero_point) * w[t, c]        (exact int32)
 //   out[c] = the GEMM's Uint8 epilogue of acc[c] (kernels/ref/scalar_rules.h)
 //
-// Torch-free. One implementation (depthwise/depthwise_impl.h) compiled once per
+// Torch-free. One implementation (kernels/depthwise_impl.h) compiled once per
 // ISA path with that path's flags; integer sums and the scalar epilogue rules
 // with no FP contraction make every path bit-identical.
 #pragma once
@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels/isa.h"
+#include "kernels/window_conv.h"
 
 namespace qext::kernels {
 
@@ -26,27 +27,12 @@ inline int64_t depthwise_padded_channels(int64_t channels) {
   return (channels + kDepthwiseChannelGroup - 1) / kDepthwiseChannelGroup * kDepthwiseChannelGroup;
 }
 
-struct DepthwiseArgs {
-  const uint8_t* image = nullptr;  // padded NHWC images: [n][hp][wp][channels]
-  int64_t hp = 0, wp = 0, channels = 0;
-  int64_t kh = 0, kw = 0, sh = 1, sw = 1, dh = 1, dw = 1;
-  int64_t n = 1;                        // images
-  int64_t oh = 0, ow = 0;               // output size (windows start at padded 0)
+struct DepthwiseArgs : WindowConvArgs {
   // Two taps' weights interleaved as int16 pairs, one int32 word per channel:
   // [(kh * kw + 1) / 2][depthwise_padded_channels(channels)] (an odd last tap
   // pairs with zeros). depthwise_pack_weights writes it.
   const int32_t* weights = nullptr;
-  const int32_t* weight_sums = nullptr; // [channels]: sum over taps, for the zero point
-  int32_t x_zero_point = 0;
-  float x_scale = 1.0f;
-  const float* w_scale = nullptr;  // [channels]
-  const float* bias = nullptr;     // [channels] or nullptr
-  float clamp_min = 0.0f, clamp_max = 0.0f;
-  float out_scale = 1.0f;
-  int32_t out_zero_point = 0;
-  uint8_t* out = nullptr;  // [n][oh][ow][channels]
-
-  int64_t n_rows() const { return n * oh; }
+  const int32_t* weight_sums = nullptr;  // [channels]: sum over taps, for the zero point
 };
 
 // Packs w [channels][taps] (int8) into DepthwiseArgs::weights' layout.

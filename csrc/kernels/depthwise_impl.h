@@ -1,5 +1,5 @@
-// The depthwise kernel of kernels/depthwise.h: the walk over output pixels and
-// the epilogue, shared by the ISA paths (ref, AVX2, AVX-512), each of which
+// The depthwise kernel of kernels/depthwise.h: the walk over output pixels
+// (the epilogue is window_conv_impl.h's), shared by the ISA paths (ref, AVX2, AVX-512), each of which
 // supplies its multiply-accumulate and its quantizer (bit-identical to
 // ref::quantize_one) and compiles this with its own flags.
 #pragma once
@@ -8,6 +8,7 @@
 
 #include "kernels/depthwise.h"
 #include "kernels/isa_paths.h"
+#include "kernels/window_conv_impl.h"
 
 namespace qext::kernels::detail {
 
@@ -27,12 +28,7 @@ void depthwise_rows(const DepthwiseArgs& a, int64_t row_begin, int64_t row_end) 
   // An odd tap count repeats the last tap (its pair weight is zero).
   std::vector<const uint8_t*> taps(static_cast<size_t>(2 * pairs));
   std::vector<int32_t> acc(static_cast<size_t>(a.ow * padded));
-  std::vector<float> multiplier(static_cast<size_t>(c)), bias(static_cast<size_t>(c), 0.0f);
-  std::vector<float> scratch(static_cast<size_t>(a.ow * c));
-  for (int64_t l = 0; l < c; ++l) {
-    multiplier[l] = a.x_scale * a.w_scale[l];
-    if (a.bias) bias[l] = a.bias[l];
-  }
+  RowRequantizer<kQuantize> requantize(a, a.weight_sums);
   for (int64_t row = row_begin; row < row_end; ++row) {
     const int64_t n = row / a.oh, oy = row % a.oh;
     const uint8_t* image = a.image + n * a.hp * a.wp * c;
@@ -44,19 +40,7 @@ void depthwise_rows(const DepthwiseArgs& a, int64_t row_begin, int64_t row_end) 
       if (count % 2) taps[count] = taps[count - 1];
       kMacs(taps.data(), pairs, a.weights, padded, acc.data() + ox * padded);
     }
-    // The GEMM's Uint8 epilogue (ref::epilogue_float, then quantize) over the
-    // whole output row, which is ow * c contiguous bytes. A missing bias is
-    // zeros: adding +0 changes no quantized value.
-    for (int64_t ox = 0; ox < a.ow; ++ox) {
-      const int32_t* in = acc.data() + ox * padded;
-      float* f = scratch.data() + ox * c;
-      for (int64_t l = 0; l < c; ++l) {
-        float v = static_cast<float>(in[l] - a.x_zero_point * a.weight_sums[l]) * multiplier[l] + bias[l];
-        v = v > a.clamp_min ? v : a.clamp_min;
-        f[l] = v < a.clamp_max ? v : a.clamp_max;
-      }
-    }
-    kQuantize(scratch.data(), a.ow * c, a.out_scale, a.out_zero_point, 0, 255, a.out + row * a.ow * c);
+    requantize(acc.data(), padded, row);
   }
 }
 

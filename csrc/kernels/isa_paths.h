@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "kernels/depthwise.h"
+#include "kernels/grouped.h"
 #include "kernels/qgemm.h"
 
 namespace qext::kernels::detail {
@@ -18,6 +19,7 @@ using QuantizeU8Fn = void (*)(const float*, int64_t, float, int32_t, int32_t, in
 using AddRequantFn = void (*)(const uint8_t*, float, int32_t, const uint8_t*, float, int32_t, int64_t, float,
                               int32_t, bool, uint8_t*);
 using DepthwiseFn = void (*)(const DepthwiseArgs&, int64_t, int64_t);
+using GroupedFn = void (*)(const GroupedArgs&, int64_t, int64_t);
 
 #define QEXT_DECLARE_PATH(suffix)                                                        \
   void qgemm_##suffix(const GemmArgs&, const PackedWeights&, const Epilogue&, int64_t,   \
@@ -27,7 +29,8 @@ using DepthwiseFn = void (*)(const DepthwiseArgs&, int64_t, int64_t);
                             uint8_t*);                                                   \
   void add_requant_u8_##suffix(const uint8_t*, float, int32_t, const uint8_t*, float,    \
                                int32_t, int64_t, float, int32_t, bool, uint8_t*);           \
-  void depthwise_u8_##suffix(const DepthwiseArgs&, int64_t, int64_t);
+  void depthwise_u8_##suffix(const DepthwiseArgs&, int64_t, int64_t);                  \
+  void grouped_u8_##suffix(const GroupedArgs&, int64_t, int64_t);
 
 QEXT_DECLARE_PATH(ref)
 QEXT_DECLARE_PATH(avx2)

@@ -8,22 +8,26 @@ namespace qext::kernels {
 namespace {
 
 constexpr KernelTable kRef{
-    Isa::Ref, detail::qgemm_ref, detail::depthwise_u8_ref, detail::finite_min_max_ref,
+    Isa::Ref, detail::qgemm_ref, detail::depthwise_u8_ref, detail::grouped_u8_ref, detail::finite_min_max_ref,
     detail::quantize_u8_ref, detail::add_requant_u8_ref,
-    "scalar reference (the spec)", "scalar reference", "scalar reference", "scalar reference"};
+    "scalar reference (the spec)", "scalar reference", "scalar reference", "scalar reference",
+    "scalar reference"};
 
 #if QEXT_HAVE_X86
 constexpr KernelTable kAvx2{
-    Isa::Avx2, detail::qgemm_avx2, detail::depthwise_u8_avx2, detail::finite_min_max_avx2,
+    Isa::Avx2, detail::qgemm_avx2, detail::depthwise_u8_avx2, detail::grouped_u8_avx2, detail::finite_min_max_avx2,
     detail::quantize_u8_avx2, detail::add_requant_u8_avx2,
     "4x24 tiles, int16 vpmaddwd (exact), activations widened per 48-row block",
-    "2 taps per vpmaddwd, 64 channels in ymm accumulators", "8 lanes, vdivps + vroundps", "8 lanes"};
+    "2 taps per vpmaddwd, 64 channels in ymm accumulators",
+    "8 output lanes x 4 pixels, vpermd to each lane's group, vpmaddwd (groups of 2-16)", "8 lanes, vdivps + vroundps", "8 lanes"};
 
 constexpr KernelTable kAvx512Vnni{
-    Isa::Avx512Vnni, detail::qgemm_avx512_vnni, detail::depthwise_u8_avx512_vnni,
+    Isa::Avx512Vnni, detail::qgemm_avx512_vnni, detail::depthwise_u8_avx512_vnni, detail::grouped_u8_avx512_vnni,
     detail::finite_min_max_avx512_vnni, detail::quantize_u8_avx512_vnni, detail::add_requant_u8_avx512_vnni,
     "6x64 tiles, vpdpbusd (u8 x s8, no saturation), fused requantizing epilogue",
-    "2 taps per vpdpwssd, 64 channels in zmm accumulators", "16 lanes, divider-free Quantizer16",
+    "2 taps per vpdpwssd, 64 channels in zmm accumulators",
+    "16 output lanes x 4 pixels, vpermd to each lane's group, vpdpbusd (groups of 4k, <= 64-channel windows)",
+    "16 lanes, divider-free Quantizer16",
     "64 bytes per step"};
 #endif
 

@@ -1,6 +1,6 @@
 // One table of kernel entry points per ISA path (MLAS-style): filled at
 // compile time from the paths built for this architecture, looked up by the
-// dispatchers (qgemm, depthwise, quantize, elementwise) for the path a call
+// dispatchers (qgemm, depthwise, grouped, quantize, elementwise) for the path a call
 // uses. The active path itself is chosen once at start (isa.cpp).
 #pragma once
 
@@ -12,12 +12,14 @@ struct KernelTable {
   Isa isa;
   detail::QgemmFn qgemm;
   detail::DepthwiseFn depthwise_u8;
+  detail::GroupedFn grouped_u8;
   detail::MinMaxFn finite_min_max;
   detail::QuantizeU8Fn quantize_u8;
   detail::AddRequantFn add_requant_u8;
   // What each family runs on this path, for `qext info`.
   const char* gemm_kernel;
   const char* depthwise_kernel;
+  const char* grouped_kernel;
   const char* quantize_kernel;
   const char* elementwise_kernel;
 };

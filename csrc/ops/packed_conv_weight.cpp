@@ -15,6 +15,9 @@ constexpr const char* kClass = "qext::PackedConvWeight";
 // from int64 overflow.
 constexpr int64_t kMaxGeometry = int64_t{1} << 20;
 
+// Wider groups have GEMM-sized columns: one GEMM per group is as fast.
+constexpr int64_t kMaxGroupedWidth = 64;
+
 std::array<int64_t, 2> pair_of(const std::vector<int64_t>& v, const char* what, int64_t min) {
   TORCH_CHECK(v.size() == 1 || v.size() == 2, kClass, ": ", what, " needs 1 or 2 values; got ", v.size());
   std::array<int64_t, 2> p{v[0], v.size() == 2 ? v[1] : v[0]};
@@ -59,8 +62,17 @@ PackedConvWeight::PackedConvWeight(const at::Tensor& weight, const at::Tensor& s
     dw_weights_ = kernels::depthwise_pack_weights(w.data_ptr<int8_t>(), out_channels_, kh_ * kw_);
     const at::Tensor sums = w.reshape({out_channels_, -1}).sum(1, /*keepdim=*/false, at::kInt).contiguous();
     dw_sums_.assign(sums.data_ptr<int32_t>(), sums.data_ptr<int32_t>() + out_channels_);
-    dw_weight_ = w.clone();
+    plain_weight_ = w.clone();
     return;
+  }
+  if (groups > 1 && per_group == in_per_group_ && per_group <= kMaxGroupedWidth) {
+    const at::Tensor w = weight.contiguous();
+    grouped_ = kernels::grouped_pack_weights(w.data_ptr<int8_t>(), out_channels_, per_group, kh_ * kw_, isa_);
+    if (grouped_) {
+      kernel_row_bytes_ = row_bytes;
+      plain_weight_ = w.clone();
+      return;
+    }
   }
   // GEMM layout per group: rows = output channels, columns in (kh, kw, c) order
   // to match channels-last activations, each kernel row padded to
@@ -92,7 +104,7 @@ c10::intrusive_ptr<PackedConvWeight> PackedConvWeight::from_float(const at::Tens
 }
 
 at::Tensor PackedConvWeight::weight() const {
-  if (depthwise_) return dw_weight_;
+  if (plain_weight_.defined()) return plain_weight_;
   const int64_t per_group = out_channels_ / groups_;
   at::Tensor gemm_w = at::empty({out_channels_, kh_ * kernel_row_bytes_}, at::kChar);
   for (int64_t g = 0; g < groups_; ++g) {

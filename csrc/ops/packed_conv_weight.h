@@ -8,8 +8,10 @@
 #include <torch/custom_class.h>
 
 #include <array>
+#include <optional>
 #include <vector>
 
+#include "kernels/grouped.h"
 #include "kernels/qgemm.h"
 
 namespace qext::ops {
@@ -63,6 +65,10 @@ class PackedConvWeight : public torch::CustomClassHolder {
   bool depthwise() const { return depthwise_; }
   const int32_t* depthwise_weights() const { return dw_weights_.data(); }  // kernels::depthwise_pack_weights
   const int32_t* depthwise_sums() const { return dw_sums_.data(); }       // [C]
+  // A few channels per group (Cin/groups == Cout/groups, and this path's
+  // window covers them): packed for the grouped kernel instead.
+  bool grouped() const { return grouped_.has_value(); }
+  const kernels::GroupedWeights& grouped_weights() const { return *grouped_; }
   kernels::Isa isa() const { return isa_; }  // the path chosen at pack time
 
  private:
@@ -73,7 +79,8 @@ class PackedConvWeight : public torch::CustomClassHolder {
   std::vector<kernels::PackedWeights> packed_;
   std::vector<int32_t> dw_weights_;
   std::vector<int32_t> dw_sums_;
-  at::Tensor dw_weight_;  // the int8 weight as given, for state()
+  std::optional<kernels::GroupedWeights> grouped_;
+  at::Tensor plain_weight_;  // the int8 weight as given, for state(), when not in GEMM packs
   at::Tensor scales_;
 };
 

@@ -12,6 +12,7 @@
 
 #include "kernels/depthwise.h"
 #include "kernels/elementwise.h"
+#include "kernels/grouped.h"
 #include "kernels/pooling.h"
 #include "kernels/quantize.h"
 #include "ops/parallel_qgemm.h"
@@ -218,33 +219,43 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
   const auto zp = static_cast<uint8_t>(x_zero_point);
 
-  if (w->depthwise()) {
-    // The kernel reads whole channel blocks: the padded copy's slack covers the last pixel's.
+  if (w->depthwise() || w->grouped()) {
+    // Channels in vector lanes. The kernels read whole channel blocks or
+    // windows: the padded copy's 64 bytes of slack cover the last pixel's.
     static_assert(kernels::kDepthwiseChannelGroup <= 64, "padded_nhwc leaves 64 bytes of slack");
     const PaddedNhwc padded = padded_nhwc(x, ph, pw, zp, /*overreads=*/true);
     const kernels::Epilogue ep = requant_epilogue(nullptr, scales, bp, out_scale, out_zero_point, relu, clamp_min, clamp_max);
-    kernels::DepthwiseArgs a;
-    a.image = padded.bytes.data_ptr<uint8_t>();
-    a.hp = padded.h;
-    a.wp = padded.w;
-    a.channels = c;
-    a.kh = kh, a.kw = kw, a.sh = sh, a.sw = sw, a.dh = dh, a.dw = dw;
-    a.n = n_img, a.oh = oh, a.ow = ow;
-    a.weights = w->depthwise_weights();
-    a.weight_sums = w->depthwise_sums();
-    a.x_zero_point = static_cast<int32_t>(x_zero_point);
-    a.x_scale = static_cast<float>(x_scale);
-    a.w_scale = scales;
-    a.bias = bp;
-    a.clamp_min = ep.clamp_min, a.clamp_max = ep.clamp_max;
-    a.out_scale = ep.out_scale;
-    a.out_zero_point = ep.out_zero_point;
-    a.out = outp;
+    const auto fill = [&](kernels::WindowConvArgs& a) {
+      a.image = padded.bytes.data_ptr<uint8_t>();
+      a.hp = padded.h;
+      a.wp = padded.w;
+      a.channels = c;
+      a.kh = kh, a.kw = kw, a.sh = sh, a.sw = sw, a.dh = dh, a.dw = dw;
+      a.n = n_img, a.oh = oh, a.ow = ow;
+      a.x_zero_point = static_cast<int32_t>(x_zero_point);
+      a.x_scale = static_cast<float>(x_scale);
+      a.w_scale = scales;
+      a.bias = bp;
+      a.clamp_min = ep.clamp_min, a.clamp_max = ep.clamp_max;
+      a.out_scale = ep.out_scale;
+      a.out_zero_point = ep.out_zero_point;
+      a.out = outp;
+    };
     // Rows of >= ~16K multiply-adds per task: a small layer runs serially.
-    const int64_t row_work = std::max<int64_t>(1, ow * c * kh * kw);
-    at::parallel_for(0, a.n_rows(), std::max<int64_t>(1, (int64_t{1} << 14) / row_work), [&](int64_t r0, int64_t r1) {
-      kernels::depthwise_conv_u8(a, r0, r1, w->isa());
-    });
+    const int64_t row_work = std::max<int64_t>(1, ow * c * kh * kw * cg);
+    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / row_work);
+    if (w->depthwise()) {
+      kernels::DepthwiseArgs a;
+      fill(a);
+      a.weights = w->depthwise_weights();
+      a.weight_sums = w->depthwise_sums();
+      at::parallel_for(0, a.n_rows(), grain, [&](int64_t r0, int64_t r1) { kernels::depthwise_conv_u8(a, r0, r1, w->isa()); });
+    } else {
+      kernels::GroupedArgs a;
+      fill(a);
+      a.weights = &w->grouped_weights();
+      at::parallel_for(0, a.n_rows(), grain, [&](int64_t r0, int64_t r1) { kernels::grouped_conv_u8(a, r0, r1, w->isa()); });
+    }
     return out;
   }
 

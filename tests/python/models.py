@@ -171,6 +171,46 @@ class MobileNetV2ish(nn.Module):
         return self.classifier(x)
 
 
+class XBlock(nn.Module):
+    """RegNetX's block: 1x1, 3x3 grouped (groups of `group_width` channels), 1x1, residual."""
+
+    def __init__(self, cin: int, cout: int, stride: int, group_width: int):
+        super().__init__()
+        self.a = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+        self.b = nn.Sequential(nn.Conv2d(cout, cout, 3, stride, 1, groups=cout // group_width, bias=False),
+                               nn.BatchNorm2d(cout), nn.ReLU())
+        self.c = nn.Sequential(nn.Conv2d(cout, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        self.proj = None
+        if stride != 1 or cin != cout:
+            self.proj = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        identity = x if self.proj is None else self.proj(x)
+        return torch.relu(self.c(self.b(self.a(x))) + identity)
+
+
+class RegNetXish(nn.Module):
+    """RegNetX-400MF's layout (torchvision's regnet_x_400mf: depths 1-2-7-12,
+    widths 32-64-160-400, group width 16); group_width=8 with widths
+    24-56-152-368 and depths 1-1-4-7 is RegNetX-200MF."""
+
+    def __init__(self, classes: int = 1000, group_width: int = 16,
+                 depths=(1, 2, 7, 12), widths=(32, 64, 160, 400)):
+        super().__init__()
+        layers: List[nn.Module] = [nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU()]
+        cin = 32
+        for depth, width in zip(depths, widths):
+            for i in range(depth):
+                layers.append(XBlock(cin, width, 2 if i == 0 else 1, group_width))
+                cin = width
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        x = F.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
+        return self.classifier(x)
+
+
 def randomize_batch_norm(model: nn.Module, seed: int = 0) -> nn.Module:
     """Non-trivial BN statistics, as a trained network would have."""
     g = torch.Generator().manual_seed(seed)

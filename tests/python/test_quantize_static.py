@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import qext
 from conftest import run_python, sqnr_db
-from models import LeNet, MobileNetV2ish, ResNet18ish, randomize_batch_norm
+from models import LeNet, MobileNetV2ish, RegNetXish, ResNet18ish, randomize_batch_norm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 from train_digits_mlp import fit  # noqa: E402
@@ -259,6 +259,22 @@ def test_mobilenet_v2_depthwise_layers_run_int8(isa):
     x = torch.randn(3, 3, 64, 64)
     with torch.no_grad():
         # Bound: SQNR > 15 dB through 53 int8 layers with random weights.
+        assert sqnr_db(model(x), q(x)) > 15.0
+
+
+def test_regnet_grouped_convs_run_int8(isa):
+    """RegNetX-200MF's layout (groups of 8 channels): its grouped convs take the
+    grouped kernel where the path packs them; all int8 and close to float."""
+    torch.manual_seed(3)
+    model = randomize_batch_norm(RegNetXish(classes=10, group_width=8, depths=(1, 1, 4, 7), widths=(24, 56, 152, 368)))
+    q = qext.quantize_static(model, calibration((2, 3, 64, 64), batches=4))
+    report = qext.report(q)
+    assert all(l.status == "int8" for l in report.layers), [(l.name, l.reason) for l in report.layers if l.status != "int8"]
+    ops = graph_ops(q)
+    assert ops.count("qext::quantize_per_tensor") == 1 and ops.count("qext::dequantize_per_tensor") == 1
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        # Bound: SQNR > 15 dB through 13 residual blocks with random weights.
         assert sqnr_db(model(x), q(x)) > 15.0
 
 

@@ -50,6 +50,13 @@ CONV_CASES = [
     (1, 77, 7, 7, 77, 7, 1, 3, 1, 77),  # ConvNeXt-style 7x7, 77 = 64 + 13 channels
     (2, 144, 8, 8, 144, 3, 2, 1, (2, 1), 144),
     (1, 6, 9, 9, 12, 3, 1, 1, 1, 6),  # channel multiplier 2: grouped GEMM path
+    # grouped kernel (Cin/groups == Cout/groups): RegNet/ResNeXt widths, partial lane blocks
+    (2, 48, 9, 9, 48, 3, 1, 1, 1, 6),  # 8 channels per group
+    (1, 400, 7, 7, 400, 3, 2, 1, 1, 25),  # 16 per group (RegNetX-400MF's last stage)
+    (1, 72, 8, 8, 72, 3, 1, 2, 2, 3),  # 24 per group: AVX2 declines (GEMMs), AVX-512 takes it
+    (1, 40, 6, 6, 40, 3, 1, 1, 1, 10),  # 4 per group
+    (1, 36, 6, 7, 36, 3, 1, 1, 1, 6),  # 6 per group: AVX2 pairs, AVX-512 declines
+    (1, 128, 5, 5, 128, 3, 1, 1, 1, 2),  # 64 per group
 ]
 
 
