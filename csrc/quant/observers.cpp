@@ -265,29 +265,53 @@ std::pair<float, float> entropy_range(const std::vector<double>& hist, float lo,
     const double centre = std::abs(lo + (i + 0.5) * w);
     mag[bin_of(centre, 0.0, amax / bins, bins)] += hist[i];
   }
+  // TensorRT's calibration: for each candidate threshold (the first i bins),
+  // P is the histogram clipped there, the clipped mass added to its last bin;
+  // Q is the same i bins without that mass, merged into the quantized levels
+  // and spread back over the bins P holds mass in. Both normalised, the
+  // threshold with the least KL(P || Q) wins. Leaving the outliers out of Q is
+  // what makes clipping cost: with them in, Q equals P at i == levels and the
+  // smallest threshold always won.
   const bool one_sided = lo >= 0 || hi <= 0;
   const int64_t levels = one_sided ? qmax - qmin + 1 : (qmax - qmin + 1) / 2;
+  // One-sided data (ReLU outputs) keeps its zeros exactly at any threshold;
+  // their spike in the first bin would dominate P and pull the threshold
+  // down (N(0,1) after ReLU: 1.7 instead of 4.0), so it is left out.
+  if (one_sided) mag[0] = 0;
+  // KL compares histogram shapes, not values: on spiky or discrete data
+  // (normalised 8-bit images: 80 % of pixels one background value) merging
+  // a spike with its empty neighbours costs more than clipping a fifth of
+  // the data, and the pretrained MNIST CNN fell from 99.3 % to 94.1 %. A
+  // threshold is a tail clip: candidates clip at most 1 % of the values.
+  constexpr double kMaxClippedShare = 0.01;
+  std::vector<double> tail(bins + 1, 0.0);  // tail[i]: mass in bins >= i
+  for (int64_t b = bins - 1; b >= 0; --b) tail[b] = tail[b + 1] + mag[b];
   int64_t best_i = bins;
   double best_kl = std::numeric_limits<double>::infinity();
+  std::vector<double> p, q;
   for (int64_t i = std::min(levels, bins); i <= bins; ++i) {
-    std::vector<double> p(mag.begin(), mag.begin() + i);
-    for (int64_t j = i; j < bins; ++j) p[i - 1] += mag[j];  // clipped mass lands in the last bin
-    std::vector<double> q(i, 0.0);
+    p.assign(mag.begin(), mag.begin() + i);
+    p[i - 1] += tail[i];
+    q.assign(i, 0.0);
     for (int64_t g = 0; g < levels; ++g) {
       const int64_t b0 = g * i / levels, b1 = (g + 1) * i / levels;
       double sum = 0;
-      int64_t nonzero = 0;
+      int64_t held = 0;
       for (int64_t b = b0; b < b1; ++b) {
-        sum += p[b];
-        nonzero += p[b] > 0;
+        sum += mag[b];
+        held += p[b] > 0;
       }
-      for (int64_t b = b0; b < b1; ++b) q[b] = p[b] > 0 ? sum / static_cast<double>(nonzero) : 0.0;
+      for (int64_t b = b0; b < b1; ++b) q[b] = p[b] > 0 ? sum / static_cast<double>(held) : 0.0;
     }
-    double p_total = 0, q_total = 0;
-    for (int64_t b = 0; b < i; ++b) p_total += p[b], q_total += q[b];
+    const double p_total = tail[0], q_total = tail[0] - tail[i];
+    if (q_total <= 0 || tail[i] > kMaxClippedShare * p_total) continue;
+    // A bin P holds mass in and Q none (clipped mass alone in a level) costs
+    // as if Q held a 1e-9 share there: finite, but far worse than any spread.
     double kl = 0;
     for (int64_t b = 0; b < i; ++b) {
-      if (p[b] > 0) kl += (p[b] / p_total) * std::log((p[b] / p_total) / (q[b] / q_total));
+      if (p[b] <= 0) continue;
+      const double pn = p[b] / p_total, qn = q[b] > 0 ? q[b] / q_total : 1e-9;
+      kl += pn * std::log(pn / qn);
     }
     if (kl < best_kl) {
       best_kl = kl;

@@ -2,7 +2,8 @@
 
 - the pretrained MNIST CNN on the 5000 real OpenCV digits: calibrated on 500
   (every tenth image, 50 per class), tested on the other 4500; int8 top-1
-  within 0.3 points of fp32;
+  within 0.3 points of fp32 with each observer (min/max, and the histogram's
+  entropy, percentile and MSE rules);
 - a small CNN trained here on Fashion-MNIST (one epoch on 12k images): int8
   within 0.5 points of fp32 on the 10k test images;
 - QAT (issue 5) on the same CNN with 3-bit weights, where post-training
@@ -39,7 +40,10 @@ def fashion():
     return train_set, test_set
 
 
-def test_pretrained_mnist_cnn_on_real_digits():
+@pytest.mark.parametrize("observer", ["min_max", "entropy", "percentile", "mse"])
+def test_pretrained_mnist_cnn_on_real_digits(observer):
+    config = qext.StaticConfig() if observer == "min_max" else \
+        qext.StaticConfig(observer="histogram", histogram_method=observer)
     model = _load(real_data.pretrained_mnist_cnn)
     x, y = _load(real_data.opencv_digits)
     calib = torch.zeros(len(x), dtype=torch.bool)
@@ -49,9 +53,9 @@ def test_pretrained_mnist_cnn_on_real_digits():
     assert len(batches) == 10 and len(x_test) == 4500
 
     fp32 = accuracy(model, x_test, y_test)
-    int8_model = qext.quantize_static(model, batches, example_inputs=(batches[0],))
+    int8_model = qext.quantize_static(model, batches, config, example_inputs=(batches[0],))
     int8 = accuracy(int8_model, x_test, y_test)
-    print(f"pretrained MNIST CNN on OpenCV digits: fp32 {fp32:.2f} %, int8 {int8:.2f} %")
+    print(f"pretrained MNIST CNN on OpenCV digits: fp32 {fp32:.2f} %, int8 ({observer}) {int8:.2f} %")
     assert fp32 > 98.5  # the data and model are the real ones
     assert abs(fp32 - int8) <= 0.3
     report = qext.report(int8_model)
