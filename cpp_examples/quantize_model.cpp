@@ -5,7 +5,8 @@
 //                  [--calib CALIB.pt] [--exclude PATTERN]... [--per-tensor-activations]
 //                  [--check-max-abs-error E]
 // CALIB.pt (static mode): a list of input tensors saved from Python with
-// torch.save([...], "calib.pt"), one calibration batch each.
+// torch.save([...], "calib.pt"), one calibration batch each, or one tensor
+// (batches of 32 along its first dimension).
 #include <torch/script.h>
 #include <torch/serialize.h>
 
@@ -91,14 +92,22 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
-// The batches of a calibration file written by torch.save([...]).
+// The batches of a calibration file written by torch.save: a list of input
+// tensors (or tuples of them), one batch each, or one tensor, split into
+// batches of 32 along its first dimension (as `qext quantize` reads it).
 std::vector<std::vector<torch::jit::IValue>> load_calibration(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) throw std::runtime_error("cannot read calibration file '" + path + "'");
   const std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   const torch::jit::IValue data = torch::pickle_load(bytes);
-  if (!data.isList()) throw std::runtime_error("'" + path + "' does not hold a list of tensors");
   std::vector<std::vector<torch::jit::IValue>> batches;
+  if (data.isTensor()) {
+    const torch::Tensor all = data.toTensor();
+    if (all.dim() == 0 || all.size(0) == 0) throw std::runtime_error("'" + path + "' holds an empty tensor");
+    for (const torch::Tensor& batch : all.split(32)) batches.push_back({batch});
+    return batches;
+  }
+  if (!data.isList()) throw std::runtime_error("'" + path + "' does not hold a list of tensors (or one tensor)");
   for (const torch::jit::IValue& item : data.toListRef()) {
     if (item.isTensor()) {
       batches.push_back({item});

@@ -25,5 +25,7 @@ PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 # torch pinned everywhere: an unpinned torch resolves to a multi-GB CUDA build.
 "${PIP[@]}" -c scripts/constraints.txt -r scripts/requirements-dev.txt
 # No build isolation: build against the torch installed above (FACTS.md).
-"${PIP[@]}" -c scripts/constraints.txt --no-build-isolation -e .
+# The C++ tests (GoogleTest) are built here, for the test command; a plain
+# `pip install .` leaves them out.
+"${PIP[@]}" -c scripts/constraints.txt --no-build-isolation -C cmake.define.QEXT_BUILD_TESTS=ON -e .
 echo "qext setup: done ($(.venv/bin/python -c 'import qext; print("qext", qext.__version__, "kernel path", qext.active_isa())'))"

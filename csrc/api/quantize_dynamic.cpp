@@ -2,6 +2,7 @@
 
 #include "api/report_storage.h"
 #include "passes/dynamic_linear.h"
+#include "passes/dynamic_rnn.h"
 #include "passes/module_copy.h"
 #include "qext/qext.h"
 
@@ -38,7 +39,8 @@ torch::jit::Module quantize_dynamic(const torch::jit::Module& model, const Dynam
   out.eval();
   QuantizationReport report;
   report.mode = "dynamic";
-  report.layers = passes::rewrite_dynamic_linears(out, config);
+  report.layers = passes::rewrite_dynamic_rnns(out, config);
+  for (LayerReport& row : passes::rewrite_dynamic_linears(out, config)) report.layers.push_back(std::move(row));
   api::store_report(out, report,
                     {{"qext_version", version()}, {"mode", "dynamic"}, {"config", config_json(config)}});
   return out;

@@ -13,6 +13,8 @@
 #include "ops/probe.h"
 #include "ops/static_int8.h"
 #include "ops/packed_linear_weight.h"
+#include "ops/packed_rnn_weight.h"
+#include "ops/rnn_dynamic.h"
 #include "quant/batch_norm_fold.h"
 #include "quant/tensor_quant.h"
 
@@ -77,6 +79,12 @@ TORCH_LIBRARY(qext, m) {
       .def_pickle(
           [](const c10::intrusive_ptr<PackedConvWeight>& self) { return self->state(); },
           [](PackedConvWeight::State state) { return PackedConvWeight::from_state(std::move(state)); });
+  m.class_<PackedRnnWeight>("PackedRnnWeight")
+      .def("hidden_size", &PackedRnnWeight::hidden_size)
+      .def("num_layers", &PackedRnnWeight::num_layers)
+      .def_pickle(
+          [](const c10::intrusive_ptr<PackedRnnWeight>& self) { return self->state(); },
+          [](PackedRnnWeight::State state) { return PackedRnnWeight::from_state(std::move(state)); });
 
   m.def("choose_qparams(Tensor x, int? axis=None, int qmin=0, int qmax=255, bool symmetric=False) -> (Tensor, Tensor)");
   m.def("quantize(Tensor x, Tensor scale, Tensor zero_point, int? axis=None, int qmin=0, int qmax=255) -> Tensor");
@@ -84,6 +92,9 @@ TORCH_LIBRARY(qext, m) {
   m.def("fake_quantize(Tensor x, Tensor scale, Tensor zero_point, int? axis=None, int qmin=0, int qmax=255) -> Tensor");
   m.def("quantize_linear_weight(Tensor weight, bool per_channel=True, int qmax=127) -> __torch__.torch.classes.qext.PackedLinearWeight");
   m.def("linear_dynamic(Tensor input, __torch__.torch.classes.qext.PackedLinearWeight weight, Tensor? bias=None, bool per_row=False, bool relu=False) -> Tensor");
+  m.def("quantize_rnn_weight(str mode, Tensor[] params, bool has_biases, int num_layers, bool bidirectional, bool per_channel=True) -> __torch__.torch.classes.qext.PackedRnnWeight");
+  m.def("lstm_dynamic(Tensor input, Tensor[] hx, __torch__.torch.classes.qext.PackedRnnWeight weight, bool batch_first=False, bool per_row=True) -> (Tensor, Tensor, Tensor)");
+  m.def("gru_dynamic(Tensor input, Tensor hx, __torch__.torch.classes.qext.PackedRnnWeight weight, bool batch_first=False, bool per_row=True) -> (Tensor, Tensor)");
   m.def("quantize_conv_weight(Tensor weight, int[] stride, int[] padding, int[] dilation, int groups, int qmax=127) -> __torch__.torch.classes.qext.PackedConvWeight");
   m.def("conv2d_int8(Tensor x, float x_scale, int x_zero_point, __torch__.torch.classes.qext.PackedConvWeight weight, Tensor? bias, float out_scale, int out_zero_point, bool relu=False, float? clamp_min=None, float? clamp_max=None) -> Tensor");
   m.def("linear_int8(Tensor x, float x_scale, int x_zero_point, __torch__.torch.classes.qext.PackedLinearWeight weight, Tensor? bias, float out_scale, int out_zero_point, bool relu=False, float? clamp_min=None, float? clamp_max=None) -> Tensor");
@@ -114,6 +125,12 @@ TORCH_LIBRARY_IMPL(qext, CPU, m) {
   m.impl("_qgemm_int32", &qgemm_int32);
   m.impl("quantize_linear_weight", &quantize_linear_weight);
   m.impl("quantize_conv_weight", &PackedConvWeight::from_float);
+  m.impl("quantize_rnn_weight", [](c10::string_view mode, const std::vector<at::Tensor>& params, bool has_biases,
+                                   int64_t num_layers, bool bidirectional, bool per_channel) {
+    return PackedRnnWeight::from_float(std::string(mode), params, has_biases, num_layers, bidirectional, per_channel);
+  });
+  m.impl("lstm_dynamic", &lstm_dynamic);
+  m.impl("gru_dynamic", &gru_dynamic);
   m.impl("conv2d_int8", &conv2d_int8);
   m.impl("linear_int8", &linear_int8);
   m.impl("add_int8", &add_int8);

@@ -101,17 +101,7 @@ std::string skip_reason(const Candidate& c, const std::optional<at::Tensor>& w,
   if (w->scalar_type() != at::kFloat) return "weight is " + std::string(c10::toString(w->scalar_type())) + ", only float32 is quantized";
   if (w->dim() != 2) return "weight is " + std::to_string(w->dim()) + "-D, expected 2-D";
   if (w->numel() == 0) return "weight is empty";
-  if (!cfg.module_types.empty()) {
-    const std::string type = c.weight->owner.type()->name() ? c.weight->owner.type()->name()->name() : "";
-    bool listed = false;
-    for (const auto& t : cfg.module_types) listed = listed || t == type;
-    if (!listed) return "module type " + type + " is not in module_types";
-  }
-  if (!cfg.include.empty() && !first_match(cfg.include, name)) return "not matched by any include pattern";
-  if (const std::string* p = first_match(cfg.exclude, name)) return "excluded by pattern '" + *p + "'";
-  if (w->numel() < cfg.min_weight_elements) {
-    return std::to_string(w->numel()) + " weights < min_weight_elements " + std::to_string(cfg.min_weight_elements);
-  }
+  if (std::string why = config_skip_reason(cfg, c.weight->owner, name, w->numel()); !why.empty()) return why;
   if (!at::isfinite(*w).all().item<bool>()) return "weight holds NaN or Inf";
   const int64_t k = c.transposed ? w->size(0) : w->size(1);
   if (k > kernels::kMaxGemmK) {
@@ -143,6 +133,23 @@ void rewrite(Graph& graph, const Candidate& c, const std::string& packed_attr, b
 }
 
 }  // namespace
+
+std::string config_skip_reason(const DynamicConfig& cfg, const Module& owner, const std::string& name,
+                               int64_t weight_elements) {
+  if (!cfg.module_types.empty()) {
+    const std::string type = owner.type()->name() ? owner.type()->name()->name() : "";
+    bool listed = false;
+    for (const auto& t : cfg.module_types) listed = listed || t == type;
+    if (!listed) return "module type " + type + " is not in module_types";
+  }
+  if (!cfg.include.empty() && !first_match(cfg.include, name)) return "not matched by any include pattern";
+  if (const std::string* p = first_match(cfg.exclude, name)) return "excluded by pattern '" + *p + "'";
+  if (weight_elements < cfg.min_weight_elements) {
+    return std::to_string(weight_elements) + " weights < min_weight_elements " +
+           std::to_string(cfg.min_weight_elements);
+  }
+  return "";
+}
 
 std::vector<LayerReport> rewrite_dynamic_linears(Module& root, const DynamicConfig& cfg) {
   std::vector<LayerReport> rows;

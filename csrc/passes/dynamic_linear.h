@@ -14,4 +14,10 @@ namespace qext::passes {
 // when several instances share one module class.
 std::vector<LayerReport> rewrite_dynamic_linears(torch::jit::Module& root, const DynamicConfig& config);
 
+// Why the config keeps layer `name` (owned by `owner`, `weight_elements`
+// weights) float: module_types, include, exclude, min_weight_elements; empty
+// when it does not. Shared by the dynamic rewrites.
+std::string config_skip_reason(const DynamicConfig& config, const torch::jit::Module& owner, const std::string& name,
+                               int64_t weight_elements);
+
 }  // namespace qext::passes

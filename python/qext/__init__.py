@@ -10,6 +10,8 @@ that qext quantized.
     qext.save(q, "model_int8.pt")
 """
 
+import os as _os
+
 import torch  # noqa: F401  (libqext links libtorch; load torch's Python side first)
 
 from . import _C
@@ -27,11 +29,16 @@ from . import qat
 
 __version__ = _C.version()
 
+#: For C++ programs: ``find_package(qext)`` finds qext's CMake package (the
+#: ``qext::qext`` target, libqext next to ``_C``) with this on CMAKE_PREFIX_PATH.
+cmake_prefix_path = _os.path.join(_os.path.dirname(_C.__file__), "share", "cmake")
+
 # Resolve the kernel path now, so a bad QEXT_ISA fails at import with its reason.
 _C.active_isa()
 
 __all__ = [
     "__version__",
+    "cmake_prefix_path",
     "DynamicConfig",
     "LayerReport",
     "QuantizationReport",

@@ -1,7 +1,7 @@
 """The ``qext`` command line.
 
     qext quantize IN.pt OUT.pt --mode dynamic [--exclude PATTERN ...] [--per-tensor-activations]
-    qext quantize IN.pt OUT.pt --mode static --calib CALIB.pt [--observer histogram]
+    qext quantize IN.pt OUT.pt --mode static --calib CALIB.pt [--observer histogram [--histogram-method entropy]]
     qext report MODEL.pt
     qext info
 """
@@ -15,16 +15,49 @@ import sys
 import torch
 
 
+# Options that only one mode reads: given with the other, they would be
+# silently ignored.
+_DYNAMIC_ONLY = {"include": "--include", "per_row_activations": "--per-row-activations",
+                 "per_tensor_activations": "--per-tensor-activations", "per_tensor_weights": "--per-tensor-weights",
+                 "min_weight_elements": "--min-weight-elements"}
+_STATIC_ONLY = {"calib": "--calib", "observer": "--observer", "histogram_method": "--histogram-method",
+                "weight_bits": "--weight-bits"}
+
+
+def _check_mode_options(args: argparse.Namespace) -> None:
+    other = _DYNAMIC_ONLY if args.mode == "static" else _STATIC_ONLY
+    given = [flag for dest, flag in other.items() if getattr(args, dest) not in (None, False, [])]
+    if given:
+        raise ValueError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to "
+                         f"--mode {'dynamic' if args.mode == 'static' else 'static'} only")
+
+
+def _check_output_writable(path: str) -> None:
+    """Before the long part: OUT's folder must exist and be writable (qext.save
+    writes a temporary file there and renames it)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"OUT {path!r} is a directory")
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"the folder of OUT does not exist: {folder!r}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write to the folder of OUT: {folder!r}")
+
+
 def _quantize(args: argparse.Namespace) -> int:
     import qext
 
     if os.path.abspath(args.input) == os.path.abspath(args.output):
         raise ValueError("OUT must differ from IN: qext never overwrites the float model")
+    _check_mode_options(args)
+    _check_output_writable(args.output)
     model = qext.load(args.input)
     if args.mode == "static":
         if not args.calib:
             raise ValueError("--mode static needs --calib CALIB.pt (a torch.save'd list of input tensors or tuples)")
-        config = qext.StaticConfig(exclude=args.exclude or [], observer=args.observer)
+        config = qext.StaticConfig(exclude=args.exclude or [], observer=args.observer or "min_max",
+                                   histogram_method=args.histogram_method or "percentile",
+                                   weight_bits=8 if args.weight_bits is None else args.weight_bits)
         quantized = qext.quantize_static(model, load_calibration(args.calib), config)
     else:
         config = qext.DynamicConfig(
@@ -32,7 +65,7 @@ def _quantize(args: argparse.Namespace) -> int:
             exclude=args.exclude or [],
             weight_granularity="per_tensor" if args.per_tensor_weights else "per_channel",
             per_row_activations=not args.per_tensor_activations,
-            min_weight_elements=args.min_weight_elements,
+            min_weight_elements=args.min_weight_elements or 0,
         )
         quantized = qext.quantize_dynamic(model, config)
     print(qext.report(quantized))
@@ -86,14 +119,20 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--mode", choices=["dynamic", "static"], default="dynamic",
                    help="dynamic: int8 weights, activations quantized on the fly; static: int8 activations from calibration")
     q.add_argument("--calib", metavar="CALIB.pt", help="static: torch.save'd list of input tensors (or tuples), one batch each")
-    q.add_argument("--observer", choices=["min_max", "moving_average", "histogram"], default="min_max",
-                   help="static: how calibration picks activation ranges")
-    q.add_argument("--include", action="append", metavar="PATTERN", help="quantize only layers matching (wildcards; repeatable)")
+    q.add_argument("--observer", choices=["min_max", "moving_average", "histogram"],
+                   help="static: how calibration picks activation ranges (default min_max)")
+    q.add_argument("--histogram-method", choices=["percentile", "entropy", "mse"],
+                   help="static, --observer histogram: the range rule (default percentile)")
+    q.add_argument("--weight-bits", type=int, metavar="B", help="static: weight precision 2..8 (default 8)")
+    q.add_argument("--include", action="append", metavar="PATTERN",
+                   help="dynamic: quantize only layers matching (wildcards; repeatable)")
     q.add_argument("--exclude", action="append", metavar="PATTERN", help="keep layers matching in float (wildcards; repeatable)")
-    q.add_argument("--per-row-activations", action="store_true", help="one activation scale per row/token (the default)")
-    q.add_argument("--per-tensor-activations", action="store_true", help="one activation scale per call")
-    q.add_argument("--per-tensor-weights", action="store_true", help="one weight scale per layer instead of per output channel")
-    q.add_argument("--min-weight-elements", type=int, default=0, metavar="N", help="keep layers with fewer weights in float")
+    q.add_argument("--per-row-activations", action="store_true",
+                   help="dynamic: one activation scale per row/token (the default)")
+    q.add_argument("--per-tensor-activations", action="store_true", help="dynamic: one activation scale per call")
+    q.add_argument("--per-tensor-weights", action="store_true",
+                   help="dynamic: one weight scale per layer instead of per output channel")
+    q.add_argument("--min-weight-elements", type=int, metavar="N", help="dynamic: keep layers with fewer weights in float")
     q.set_defaults(run=_quantize)
 
     r = sub.add_parser("report", help="print the report stored in a qext model")
@@ -105,6 +144,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _summary(e: Exception) -> str:
+    """One line that says what went wrong. A TorchScript interpreter error
+    starts with its traceback and ends with the cause (a shape mismatch...)."""
+    text = str(e).strip()
+    if not text:
+        return type(e).__name__
+    cause = text.rfind("RuntimeError: ")
+    if "TorchScript interpreter" in text and cause >= 0:
+        text = text[cause + len("RuntimeError: "):].strip()
+    return text.splitlines()[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "per_row_activations", False) and getattr(args, "per_tensor_activations", False):
@@ -113,8 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (OSError, ValueError, TypeError, RuntimeError) as e:  # FileNotFoundError is an OSError
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"qext: error: {message}", file=sys.stderr)
+        print(f"qext: error: {_summary(e)}", file=sys.stderr)
         return 1
 
 

@@ -17,7 +17,7 @@ class DynamicConfig:
             (``"encoder.*"``); empty means every layer.
         exclude: layer names to keep in float (wildcards), e.g. ``["classifier"]``.
         module_types: class names of the modules owning the weights (e.g.
-            ``["Linear"]``); empty means any module.
+            ``["Linear"]``, ``["LSTM", "GRU"]``); empty means any module.
         weight_granularity: ``"per_channel"`` (one scale per output channel, the
             default) or ``"per_tensor"``.
         per_row_activations: one activation scale per row/token (default, more

@@ -15,8 +15,10 @@ def quantize_dynamic(model: Any, config: DynamicConfig | None = None, *, example
     """Return an int8 copy of ``model``; ``model`` itself is not changed.
 
     Every float Linear qext can find (``nn.Linear``, ``F.linear``, and ``x @ W``
-    with a constant 2-D weight, + bias) runs as ``qext::linear_dynamic``;
-    everything else is untouched. ``qext.report(result)`` tells what happened to
+    with a constant 2-D weight, + bias) runs as ``qext::linear_dynamic``, and
+    every ``nn.LSTM`` / ``nn.GRU`` (any layers and directions, no projections,
+    padded rather than packed sequences) as ``qext::lstm_dynamic`` /
+    ``qext::gru_dynamic``; everything else is untouched. ``qext.report(result)`` tells what happened to
     each layer.
 
     Args:

@@ -128,6 +128,11 @@ class Archive:
         """A new pickled int[] (TorchScript writes them through build_intlist)."""
         return _Unpickler.find_class(_Unpickler, "torch.jit._pickle", "build_intlist")(list(values))
 
+    def tensor_list(self, tensors: list) -> Placeholder:
+        """A new pickled Tensor[] (TorchScript writes them through
+        build_tensorlist); ``tensors`` are Archive.tensor placeholders."""
+        return _Unpickler.find_class(_Unpickler, "torch.jit._pickle", "build_tensorlist")(list(tensors))
+
     def save(self, path: str) -> None:
         out = io.BytesIO()
         _Pickler(out, protocol=2).dump(self.root)

@@ -123,6 +123,46 @@ def test_cli_static_mode(tmp_path):
     assert not (tmp_path / "x.pt").exists()
 
 
+def test_cli_refuses_options_of_the_other_mode_and_bad_outputs_up_front(tmp_path):
+    from models import LeNet
+
+    src, calib = tmp_path / "lenet.pt", tmp_path / "calib.pt"
+    torch.jit.save(torch.jit.script(LeNet().eval()), str(src))
+    torch.save(torch.randn(40, 3, 32, 32), calib)  # one tensor: batches of 32
+    for extra in (["--include", "fc1"], ["--per-tensor-weights"], ["--min-weight-elements", "10"]):
+        r = qext_cli("quantize", src, tmp_path / "x.pt", "--mode", "static", "--calib", calib, *extra)
+        assert r.returncode == 1 and f"{extra[0]} applies to --mode dynamic only" in r.stderr, r.stderr
+    r = qext_cli("quantize", src, tmp_path / "x.pt", "--calib", calib, "--observer", "histogram")
+    assert r.returncode == 1 and "--calib, --observer apply to --mode static only" in r.stderr, r.stderr
+    # the static options are used
+    r = qext_cli("quantize", src, tmp_path / "h.pt", "--mode", "static", "--calib", calib, "--observer", "histogram",
+                 "--histogram-method", "entropy", "--weight-bits", "6")
+    assert r.returncode == 0, r.stderr
+    # an output that cannot be written is refused before quantizing
+    (tmp_path / "dir.pt").mkdir()
+    r = qext_cli("quantize", src, tmp_path / "dir.pt", "--mode", "static", "--calib", calib)
+    assert r.returncode == 1 and "is a directory" in r.stderr
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_cli_errors_keep_their_cause_and_reports_say_what_the_model_is(tmp_path):
+    from models import LeNet
+
+    src, calib = tmp_path / "lenet.pt", tmp_path / "calib.pt"
+    torch.jit.save(torch.jit.script(LeNet().eval()), str(src))
+    torch.save([torch.randn(2, 3, 20, 20)], calib)  # too small for LeNet's flatten -> fc1
+    r = qext_cli("quantize", src, tmp_path / "x.pt", "--mode", "static", "--calib", calib)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert "TorchScript interpreter" not in r.stderr and "shape" in r.stderr, r.stderr
+    shown = qext_cli("report", src)
+    assert shown.returncode == 0 and "was not quantized by qext" in shown.stdout
+
+
+def test_python_m_qext_is_the_cli():
+    r = subprocess.run([sys.executable, "-m", "qext", "info"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "kernel path:" in r.stdout
+
+
 def test_cpp_example_static_mode(tmp_path):
     need_cpp_examples()
     from models import ResNet18ish, randomize_batch_norm
@@ -138,6 +178,13 @@ def test_cpp_example_static_mode(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "29 of 29 layers int8" in result.stdout
+    # one tensor as the calibration file, as `qext quantize` reads it
+    torch.save(torch.randn(6, 3, 64, 64), calib)
+    one = subprocess.run(
+        [CPP / "quantize_model", src, tmp_path / "one.pt", "--input-shape", "1,3,64,64", "--mode", "static", "--calib", calib],
+        capture_output=True, text=True,
+    )
+    assert one.returncode == 0, one.stderr
     q = qext.load(out)
     assert qext.report(q).mode == "static"
     with torch.no_grad():

@@ -59,10 +59,23 @@ def small_cnn():
                                torch.nn.Flatten(), torch.nn.Linear(8 * 3 * 3, 4)).eval()
 
 
+class Recurrent(torch.nn.Module):
+    """[2, 3, 8, 8] read as 2 steps of 3 sequences of 64 features."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = torch.nn.LSTM(64, 16, num_layers=2, bidirectional=True)
+        self.gru = torch.nn.GRU(32, 8)
+
+    def forward(self, x):
+        y, _ = self.lstm(x.flatten(2))
+        return self.gru(y)[0]
+
+
 @pytest.fixture(scope="module")
 def originals(tmp_path_factory):
     """One file per qext class: half-calibrated models (histogram and min/max
-    observers), a static int8 model, a dynamic int8 model."""
+    observers), a static int8 model, dynamic int8 models (Linear, LSTM/GRU)."""
     folder = tmp_path_factory.mktemp("originals")
     data = [torch.randn(*INPUT_SHAPE) for _ in range(2)]
     files = {}
@@ -76,6 +89,9 @@ def originals(tmp_path_factory):
     files["dynamic"] = folder / "dynamic.pt"
     qext.save(qext.quantize_dynamic(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4)).eval()),
               files["dynamic"])
+    files["rnn"] = folder / "rnn.pt"
+    torch.manual_seed(0)
+    qext.save(qext.quantize_dynamic(Recurrent().eval()), files["rnn"])
     return files
 
 
@@ -121,6 +137,12 @@ TARGETED = {
     "linear_1d_weight": ("dynamic", "PackedLinearWeight", set_field(1, lambda a: a.tensor(torch.zeros(5, dtype=torch.int8))), "2-D"),
     "linear_empty_weight": ("dynamic", "PackedLinearWeight", set_field(1, lambda a: a.tensor(torch.zeros(0, 192, dtype=torch.int8))), "empty"),
     "linear_nan_scale": ("dynamic", "PackedLinearWeight", set_field(2, lambda a: a.tensor(torch.full((4,), math.nan))), "finite and > 0"),
+    # PackedRnnWeight: (version, mode, layers, bidirectional, weights, scales, biases)
+    "rnn_mode": ("rnn", "PackedRnnWeight", set_field(1, "rnn_tanh"), "mode must be"),
+    "rnn_layers": ("rnn", "PackedRnnWeight", set_field(2, 2**40), "num_layers must be"),
+    "rnn_direction": ("rnn", "PackedRnnWeight", set_field(3, False), "weights (w_ih, w_hh per layer and direction)"),
+    "rnn_weights_missing": ("rnn", "PackedRnnWeight", set_field(4, lambda a: a.tensor_list([a.tensor(torch.zeros(4, 4, dtype=torch.int8))])), "weights but"),
+    "rnn_bias_shape": ("rnn", "PackedRnnWeight", lambda s, a: set_field(6, a.tensor_list([a.tensor(torch.ones(3))] * len(s[6].args[0])))(s, a), "each bias"),
 }
 
 
@@ -153,12 +175,15 @@ def random_value(rng: random.Random, old, archive: Archive):
         bool: lambda: rng.choice([True, False]), type(None): lambda: rng.choice([None, 0, -1, 3]),
         "tensor": lambda: archive.tensor(rng.choice(tensors)),
         "int_list": lambda: archive.int_list(rng.choice([[], [0], [1, 2, 3], [2**62, 1], [-1, -1], [1, 1], [2, 2], [0, 0]])),
+        "tensor_list": lambda: archive.tensor_list([archive.tensor(rng.choice(tensors)) for _ in range(rng.choice([0, 1, 2, 4, 8]))]),
     }
     kind = type(old)
     if type(old).__name__ == "_rebuild_tensor_v2":
         kind = "tensor"
     elif type(old).__name__ == "build_intlist":
         kind = "int_list"
+    elif type(old).__name__ == "build_tensorlist":
+        kind = "tensor_list"
     if rng.random() < 0.15:
         kind = rng.choice(list(pools))
     return pools[kind]()
@@ -166,7 +191,7 @@ def random_value(rng: random.Random, old, archive: Archive):
 
 @pytest.mark.parametrize("source,class_name", [("histogram", "Observer"), ("min_max", "Observer"),
                                                ("static", "PackedConvWeight"), ("static", "PackedLinearWeight"),
-                                               ("dynamic", "PackedLinearWeight")])
+                                               ("dynamic", "PackedLinearWeight"), ("rnn", "PackedRnnWeight")])
 def test_random_field_edits_never_crash(originals, tmp_path, source, class_name):
     rng = random.Random(f"{source}-{class_name}")
     for i in range(FUZZ_FILES):
