@@ -1,6 +1,7 @@
 #include <sstream>
 
 #include "api/report_storage.h"
+#include "passes/dynamic_embedding.h"
 #include "passes/dynamic_linear.h"
 #include "passes/dynamic_rnn.h"
 #include "passes/module_copy.h"
@@ -23,7 +24,8 @@ std::string config_json(const DynamicConfig& c) {
       << (c.weight_granularity == Granularity::PerChannel ? "per_channel" : "per_tensor")
       << "\", \"per_row_activations\": " << (c.per_row_activations ? "true" : "false")
       << ", \"min_weight_elements\": " << c.min_weight_elements
-      << ", \"quantize_matmul\": " << (c.quantize_matmul ? "true" : "false") << "}";
+      << ", \"quantize_matmul\": " << (c.quantize_matmul ? "true" : "false")
+      << ", \"quantize_embeddings\": " << (c.quantize_embeddings ? "true" : "false") << "}";
   return out.str();
 }
 
@@ -40,7 +42,10 @@ torch::jit::Module quantize_dynamic(const torch::jit::Module& model, const Dynam
   QuantizationReport report;
   report.mode = "dynamic";
   report.layers = passes::rewrite_dynamic_rnns(out, config);
-  for (LayerReport& row : passes::rewrite_dynamic_linears(out, config)) report.layers.push_back(std::move(row));
+  passes::EmbeddingRewrite tables = passes::rewrite_dynamic_embeddings(out, config);
+  for (LayerReport& row : passes::rewrite_dynamic_linears(out, config, tables.tables)) report.layers.push_back(std::move(row));
+  passes::release_float_tables(out, tables);
+  report.layers.insert(report.layers.end(), tables.rows.begin(), tables.rows.end());
   api::store_report(out, report,
                     {{"qext_version", version()}, {"mode", "dynamic"}, {"config", config_json(config)}});
   return out;

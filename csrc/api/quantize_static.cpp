@@ -4,9 +4,11 @@
 #include <torch/csrc/jit/passes/inliner.h>
 
 #include <algorithm>
+#include <map>
 #include <sstream>
 
 #include "api/report_storage.h"
+#include "ops/observer_class.h"
 #include "passes/module_copy.h"
 #include "passes/static_passes.h"
 #include "passes/static_patterns.h"
@@ -21,6 +23,28 @@ constexpr const char* kWeightBitsAttr = "_qext_static_weight_bits";
 constexpr const char* kCheckFiniteAttr = "_qext_static_check_finite";
 // quantize_static measures the per-layer SQNR on at most this many batches.
 constexpr size_t kSqnrBatches = 16;
+
+// The observers of a prepared module (root attributes), by attribute name.
+std::map<std::string, c10::intrusive_ptr<ops::ObserverClass>> observers_of(const torch::jit::Module& prepared) {
+  const auto observer_type = c10::getCustomClassType<c10::intrusive_ptr<ops::ObserverClass>>();
+  std::map<std::string, c10::intrusive_ptr<ops::ObserverClass>> found;
+  for (const auto& attr : prepared.named_attributes(/*recurse=*/false)) {
+    if (attr.value.type() == observer_type) found[attr.name] = attr.value.toCustomClass<ops::ObserverClass>();
+  }
+  return found;
+}
+
+// One row per layer over all methods: a layer that runs int8 in one method
+// (forward) and float in another (a helper such as torchvision's
+// _forward_impl, inlined into forward and never called on its own) is int8.
+void add_row(QuantizationReport& report, LayerReport row) {
+  for (LayerReport& seen : report.layers) {
+    if (seen.name != row.name || seen.kind != row.kind) continue;
+    if (seen.status != "int8" && row.status == "int8") seen = std::move(row);
+    return;
+  }
+  report.layers.push_back(std::move(row));
+}
 
 }  // namespace
 
@@ -73,6 +97,16 @@ torch::jit::Module convert(const torch::jit::Module& prepared, bool probe) {
   const int64_t weight_bits = prepared.hasattr(kWeightBitsAttr) ? prepared.attr(kWeightBitsAttr).toInt() : 8;
   const bool check_finite = !prepared.hasattr(kCheckFiniteAttr) || prepared.attr(kCheckFiniteAttr).toBool();
   torch::jit::Module out = passes::private_copy(prepared);
+  const auto copies = observers_of(out);
+  const auto observers = observers_of(prepared);
+  bool calibrated = observers.empty();  // nothing to calibrate (or QAT's fixed ranges only)
+  for (const auto& [name, observer] : observers) {
+    calibrated = calibrated || observer->batches() > 0 || !observer->non_float().empty();
+    // Notes of values seen as integers are not pickled: carry them over.
+    if (copies.count(name) && !observer->non_float().empty()) copies.at(name)->note_non_float(observer->non_float());
+  }
+  TORCH_CHECK(calibrated, "qext::convert: the module was never calibrated (no observer saw data); run "
+              "calibration inputs through the prepared module first");
   QuantizationReport report;
   report.mode = "static";
   for (const auto& method : out.get_methods()) {
@@ -80,8 +114,9 @@ torch::jit::Module convert(const torch::jit::Module& prepared, bool probe) {
     // constants prepare folded (int lists such as pooling sizes) are literals.
     std::shared_ptr<torch::jit::Graph> graph = method.graph();
     torch::jit::ConstantPropagation(graph);
-    auto rows = passes::convert_static_layers(out, *graph, exclude, weight_bits, check_finite, probe);
-    report.layers.insert(report.layers.end(), rows.begin(), rows.end());
+    for (LayerReport& row : passes::convert_static_layers(out, *graph, exclude, weight_bits, check_finite, probe)) {
+      add_row(report, std::move(row));
+    }
   }
   api::store_report(out, report, {{"qext_version", version()}, {"mode", "static"},
                                   {"weight_bits", std::to_string(weight_bits)},

@@ -49,6 +49,25 @@ void ObserverClass::observe(const at::Tensor& x) {
   observer_.observe(x);
 }
 
+void ObserverClass::observe_in_graph(const at::Tensor& x) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (x.scalar_type() != at::kFloat) {
+    non_float_ = c10::toString(x.scalar_type());
+    return;
+  }
+  observer_.observe(x);
+}
+
+std::string ObserverClass::non_float() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return non_float_;
+}
+
+void ObserverClass::note_non_float(const std::string& dtype) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  non_float_ = dtype;
+}
+
 std::tuple<at::Tensor, at::Tensor> ObserverClass::qparams() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return observer_.qparams();

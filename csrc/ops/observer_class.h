@@ -26,6 +26,13 @@ class ObserverClass : public torch::CustomClassHolder {
   // Every access goes through the lock: one prepared module may be calibrated
   // from several threads at once.
   void observe(const at::Tensor& x);
+  // qext::observe in a prepared graph: a value that is not float32 at run
+  // time (an integer index, a float64 constant) is noted, not observed; convert
+  // keeps it float. (Not pickled: convert carries the notes to its private
+  // copy; after save/load such a value only reads as "not observed".)
+  void observe_in_graph(const at::Tensor& x);
+  std::string non_float() const;  // the dtype seen when not float32, else ""
+  void note_non_float(const std::string& dtype);
   std::tuple<at::Tensor, at::Tensor> qparams() const;
   int64_t batches() const;
   std::tuple<at::Tensor, at::Tensor> min_max() const;
@@ -36,6 +43,7 @@ class ObserverClass : public torch::CustomClassHolder {
  private:
   mutable std::mutex mutex_;
   quant::Observer observer_;
+  std::string non_float_;
 };
 
 void register_observer_class(torch::Library& m);

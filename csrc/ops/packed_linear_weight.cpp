@@ -61,7 +61,7 @@ at::Tensor PackedLinearWeight::weight() const {
 }
 
 PackedLinearWeight::State PackedLinearWeight::state() const {
-  return {kFormatVersion, weight(), scales_};
+  return {kFormatVersion, shared_weight_.defined() ? shared_weight_ : weight(), scales_};
 }
 
 }  // namespace qext::ops

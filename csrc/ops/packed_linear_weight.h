@@ -34,10 +34,14 @@ class PackedLinearWeight : public torch::CustomClassHolder {
   int64_t in_features() const { return packed_.k(); }
   int64_t out_features() const { return packed_.n(); }
   const kernels::PackedWeights& packed() const { return packed_; }
+  // Pickle `weight` (equal to this one's int8 weight, e.g. a tied embedding
+  // table's) instead of an unpacked copy, so a file holds the values once.
+  void share_pickled_weight(const at::Tensor& weight) { shared_weight_ = weight; }
 
  private:
   kernels::PackedWeights packed_;
   at::Tensor scales_;
+  at::Tensor shared_weight_;
 };
 
 }  // namespace qext::ops

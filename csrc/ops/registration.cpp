@@ -9,6 +9,7 @@
 #include "ops/linear_dynamic.h"
 #include "ops/observer_class.h"
 #include "ops/packed_conv_weight.h"
+#include "ops/packed_embedding.h"
 #include "ops/pooling_int8.h"
 #include "ops/probe.h"
 #include "ops/static_int8.h"
@@ -64,6 +65,14 @@ TORCH_LIBRARY(qext, m) {
       .def("scales", [](const c10::intrusive_ptr<PackedLinearWeight>& self) { return self->scales(); })
       .def("in_features", &PackedLinearWeight::in_features)
       .def("out_features", &PackedLinearWeight::out_features)
+      // (name, value) pairs torch.compile turns into qext.fake_ops' fake class.
+      .def("__obj_flatten__", [](const c10::intrusive_ptr<PackedLinearWeight>& self) {
+        // Only what the object owns (dynamo guards on the tensors' identity:
+        // an unpacked temporary would not do) and sizes.
+        return std::make_tuple(std::make_tuple(std::string("n"), self->out_features()),
+                               std::make_tuple(std::string("k"), self->in_features()),
+                               std::make_tuple(std::string("weight_scales"), self->scales()));
+      })
       .def_pickle(
           [](const c10::intrusive_ptr<PackedLinearWeight>& self) { return self->state(); },
           [](PackedLinearWeight::State state) {
@@ -76,12 +85,55 @@ TORCH_LIBRARY(qext, m) {
                        std::vector<int64_t>, int64_t>())
       .def("weight", &PackedConvWeight::weight)
       .def("scales", [](const c10::intrusive_ptr<PackedConvWeight>& self) { return self->scales(); })
+      // Geometry, for shape inference (qext's fake kernels, torch.compile).
+      .def("out_channels", &PackedConvWeight::out_channels)
+      .def("kernel_size", [](const c10::intrusive_ptr<PackedConvWeight>& self) {
+        return std::vector<int64_t>{self->kh(), self->kw()};
+      })
+      .def("stride", [](const c10::intrusive_ptr<PackedConvWeight>& self) {
+        return std::vector<int64_t>(self->stride().begin(), self->stride().end());
+      })
+      .def("padding", [](const c10::intrusive_ptr<PackedConvWeight>& self) {
+        return std::vector<int64_t>(self->padding().begin(), self->padding().end());
+      })
+      .def("dilation", [](const c10::intrusive_ptr<PackedConvWeight>& self) {
+        return std::vector<int64_t>(self->dilation().begin(), self->dilation().end());
+      })
+      .def("__obj_flatten__", [](const c10::intrusive_ptr<PackedConvWeight>& self) {
+        const auto s = self->state();
+        return std::make_tuple(
+            std::make_tuple(std::string("weight_shape"),
+                            std::vector<int64_t>{self->out_channels(), self->in_channels() / self->groups(),
+                                                 self->kh(), self->kw()}),
+            std::make_tuple(std::string("weight_scales"), self->scales()),
+            std::make_tuple(std::string("conv_stride"), std::get<3>(s)),
+            std::make_tuple(std::string("conv_padding"), std::get<4>(s)),
+            std::make_tuple(std::string("conv_dilation"), std::get<5>(s)),
+            std::make_tuple(std::string("conv_groups"), std::get<6>(s)));
+      })
       .def_pickle(
           [](const c10::intrusive_ptr<PackedConvWeight>& self) { return self->state(); },
           [](PackedConvWeight::State state) { return PackedConvWeight::from_state(std::move(state)); });
+  m.class_<PackedEmbedding>("PackedEmbedding")
+      .def("weight", [](const c10::intrusive_ptr<PackedEmbedding>& self) { return self->weight(); })
+      .def("scales", [](const c10::intrusive_ptr<PackedEmbedding>& self) { return self->scales(); })
+      .def("dim", &PackedEmbedding::dim)
+      .def("__obj_flatten__", [](const c10::intrusive_ptr<PackedEmbedding>& self) {
+        return std::make_tuple(std::make_tuple(std::string("int8_table"), self->weight()),
+                               std::make_tuple(std::string("row_scales"), self->scales()));
+      })
+      .def_pickle(
+          [](const c10::intrusive_ptr<PackedEmbedding>& self) { return self->state(); },
+          [](PackedEmbedding::State state) { return PackedEmbedding::from_state(std::move(state)); });
   m.class_<PackedRnnWeight>("PackedRnnWeight")
       .def("hidden_size", &PackedRnnWeight::hidden_size)
       .def("num_layers", &PackedRnnWeight::num_layers)
+      .def("directions", &PackedRnnWeight::directions)
+      .def("__obj_flatten__", [](const c10::intrusive_ptr<PackedRnnWeight>& self) {
+        return std::make_tuple(std::make_tuple(std::string("hidden"), self->hidden_size()),
+                               std::make_tuple(std::string("layers"), self->num_layers()),
+                               std::make_tuple(std::string("dirs"), self->directions()));
+      })
       .def_pickle(
           [](const c10::intrusive_ptr<PackedRnnWeight>& self) { return self->state(); },
           [](PackedRnnWeight::State state) { return PackedRnnWeight::from_state(std::move(state)); });
@@ -92,6 +144,8 @@ TORCH_LIBRARY(qext, m) {
   m.def("fake_quantize(Tensor x, Tensor scale, Tensor zero_point, int? axis=None, int qmin=0, int qmax=255) -> Tensor");
   m.def("quantize_linear_weight(Tensor weight, bool per_channel=True, int qmax=127) -> __torch__.torch.classes.qext.PackedLinearWeight");
   m.def("linear_dynamic(Tensor input, __torch__.torch.classes.qext.PackedLinearWeight weight, Tensor? bias=None, bool per_row=False, bool relu=False) -> Tensor");
+  m.def("quantize_embedding(Tensor weight) -> __torch__.torch.classes.qext.PackedEmbedding");
+  m.def("embedding_int8(Tensor indices, __torch__.torch.classes.qext.PackedEmbedding table) -> Tensor");
   m.def("quantize_rnn_weight(str mode, Tensor[] params, bool has_biases, int num_layers, bool bidirectional, bool per_channel=True) -> __torch__.torch.classes.qext.PackedRnnWeight");
   m.def("lstm_dynamic(Tensor input, Tensor[] hx, __torch__.torch.classes.qext.PackedRnnWeight weight, bool batch_first=False, bool per_row=True) -> (Tensor, Tensor, Tensor)");
   m.def("gru_dynamic(Tensor input, Tensor hx, __torch__.torch.classes.qext.PackedRnnWeight weight, bool batch_first=False, bool per_row=True) -> (Tensor, Tensor)");
@@ -129,6 +183,8 @@ TORCH_LIBRARY_IMPL(qext, CPU, m) {
                                    int64_t num_layers, bool bidirectional, bool per_channel) {
     return PackedRnnWeight::from_float(std::string(mode), params, has_biases, num_layers, bidirectional, per_channel);
   });
+  m.impl("quantize_embedding", &PackedEmbedding::from_float);
+  m.impl("embedding_int8", &embedding_int8);
   m.impl("lstm_dynamic", &lstm_dynamic);
   m.impl("gru_dynamic", &gru_dynamic);
   m.impl("conv2d_int8", &conv2d_int8);
@@ -139,7 +195,7 @@ TORCH_LIBRARY_IMPL(qext, CPU, m) {
   m.impl("check_finite", &check_finite);
   m.impl("observe", [](const at::Tensor& x, const c10::intrusive_ptr<ObserverClass>& observer) {
     TORCH_CHECK(observer, "qext::observe: observer is None");
-    observer->observe(x);
+    observer->observe_in_graph(x);
     return x;
   });
   m.impl("fold_batch_norm", &quant::fold_batch_norm);

@@ -23,19 +23,20 @@ namespace aten = torch::jit::aten;
 
 namespace {
 
-// One aten::linear, or aten::matmul(x, W) [+ bias], that could become int8.
-// Values are read from the nodes when rewriting: an earlier rewrite (a fused
-// ReLU) may have replaced the activation input.
+// One aten::linear, aten::matmul(x, W) [+ bias], or aten::addmm(b, x, W)
+// (Hugging Face's Conv1D) that could become int8. Values are read from the
+// nodes when rewriting: an earlier rewrite (a fused ReLU) may have replaced
+// the activation input.
 struct Candidate {
   Node* node;
-  std::string kind;  // "linear" | "matmul"
+  std::string kind;  // "linear" | "matmul" | "addmm"
   std::optional<AttrRef> weight;
-  bool transposed = false;    // W is [K, N] (matmul(x, W)), not [N, K]
+  bool transposed = false;    // W is [K, N] (matmul(x, W), addmm), not [N, K]
   bool has_bias = false;
   Node* bias_add = nullptr;   // aten::add folded into the op (matmul only)
 
-  Value* input() const { return node->input(0); }
-  Value* bias() const { return bias_add ? bias_add->input(1) : node->input(2); }
+  Value* input() const { return node->input(kind == "addmm" ? 1 : 0); }
+  Value* bias() const { return bias_add ? bias_add->input(1) : node->input(kind == "addmm" ? 0 : 2); }
 };
 
 std::optional<at::Tensor> tensor_attr(const AttrRef& ref) {
@@ -67,6 +68,19 @@ std::vector<Candidate> find_candidates(const Module& root, Graph& graph, bool ma
     if (node->kind() == aten::linear) {
       Candidate c{node, "linear", resolve_attr(root, node->input(1))};
       c.has_bias = !node->input(2)->type()->cast<c10::NoneType>();
+      found.push_back(c);
+    } else if (node->kind() == aten::addmm && is_constant_int(node->input(3), 1) &&
+               is_constant_int(node->input(4), 1)) {
+      // addmm(b, x, W) = x @ W + b with W [K, N] and b [N] module attributes.
+      const auto w = resolve_attr(root, node->input(2)), b = resolve_attr(root, node->input(0));
+      if (!w || !b) return;
+      const auto wt = tensor_attr(*w), bt = tensor_attr(*b);
+      if (!wt || !bt || wt->dim() != 2 || bt->dim() != 1 || bt->size(0) != wt->size(1) ||
+          bt->scalar_type() != at::kFloat) {
+        return;
+      }
+      Candidate c{node, "addmm", w, /*transposed=*/true};
+      c.has_bias = true;
       found.push_back(c);
     } else if (matmul && node->kind() == aten::matmul) {
       Value* w = node->input(1);
@@ -151,7 +165,7 @@ std::string config_skip_reason(const DynamicConfig& cfg, const Module& owner, co
   return "";
 }
 
-std::vector<LayerReport> rewrite_dynamic_linears(Module& root, const DynamicConfig& cfg) {
+std::vector<LayerReport> rewrite_dynamic_linears(Module& root, const DynamicConfig& cfg, const EmbeddingTables& tables) {
   std::vector<LayerReport> rows;
   std::map<std::string, size_t> row_of;            // layer key -> rows index
   std::map<std::string, std::string> packed_attr;  // layer key -> attribute on root
@@ -168,16 +182,23 @@ std::vector<LayerReport> rewrite_dynamic_linears(Module& root, const DynamicConf
         LayerReport row{name, c.kind, "float", skip_reason(c, w, cfg, name)};
         row.bytes_before = row.bytes_after = w ? static_cast<int64_t>(w->nbytes()) : 0;
         if (row.reason.empty()) {
-          const at::Tensor oriented = c.transposed ? w->t().contiguous() : *w;
-          auto packed = ops::PackedLinearWeight::from_float(
-              oriented, cfg.weight_granularity == Granularity::PerChannel);
+          const bool per_channel = cfg.weight_granularity == Granularity::PerChannel;
+          const auto tied = c.transposed || !per_channel ? tables.end() : tables.find(w->data_ptr());
+          c10::intrusive_ptr<ops::PackedLinearWeight> packed;
+          if (tied != tables.end() && tied->second->weight().sizes() == w->sizes()) {
+            packed = c10::make_intrusive<ops::PackedLinearWeight>(tied->second->weight(), tied->second->scales());
+            packed->share_pickled_weight(tied->second->weight());
+            row.reason = "int8 values shared with the embedding table of the same weight";
+          } else {
+            packed = ops::PackedLinearWeight::from_float(c.transposed ? w->t().contiguous() : *w, per_channel);
+          }
           const std::string attr = unique_attribute_name(root, "_qext_packed_" + name);
           root.register_attribute(attr, c10::getCustomClassType<decltype(packed)>(), packed);
           packed_attr[key] = attr;
           quantized_weights.push_back(*c.weight);
           row.status = "int8";
-          row.bytes_after = packed->out_features() * packed->in_features() +
-                            packed->out_features() * static_cast<int64_t>(sizeof(float));
+          row.bytes_after = packed->out_features() * static_cast<int64_t>(sizeof(float)) +
+                            (row.reason.empty() ? packed->out_features() * packed->in_features() : 0);
         }
         row_of[key] = rows.size();
         rows.push_back(row);

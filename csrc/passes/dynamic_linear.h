@@ -4,6 +4,7 @@
 
 #include <torch/csrc/jit/api/module.h>
 
+#include "passes/dynamic_embedding.h"
 #include "qext/qext.h"
 
 namespace qext::passes {
@@ -12,7 +13,11 @@ namespace qext::passes {
 // report row per distinct candidate weight. Method graphs are inlined first, so
 // every weight is reached as a GetAttr chain from self and named uniquely, even
 // when several instances share one module class.
-std::vector<LayerReport> rewrite_dynamic_linears(torch::jit::Module& root, const DynamicConfig& config);
+// A Linear whose weight is a quantized embedding table (`tables`, by the
+// float weight's data pointer: a tied output layer) multiplies with that
+// table's int8 values, which the file then holds once.
+std::vector<LayerReport> rewrite_dynamic_linears(torch::jit::Module& root, const DynamicConfig& config,
+                                                 const EmbeddingTables& tables = {});
 
 // Why the config keeps layer `name` (owned by `owner`, `weight_elements`
 // weights) float: module_types, include, exclude, min_weight_elements; empty

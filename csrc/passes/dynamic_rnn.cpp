@@ -87,7 +87,9 @@ std::vector<RnnCall> find_calls(const Module& root, Graph& graph) {
   visit_nodes(graph.block(), [&](Node* node) {
     const bool lstm = node->kind() == torch::jit::aten::lstm, gru = node->kind() == torch::jit::aten::gru;
     if (!lstm && !gru) return;
-    RnnCall c{node, lstm ? "lstm" : "gru"};
+    RnnCall c;
+    c.node = node;
+    c.kind = lstm ? "lstm" : "gru";
     const auto* schema = node->maybeSchema();
     if (!schema || schema->overload_name() != "input") {
       c.reason = "packed sequences are not supported: run it on padded tensors";

@@ -38,9 +38,15 @@ Value* emit(Graph& g, c10::Symbol op, const std::vector<Value*>& inputs) {
 // value it watched. Fixed ranges (fake_quantize from QAT) apply to their input
 // and output; the node stays, so values no int8 layer reads keep the
 // fake-quant numerics (between int8 layers drop_requantize_pairs removes it).
-std::unordered_map<Value*, Qp> take_observations(const torch::jit::Module& root, Graph& graph) {
-  std::vector<Node*> nodes;
+struct Observations {
   std::unordered_map<Value*, Qp> qp;
+  std::unordered_map<Value*, std::string> why_float;  // values seen with another dtype than float32
+};
+
+Observations take_observations(const torch::jit::Module& root, Graph& graph) {
+  std::vector<Node*> nodes;
+  Observations seen;
+  auto& qp = seen.qp;
   visit_nodes(graph.block(), [&](Node* n) {
     if (n->kind() == kObserve) nodes.push_back(n);
     if (const auto fixed = fixed_qparams(root, n)) {
@@ -48,18 +54,23 @@ std::unordered_map<Value*, Qp> take_observations(const torch::jit::Module& root,
       qp.emplace(n->output(), *fixed);
     }
   });
+  // An observer that saw no data watched a branch or method calibration never
+  // ran: its value stays float ("not observed during calibration"), as does
+  // one that saw integers or float64 (an index add, a constant) at run time.
   for (Node* n : nodes) {
     const auto ref = resolve_attr(root, n->input(1));
     TORCH_CHECK(ref, "qext::convert: an observer is not a module attribute; was the module prepared by qext?");
     auto observer = ref->owner.attr(ref->attr).toCustomClass<ops::ObserverClass>();
-    TORCH_CHECK(observer->batches() > 0, "qext::convert: the module was never calibrated (",
-                ref->attr, " saw no data); run calibration inputs through the prepared module first");
-    const auto [scale, zp] = observer->qparams();
-    qp[n->input(0)] = Qp{scale.item<double>(), zp.item<int64_t>()};
+    if (const std::string dtype = observer->non_float(); !dtype.empty()) {
+      seen.why_float[n->input(0)] = "an operand is " + dtype + " at run time, not float32";
+    } else if (observer->batches() > 0) {
+      const auto [scale, zp] = observer->qparams();
+      qp[n->input(0)] = Qp{scale.item<double>(), zp.item<int64_t>()};
+    }
     n->output()->replaceAllUsesWith(n->input(0));
     n->destroy();
   }
-  return qp;
+  return seen;
 }
 
 // Points aten::size / aten::dim readers of `from` at `to` (same shape, defined
@@ -212,7 +223,8 @@ void report_float_ops(Graph& graph, std::vector<LayerReport>& rows) {
 std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& graph,
                                                const std::vector<std::string>& exclude, int64_t weight_bits,
                                                bool check_finite, bool probe) {
-  auto qp = take_observations(root, graph);
+  Observations seen = take_observations(root, graph);
+  auto& qp = seen.qp;
   std::vector<LayerReport> rows;
   std::vector<AttrRef> quantized_weights;
   for (const StaticLayer& l : find_static_layers(root, graph)) {
@@ -222,8 +234,13 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
       row.bytes_before = row.bytes_after = w.isTensor() ? static_cast<int64_t>(w.toTensor().nbytes()) : 0;
     }
     bool observed = qp.count(l.output());
-    for (Value* v : l.inputs()) observed = observed && qp.count(v);
+    std::string not_float = seen.why_float.count(l.output()) ? seen.why_float[l.output()] : "";
+    for (Value* v : l.inputs()) {
+      observed = observed && qp.count(v);
+      if (not_float.empty() && seen.why_float.count(v)) not_float = seen.why_float[v];
+    }
     if (row.reason.empty() && first_match(exclude, l.name)) row.reason = "excluded by pattern '" + *first_match(exclude, l.name) + "'";
+    if (row.reason.empty() && !not_float.empty()) row.reason = not_float;
     if (row.reason.empty() && !observed) row.reason = "not observed during calibration";
     if (row.reason.empty()) row.reason = reduction_too_long(l);
     if (!row.reason.empty()) {

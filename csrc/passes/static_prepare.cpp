@@ -89,7 +89,9 @@ void insert_observers(torch::jit::Module& root, torch::jit::Graph& graph, const 
   };
   auto insert_after_def = [&](Value* v, Node* n) {
     Node* def = v->node();
-    n->insertBefore(def->kind() == torch::jit::prim::Param ? graph.block()->nodes().front() : def->next());
+    // A parameter of the graph or of a loop body (a loop-carried value):
+    // first thing in that block, where v is in scope.
+    n->insertBefore(def->kind() == torch::jit::prim::Param ? def->owningBlock()->nodes().front() : def->next());
     v->replaceAllUsesAfterNodeWith(n, n->output());
     observed[v] = observed[n->output()] = true;
   };

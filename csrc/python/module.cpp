@@ -44,7 +44,8 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("weight_granularity", &qext::DynamicConfig::weight_granularity)
       .def_readwrite("per_row_activations", &qext::DynamicConfig::per_row_activations)
       .def_readwrite("min_weight_elements", &qext::DynamicConfig::min_weight_elements)
-      .def_readwrite("quantize_matmul", &qext::DynamicConfig::quantize_matmul);
+      .def_readwrite("quantize_matmul", &qext::DynamicConfig::quantize_matmul)
+      .def_readwrite("quantize_embeddings", &qext::DynamicConfig::quantize_embeddings);
 
   m.def("quantize_dynamic", &qext::quantize_dynamic, py::arg("module"), py::arg("config"),
         py::call_guard<py::gil_scoped_release>());
@@ -80,7 +81,22 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("prepared"), py::arg("batches"));
   m.def("convert", &qext::convert, py::arg("prepared"), py::call_guard<py::gil_scoped_release>());
-  m.def("report_json", [](const torch::jit::Module& module) { return qext::report(module).to_json(); });
+  // The report crosses as the C++ structs (no JSON in between: names keep
+  // every character, an infinite SQNR stays inf).
+  py::class_<qext::LayerReport>(m, "LayerReport")
+      .def_readonly("name", &qext::LayerReport::name)
+      .def_readonly("kind", &qext::LayerReport::kind)
+      .def_readonly("status", &qext::LayerReport::status)
+      .def_readonly("reason", &qext::LayerReport::reason)
+      .def_readonly("bytes_before", &qext::LayerReport::bytes_before)
+      .def_readonly("bytes_after", &qext::LayerReport::bytes_after)
+      .def_readonly("scale", &qext::LayerReport::scale)
+      .def_readonly("zero_point", &qext::LayerReport::zero_point)
+      .def_readonly("sqnr_db", &qext::LayerReport::sqnr_db);
+  py::class_<qext::QuantizationReport>(m, "QuantizationReport")
+      .def_readonly("mode", &qext::QuantizationReport::mode)
+      .def_readonly("layers", &qext::QuantizationReport::layers);
+  m.def("report", &qext::report, py::arg("module"));
   m.def("save", &qext::save, py::arg("module"), py::arg("path"), py::call_guard<py::gil_scoped_release>());
   m.def("load", &qext::load, py::arg("path"), py::call_guard<py::gil_scoped_release>());
 }

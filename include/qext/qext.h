@@ -55,6 +55,9 @@ struct DynamicConfig {
   int64_t min_weight_elements = 0;
   // Also rewrite matmul(x, W) (+ bias) with a constant 2-D weight W.
   bool quantize_matmul = true;
+  // Embedding tables (nn.Embedding, F.embedding) become weight-only int8,
+  // symmetric per row; a tied output Linear shares the int8 values.
+  bool quantize_embeddings = true;
 };
 
 // What happened to one candidate layer.

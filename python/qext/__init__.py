@@ -15,6 +15,7 @@ import os as _os
 import torch  # noqa: F401  (libqext links libtorch; load torch's Python side first)
 
 from . import _C
+from . import fake_ops  # noqa: F401  (shape-only kernels for FakeTensorMode / torch.compile)
 from .config import DynamicConfig
 from .dynamic import quantize_dynamic
 from .isa import active_isa, kernels_in_use, set_isa, supported_isas

@@ -24,6 +24,8 @@ class DynamicConfig:
             accurate with outlier tokens) instead of one per call.
         min_weight_elements: layers with fewer weights stay float.
         quantize_matmul: also rewrite ``x @ W`` (+ bias) with a constant 2-D ``W``.
+        quantize_embeddings: embedding tables become weight-only int8 (per row);
+            an output Linear tied to a table (GPT-2's lm_head) shares its values.
     """
 
     include: list[str] = field(default_factory=list)
@@ -33,6 +35,7 @@ class DynamicConfig:
     per_row_activations: bool = True
     min_weight_elements: int = 0
     quantize_matmul: bool = True
+    quantize_embeddings: bool = True
 
     def _to_cpp(self) -> "_C.DynamicConfig":
         for name in ("include", "exclude", "module_types"):
@@ -53,4 +56,5 @@ class DynamicConfig:
         cfg.per_row_activations = bool(self.per_row_activations)
         cfg.min_weight_elements = self.min_weight_elements
         cfg.quantize_matmul = bool(self.quantize_matmul)
+        cfg.quantize_embeddings = bool(self.quantize_embeddings)
         return cfg

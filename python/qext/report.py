@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import torch
@@ -50,7 +49,11 @@ class QuantizationReport:
 
     def table(self) -> str:
         """A plain-text table: layer, kind, status, bytes before/after, then totals."""
+        if not self.mode:
+            return "no qext report: this model was not quantized by qext"
         if not self.layers:
+            if self.mode == "static":
+                return "nothing to quantize: no Conv1d, Conv2d or Linear layer was found"
             return "nothing to quantize: no Linear layer (nn.Linear, F.linear or x @ W) was found"
         head = ("layer", "kind", "status", "bytes before", "bytes after")
         rows = [
@@ -81,5 +84,8 @@ def report(module: torch.jit.ScriptModule) -> QuantizationReport:
     """The report a qext-quantized module carries (also after save and load)."""
     if not isinstance(module, torch.jit.ScriptModule):
         raise TypeError(f"report: expected a torch.jit.ScriptModule from qext; got {type(module).__name__}")
-    data = json.loads(_C.report_json(module._c))
-    return QuantizationReport(data["mode"], [LayerReport(**layer) for layer in data["layers"]])
+    r = _C.report(module._c)
+    return QuantizationReport(r.mode, [
+        LayerReport(l.name, l.kind, l.status, l.reason, l.bytes_before, l.bytes_after, l.scale, l.zero_point, l.sqnr_db)
+        for l in r.layers
+    ])

@@ -369,3 +369,113 @@ def test_real_digits_accuracy_within_half_a_point():
     print(f"digits CNN: fp32 {acc_f:.2%}, int8 {acc_q:.2%}")
     assert acc_f > 0.85
     assert acc_q >= acc_f - 0.005
+
+
+class HelperMethod(nn.Module):
+    """torchvision's layout: forward calls a scripted helper method."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 4)
+
+    def _forward_impl(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+
+    def forward(self, x):
+        return self._forward_impl(x)
+
+
+class UntakenBranch(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.small = nn.Conv2d(3, 8, 3)
+        self.large = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x):
+        if x.shape[0] > 100:
+            return self.large(x)
+        return self.small(x)
+
+
+class LoopCarried(nn.Module):
+    """A quantizable layer inside a loop, its input carried across iterations."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        for _ in range(3):
+            x = torch.relu(self.fc(x))
+        return x
+
+
+class IntegerAdds(nn.Module):
+    """Index arithmetic (Long + Long) and a float64 0-dim constant next to
+    float layers: Hugging Face models are full of both."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(40, 8)
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, ids):
+        positions = ids + ids
+        h = self.fc(self.emb(positions) + self.emb(ids))
+        return h + torch.tensor(0.5, dtype=torch.float64)
+
+
+def test_helper_methods_and_untaken_branches_stay_float_with_a_reason():
+    torch.manual_seed(4)
+    model = HelperMethod().eval()
+    data = calibration((2, 3, 8, 8))
+    q = qext.quantize_static(model, data)
+    rows = {l.name: l for l in qext.report(q).layers}
+    assert rows["conv"].status == "int8" and rows["fc"].status == "int8"  # forward runs them int8
+    with torch.no_grad():
+        assert sqnr_db(model(data[0]), q(data[0])) > 25.0
+        assert sqnr_db(model(data[0]), q._forward_impl(data[0])) > 60.0  # the helper on its own: float
+    branch = UntakenBranch().eval()
+    q = qext.quantize_static(branch, data)
+    rows = {l.name: l for l in qext.report(q).layers}
+    assert rows["small"].status == "int8"
+    assert rows["large"].status == "float" and rows["large"].reason == "not observed during calibration"
+    big = torch.randn(101, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(q(big), branch(big), atol=1e-5)  # the float branch still runs
+
+
+def test_layers_inside_loops(isa):
+    torch.manual_seed(5)
+    model = LoopCarried().eval()
+    data = [torch.randn(4, 8) for _ in range(4)]
+    for example in (None, (data[0],)):
+        q = qext.quantize_static(model, data, example_inputs=example)
+        assert qext.report(q).layers[0].status == "int8"
+        with torch.no_grad():
+            assert sqnr_db(model(data[0]), q(data[0])) > 25.0
+
+
+def test_integer_and_float64_values_are_not_quantized():
+    torch.manual_seed(6)
+    model = IntegerAdds().eval()
+    data = [torch.randint(0, 19, (2, 5)) for _ in range(3)]
+    for example in (None, (data[0],)):
+        q = qext.quantize_static(model, data, example_inputs=example)
+        rows = qext.report(q).layers
+        adds = [l for l in rows if l.kind == "add"]
+        reasons = {l.reason for l in adds if l.status == "float"}
+        assert any("Long at run time" in r for r in reasons), reasons
+        assert any("Double at run time" in r for r in reasons), reasons
+        assert [l.status for l in rows if l.name == "fc"] == ["int8"]
+        with torch.no_grad():
+            out = q(data[0])
+            assert out.dtype == model(data[0]).dtype
+            assert sqnr_db(model(data[0]).float(), out.float()) > 25.0
+
+
+def test_calibration_that_reaches_no_observer_is_an_error():
+    prepared = qext.prepare_static(UntakenBranch().eval())
+    with pytest.raises((RuntimeError, ValueError), match="never calibrated"):
+        qext.convert(prepared)
