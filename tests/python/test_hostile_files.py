@@ -48,7 +48,10 @@ for path in sorted(Path(sys.argv[1]).glob("*.pt")):
         result["outcome"] = "ok"
         result["finite"] = bool(torch.isfinite(y).all())
     except Exception as e:
-        result["outcome"] = type(e).__name__ + ": " + (str(e).strip().splitlines() or [""])[0]
+        text = str(e).strip()
+        if "TorchScript interpreter" in text and "RuntimeError: " in text:  # the cause comes last
+            text = text[text.rfind("RuntimeError: ") + len("RuntimeError: "):]
+        result["outcome"] = type(e).__name__ + ": " + (text.splitlines() or [""])[0]
     print(json.dumps(result), flush=True)
 """.format(shape=INPUT_SHAPE)
 
@@ -72,6 +75,17 @@ class Recurrent(torch.nn.Module):
         return self.gru(y)[0]
 
 
+class Lookup(torch.nn.Module):
+    """[2, 3, 8, 8] floats made into indices of a 20-row table."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(20, 6)
+
+    def forward(self, x):
+        return self.emb((x.abs() * 5).long().clamp(0, 19))
+
+
 @pytest.fixture(scope="module")
 def originals(tmp_path_factory):
     """One file per qext class: half-calibrated models (histogram and min/max
@@ -92,6 +106,8 @@ def originals(tmp_path_factory):
     files["rnn"] = folder / "rnn.pt"
     torch.manual_seed(0)
     qext.save(qext.quantize_dynamic(Recurrent().eval()), files["rnn"])
+    files["embedding"] = folder / "embedding.pt"
+    qext.save(qext.quantize_dynamic(Lookup().eval()), files["embedding"])
     return files
 
 
@@ -142,6 +158,11 @@ TARGETED = {
     "rnn_layers": ("rnn", "PackedRnnWeight", set_field(2, 2**40), "num_layers must be"),
     "rnn_direction": ("rnn", "PackedRnnWeight", set_field(3, False), "weights (w_ih, w_hh per layer and direction)"),
     "rnn_weights_missing": ("rnn", "PackedRnnWeight", set_field(4, lambda a: a.tensor_list([a.tensor(torch.zeros(4, 4, dtype=torch.int8))])), "weights but"),
+    # PackedEmbedding: (version, int8 table, scales)
+    "table_float": ("embedding", "PackedEmbedding", set_field(1, lambda a: a.tensor(torch.zeros(20, 6))), "int8 table"),
+    "table_scales_count": ("embedding", "PackedEmbedding", set_field(2, lambda a: a.tensor(torch.ones(3))), "scales [20]"),
+    "table_zero_scale": ("embedding", "PackedEmbedding", set_field(2, lambda a: a.tensor(torch.zeros(20))), "finite and > 0"),
+    "table_short": ("embedding", "PackedEmbedding", lambda s, a: (set_field(1, a.tensor(torch.zeros(4, 6, dtype=torch.int8)))(s, a), set_field(2, a.tensor(torch.ones(4)))(s, a)), "out of range"),
     "rnn_bias_shape": ("rnn", "PackedRnnWeight", lambda s, a: set_field(6, a.tensor_list([a.tensor(torch.ones(3))] * len(s[6].args[0])))(s, a), "each bias"),
 }
 
@@ -191,7 +212,8 @@ def random_value(rng: random.Random, old, archive: Archive):
 
 @pytest.mark.parametrize("source,class_name", [("histogram", "Observer"), ("min_max", "Observer"),
                                                ("static", "PackedConvWeight"), ("static", "PackedLinearWeight"),
-                                               ("dynamic", "PackedLinearWeight"), ("rnn", "PackedRnnWeight")])
+                                               ("dynamic", "PackedLinearWeight"), ("rnn", "PackedRnnWeight"),
+                                               ("embedding", "PackedEmbedding")])
 def test_random_field_edits_never_crash(originals, tmp_path, source, class_name):
     rng = random.Random(f"{source}-{class_name}")
     for i in range(FUZZ_FILES):
