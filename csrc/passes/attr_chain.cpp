@@ -99,12 +99,29 @@ void inline_if_branch(torch::jit::Node* if_node, bool take_then) {
   if_node->destroy();
 }
 
+namespace {
+
+// Device, dtype and requires_grad queries (nn.TransformerEncoderLayer's
+// fast-path checks): an empty tensor made with the weight's options answers
+// the first two alike, and the last only fed the fast-path choice qext pins.
+bool only_metadata_uses(torch::jit::Value* v) {
+  for (const auto& use : v->uses()) {
+    const auto k = use.user->kind();
+    if (k != torch::jit::prim::device && k != torch::jit::prim::dtype && k != torch::jit::prim::requires_grad) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 bool attr_still_read(const Module& root, const AttrRef& ref) {
   const std::string wanted = ref.qualified();
   bool read = false;
   for (const auto& method : root.get_methods()) {
     visit_nodes(method.graph()->block(), [&](torch::jit::Node* node) {
-      if (read || node->kind() != torch::jit::prim::GetAttr) return;
+      if (read || node->kind() != torch::jit::prim::GetAttr || only_metadata_uses(node->output())) return;
       const auto found = resolve_attr(root, node->output());
       read = found && found->qualified() == wanted;
     });

@@ -52,7 +52,9 @@ bool is_constant_int(torch::jit::Value* v, int64_t expected);
 // Replaces an if/else node by the nodes of one of its branches.
 void inline_if_branch(torch::jit::Node* if_node, bool take_then);
 
-// True when any method graph of `root` still reads `ref`.
+// True when any method graph of `root` still reads `ref`'s data (device,
+// dtype and requires_grad queries alone do not count: release_if_unread keeps
+// the first two).
 bool attr_still_read(const torch::jit::Module& root, const AttrRef& ref);
 
 }  // namespace qext::passes
