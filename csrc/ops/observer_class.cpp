@@ -55,6 +55,7 @@ void ObserverClass::observe_in_graph(const at::Tensor& x) {
     non_float_ = c10::toString(x.scalar_type());
     return;
   }
+  if (x.numel() == 0) return;  // (an empty cache or batch): nothing to see
   observer_.observe(x);
 }
 

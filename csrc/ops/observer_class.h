@@ -28,7 +28,7 @@ class ObserverClass : public torch::CustomClassHolder {
   void observe(const at::Tensor& x);
   // qext::observe in a prepared graph: a value that is not float32 at run
   // time (an integer index, a float64 constant) is noted, not observed; convert
-  // keeps it float. (Not pickled: convert carries the notes to its private
+  // keeps it float. Empty tensors are skipped. (Not pickled: convert carries the notes to its private
   // copy; after save/load such a value only reads as "not observed".)
   void observe_in_graph(const at::Tensor& x);
   std::string non_float() const;  // the dtype seen when not float32, else ""

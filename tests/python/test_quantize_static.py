@@ -479,3 +479,26 @@ def test_calibration_that_reaches_no_observer_is_an_error():
     prepared = qext.prepare_static(UntakenBranch().eval())
     with pytest.raises((RuntimeError, ValueError), match="never calibrated"):
         qext.convert(prepared)
+
+
+def test_empty_tensors_during_calibration_are_skipped():
+    class EmptySide(nn.Module):
+        """The second layer sees an empty batch (an empty cache, say)."""
+
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+            self.side = nn.Linear(8, 8)
+
+        def forward(self, x):
+            return self.fc(x), self.side(x[:0])
+
+    torch.manual_seed(7)
+    model = EmptySide().eval()
+    q = qext.quantize_static(model, [torch.randn(4, 8) for _ in range(3)])
+    rows = {l.name: l for l in qext.report(q).layers}
+    assert rows["fc"].status == "int8"
+    assert rows["side"].status == "float" and rows["side"].reason == "not observed during calibration"
+    x = torch.randn(2, 8)
+    with torch.no_grad():
+        assert q(x)[1].shape == (0, 8) and sqnr_db(model(x)[0], q(x)[0]) > 25.0
