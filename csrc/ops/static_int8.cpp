@@ -400,6 +400,18 @@ at::Tensor dequantize_per_tensor(const at::Tensor& q, double scale, int64_t zero
   });
 }
 
+at::Tensor lut_u8(const at::Tensor& x, const at::Tensor& table) {
+  constexpr const char* op = "qext::lut_u8";
+  TORCH_CHECK(x.scalar_type() == at::kByte, op, ": expected uint8; got ", x.scalar_type());
+  TORCH_CHECK(table.scalar_type() == at::kByte && table.dim() == 1 && table.numel() == 256, op,
+              ": expected a uint8 table of 256 entries; got ", table.scalar_type(), " of shape ", table.sizes());
+  const at::Tensor t = table.contiguous();
+  const uint8_t* lut = t.data_ptr<uint8_t>();
+  return map_keeping_format<uint8_t, uint8_t>(x, at::kByte, [&](const uint8_t* in, int64_t n, uint8_t* out) {
+    for (int64_t i = 0; i < n; ++i) out[i] = lut[in[i]];
+  });
+}
+
 at::Tensor add_int8(const at::Tensor& a, double a_scale, int64_t a_zero_point, const at::Tensor& b,
                     double b_scale, int64_t b_zero_point, double out_scale, int64_t out_zero_point,
                     bool relu) {

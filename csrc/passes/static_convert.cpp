@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "kernels/qgemm.h"
+#include "kernels/ref/scalar_rules.h"
 #include "ops/observer_class.h"
 #include "ops/packed_conv_weight.h"
 #include "ops/packed_linear_weight.h"
@@ -218,6 +219,29 @@ void report_float_ops(Graph& graph, std::vector<LayerReport>& rows) {
   });
 }
 
+// The uint8 -> uint8 table of an elementwise layer: quantize(f(dequantize(q)))
+// with the qparams of its input and output, by the scalar rules the int8 ops
+// use, f computed by ATen in float.
+at::Tensor lookup_table(const StaticLayer& l, const Qp& in, const Qp& out) {
+  at::Tensor x = at::empty({256}, at::kFloat);
+  for (int32_t q = 0; q < 256; ++q) {
+    x.data_ptr<float>()[q] = kernels::ref::dequantize_one(q, static_cast<float>(in.scale), static_cast<int32_t>(in.zero_point));
+  }
+  at::Tensor y;
+  if (l.kind == "sigmoid") y = at::sigmoid(x);
+  if (l.kind == "hardswish") y = at::hardswish(x);
+  if (l.kind == "hardsigmoid") y = at::hardsigmoid(x);
+  if (l.kind == "silu") y = at::silu(x);
+  if (l.kind == "tanh") y = at::tanh(x);
+  if (l.kind == "gelu") y = at::gelu(x, torch::jit::toIValue(l.node->input(1))->toStringRef());
+  at::Tensor table = at::empty({256}, at::kByte);
+  for (int64_t q = 0; q < 256; ++q) {
+    table.data_ptr<uint8_t>()[q] = static_cast<uint8_t>(kernels::ref::quantize_one(
+        y.data_ptr<float>()[q], static_cast<float>(out.scale), static_cast<int32_t>(out.zero_point), 0, 255));
+  }
+  return table;
+}
+
 }  // namespace
 
 std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& graph,
@@ -263,6 +287,9 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
     Value* zo = graph.insertConstant(out.zero_point);
     if (l.kind == "add") {
       yq = emit(graph, c10::Symbol::fromQualString("qext::add_int8"), {ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], so, zo, relu});
+    } else if (is_table_kind(l.kind)) {
+      yq = emit(graph, c10::Symbol::fromQualString("qext::lut_u8"),
+                {ins[0], graph.insertConstant(lookup_table(l, qp.at(l.inputs()[0]), out))});
     } else if (l.kind == "cat") {
       std::vector<Value*> parts;
       c10::List<double> scales;

@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <map>
+
 namespace qext::passes {
 
 using torch::jit::Node;
@@ -69,7 +71,7 @@ std::optional<double> constant_bound(const torch::jit::Module& root, Value* v) {
 
 // The activation fused after l (its output's only reader), if any.
 void describe_activation(const torch::jit::Module& root, StaticLayer& l) {
-  if (l.kind == "cat") return;
+  if (l.kind == "cat" || is_table_kind(l.kind)) return;
   if (Node* relu = single_relu_user(l.node->output())) {
     l.activation = relu;
     l.relu = true;
@@ -202,10 +204,35 @@ std::vector<Value*> StaticLayer::inputs() const {
   return {node->input(0)};
 }
 
+// The elementwise functions run as tables, by node kind (out-of-place, and
+// in-place when nothing reads the input again).
+static std::optional<std::string> table_kind(const Node* node) {
+  static const std::vector<std::pair<std::string, std::string>> kinds{
+      {"aten::sigmoid", "sigmoid"}, {"aten::sigmoid_", "sigmoid"},       {"aten::hardswish", "hardswish"},
+      {"aten::hardswish_", "hardswish"}, {"aten::hardsigmoid", "hardsigmoid"}, {"aten::hardsigmoid_", "hardsigmoid"},
+      {"aten::silu", "silu"},           {"aten::silu_", "silu"},             {"aten::gelu", "gelu"},
+      {"aten::tanh", "tanh"},           {"aten::tanh_", "tanh"}};
+  const std::string k = node->kind().toQualString();
+  for (const auto& [op, kind] : kinds) {
+    if (k != op) continue;
+    const bool in_place = op.back() == '_';
+    if (in_place && node->input(0)->uses().size() > 1) return std::nullopt;
+    if (kind == "gelu" && !torch::jit::toIValue(node->input(1)).has_value()) return std::nullopt;  // approximate
+    return kind;
+  }
+  return std::nullopt;
+}
+
+bool is_table_kind(const std::string& kind) {
+  return kind == "sigmoid" || kind == "hardswish" || kind == "hardsigmoid" || kind == "silu" || kind == "gelu" ||
+         kind == "tanh";
+}
+
 std::vector<StaticLayer> find_static_layers(const torch::jit::Module& root, torch::jit::Graph& graph) {
   static const auto convolution = c10::Symbol::fromQualString("aten::_convolution");
   std::vector<StaticLayer> layers;
   int adds = 0, cats = 0;
+  std::map<std::string, int> tables;
   visit_nodes(graph.block(), [&](Node* node) {
     StaticLayer l;
     l.node = node;
@@ -239,6 +266,9 @@ std::vector<StaticLayer> find_static_layers(const torch::jit::Module& root, torc
                torch::jit::toIValue(node->input(1)).has_value()) {
       l.kind = "cat";
       l.name = "cat@" + std::to_string(cats++);
+    } else if (const auto kind = table_kind(node); kind && node->input(0)->type()->cast<c10::TensorType>()) {
+      l.kind = *kind;
+      l.name = *kind + "@" + std::to_string(tables[*kind]++);
     } else {
       return;
     }

@@ -22,8 +22,11 @@ struct ConvGeometry {
 
 struct StaticLayer {
   torch::jit::Node* node = nullptr;
-  std::string kind;                // "conv2d" | "conv1d" | "linear" | "add" | "cat"
-  std::string name;                // weight owner for conv/linear; "add@<n>" / "cat@<n>" otherwise
+  // "conv2d" | "conv1d" | "linear" | "add" | "cat", or an elementwise
+  // function of one input run as a 256-entry uint8 table ("sigmoid",
+  // "hardswish", "hardsigmoid", "silu", "gelu", "tanh")
+  std::string kind;
+  std::string name;                // weight owner for conv/linear; "<kind>@<n>" otherwise
   std::optional<AttrRef> weight;   // conv2d / linear
   ConvGeometry conv;               // conv2d; conv1d as a conv2d over [N, C, 1, L]
   // A fused activation after it: relu (any layer), or for conv2d / linear
@@ -59,6 +62,9 @@ std::optional<ActivationQParams> fixed_qparams(const torch::jit::Module& root, c
 bool is_pass_through(const torch::jit::Node* node);
 
 std::vector<StaticLayer> find_static_layers(const torch::jit::Module& root, torch::jit::Graph& graph);
+
+// True for the kinds run as a uint8 lookup table (qext::lut_u8).
+bool is_table_kind(const std::string& kind);
 
 // Replaces each if/else whose condition constant_or_attr can evaluate (e.g.
 // `self.padding_mode != "zeros"`) by its taken branch; returns how many.

@@ -132,6 +132,10 @@ def _register() -> None:
     def _(x, key):
         return x
 
+    @fake("qext::lut_u8")
+    def _(x, table):
+        return torch.empty_like(x)
+
     @fake("qext::add_int8")
     def _(a, a_scale, a_zero_point, b, b_scale, b_zero_point, out_scale, out_zero_point, relu=False):
         return a.new_empty(torch.broadcast_shapes(a.shape, b.shape), dtype=torch.uint8)

@@ -502,3 +502,50 @@ def test_empty_tensors_during_calibration_are_skipped():
     x = torch.randn(2, 8)
     with torch.no_grad():
         assert q(x)[1].shape == (0, 8) and sqnr_db(model(x)[0], q(x)[0]) > 25.0
+
+
+class ModernActivations(nn.Module):
+    """MobileNetV3 / EfficientNet / transformer activations after convs."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.c2 = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+        self.c3 = nn.Conv2d(16, 16, 1)
+        self.c4 = nn.Conv2d(16, 16, 1)
+        self.c5 = nn.Conv2d(16, 8, 1)
+        self.hardswish = nn.Hardswish()
+
+    def forward(self, x):
+        x = self.hardswish(self.c1(x))
+        x = F.silu(self.c2(x))
+        x = torch.sigmoid(self.c3(x))
+        x = F.hardsigmoid(self.c4(x)) + torch.tanh(x)
+        return F.gelu(self.c5(x), approximate="tanh")
+
+
+def test_elementwise_activations_run_as_int8_tables(isa):
+    torch.manual_seed(8)
+    model = randomize_batch_norm(ModernActivations())
+    q = qext.quantize_static(model, calibration((2, 3, 16, 16), batches=4))
+    rows = {l.name: l for l in qext.report(q).layers}
+    for name in ("hardswish@0", "silu@0", "sigmoid@0", "hardsigmoid@0", "tanh@0", "gelu@0"):
+        assert rows[name].status == "int8", rows
+    ops = graph_ops(q)
+    # uint8 flows from the first conv to the last activation
+    assert ops.count("qext::lut_u8") == 6
+    assert ops.count("qext::quantize_per_tensor") == 1 and ops.count("qext::dequantize_per_tensor") == 1
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        # Bound: one uint8 step per table plus the convs' rounding: SQNR > 25 dB.
+        assert sqnr_db(model(x), q(x)) > 25.0
+
+
+def test_lut_op_is_a_table_lookup_keeping_the_layout():
+    g = torch.Generator().manual_seed(9)
+    table = torch.randint(0, 256, (256,), dtype=torch.uint8, generator=g)
+    x = torch.randint(0, 256, (2, 5, 7, 3), dtype=torch.uint8, generator=g).contiguous(memory_format=torch.channels_last)
+    y = torch.ops.qext.lut_u8(x, table)
+    assert torch.equal(y, table[x.long()]) and y.is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(RuntimeError, match="256 entries"):
+        torch.ops.qext.lut_u8(x, table[:10])
