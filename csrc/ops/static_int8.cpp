@@ -15,6 +15,7 @@
 #include "kernels/grouped.h"
 #include "kernels/pooling.h"
 #include "kernels/quantize.h"
+#include "kernels/ref/scalar_rules.h"
 #include "ops/parallel_qgemm.h"
 
 namespace qext::ops {
@@ -398,6 +399,34 @@ at::Tensor dequantize_per_tensor(const at::Tensor& q, double scale, int64_t zero
   return map_keeping_format<uint8_t, float>(q, at::kFloat, [&](const uint8_t* in, int64_t n, float* out) {
     kernels::dequantize_u8(in, n, static_cast<float>(scale), static_cast<int32_t>(zero_point), out);
   });
+}
+
+at::Tensor mul_int8(const at::Tensor& a, double a_scale, int64_t a_zero_point, const at::Tensor& b,
+                    double b_scale, int64_t b_zero_point, double out_scale, int64_t out_zero_point) {
+  constexpr const char* op = "qext::mul_int8";
+  TORCH_CHECK(a.scalar_type() == at::kByte && b.scalar_type() == at::kByte, op,
+              ": expected two uint8 tensors; got ", a.scalar_type(), " and ", b.scalar_type());
+  check_qparams(op, "first input", a_scale, a_zero_point);
+  check_qparams(op, "second input", b_scale, b_zero_point);
+  check_qparams(op, "output", out_scale, out_zero_point);
+  // Broadcast (an SE block's [N, C, 1, 1] gate over [N, C, H, W]) in a's layout.
+  const auto both = at::broadcast_tensors({a, b});
+  const auto format = both[0].dim() == 4 ? a.suggest_memory_format() : at::MemoryFormat::Contiguous;
+  const at::Tensor ac = both[0].contiguous(format), bc = both[1].contiguous(format);
+  at::Tensor out = at::empty(ac.sizes(), a.options().memory_format(format));
+  const uint8_t* ap = ac.data_ptr<uint8_t>();
+  const uint8_t* bp = bc.data_ptr<uint8_t>();
+  uint8_t* o = out.data_ptr<uint8_t>();
+  const auto sa = static_cast<float>(a_scale), sb = static_cast<float>(b_scale), so = static_cast<float>(out_scale);
+  const auto za = static_cast<int32_t>(a_zero_point), zb = static_cast<int32_t>(b_zero_point);
+  const auto zo = static_cast<int32_t>(out_zero_point);
+  at::parallel_for(0, out.numel(), 1 << 14, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float v = kernels::ref::dequantize_one(ap[i], sa, za) * kernels::ref::dequantize_one(bp[i], sb, zb);
+      o[i] = static_cast<uint8_t>(kernels::ref::quantize_one(v, so, zo, 0, 255));
+    }
+  });
+  return out;
 }
 
 at::Tensor lut_u8(const at::Tensor& x, const at::Tensor& table) {

@@ -33,6 +33,11 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
 // a + b for two uint8 tensors with their own qparams, requantized to
 // (out_scale, out_zero_point); optional fused ReLU. Keeps a's memory format.
 // Same shapes run the int8 kernel; broadcasting goes through float.
+// a * b of two uint8 tensors (broadcasting), requantized to the output's
+// qparams: quantize(dequantize(a) * dequantize(b)) by the scalar rules.
+at::Tensor mul_int8(const at::Tensor& a, double a_scale, int64_t a_zero_point, const at::Tensor& b,
+                    double b_scale, int64_t b_zero_point, double out_scale, int64_t out_zero_point);
+
 // y = table[x] elementwise (uint8 -> uint8, layout kept): an elementwise
 // function with its input and output quantization folded into 256 entries.
 at::Tensor lut_u8(const at::Tensor& x, const at::Tensor& table);

@@ -287,6 +287,8 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
     Value* zo = graph.insertConstant(out.zero_point);
     if (l.kind == "add") {
       yq = emit(graph, c10::Symbol::fromQualString("qext::add_int8"), {ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], so, zo, relu});
+    } else if (l.kind == "mul") {
+      yq = emit(graph, c10::Symbol::fromQualString("qext::mul_int8"), {ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], so, zo});
     } else if (is_table_kind(l.kind)) {
       yq = emit(graph, c10::Symbol::fromQualString("qext::lut_u8"),
                 {ins[0], graph.insertConstant(lookup_table(l, qp.at(l.inputs()[0]), out))});

@@ -71,7 +71,7 @@ std::optional<double> constant_bound(const torch::jit::Module& root, Value* v) {
 
 // The activation fused after l (its output's only reader), if any.
 void describe_activation(const torch::jit::Module& root, StaticLayer& l) {
-  if (l.kind == "cat" || is_table_kind(l.kind)) return;
+  if (l.kind == "cat" || l.kind == "mul" || is_table_kind(l.kind)) return;
   if (Node* relu = single_relu_user(l.node->output())) {
     l.activation = relu;
     l.relu = true;
@@ -196,7 +196,7 @@ bool is_pass_through(const Node* node) {
 }
 
 std::vector<Value*> StaticLayer::inputs() const {
-  if (kind == "add") return {node->input(0), node->input(1)};
+  if (kind == "add" || kind == "mul") return {node->input(0), node->input(1)};
   if (kind == "cat") {
     const auto in = node->input(0)->node()->inputs();
     return {in.begin(), in.end()};
@@ -231,7 +231,7 @@ bool is_table_kind(const std::string& kind) {
 std::vector<StaticLayer> find_static_layers(const torch::jit::Module& root, torch::jit::Graph& graph) {
   static const auto convolution = c10::Symbol::fromQualString("aten::_convolution");
   std::vector<StaticLayer> layers;
-  int adds = 0, cats = 0;
+  int adds = 0, cats = 0, muls = 0;
   std::map<std::string, int> tables;
   visit_nodes(graph.block(), [&](Node* node) {
     StaticLayer l;
@@ -266,6 +266,12 @@ std::vector<StaticLayer> find_static_layers(const torch::jit::Module& root, torc
                torch::jit::toIValue(node->input(1)).has_value()) {
       l.kind = "cat";
       l.name = "cat@" + std::to_string(cats++);
+    } else if ((node->kind() == aten::mul || node->kind() == aten::mul_) && node->inputs().size() == 2 &&
+               node->input(0)->type()->cast<c10::TensorType>() && node->input(1)->type()->cast<c10::TensorType>()) {
+      // An in-place mul whose first operand is read again later cannot become out-of-place.
+      if (node->kind() == aten::mul_ && node->input(0)->uses().size() > 1) return;
+      l.kind = "mul";
+      l.name = "mul@" + std::to_string(muls++);
     } else if (const auto kind = table_kind(node); kind && node->input(0)->type()->cast<c10::TensorType>()) {
       l.kind = *kind;
       l.name = *kind + "@" + std::to_string(tables[*kind]++);

@@ -22,7 +22,7 @@ struct ConvGeometry {
 
 struct StaticLayer {
   torch::jit::Node* node = nullptr;
-  // "conv2d" | "conv1d" | "linear" | "add" | "cat", or an elementwise
+  // "conv2d" | "conv1d" | "linear" | "add" | "mul" | "cat", or an elementwise
   // function of one input run as a 256-entry uint8 table ("sigmoid",
   // "hardswish", "hardsigmoid", "silu", "gelu", "tanh")
   std::string kind;

@@ -132,6 +132,13 @@ def _register() -> None:
     def _(x, key):
         return x
 
+    @fake("qext::mul_int8")
+    def _(a, a_scale, a_zero_point, b, b_scale, b_zero_point, out_scale, out_zero_point):
+        shape = torch.broadcast_shapes(a.shape, b.shape)
+        nhwc = len(shape) == 4 and a.dim() == 4 and not a.is_contiguous() and a.is_contiguous(memory_format=torch.channels_last)
+        out = a.new_empty(shape, dtype=torch.uint8)
+        return out.contiguous(memory_format=torch.channels_last) if nhwc else out
+
     @fake("qext::lut_u8")
     def _(x, table):
         return torch.empty_like(x)

@@ -24,6 +24,7 @@ TENSOR_OPS = [
     ("quantize_per_tensor", (X, 0.05, 128)),
     ("dequantize_per_tensor", (U8, 0.05, 128)),
     ("add_int8", (U8, 0.1, 3, U8.flip(0), 0.2, 7, 0.3, 5, True)),
+    ("mul_int8", (U8, 0.1, 3, U8[:, :, :1, :1].contiguous(), 0.2, 7, 0.3, 5)),
     ("lut_u8", (U8, torch.randint(0, 256, (256,), dtype=torch.uint8, generator=g))),
     ("cat_int8", ([U8, U8[:, :2]], [0.1, 0.2], [3, 4], 1, 0.3, 5)),
     ("max_pool2d_int8", (U8, [3, 3], [2, 2], [1, 1], [1, 1], True)),

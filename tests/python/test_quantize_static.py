@@ -549,3 +549,43 @@ def test_lut_op_is_a_table_lookup_keeping_the_layout():
     assert torch.equal(y, table[x.long()]) and y.is_contiguous(memory_format=torch.channels_last)
     with pytest.raises(RuntimeError, match="256 entries"):
         torch.ops.qext.lut_u8(x, table[:10])
+
+
+class SqueezeExcite(nn.Module):
+    """MobileNetV3 / EfficientNet's SE block: x * hardsigmoid(fc(pool(x)))."""
+
+    def __init__(self, c=16):
+        super().__init__()
+        self.conv = nn.Conv2d(3, c, 3, padding=1)
+        self.reduce = nn.Conv2d(c, c // 4, 1)
+        self.expand = nn.Conv2d(c // 4, c, 1)
+        self.out = nn.Conv2d(c, 8, 1)
+
+    def forward(self, x):
+        x = F.hardswish(self.conv(x))
+        gate = F.hardsigmoid(self.expand(F.relu(self.reduce(F.adaptive_avg_pool2d(x, 1)))))
+        return self.out(x * gate)
+
+
+def test_squeeze_excite_multiplies_in_int8(isa):
+    torch.manual_seed(10)
+    model = SqueezeExcite().eval()
+    q = qext.quantize_static(model, calibration((2, 3, 12, 12), batches=4))
+    rows = {l.name: l for l in qext.report(q).layers}
+    assert rows["mul@0"].status == "int8" and all(l.status == "int8" for l in rows.values()), rows
+    ops = graph_ops(q)
+    assert ops.count("qext::mul_int8") == 1
+    assert ops.count("qext::quantize_per_tensor") == 1 and ops.count("qext::dequantize_per_tensor") == 1
+    x = torch.randn(3, 3, 12, 12)
+    with torch.no_grad():
+        assert sqnr_db(model(x), q(x)) > 25.0
+
+
+def test_mul_op_broadcasts_and_follows_the_scalar_rules():
+    g = torch.Generator().manual_seed(11)
+    a = torch.randint(0, 256, (2, 6, 5, 5), dtype=torch.uint8, generator=g).contiguous(memory_format=torch.channels_last)
+    b = torch.randint(0, 256, (2, 6, 1, 1), dtype=torch.uint8, generator=g)
+    got = torch.ops.qext.mul_int8(a, 0.02, 7, b, 0.01, 128, 0.005, 100)
+    want = torch.ops.qext.quantize_per_tensor(
+        torch.ops.qext.dequantize_per_tensor(a, 0.02, 7) * torch.ops.qext.dequantize_per_tensor(b, 0.01, 128), 0.005, 100)
+    assert torch.equal(got, want) and got.is_contiguous(memory_format=torch.channels_last)
