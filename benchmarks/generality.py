@@ -1,6 +1,7 @@
 """Which models qext quantizes, and how well: int8 / float layer counts from
 the report, output cosine to fp32 on held-out inputs, latency fp32 vs int8
-(1 thread, median) and file sizes, per model, in one run.
+(1 thread, median), file sizes and the time quantizing took (static: 2
+threads, calibration included), per model, in one run.
 
     python benchmarks/generality.py [--out benchmarks/results/generality.json]
 
@@ -16,6 +17,7 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 import warnings
 
 import torch
@@ -27,7 +29,7 @@ from common import median_seconds, threads, write_json
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
 sys.path.insert(0, os.path.join(ROOT, "examples"))
-from models import MobileNetV2ish, RegNetXish, ResNet18ish, randomize_batch_norm, transformer_encoder  # noqa: E402
+from models import MobileNetV2ish, RegNetXish, ResNet18ish, ResNet50ish, randomize_batch_norm, transformer_encoder  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -50,6 +52,8 @@ def images(n, size=224, seed=0):
 def cases():
     torch.manual_seed(0)
     yield "ResNet-18 layout", "static", randomize_batch_norm(ResNet18ish(width=64, classes=1000)), images(8), images(4, seed=1)
+    batches_of_8 = [torch.cat(images(8, seed=s)) for s in range(2, 10)]
+    yield "ResNet-50 layout (calibrated on 8 batches of 8)", "static", randomize_batch_norm(ResNet50ish()), batches_of_8, images(4, seed=1)
     yield "MobileNetV2 layout", "static", randomize_batch_norm(MobileNetV2ish()), images(8), images(4, seed=1)
     yield "RegNetX-400MF layout", "static", randomize_batch_norm(RegNetXish()), images(8), images(4, seed=1)
     g = torch.Generator().manual_seed(2)
@@ -81,10 +85,13 @@ def main():
     with tempfile.TemporaryDirectory() as tmp, threads(1), torch.no_grad():
         for name, mode, model, calib, test in cases():
             example = as_args(test[0])
+            start = time.perf_counter()
             if mode == "static":
-                q = qext.quantize_static(model, calib)
+                with threads(2):  # how long quantizing takes, on the machine's 2 cores
+                    q = qext.quantize_static(model, calib)
             else:
                 q = qext.quantize_dynamic(model, example_inputs=example)
+            quantize_s = time.perf_counter() - start
             report = qext.report(q)
             int8 = sum(l.status == "int8" for l in report.layers)
             floats = [f"{l.name} ({l.reason})" for l in report.layers if l.status != "int8"]
@@ -102,15 +109,16 @@ def main():
             rows.append({"model": name, "mode": mode, "int8_layers": int8, "float_layers": len(floats),
                          "float_reasons": floats, "cos_min": min(cos), "fp32_ms": fp32_s * 1e3,
                          "int8_ms": int8_s * 1e3, "speedup": fp32_s / int8_s, "float_state_bytes": float_bytes,
+                         "quantize_seconds": quantize_s,
                          "int8_file_bytes": os.path.getsize(path)})
             print(f"{name}: {int8} int8, {len(floats)} float, cos min {min(cos):.4f}, "
-                  f"{fp32_s * 1e3:.1f} -> {int8_s * 1e3:.1f} ms ({fp32_s / int8_s:.2f}x)")
-    print("\n| model | mode | int8 layers | float layers | cosine (min) | fp32 | qext int8 | speedup | weights fp32 -> int8 file |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+                  f"{fp32_s * 1e3:.1f} -> {int8_s * 1e3:.1f} ms ({fp32_s / int8_s:.2f}x), quantized in {quantize_s:.1f} s")
+    print("\n| model | mode | int8 layers | float layers | cosine (min) | fp32 | qext int8 | speedup | weights fp32 -> int8 file | quantize |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
     for r in rows:
         print(f"| {r['model']} | {r['mode']} | {r['int8_layers']} | {r['float_layers']} | {r['cos_min']:.4f} | "
               f"{r['fp32_ms']:.1f} ms | {r['int8_ms']:.1f} ms | {r['speedup']:.2f}x | "
-              f"{r['float_state_bytes'] / 1e6:.1f} -> {r['int8_file_bytes'] / 1e6:.1f} MB |")
+              f"{r['float_state_bytes'] / 1e6:.1f} -> {r['int8_file_bytes'] / 1e6:.1f} MB | {r['quantize_seconds']:.1f} s |")
     write_json(args.out, {"benchmark": "generality", "qext_isa": qext.active_isa(), "threads": 1, "rows": rows})
 
 

@@ -23,4 +23,4 @@ cmake -S . -B build/aarch64 -G Ninja -DCMAKE_BUILD_TYPE=Release -DQEXT_KERNELS_O
   -DQEXT_GTEST_SOURCE_DIR=/usr/src/googletest \
   "-DCMAKE_CROSSCOMPILING_EMULATOR=qemu-aarch64;-L;/usr/aarch64-linux-gnu" >/dev/null
 cmake --build build/aarch64
-ctest --test-dir build/aarch64 --output-on-failure
+ctest --test-dir build/aarch64 --output-on-failure --no-tests=error
