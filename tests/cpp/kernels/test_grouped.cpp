@@ -110,7 +110,7 @@ TEST(GroupedKernel, EveryPathMatchesTheDefinition) {
 }
 
 TEST(GroupedKernel, PathsPackTheWidthsTheirWindowsCover) {
-  const std::vector<int8_t> w(64 * 40 * 9, 1);
+  const std::vector<int8_t> w(96 * 40 * 9, 1);  // the largest channels x width x taps below
   for (Isa isa : supported_isas()) {
     if (isa == Isa::Avx2) {
       for (int64_t g : {2, 4, 6, 8, 16}) EXPECT_TRUE(grouped_pack_weights(w.data(), 48, g, 9, isa)) << g;
