@@ -267,6 +267,10 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
     if (row.reason.empty() && !not_float.empty()) row.reason = not_float;
     if (row.reason.empty() && !observed) row.reason = "not observed during calibration";
     if (row.reason.empty()) row.reason = reduction_too_long(l);
+    // A table between float ops would only add a quantize and a dequantize.
+    if (row.reason.empty() && is_table_kind(l.kind) && l.inputs()[0]->node()->kind() != kDequantize) {
+      row.reason = "its input is float: alone between float ops it runs faster in float";
+    }
     if (!row.reason.empty()) {
       rows.push_back(row);
       continue;

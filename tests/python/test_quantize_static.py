@@ -340,7 +340,8 @@ def test_bad_calibration_inputs():
 def test_model_without_quantizable_layers_converts():
     model = nn.Sequential(nn.Conv3d(2, 2, 1), nn.Tanh()).eval()  # no int8 Conv3d
     q = qext.quantize_static(model, [torch.randn(1, 2, 2, 4, 4)])
-    assert [l.status for l in qext.report(q).layers] == []
+    (row,) = qext.report(q).layers  # the tanh: a table op is only worth it on int8 input
+    assert row.kind == "tanh" and row.status == "float" and "input is float" in row.reason
     x = torch.randn(1, 2, 2, 4, 4)
     with torch.no_grad():
         assert torch.equal(q(x), model(x))
