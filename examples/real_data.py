@@ -1,4 +1,4 @@
-"""Loaders for the real models and data of ../shared/DATA.md, installed by
+"""Loaders for the real models and data the accuracy tests use, installed by
 scripts/fetch_data.sh (nothing is shipped in the repository):
 
 - Fashion-MNIST (apt package dataset-fashion-mnist), as float tensors in [0, 1];

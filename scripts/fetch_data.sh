@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the real models and data the accuracy tests use (../shared/DATA.md);
+# Installs the real models and data the accuracy tests use (listed below);
 # nothing is shipped in the repository. Safe to re-run: each step is skipped
 # when its result is already there.
 #   - Fashion-MNIST (Debian package dataset-fashion-mnist)

@@ -24,7 +24,8 @@ fi
 PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 # torch pinned everywhere: an unpinned torch resolves to a multi-GB CUDA build.
 "${PIP[@]}" -c scripts/constraints.txt -r scripts/requirements-dev.txt
-# No build isolation: build against the torch installed above (FACTS.md).
+# No build isolation: build against the torch installed above (an isolated
+# build would fetch another torch from PyPI, a multi-GB CUDA one).
 # The C++ tests (GoogleTest) are built here, for the test command; a plain
 # `pip install .` leaves them out.
 "${PIP[@]}" -c scripts/constraints.txt --no-build-isolation -C cmake.define.QEXT_BUILD_TESTS=ON -e .

@@ -1,7 +1,8 @@
 // qext._C: the C++ API exposed to Python, nothing more. Importing it loads
 // libqext, which registers the qext ops and classes with the dispatcher.
 // Modules cross as torch._C.ScriptModule (torch::jit::Module), which torch's
-// own bindings register with the pybind11 bundled in torch (FACTS.md).
+// own bindings register with the pybind11 bundled in torch (so this module is
+// built with torch's pybind11 headers, not PyPI's).
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 #include <torch/csrc/jit/api/module.h>
