@@ -267,9 +267,12 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
     if (row.reason.empty() && !not_float.empty()) row.reason = not_float;
     if (row.reason.empty() && !observed) row.reason = "not observed during calibration";
     if (row.reason.empty()) row.reason = reduction_too_long(l);
-    // A table between float ops would only add a quantize and a dequantize.
-    if (row.reason.empty() && is_table_kind(l.kind) && l.inputs()[0]->node()->kind() != kDequantize) {
-      row.reason = "its input is float: alone between float ops it runs faster in float";
+    // A table between float ops would only add a quantize and a dequantize;
+    // one reading an int8 layer's output (through pools, views...) is free.
+    if (row.reason.empty() && is_table_kind(l.kind)) {
+      Node* source = l.inputs()[0]->node();
+      while (is_pass_through(source)) source = source->input(0)->node();
+      if (source->kind() != kDequantize) row.reason = "its input is float: alone between float ops it runs faster in float";
     }
     if (!row.reason.empty()) {
       rows.push_back(row);

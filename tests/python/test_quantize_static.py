@@ -518,7 +518,7 @@ class ModernActivations(nn.Module):
         self.hardswish = nn.Hardswish()
 
     def forward(self, x):
-        x = self.hardswish(self.c1(x))
+        x = self.hardswish(F.max_pool2d(self.c1(x), 3, 1, 1))  # a table after a pass-through op
         x = F.silu(self.c2(x))
         x = torch.sigmoid(self.c3(x))
         x = F.hardsigmoid(self.c4(x)) + torch.tanh(x)
