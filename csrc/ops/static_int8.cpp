@@ -121,6 +121,16 @@ bool few_channel_nchw(const at::Tensor& x) {
   return x.is_contiguous() && !x.is_contiguous(at::MemoryFormat::ChannelsLast) && x.size(1) <= 8;
 }
 
+// The operands and qparams of a two-input uint8 op (add_int8, mul_int8).
+void check_binary_u8(const char* op, const at::Tensor& a, double a_scale, int64_t a_zero_point, const at::Tensor& b,
+                     double b_scale, int64_t b_zero_point, double out_scale, int64_t out_zero_point) {
+  TORCH_CHECK(a.scalar_type() == at::kByte && b.scalar_type() == at::kByte, op,
+              ": expected two uint8 tensors; got ", a.scalar_type(), " and ", b.scalar_type());
+  check_qparams(op, "first input", a_scale, a_zero_point);
+  check_qparams(op, "second input", b_scale, b_zero_point);
+  check_qparams(op, "output", out_scale, out_zero_point);
+}
+
 at::Tensor channels_last_u8(const at::Tensor& x) {
   if (!few_channel_nchw(x)) return x.contiguous(at::MemoryFormat::ChannelsLast);
   at::Tensor out = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::ChannelsLast));
@@ -404,11 +414,7 @@ at::Tensor dequantize_per_tensor(const at::Tensor& q, double scale, int64_t zero
 at::Tensor mul_int8(const at::Tensor& a, double a_scale, int64_t a_zero_point, const at::Tensor& b,
                     double b_scale, int64_t b_zero_point, double out_scale, int64_t out_zero_point) {
   constexpr const char* op = "qext::mul_int8";
-  TORCH_CHECK(a.scalar_type() == at::kByte && b.scalar_type() == at::kByte, op,
-              ": expected two uint8 tensors; got ", a.scalar_type(), " and ", b.scalar_type());
-  check_qparams(op, "first input", a_scale, a_zero_point);
-  check_qparams(op, "second input", b_scale, b_zero_point);
-  check_qparams(op, "output", out_scale, out_zero_point);
+  check_binary_u8(op, a, a_scale, a_zero_point, b, b_scale, b_zero_point, out_scale, out_zero_point);
   // Broadcast (an SE block's [N, C, 1, 1] gate over [N, C, H, W]) in a's layout.
   const auto both = at::broadcast_tensors({a, b});
   const auto format = both[0].dim() == 4 ? a.suggest_memory_format() : at::MemoryFormat::Contiguous;
@@ -445,11 +451,7 @@ at::Tensor add_int8(const at::Tensor& a, double a_scale, int64_t a_zero_point, c
                     double b_scale, int64_t b_zero_point, double out_scale, int64_t out_zero_point,
                     bool relu) {
   constexpr const char* op = "qext::add_int8";
-  TORCH_CHECK(a.scalar_type() == at::kByte && b.scalar_type() == at::kByte, op,
-              ": expected two uint8 tensors; got ", a.scalar_type(), " and ", b.scalar_type());
-  check_qparams(op, "first input", a_scale, a_zero_point);
-  check_qparams(op, "second input", b_scale, b_zero_point);
-  check_qparams(op, "output", out_scale, out_zero_point);
+  check_binary_u8(op, a, a_scale, a_zero_point, b, b_scale, b_zero_point, out_scale, out_zero_point);
   if (a.sizes() != b.sizes()) {
     // Broadcasting: correct, not fast (float in between).
     at::Tensor sum = dequantize_per_tensor(a, a_scale, a_zero_point) +
