@@ -1,10 +1,16 @@
 """qext.linear_dynamic vs fp32 F.linear vs torch.ao's dynamic int8 Linear on
-BERT-base shapes, measured in one run.
+BERT-base and MiniLM shapes, measured in one run (contenders interleaved).
 
     python benchmarks/bench_linear.py [--out benchmarks/results/linear.json] [--isa avx2]
 
 Reports GOP/s (2*M*K*N / median time; qext's time includes quantizing the
 activations) and ratios against the peers, per shape and thread count.
+
+An AVX2-only machine, emulated on an AVX-512 one (qext, fbgemm and fp32 all
+limited to AVX2):
+
+    QEXT_ISA=avx2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+        ATEN_CPU_CAPABILITY=avx2 python benchmarks/bench_linear.py --out benchmarks/results/linear_avx2.json
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ import torch
 import torch.nn.functional as F
 
 import qext
-from common import median_seconds, quiet_peers, threads, write_json
+from common import interleaved_median_seconds, quiet_peers, threads, write_json
 
-SHAPES_MKN = [(m, k, n) for m in (1, 8, 32, 128, 512) for (k, n) in ((768, 768), (768, 3072), (3072, 768))]
+BERT_KN = ((768, 768), (768, 3072), (3072, 768))
+MINILM_KN = ((384, 384), (384, 1536), (1536, 384))
+SHAPES_MKN = [(m, k, n) for m in (1, 4, 8, 32, 128, 512, 1024) for (k, n) in BERT_KN + MINILM_KN]
 
 
 def torch_ao_linear(weight: torch.Tensor, bias: torch.Tensor):
@@ -55,7 +63,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/linear.json")
     ap.add_argument("--isa", default=None, help="force a qext kernel path (ref, avx2, avx512_vnni)")
     ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--min-time", type=float, default=0.3)
+    ap.add_argument("--min-time", type=float, default=0.5, help="seconds per contender and shape")
     args = ap.parse_args()
     if args.isa:
         qext.set_isa(args.isa)
@@ -71,10 +79,11 @@ def main() -> None:
                 packed = qext.quantize_linear_weight(w)
                 ao = torch_ao_linear(w, b)
                 ops = 2.0 * m * k * n
-                t_fp32 = median_seconds(lambda: F.linear(x, w, b), min_time=args.min_time)
                 with quiet_peers():
-                    t_ao = median_seconds(lambda: ao(x), min_time=args.min_time)
-                t_q = median_seconds(lambda: qext.linear_dynamic(x, packed, b), min_time=args.min_time)
+                    t = interleaved_median_seconds({"fp32": lambda: F.linear(x, w, b), "ao": lambda: ao(x),
+                                                    "qext": lambda: qext.linear_dynamic(x, packed, b)},
+                                                   min_time=args.min_time)
+                t_fp32, t_ao, t_q = t["fp32"], t["ao"], t["qext"]
                 row = {
                     "threads": nthreads, "M": m, "K": k, "N": n,
                     "fp32_gops": ops / t_fp32 / 1e9, "torch_ao_gops": ops / t_ao / 1e9,

@@ -11,11 +11,12 @@ outputs with fp32 eager (cosine per row). Latency: median of repeated runs,
 taken in rounds that cycle through the contenders so the machine's noise hits
 all alike.
 
-An AVX2-only machine, emulated on an AVX-512 one (qext and fp32 limited; the
-torch.ao/fbgemm peer cannot be, so it keeps AVX-512 and is flattered):
+An AVX2-only machine, emulated on an AVX-512 one (qext, fp32 and torch.ao's
+fbgemm limited; ONNX Runtime's MLAS reads CPUID and cannot be, so its column
+stays an AVX-512 figure):
 
-    QEXT_ISA=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2 \
-        python benchmarks/bench_resnet.py --model mobilenet_v2
+    QEXT_ISA=avx2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+        ATEN_CPU_CAPABILITY=avx2 python benchmarks/bench_resnet.py --model mobilenet_v2
 """
 
 from __future__ import annotations

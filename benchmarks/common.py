@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import platform
 import statistics
 import time
@@ -71,13 +72,29 @@ def quiet_peers():
         yield
 
 
+# Environment variables that limit an instruction set, per library: qext,
+# fbgemm (torch.ao), oneDNN, MKL, ATen. ONNX Runtime's MLAS has none.
+ISA_LIMITS = ("QEXT_ISA", "FBGEMM_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
+              "ATEN_CPU_CAPABILITY")
+
+
+def machine() -> dict:
+    """What the figures were measured on: CPU, torch, qext's kernel path and
+    the ISA limits in force (an AVX2 machine emulated on an AVX-512 one)."""
+    import qext
+
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "qext_isa": qext.active_isa(),
+        "isa_limits": {k: os.environ[k] for k in ISA_LIMITS if k in os.environ},
+    }
+
+
 def write_json(path: str | Path, payload: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__},
-        **payload,
-    }
+    payload = {"machine": machine(), **payload}
     path.write_text(json.dumps(payload, indent=2))
     print(f"wrote {path}")
 

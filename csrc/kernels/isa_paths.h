@@ -37,8 +37,8 @@ QEXT_DECLARE_PATH(avx2)
 QEXT_DECLARE_PATH(avx512_vnni)
 #undef QEXT_DECLARE_PATH
 
-inline constexpr PackLayout kRefLayout{16, 1, 1, 1};
-inline constexpr PackLayout kAvx2Layout{24, 8, 2, 2};
-inline constexpr PackLayout kAvx512VnniLayout{64, 16, 4, 1};
+inline constexpr PackLayout kRefLayout{16, 1, 1};
+inline constexpr PackLayout kAvx2Layout{24, 8, 2};
+inline constexpr PackLayout kAvx512VnniLayout{64, 16, 4};
 
 }  // namespace qext::kernels::detail

@@ -26,7 +26,7 @@ int64_t block_width(const PackLayout& l, int64_t n, int64_t b) {
 // Byte offset of w[col, k] inside a block of padded width `width`.
 int64_t offset_in_block(const PackLayout& l, int64_t width, int64_t col, int64_t k) {
   const int64_t g = k / l.k_group, kk = k % l.k_group;
-  return ((g * width + col) * l.k_group + kk) * l.elem_bytes;
+  return (g * width + col) * l.k_group + kk;
 }
 
 }  // namespace
@@ -58,7 +58,7 @@ PackedWeights::PackedWeights(const int8_t* w, int64_t n, int64_t k, Isa isa)
   }
   num_blocks_ = (n + layout_.block_cols - 1) / layout_.block_cols;
   k_groups_ = (k + layout_.k_group - 1) / layout_.k_group;
-  block_bytes_ = round_up(k_groups_ * layout_.block_cols * layout_.k_group * layout_.elem_bytes, 64);
+  block_bytes_ = round_up(k_groups_ * layout_.block_cols * layout_.k_group, 64);
   const size_t bytes = static_cast<size_t>(num_blocks_ * block_bytes_);
   data_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, bytes)));
   if (!data_) throw std::bad_alloc();
@@ -73,13 +73,7 @@ PackedWeights::PackedWeights(const int8_t* w, int64_t n, int64_t k, Isa isa)
       const int8_t* src = w + row * k;
       int32_t sum = 0;
       for (int64_t kk = 0; kk < k; ++kk) {
-        uint8_t* at = dst + offset_in_block(layout_, width, col, kk);
-        if (layout_.elem_bytes == 1) {
-          *reinterpret_cast<int8_t*>(at) = src[kk];
-        } else {
-          const int16_t wide = src[kk];
-          std::memcpy(at, &wide, sizeof wide);
-        }
+        dst[offset_in_block(layout_, width, col, kk)] = static_cast<uint8_t>(src[kk]);
         sum += src[kk];
       }
       col_sums_[row] = sum;
@@ -93,14 +87,7 @@ void PackedWeights::unpack(int8_t* w) const {
     const int64_t width = block_width(layout_, n_, b);
     const uint8_t* src = block(b);
     for (int64_t kk = 0; kk < k_; ++kk) {
-      const uint8_t* at = src + offset_in_block(layout_, width, col, kk);
-      if (layout_.elem_bytes == 1) {
-        w[row * k_ + kk] = *reinterpret_cast<const int8_t*>(at);
-      } else {
-        int16_t wide;
-        std::memcpy(&wide, at, sizeof wide);
-        w[row * k_ + kk] = static_cast<int8_t>(wide);
-      }
+      w[row * k_ + kk] = static_cast<int8_t>(src[offset_in_block(layout_, width, col, kk)]);
     }
   }
 }

@@ -21,12 +21,11 @@ constexpr int64_t kMaxGemmK = 65536;
 
 // How one ISA path lays out packed weights: N is cut into blocks of
 // `block_cols` columns (the last block padded to `col_align`), K into groups of
-// `k_group`; inside a block the bytes run [k group][column][k in group].
+// `k_group`; inside a block the int8 weights run [k group][column][k in group].
 struct PackLayout {
   int64_t block_cols;
   int64_t col_align;
   int64_t k_group;
-  int64_t elem_bytes;  // 1: int8, 2: int16 (AVX2 widens weights once at pack time)
 };
 
 PackLayout pack_layout(Isa isa);

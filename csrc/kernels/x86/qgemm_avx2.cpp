@@ -2,17 +2,23 @@
 //
 // vpmaddubsw (u8 x s8 pairs summed into int16) saturates: 255*127 + 255*127 does
 // not fit int16, a known source of wrong answers. This path widens both operands
-// to int16 instead (weights once at pack time, activations once per call) and
-// uses vpmaddwd, whose int16 x int16 pair sums are exact in int32.
+// to int16 instead and uses vpmaddwd, whose int16 x int16 pair sums are exact
+// in int32. Weights stay int8 in memory (packed [k/2][column][2 x int8]), so a
+// call moves as few weight bytes as an int8 kernel does:
+//   - few rows (the decode / small-batch case, bound by weight bandwidth):
+//     each 16-byte weight load is sign-extended in a register;
+//   - more rows: a chunk of the block's weights is widened once into an
+//     L1-sized int16 panel and reused by every row tile.
+// Activations are widened once per block of rows.
 //
-// Micro-kernel: up to 4 rows x 24 columns in 12 ymm accumulators; weights are
-// packed [k/2][column][2 x int16].
+// Micro-kernel: up to 4 rows x 24 columns in 12 ymm accumulators.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/isa_paths.h"
@@ -34,7 +40,7 @@ struct WideRows {
 // Rows widened at a time: the buffer (rows x K x 2 bytes) stays in L2 and is
 // bounded by the block, not by the call's M (a 16384-row call once kept a
 // 256 MB thread_local buffer alive).
-constexpr int64_t kRowBlock = 48;
+constexpr int64_t kRowBlock = 96;
 
 // n bytes (n even, or odd only at the very end of a row) -> n/2 int16 pairs.
 void widen_bytes(const uint8_t* a, int64_t n, int32_t* out) {
@@ -118,25 +124,53 @@ inline void store_u8x8(uint8_t* dst, __m256i v, int64_t lanes) {
   }
 }
 
-template <typename T>
-inline void store8(T* dst, const T* src, int64_t lanes) {
-  std::memcpy(dst, src, sizeof(T) * static_cast<size_t>(std::min<int64_t>(lanes, kVecCols)));
+// The first `lanes` (1..8) of v; whole vectors store directly, a block's
+// last partial vector through a lane mask (never past N).
+inline void store_i32x8(int32_t* dst, __m256i v, int64_t lanes) {
+  if (lanes >= kVecCols) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), v);
+  } else {
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(lanes)),
+                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_maskstore_epi32(dst, mask, v);
+  }
+}
+inline void store_f32x8(float* dst, __m256 v, int64_t lanes) {
+  store_i32x8(reinterpret_cast<int32_t*>(dst), _mm256_castps_si256(v), lanes);
 }
 
-// acc[r][c] for MR rows x NB*8 columns of one block, stored to `out` (row
-// stride 24). Nothing else touches the accumulators, so they stay in registers.
-template <int MR, int NB>
-void accumulate(const int32_t* const* a, const uint8_t* wb, int64_t pairs, int32_t* out) {
+// Weight pairs of one block in one of two forms (both [pair][column][2]):
+// int8 as packed (sign-extended per load) or an int16 panel widened ahead.
+struct Int8Weights {
+  static __m256i load(const uint8_t* w, int64_t vec) {
+    return _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(w + vec * 16)));
+  }
+};
+struct Int16Weights {
+  static __m256i load(const uint8_t* w, int64_t vec) {
+    return _mm256_load_si256(reinterpret_cast<const __m256i*>(w + vec * 32));
+  }
+};
+
+// acc[r][c] (+)= sum over `pairs` k pairs, for MR rows x NB*8 columns of one
+// block; `acc` has row stride 24. Nothing else touches the accumulators inside
+// the loop, so they stay in registers.
+// `wb` points at the first of the NB vectors; a pair's vectors are `stride`
+// vectors apart (the block's vector count).
+template <int MR, int NB, typename Weights>
+void accumulate(const int32_t* const* a, const uint8_t* wb, int64_t stride, int64_t pairs, bool first,
+                int32_t* out) {
   __m256i acc[MR][NB];
 #pragma GCC unroll 4
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 3
-    for (int j = 0; j < NB; ++j) acc[r][j] = _mm256_setzero_si256();
+    for (int j = 0; j < NB; ++j)
+      acc[r][j] = first ? _mm256_setzero_si256()
+                        : _mm256_load_si256(reinterpret_cast<const __m256i*>(out + r * 24 + j * 8));
   for (int64_t g = 0; g < pairs; ++g) {
     __m256i b[NB];
 #pragma GCC unroll 3
-    for (int j = 0; j < NB; ++j)
-      b[j] = _mm256_load_si256(reinterpret_cast<const __m256i*>(wb + (g * NB + j) * 32));
+    for (int j = 0; j < NB; ++j) b[j] = Weights::load(wb, g * stride + j);
 #pragma GCC unroll 4
     for (int r = 0; r < MR; ++r) {
       const __m256i av = _mm256_set1_epi32(a[r][g]);
@@ -150,6 +184,41 @@ void accumulate(const int32_t* const* a, const uint8_t* wb, int64_t pairs, int32
 #pragma GCC unroll 3
     for (int j = 0; j < NB; ++j)
       _mm256_store_si256(reinterpret_cast<__m256i*>(out + r * 24 + j * 8), acc[r][j]);
+}
+
+using AccumulateFn = void (*)(const int32_t* const*, const uint8_t*, int64_t, int64_t, bool, int32_t*);
+
+template <typename Weights, int MR>
+constexpr AccumulateFn accumulate_for_cols(int nb) {
+  return nb == 1 ? accumulate<MR, 1, Weights> : nb == 2 ? accumulate<MR, 2, Weights> : accumulate<MR, 3, Weights>;
+}
+
+template <typename Weights>
+AccumulateFn accumulate_for(int rows, int nb) {
+  switch (rows) {
+    case 1: return accumulate_for_cols<Weights, 1>(nb);
+    case 2: return accumulate_for_cols<Weights, 2>(nb);
+    case 3: return accumulate_for_cols<Weights, 3>(nb);
+    default: return accumulate_for_cols<Weights, 4>(nb);
+  }
+}
+
+// One row tile over `pairs` k pairs of a block with `nb` vectors of columns.
+// A 4 x 3 tile reading int8 weights runs as 4 x 2 then 4 x 1: its 12
+// accumulators, 3 widened weight vectors, the broadcast and the product need
+// 17 ymm registers, and the spilled accumulator's store-to-load round trip
+// would bound every step (the int16 panel loop reads one weight vector as a
+// memory operand instead).
+template <typename Weights>
+void accumulate_tile(const int32_t* const* a, int rows, const uint8_t* wb, int nb, int64_t pairs, bool first,
+                     int32_t* out) {
+  constexpr int64_t kVecBytes = std::is_same_v<Weights, Int8Weights> ? 16 : 32;
+  if (std::is_same_v<Weights, Int8Weights> && rows == kRows && nb == 3) {
+    accumulate<kRows, 2, Weights>(a, wb, nb, pairs, first, out);
+    accumulate<kRows, 1, Weights>(a, wb + 2 * kVecBytes, nb, pairs, first, out + 2 * kVecCols);
+    return;
+  }
+  accumulate_for<Weights>(rows, nb)(a, wb, nb, pairs, first, out);
 }
 
 // One weight block's column data padded to whole vectors, so the epilogue
@@ -169,61 +238,45 @@ struct BlockColumns {
   }
 };
 
-template <int MR, int NB>
-void tile(const GemmArgs& args, const WideRows& wide, int64_t wide_row0, const PackedWeights& w,
-          const Epilogue& ep, const Quantizer8& quantize, const BlockColumns& cols, int64_t m0, int64_t block,
-          int64_t n0, int64_t ncols) {
-  const int32_t* a[MR];
-  for (int r = 0; r < MR; ++r) a[r] = wide.data + (m0 + r - wide_row0) * wide.stride;
-  alignas(32) int32_t acc[MR * 24];
-  accumulate<MR, NB>(a, w.block(block), wide.stride, acc);
-
+// Row m's accumulators (24 int32, `acc`) for the block's `ncols` columns at
+// n0: zero-point correction, then the epilogue, stored to C.
+void finish_row(const GemmArgs& args, const Epilogue& ep, const Quantizer8& quantize, const BlockColumns& cols,
+                const int32_t* acc, int64_t m, int64_t n0, int64_t ncols) {
   const bool to_float = ep.output != Epilogue::Output::Int32;
-  const __m256 clamp_min = _mm256_set1_ps(ep.clamp_min), clamp_max = _mm256_set1_ps(ep.clamp_max);
-  for (int j = 0; j < NB; ++j) {
-    const int64_t n = n0 + j * kVecCols, lanes = ncols - j * kVecCols;
+  const __m256i zp = _mm256_set1_epi32(args.a_zero_point[m]);
+  const __m256 row_scale = to_float ? _mm256_set1_ps(ep.row_scale[m]) : _mm256_setzero_ps();
+  for (int64_t j = 0; j * kVecCols < ncols; ++j) {
+    const int64_t at = m * args.ldc + n0 + j * kVecCols, lanes = ncols - j * kVecCols;
     const __m256i cs = _mm256_load_si256(reinterpret_cast<const __m256i*>(cols.sum + j * kVecCols));
-    const __m256 csc = _mm256_load_ps(cols.scale + j * kVecCols);
-    const __m256 bv = _mm256_load_ps(cols.bias + j * kVecCols);
-    for (int r = 0; r < MR; ++r) {
-      const int64_t m = m0 + r, at = m * args.ldc + n;
-      const __m256i v = _mm256_sub_epi32(
-          _mm256_load_si256(reinterpret_cast<const __m256i*>(acc + r * 24 + j * 8)), _mm256_mullo_epi32(_mm256_set1_epi32(args.a_zero_point[m]), cs));
-      if (!to_float) {
-        alignas(32) int32_t tmp[kVecCols];
-        _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), v);
-        store8(static_cast<int32_t*>(args.c) + at, tmp, lanes);
-        continue;
-      }
-      __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_mul_ps(_mm256_set1_ps(ep.row_scale[m]), csc));
-      if (ep.bias) f = _mm256_add_ps(f, bv);
-      if (ep.output == Epilogue::Output::Float) {
-        f = _mm256_min_ps(_mm256_max_ps(f, clamp_min), clamp_max);
-        alignas(32) float tmp[kVecCols];
-        _mm256_store_ps(tmp, f);
-        store8(static_cast<float*>(args.c) + at, tmp, lanes);
-      } else {
-        store_u8x8(static_cast<uint8_t*>(args.c) + at, quantize(f), lanes);  // clamps first
-      }
+    const __m256i v = _mm256_sub_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(acc + j * kVecCols)),
+                                       _mm256_mullo_epi32(zp, cs));
+    if (!to_float) {
+      store_i32x8(static_cast<int32_t*>(args.c) + at, v, lanes);
+      continue;
+    }
+    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v),
+                             _mm256_mul_ps(row_scale, _mm256_load_ps(cols.scale + j * kVecCols)));
+    if (ep.bias) f = _mm256_add_ps(f, _mm256_load_ps(cols.bias + j * kVecCols));
+    if (ep.output == Epilogue::Output::Float) {
+      f = _mm256_min_ps(_mm256_max_ps(f, _mm256_set1_ps(ep.clamp_min)), _mm256_set1_ps(ep.clamp_max));
+      store_f32x8(static_cast<float*>(args.c) + at, f, lanes);
+    } else {
+      store_u8x8(static_cast<uint8_t*>(args.c) + at, quantize(f), lanes);  // clamps first
     }
   }
 }
 
-using TileFn = void (*)(const GemmArgs&, const WideRows&, int64_t, const PackedWeights&, const Epilogue&,
-                        const Quantizer8&, const BlockColumns&, int64_t, int64_t, int64_t, int64_t);
+// K pairs widened into the int16 panel at a time: 24 columns x 512 k x 2 bytes
+// = 24 KB, resident in L1 while every row tile of the block streams it.
+constexpr int64_t kPanelPairs = 256;
+// Row blocks this short read the int8 weights directly (measured: widening a
+// panel first pays off from about three row tiles on).
+constexpr int64_t kDirectRows = 8;
 
-template <int MR>
-constexpr TileFn tile_for_cols(int nb) {
-  return nb == 1 ? tile<MR, 1> : nb == 2 ? tile<MR, 2> : tile<MR, 3>;
-}
-
-TileFn tile_for(int rows, int nb) {
-  switch (rows) {
-    case 1: return tile_for_cols<1>(nb);
-    case 2: return tile_for_cols<2>(nb);
-    case 3: return tile_for_cols<3>(nb);
-    default: return tile_for_cols<4>(nb);
-  }
+void widen_weights(const uint8_t* w, int64_t bytes, int16_t* panel) {
+  for (int64_t i = 0; i < bytes; i += 16)
+    _mm256_store_si256(reinterpret_cast<__m256i*>(panel + i),
+                       _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(w + i))));
 }
 
 }  // namespace
@@ -232,19 +285,39 @@ void qgemm_avx2(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep
                 int64_t m_begin, int64_t m_end, int64_t block_begin, int64_t block_end) {
   if (m_begin >= m_end) return;
   const Quantizer8 quantize(ep.out_scale, ep.out_zero_point, 0, 255, ep.clamp_min, ep.clamp_max);
-  std::vector<int32_t> buffer(static_cast<size_t>(std::min(kRowBlock, m_end - m_begin) * ((w.k() + 1) / 2)));
-  const int64_t bc = w.layout().block_cols;
+  const int64_t pairs = (w.k() + 1) / 2, bc = w.layout().block_cols;
+  std::vector<int32_t> buffer(static_cast<size_t>(std::min(kRowBlock, m_end - m_begin) * pairs));
+  alignas(32) int32_t acc[kRowBlock * 24];
+  alignas(32) int16_t panel[kPanelPairs * 24 * 2];
   for (int64_t mb = m_begin; mb < m_end; mb += kRowBlock) {
     const int64_t me = std::min(m_end, mb + kRowBlock);
     const WideRows wide = widen_rows(args, mb, me, w.k(), buffer.data());
+    const bool direct = me - mb <= kDirectRows;
     for (int64_t b = block_begin; b < block_end; ++b) {
       const int64_t n0 = b * bc, ncols = std::min(bc, w.n() - n0);
       const int nb = static_cast<int>((ncols + kVecCols - 1) / kVecCols);
       const BlockColumns cols(w, ep, n0, ncols);
-      for (int64_t m0 = mb; m0 < me; m0 += kRows) {
-        const int rows = static_cast<int>(std::min<int64_t>(kRows, me - m0));
-        tile_for(rows, nb)(args, wide, mb, w, ep, quantize, cols, m0, b, n0, ncols);
+      // Every row tile's accumulators, then every row's epilogue.
+      for (int64_t g0 = 0; g0 < pairs; g0 += direct ? pairs : kPanelPairs) {
+        const int64_t chunk = direct ? pairs : std::min(kPanelPairs, pairs - g0);
+        const uint8_t* wb = w.block(b) + g0 * nb * 16;
+        if (!direct) {
+          widen_weights(wb, chunk * nb * 16, panel);
+          wb = reinterpret_cast<const uint8_t*>(panel);
+        }
+        for (int64_t m0 = mb; m0 < me; m0 += kRows) {
+          const int rows = static_cast<int>(std::min<int64_t>(kRows, me - m0));
+          const int32_t* a[kRows];
+          for (int r = 0; r < rows; ++r) a[r] = wide.data + (m0 + r - mb) * wide.stride + g0;
+          int32_t* tile_acc = acc + (m0 - mb) * 24;
+          if (direct) {
+            accumulate_tile<Int8Weights>(a, rows, wb, nb, chunk, g0 == 0, tile_acc);
+          } else {
+            accumulate_tile<Int16Weights>(a, rows, wb, nb, chunk, g0 == 0, tile_acc);
+          }
+        }
       }
+      for (int64_t m = mb; m < me; ++m) finish_row(args, ep, quantize, cols, acc + (m - mb) * 24, m, n0, ncols);
     }
   }
 }
