@@ -3,7 +3,7 @@
 //
 //   quantize_model IN.pt OUT.pt --input-shape 1,3,224,224 [--mode dynamic|static]
 //                  [--calib CALIB.pt] [--exclude PATTERN]... [--per-tensor-activations]
-//                  [--check-max-abs-error E]
+//                  [--weight-bits 8|4|2|1 [--group-size G]] [--check-max-abs-error E]
 // CALIB.pt (static mode): a list of input tensors saved from Python with
 // torch.save([...], "calib.pt"), one calibration batch each, or one tensor
 // (batches of 32 along its first dimension).
@@ -34,7 +34,7 @@ struct Options {
   std::cerr << "quantize_model: " << why << "\n"
             << "usage: quantize_model IN.pt OUT.pt --input-shape 1,3,224,224 [--mode dynamic|static]\n"
             << "       [--calib CALIB.pt] [--exclude PATTERN]... [--per-tensor-activations]\n"
-            << "       [--check-max-abs-error E]\n";
+            << "       [--weight-bits 8|4|2|1 [--group-size G]] [--check-max-abs-error E]\n";
   std::exit(2);
 }
 
@@ -65,6 +65,12 @@ double parse_number(const std::string& option, const std::string& text) {
   usage("bad " + option + " '" + text + "': expected a number");
 }
 
+int64_t parse_integer(const std::string& option, const std::string& text) {
+  const double v = parse_number(option, text);
+  if (v != static_cast<double>(static_cast<int64_t>(v))) usage("bad " + option + " '" + text + "': expected an integer");
+  return static_cast<int64_t>(v);
+}
+
 Options parse(int argc, char** argv) {
   Options o;
   std::vector<std::string> positional;
@@ -79,6 +85,8 @@ Options parse(int argc, char** argv) {
     else if (a == "--calib") o.calib = value();
     else if (a == "--exclude") o.config.exclude.push_back(value());
     else if (a == "--per-tensor-activations") o.config.per_row_activations = false;
+    else if (a == "--weight-bits") o.config.weight_bits = parse_integer(a, value());
+    else if (a == "--group-size") o.config.group_size = parse_integer(a, value());
     else if (a == "--check-max-abs-error") o.max_abs_error = parse_number(a, value());
     else if (a.rfind("--", 0) == 0) usage("unknown option " + a);
     else positional.push_back(a);
@@ -87,6 +95,7 @@ Options parse(int argc, char** argv) {
   if (o.shape.empty()) usage("--input-shape is required");
   if (o.mode != "dynamic" && o.mode != "static") usage("--mode must be dynamic or static");
   if (o.mode == "static" && o.calib.empty()) usage("--mode static needs --calib CALIB.pt");
+  if (o.mode == "static" && o.config.weight_bits != 8) usage("--weight-bits applies to --mode dynamic only here");
   o.input = positional[0];
   o.output = positional[1];
   return o;
@@ -162,8 +171,10 @@ int main(int argc, char** argv) {
       if (layer.sqnr_db) std::printf(", SQNR %.1f dB", *layer.sqnr_db);
       std::printf("\n");
     }
-    std::printf("%lld of %zu layers int8; weights %lld -> %lld bytes\n",
+    std::printf("%lld of %zu layers %s; weights %lld -> %lld bytes\n",
                 static_cast<long long>(report.quantized()), report.layers.size(),
+                opt.config.weight_bits == 8 || opt.mode == "static" ? "int8"
+                                                                    : ("int" + std::to_string(opt.config.weight_bits)).c_str(),
                 static_cast<long long>(report.bytes_before()), static_cast<long long>(report.bytes_after()));
 
     qext::save(quantized, opt.output);

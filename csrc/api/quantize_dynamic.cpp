@@ -1,6 +1,7 @@
 #include <sstream>
 
 #include "api/report_storage.h"
+#include "kernels/lowbit_gemm.h"
 #include "passes/dynamic_embedding.h"
 #include "passes/dynamic_linear.h"
 #include "passes/dynamic_rnn.h"
@@ -23,7 +24,8 @@ std::string config_json(const DynamicConfig& c) {
       << ", \"module_types\": " << strings_json(c.module_types) << ", \"weight_granularity\": \""
       << (c.weight_granularity == Granularity::PerChannel ? "per_channel" : "per_tensor")
       << "\", \"per_row_activations\": " << (c.per_row_activations ? "true" : "false")
-      << ", \"min_weight_elements\": " << c.min_weight_elements
+      << ", \"min_weight_elements\": " << c.min_weight_elements << ", \"weight_bits\": " << c.weight_bits
+      << ", \"group_size\": " << c.group_size
       << ", \"quantize_matmul\": " << (c.quantize_matmul ? "true" : "false")
       << ", \"quantize_embeddings\": " << (c.quantize_embeddings ? "true" : "false") << "}";
   return out.str();
@@ -35,6 +37,11 @@ torch::jit::Module quantize_dynamic(const torch::jit::Module& model, const Dynam
   TORCH_CHECK(config.min_weight_elements >= 0,
               "qext::quantize_dynamic: min_weight_elements must be >= 0; got ",
               config.min_weight_elements);
+  TORCH_CHECK(config.weight_bits == 8 || kernels::lowbit_supported(config.weight_bits),
+              "qext::quantize_dynamic: weight_bits must be 8, 4, 2 or 1; got ", config.weight_bits);
+  TORCH_CHECK(config.group_size >= 0 && config.group_size % 4 == 0,
+              "qext::quantize_dynamic: group_size must be a multiple of 4 (e.g. 32, 64, 128), or 0 for one group "
+              "per row; got ", config.group_size);
   // A private copy: rewriting a module that has already run leaves its
   // executor with stale plans, and the caller's model must stay untouched.
   torch::jit::Module out = passes::private_copy(model);

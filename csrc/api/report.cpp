@@ -45,7 +45,7 @@ std::string json_number(const std::optional<T>& v) {
 
 int64_t QuantizationReport::quantized() const {
   int64_t n = 0;
-  for (const auto& l : layers) n += l.status == "int8";
+  for (const auto& l : layers) n += l.status != "float";  // "int8", or "int4" / "int2" / "int1"
   return n;
 }
 

@@ -18,7 +18,8 @@ void set_isa(const std::string& name) { kernels::set_active_isa(kernels::isa_fro
 std::vector<std::pair<std::string, std::string>> kernels_in_use() {
   const kernels::KernelTable& t = kernels::kernel_table(kernels::active_isa());
   return {{"gemm", t.gemm_kernel},         {"depthwise", t.depthwise_kernel},
-          {"grouped", t.grouped_kernel},   {"quantize", t.quantize_kernel},
+          {"grouped", t.grouped_kernel},   {"lowbit_gemm", t.lowbit_kernel},
+          {"quantize", t.quantize_kernel},
           {"elementwise", t.elementwise_kernel}};
 }
 

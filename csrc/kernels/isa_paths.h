@@ -7,6 +7,7 @@
 
 #include "kernels/depthwise.h"
 #include "kernels/grouped.h"
+#include "kernels/lowbit_gemm.h"
 #include "kernels/qgemm.h"
 
 namespace qext::kernels::detail {
@@ -20,6 +21,7 @@ using AddRequantFn = void (*)(const uint8_t*, float, int32_t, const uint8_t*, fl
                               int32_t, bool, uint8_t*);
 using DepthwiseFn = void (*)(const DepthwiseArgs&, int64_t, int64_t);
 using GroupedFn = void (*)(const GroupedArgs&, int64_t, int64_t);
+using LowBitGemmFn = void (*)(const LowBitGemmArgs&, const LowBitWeights&, int64_t, int64_t, int64_t, int64_t);
 
 #define QEXT_DECLARE_PATH(suffix)                                                        \
   void qgemm_##suffix(const GemmArgs&, const PackedWeights&, const Epilogue&, int64_t,   \
@@ -30,7 +32,9 @@ using GroupedFn = void (*)(const GroupedArgs&, int64_t, int64_t);
   void add_requant_u8_##suffix(const uint8_t*, float, int32_t, const uint8_t*, float,    \
                                int32_t, int64_t, float, int32_t, bool, uint8_t*);           \
   void depthwise_u8_##suffix(const DepthwiseArgs&, int64_t, int64_t);                  \
-  void grouped_u8_##suffix(const GroupedArgs&, int64_t, int64_t);
+  void grouped_u8_##suffix(const GroupedArgs&, int64_t, int64_t);                       \
+  void lowbit_gemm_##suffix(const LowBitGemmArgs&, const LowBitWeights&, int64_t, int64_t, \
+                            int64_t, int64_t);
 
 QEXT_DECLARE_PATH(ref)
 QEXT_DECLARE_PATH(avx2)

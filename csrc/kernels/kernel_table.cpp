@@ -8,25 +8,31 @@ namespace qext::kernels {
 namespace {
 
 constexpr KernelTable kRef{
-    Isa::Ref, detail::qgemm_ref, detail::depthwise_u8_ref, detail::grouped_u8_ref, detail::finite_min_max_ref,
+    Isa::Ref, detail::qgemm_ref, detail::depthwise_u8_ref, detail::grouped_u8_ref, detail::lowbit_gemm_ref,
+    detail::finite_min_max_ref,
     detail::quantize_u8_ref, detail::add_requant_u8_ref,
     "scalar reference (the spec)", "scalar reference", "scalar reference", "scalar reference",
-    "scalar reference"};
+    "scalar reference", "scalar reference"};
 
 #if QEXT_HAVE_X86
 constexpr KernelTable kAvx2{
-    Isa::Avx2, detail::qgemm_avx2, detail::depthwise_u8_avx2, detail::grouped_u8_avx2, detail::finite_min_max_avx2,
+    Isa::Avx2, detail::qgemm_avx2, detail::depthwise_u8_avx2, detail::grouped_u8_avx2, detail::lowbit_gemm_avx2,
+    detail::finite_min_max_avx2,
     detail::quantize_u8_avx2, detail::add_requant_u8_avx2,
-    "4x24 tiles, int16 vpmaddwd (exact), activations widened per 48-row block",
+    "4x24 tiles, vpmaddwd (exact) on int8 weights widened in registers (<= 8 rows) or per 512-k L1 panel",
     "2 taps per vpmaddwd, 64 channels in ymm accumulators",
-    "8 output lanes x 4 pixels, vpermd to each lane's group, vpmaddwd (groups of 2-16)", "8 lanes, vdivps + vroundps", "8 lanes"};
+    "8 output lanes x 4 pixels, vpermd to each lane's group, vpmaddwd (groups of 2-16)",
+    "16 columns x 4 rows, levels unpacked by vpsrlvd, vpmaddubsw (exact for |level| <= 8) + vpmaddwd",
+    "8 lanes, divider-free Quantizer8", "8 lanes"};
 
 constexpr KernelTable kAvx512Vnni{
     Isa::Avx512Vnni, detail::qgemm_avx512_vnni, detail::depthwise_u8_avx512_vnni, detail::grouped_u8_avx512_vnni,
+    detail::lowbit_gemm_avx512_vnni,
     detail::finite_min_max_avx512_vnni, detail::quantize_u8_avx512_vnni, detail::add_requant_u8_avx512_vnni,
     "6x64 tiles, vpdpbusd (u8 x s8, no saturation), fused requantizing epilogue",
     "2 taps per vpdpwssd, 64 channels in zmm accumulators",
     "16 output lanes x 4 pixels, vpermd to each lane's group, vpdpbusd (groups of 4k, <= 64-channel windows)",
+    "16 columns x 4 rows, levels unpacked by vpsrlvd, vpdpbusd",
     "16 lanes, divider-free Quantizer16",
     "64 bytes per step"};
 #endif

@@ -1,6 +1,6 @@
 // One table of kernel entry points per ISA path (MLAS-style): filled at
 // compile time from the paths built for this architecture, looked up by the
-// dispatchers (qgemm, depthwise, grouped, quantize, elementwise) for the path a call
+// dispatchers (qgemm, depthwise, grouped, low-bit GEMM, quantize, elementwise) for the path a call
 // uses. The active path itself is chosen once at start (isa.cpp).
 #pragma once
 
@@ -13,6 +13,7 @@ struct KernelTable {
   detail::QgemmFn qgemm;
   detail::DepthwiseFn depthwise_u8;
   detail::GroupedFn grouped_u8;
+  detail::LowBitGemmFn lowbit_gemm;
   detail::MinMaxFn finite_min_max;
   detail::QuantizeU8Fn quantize_u8;
   detail::AddRequantFn add_requant_u8;
@@ -20,6 +21,7 @@ struct KernelTable {
   const char* gemm_kernel;
   const char* depthwise_kernel;
   const char* grouped_kernel;
+  const char* lowbit_kernel;
   const char* quantize_kernel;
   const char* elementwise_kernel;
 };

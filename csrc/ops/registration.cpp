@@ -7,6 +7,7 @@
 #include "kernels/isa.h"
 #include "kernels/qgemm.h"
 #include "ops/linear_dynamic.h"
+#include "ops/linear_lowbit.h"
 #include "ops/observer_class.h"
 #include "ops/packed_conv_weight.h"
 #include "ops/packed_embedding.h"
@@ -79,6 +80,23 @@ TORCH_LIBRARY(qext, m) {
             return PackedLinearWeight::from_state(std::move(state));
           });
 
+  m.class_<LowBitLinearWeight>("LowBitLinearWeight")
+      .def("levels", &LowBitLinearWeight::levels)
+      .def("scales", [](const c10::intrusive_ptr<LowBitLinearWeight>& self) { return self->scales(); })
+      .def("dequantized", &LowBitLinearWeight::dequantized)
+      .def("bits", &LowBitLinearWeight::bits)
+      .def("group_size", &LowBitLinearWeight::group_size)
+      .def("in_features", &LowBitLinearWeight::in_features)
+      .def("out_features", &LowBitLinearWeight::out_features)
+      .def("__obj_flatten__", [](const c10::intrusive_ptr<LowBitLinearWeight>& self) {
+        return std::make_tuple(std::make_tuple(std::string("n"), self->out_features()),
+                               std::make_tuple(std::string("k"), self->in_features()),
+                               std::make_tuple(std::string("group_scales"), self->scales()));
+      })
+      .def_pickle(
+          [](const c10::intrusive_ptr<LowBitLinearWeight>& self) { return self->state(); },
+          [](LowBitLinearWeight::State state) { return LowBitLinearWeight::from_state(std::move(state)); });
+
   register_observer_class(m);
   m.class_<PackedConvWeight>("PackedConvWeight")
       .def(torch::init<at::Tensor, at::Tensor, std::vector<int64_t>, std::vector<int64_t>,
@@ -144,6 +162,8 @@ TORCH_LIBRARY(qext, m) {
   m.def("fake_quantize(Tensor x, Tensor scale, Tensor zero_point, int? axis=None, int qmin=0, int qmax=255) -> Tensor");
   m.def("quantize_linear_weight(Tensor weight, bool per_channel=True, int qmax=127) -> __torch__.torch.classes.qext.PackedLinearWeight");
   m.def("linear_dynamic(Tensor input, __torch__.torch.classes.qext.PackedLinearWeight weight, Tensor? bias=None, bool per_row=False, bool relu=False) -> Tensor");
+  m.def("quantize_linear_weight_lowbit(Tensor weight, int bits=4, int group_size=128) -> __torch__.torch.classes.qext.LowBitLinearWeight");
+  m.def("linear_lowbit(Tensor input, __torch__.torch.classes.qext.LowBitLinearWeight weight, Tensor? bias=None, bool per_row=True, bool relu=False) -> Tensor");
   m.def("quantize_embedding(Tensor weight) -> __torch__.torch.classes.qext.PackedEmbedding");
   m.def("embedding_int8(Tensor indices, __torch__.torch.classes.qext.PackedEmbedding table) -> Tensor");
   m.def("quantize_rnn_weight(str mode, Tensor[] params, bool has_biases, int num_layers, bool bidirectional, bool per_channel=True) -> __torch__.torch.classes.qext.PackedRnnWeight");
@@ -178,6 +198,8 @@ TORCH_LIBRARY_IMPL(qext, CPU, m) {
   m.impl("dequantize", &quant::dequantize);
   m.impl("fake_quantize", &quant::fake_quantize);
   m.impl("linear_dynamic", &linear_dynamic);
+  m.impl("linear_lowbit", &linear_lowbit);
+  m.impl("quantize_linear_weight_lowbit", &LowBitLinearWeight::from_float);
   m.impl("_qgemm_int32", &qgemm_int32);
   m.impl("quantize_linear_weight", &quantize_linear_weight);
   m.impl("quantize_conv_weight", &PackedConvWeight::from_float);

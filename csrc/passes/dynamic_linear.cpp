@@ -8,6 +8,7 @@
 #include <set>
 
 #include "kernels/qgemm.h"
+#include "ops/lowbit_linear_weight.h"
 #include "ops/packed_linear_weight.h"
 #include "passes/attr_chain.h"
 #include "passes/name_match.h"
@@ -125,14 +126,20 @@ std::string skip_reason(const Candidate& c, const std::optional<at::Tensor>& w,
   return "";
 }
 
-void rewrite(Graph& graph, const Candidate& c, const std::string& packed_attr, bool per_row) {
+// The packed weight of one layer registered on the root module, and the op that reads it.
+struct PackedLayer {
+  std::string attr;
+  const char* op;  // "qext::linear_dynamic" or "qext::linear_lowbit"
+};
+
+void rewrite(Graph& graph, const Candidate& c, const PackedLayer& packed_layer, bool per_row) {
   Node* last = c.bias_add ? c.bias_add : c.node;
   Node* relu = single_relu_user(last->output());
   const bool fuse_relu = relu != nullptr;
   torch::jit::WithInsertPoint guard(last);
-  Value* packed = graph.insertGetAttr(graph.inputs()[0], packed_attr);
+  Value* packed = graph.insertGetAttr(graph.inputs()[0], packed_layer.attr);
   Value* bias = c.has_bias ? c.bias() : graph.insertConstant(c10::IValue());
-  Node* op = graph.create(c10::Symbol::fromQualString("qext::linear_dynamic"),
+  Node* op = graph.create(c10::Symbol::fromQualString(packed_layer.op),
                           {c.input(), packed, bias, graph.insertConstant(per_row),
                            graph.insertConstant(fuse_relu)});
   graph.insertNode(op);
@@ -144,6 +151,40 @@ void rewrite(Graph& graph, const Candidate& c, const std::string& packed_attr, b
   last->output()->replaceAllUsesWith(out);
   if (c.bias_add) c.bias_add->destroy();
   c.node->destroy();
+}
+
+// Packs `weight` [N, K] to int8 (sharing a tied embedding table's values when
+// there is one) and registers it on the root; fills the report row.
+PackedLayer register_int8(Module& root, const std::string& name, const at::Tensor& weight, const DynamicConfig& cfg,
+                          const EmbeddingTables& tables, LayerReport& row) {
+  const bool per_channel = cfg.weight_granularity == Granularity::PerChannel;
+  const auto tied = per_channel ? tables.find(weight.data_ptr()) : tables.end();
+  c10::intrusive_ptr<ops::PackedLinearWeight> packed;
+  if (tied != tables.end() && tied->second->weight().sizes() == weight.sizes()) {
+    packed = c10::make_intrusive<ops::PackedLinearWeight>(tied->second->weight(), tied->second->scales());
+    packed->share_pickled_weight(tied->second->weight());
+    row.reason = "int8 values shared with the embedding table of the same weight";
+  } else {
+    packed = ops::PackedLinearWeight::from_float(weight, per_channel);
+  }
+  const std::string attr = unique_attribute_name(root, "_qext_packed_" + name);
+  root.register_attribute(attr, c10::getCustomClassType<decltype(packed)>(), packed);
+  row.status = "int8";
+  row.bytes_after = packed->out_features() * static_cast<int64_t>(sizeof(float)) +
+                    (row.reason.empty() ? packed->out_features() * packed->in_features() : 0);
+  return {attr, "qext::linear_dynamic"};
+}
+
+// Packs `weight` to cfg.weight_bits with group-wise scales and registers it.
+PackedLayer register_lowbit(Module& root, const std::string& name, const at::Tensor& weight,
+                            const DynamicConfig& cfg, LayerReport& row) {
+  auto packed = ops::LowBitLinearWeight::from_float(weight, cfg.weight_bits, cfg.group_size);
+  const std::string attr = unique_attribute_name(root, "_qext_packed_" + name);
+  root.register_attribute(attr, c10::getCustomClassType<decltype(packed)>(), packed);
+  const auto state = packed->state();
+  row.status = "int" + std::to_string(cfg.weight_bits);
+  row.bytes_after = static_cast<int64_t>(std::get<4>(state).nbytes() + std::get<5>(state).nbytes());
+  return {attr, "qext::linear_lowbit"};
 }
 
 }  // namespace
@@ -168,7 +209,7 @@ std::string config_skip_reason(const DynamicConfig& cfg, const Module& owner, co
 std::vector<LayerReport> rewrite_dynamic_linears(Module& root, const DynamicConfig& cfg, const EmbeddingTables& tables) {
   std::vector<LayerReport> rows;
   std::map<std::string, size_t> row_of;            // layer key -> rows index
-  std::map<std::string, std::string> packed_attr;  // layer key -> attribute on root
+  std::map<std::string, PackedLayer> packed_layer;  // layer key -> packed weight on root
   std::vector<AttrRef> quantized_weights;
 
   for (const auto& method : root.get_methods()) {
@@ -182,28 +223,18 @@ std::vector<LayerReport> rewrite_dynamic_linears(Module& root, const DynamicConf
         LayerReport row{name, c.kind, "float", skip_reason(c, w, cfg, name)};
         row.bytes_before = row.bytes_after = w ? static_cast<int64_t>(w->nbytes()) : 0;
         if (row.reason.empty()) {
-          const bool per_channel = cfg.weight_granularity == Granularity::PerChannel;
-          const auto tied = c.transposed || !per_channel ? tables.end() : tables.find(w->data_ptr());
-          c10::intrusive_ptr<ops::PackedLinearWeight> packed;
-          if (tied != tables.end() && tied->second->weight().sizes() == w->sizes()) {
-            packed = c10::make_intrusive<ops::PackedLinearWeight>(tied->second->weight(), tied->second->scales());
-            packed->share_pickled_weight(tied->second->weight());
-            row.reason = "int8 values shared with the embedding table of the same weight";
+          const at::Tensor weight = c.transposed ? w->t().contiguous() : *w;
+          if (cfg.weight_bits < 8) {
+            packed_layer[key] = register_lowbit(root, name, weight, cfg, row);
           } else {
-            packed = ops::PackedLinearWeight::from_float(c.transposed ? w->t().contiguous() : *w, per_channel);
+            packed_layer[key] = register_int8(root, name, weight, cfg, tables, row);
           }
-          const std::string attr = unique_attribute_name(root, "_qext_packed_" + name);
-          root.register_attribute(attr, c10::getCustomClassType<decltype(packed)>(), packed);
-          packed_attr[key] = attr;
           quantized_weights.push_back(*c.weight);
-          row.status = "int8";
-          row.bytes_after = packed->out_features() * static_cast<int64_t>(sizeof(float)) +
-                            (row.reason.empty() ? packed->out_features() * packed->in_features() : 0);
         }
         row_of[key] = rows.size();
         rows.push_back(row);
       }
-      if (rows[row_of[key]].status == "int8") rewrite(*graph, c, packed_attr[key], cfg.per_row_activations);
+      if (packed_layer.count(key)) rewrite(*graph, c, packed_layer[key], cfg.per_row_activations);
     }
     std::set<std::string> quantized_names;
     for (const AttrRef& ref : quantized_weights) quantized_names.insert(ref.qualified());

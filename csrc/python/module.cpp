@@ -46,7 +46,9 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("per_row_activations", &qext::DynamicConfig::per_row_activations)
       .def_readwrite("min_weight_elements", &qext::DynamicConfig::min_weight_elements)
       .def_readwrite("quantize_matmul", &qext::DynamicConfig::quantize_matmul)
-      .def_readwrite("quantize_embeddings", &qext::DynamicConfig::quantize_embeddings);
+      .def_readwrite("quantize_embeddings", &qext::DynamicConfig::quantize_embeddings)
+      .def_readwrite("weight_bits", &qext::DynamicConfig::weight_bits)
+      .def_readwrite("group_size", &qext::DynamicConfig::group_size);
 
   m.def("quantize_dynamic", &qext::quantize_dynamic, py::arg("module"), py::arg("config"),
         py::call_guard<py::gil_scoped_release>());

@@ -58,16 +58,21 @@ struct DynamicConfig {
   // Embedding tables (nn.Embedding, F.embedding) become weight-only int8,
   // symmetric per row; a tied output Linear shares the int8 values.
   bool quantize_embeddings = true;
+  // Linear weight precision: 8 (int8, per channel or per tensor), or 4, 2, 1
+  // (binary) with one scale per group of `group_size` inputs (a multiple of 4;
+  // 0: one group per row), unpacked in registers by qext's low-bit kernels.
+  int64_t weight_bits = 8;
+  int64_t group_size = 128;
 };
 
 // What happened to one candidate layer.
 struct LayerReport {
   std::string name;    // qualified name of the weight's owner (plus the attribute if not "weight")
   std::string kind;    // "linear", "matmul", "conv2d", "add"
-  std::string status;  // "int8" or "float"
+  std::string status;  // "int8", "int4" / "int2" / "int1" (low-bit Linear weights) or "float"
   std::string reason;  // why it stayed float; empty when quantized
   int64_t bytes_before = 0;  // float weight bytes
-  int64_t bytes_after = 0;   // int8 weight + scales (or the float bytes when skipped)
+  int64_t bytes_after = 0;   // quantized weight + scales (or the float bytes when skipped)
   // Static int8 layers: the output's (scale, zero point), and the SQNR (dB) of
   // the output vs the float model's on the calibration data (when measured).
   std::optional<double> scale;
@@ -86,8 +91,8 @@ struct QuantizationReport {
 
 // Returns an int8 copy of `model` (the input is never changed): every float
 // Linear it can find (nn.Linear, F.linear / aten::linear, and matmul with a
-// constant 2-D weight) becomes qext::linear_dynamic with packed int8 weights;
-// everything else is untouched. Works on scripted and traced modules, nested
+// constant 2-D weight) becomes qext::linear_dynamic with packed int8 weights
+// (qext::linear_lowbit with config.weight_bits < 8); everything else is untouched. Works on scripted and traced modules, nested
 // submodules, ModuleLists, control flow and several methods. The result holds
 // its report (see report()). Submodule methods are not rewritten: run the
 // returned module through its own methods.

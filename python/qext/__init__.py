@@ -19,7 +19,7 @@ from . import fake_ops  # noqa: F401  (shape-only kernels for FakeTensorMode / t
 from .config import DynamicConfig
 from .dynamic import quantize_dynamic
 from .isa import active_isa, kernels_in_use, set_isa, supported_isas
-from .linear import linear_dynamic, quantize_linear_weight
+from .linear import linear_dynamic, linear_lowbit, quantize_linear_weight, quantize_linear_weight_lowbit
 from .model_io import load, save
 from .numerics import choose_qparams, dequantize, fake_quantize, quantize
 from .observers import make_observer
@@ -55,6 +55,7 @@ __all__ = [
     "fake_quantize",
     "fold_batch_norm",
     "linear_dynamic",
+    "linear_lowbit",
     "linear_int8",
     "load",
     "prepare_static",
@@ -66,6 +67,7 @@ __all__ = [
     "quantize_dynamic",
     "quantize_static",
     "quantize_linear_weight",
+    "quantize_linear_weight_lowbit",
     "report",
     "save",
     "set_isa",

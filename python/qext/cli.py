@@ -1,6 +1,7 @@
 """The ``qext`` command line.
 
     qext quantize IN.pt OUT.pt --mode dynamic [--exclude PATTERN ...] [--per-tensor-activations]
+                                              [--weight-bits 4 --group-size 128]
     qext quantize IN.pt OUT.pt --mode static --calib CALIB.pt [--observer histogram [--histogram-method entropy]]
     qext report MODEL.pt
     qext info
@@ -19,9 +20,8 @@ import torch
 # silently ignored.
 _DYNAMIC_ONLY = {"include": "--include", "per_row_activations": "--per-row-activations",
                  "per_tensor_activations": "--per-tensor-activations", "per_tensor_weights": "--per-tensor-weights",
-                 "min_weight_elements": "--min-weight-elements"}
-_STATIC_ONLY = {"calib": "--calib", "observer": "--observer", "histogram_method": "--histogram-method",
-                "weight_bits": "--weight-bits"}
+                 "min_weight_elements": "--min-weight-elements", "group_size": "--group-size"}
+_STATIC_ONLY = {"calib": "--calib", "observer": "--observer", "histogram_method": "--histogram-method"}
 
 
 def _check_mode_options(args: argparse.Namespace) -> None:
@@ -66,6 +66,8 @@ def _quantize(args: argparse.Namespace) -> int:
             weight_granularity="per_tensor" if args.per_tensor_weights else "per_channel",
             per_row_activations=not args.per_tensor_activations,
             min_weight_elements=args.min_weight_elements or 0,
+            weight_bits=8 if args.weight_bits is None else args.weight_bits,
+            group_size=128 if args.group_size is None else args.group_size,
         )
         quantized = qext.quantize_dynamic(model, config)
     print(qext.report(quantized))
@@ -123,7 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="static: how calibration picks activation ranges (default min_max)")
     q.add_argument("--histogram-method", choices=["percentile", "entropy", "mse"],
                    help="static, --observer histogram: the range rule (default percentile)")
-    q.add_argument("--weight-bits", type=int, metavar="B", help="static: weight precision 2..8 (default 8)")
+    q.add_argument("--weight-bits", type=int, metavar="B",
+                   help="weight precision (default 8): static 2..8 (stored as int8); dynamic 8, or 4, 2, 1 packed "
+                        "at that many bits with group-wise scales")
+    q.add_argument("--group-size", type=int, metavar="G",
+                   help="dynamic, --weight-bits < 8: inputs per weight scale, a multiple of 4 (default 128; 0: per row)")
     q.add_argument("--include", action="append", metavar="PATTERN",
                    help="dynamic: quantize only layers matching (wildcards; repeatable)")
     q.add_argument("--exclude", action="append", metavar="PATTERN", help="keep layers matching in float (wildcards; repeatable)")

@@ -26,6 +26,12 @@ class DynamicConfig:
         quantize_matmul: also rewrite ``x @ W`` (+ bias) with a constant 2-D ``W``.
         quantize_embeddings: embedding tables become weight-only int8 (per row);
             an output Linear tied to a table (GPT-2's lm_head) shares its values.
+        weight_bits: Linear weight precision: 8 (int8), or 4, 2, 1 (binary)
+            with one scale per group of ``group_size`` inputs, packed in the saved
+            file at that many bits per weight and unpacked in registers by qext's
+            low-bit kernels (activations stay uint8 per row, as with int8).
+        group_size: inputs per weight scale for ``weight_bits`` < 8: a multiple
+            of 4 (32, 64, 128 are usual); 0 means one group per output row.
     """
 
     include: list[str] = field(default_factory=list)
@@ -36,6 +42,8 @@ class DynamicConfig:
     min_weight_elements: int = 0
     quantize_matmul: bool = True
     quantize_embeddings: bool = True
+    weight_bits: int = 8
+    group_size: int = 128
 
     def _to_cpp(self) -> "_C.DynamicConfig":
         for name in ("include", "exclude", "module_types"):
@@ -48,6 +56,12 @@ class DynamicConfig:
             )
         if not isinstance(self.min_weight_elements, int) or self.min_weight_elements < 0:
             raise ValueError(f"DynamicConfig.min_weight_elements must be an int >= 0; got {self.min_weight_elements!r}")
+        if isinstance(self.weight_bits, bool) or self.weight_bits not in (8, 4, 2, 1):
+            raise ValueError(f"DynamicConfig.weight_bits must be 8, 4, 2 or 1; got {self.weight_bits!r}")
+        if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) or self.group_size < 0 \
+                or self.group_size % 4:
+            raise ValueError(f"DynamicConfig.group_size must be a multiple of 4 (or 0 for one group per row); "
+                             f"got {self.group_size!r}")
         cfg = _C.DynamicConfig()
         cfg.include = list(self.include)
         cfg.exclude = list(self.exclude)
@@ -57,4 +71,6 @@ class DynamicConfig:
         cfg.min_weight_elements = self.min_weight_elements
         cfg.quantize_matmul = bool(self.quantize_matmul)
         cfg.quantize_embeddings = bool(self.quantize_embeddings)
+        cfg.weight_bits = self.weight_bits
+        cfg.group_size = self.group_size
         return cfg

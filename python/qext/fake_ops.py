@@ -42,6 +42,11 @@ class FakePackedLinearWeight(_FakeWeight):
         return self.k
 
 
+class FakeLowBitLinearWeight(FakePackedLinearWeight):
+    def scales(self):
+        return self.group_scales
+
+
 class FakePackedConvWeight(_FakeWeight):
     def scales(self):
         return self.weight_scales
@@ -90,7 +95,8 @@ def _unflatten(cls, flattened):
 
 def _register() -> None:
     for name, cls in (("PackedLinearWeight", FakePackedLinearWeight), ("PackedConvWeight", FakePackedConvWeight),
-                      ("PackedEmbedding", FakePackedEmbedding), ("PackedRnnWeight", FakePackedRnnWeight)):
+                      ("PackedEmbedding", FakePackedEmbedding), ("PackedRnnWeight", FakePackedRnnWeight),
+                      ("LowBitLinearWeight", FakeLowBitLinearWeight)):
         cls.__obj_unflatten__ = classmethod(_unflatten)  # (must be the class's own attribute)
         torch._library.register_fake_class(f"qext::{name}")(cls)
     fake = torch.library.register_fake
@@ -176,6 +182,10 @@ def _register() -> None:
 
     @fake("qext::linear_dynamic")
     def _(x, weight, bias=None, per_row=False, relu=False):
+        return x.new_empty((*x.shape[:-1], weight.out_features()))
+
+    @fake("qext::linear_lowbit")
+    def _(x, weight, bias=None, per_row=True, relu=False):
         return x.new_empty((*x.shape[:-1], weight.out_features()))
 
     @fake("qext::linear_int8")

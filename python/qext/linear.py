@@ -36,3 +36,29 @@ def linear_dynamic(
     in the output; the other rows are unaffected.
     """
     return torch.ops.qext.linear_dynamic(input, weight, bias, per_row, relu)
+
+
+def quantize_linear_weight_lowbit(weight: torch.Tensor, bits: int = 4, group_size: int = 128):
+    """Quantize a float ``[out, in]`` weight to ``bits`` (4, 2 or 1) per value with
+    one float scale per group of ``group_size`` inputs (a multiple of 4; 0: one
+    group per row).
+
+    4 and 2 bits are symmetric: each group's largest magnitude lands on the most
+    negative level (-8 or -2), so every level is used and a scale may be
+    negative. 1 bit is binary: ``sign(w)`` times the group's mean ``|w|``.
+    Returns a ``torch.classes.qext.LowBitLinearWeight``; saving stores the codes
+    at ``bits`` per weight plus the scales.
+    """
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"quantize_linear_weight_lowbit: expected a torch.Tensor, got {type(weight).__name__}")
+    return torch.ops.qext.quantize_linear_weight_lowbit(weight.detach(), bits, group_size)
+
+
+def linear_lowbit(input: torch.Tensor, weight, bias: torch.Tensor | None = None, per_row: bool = True,
+                  relu: bool = False) -> torch.Tensor:
+    """``input @ W.T + bias`` with a low-bit weight from
+    :func:`quantize_linear_weight_lowbit`: ``input`` (float32 ``[..., in]``) is
+    quantized to uint8 per row (or per tensor), each weight group's product is
+    exact in int32, and the groups are scaled and summed in float. Rows holding
+    NaN or Inf give NaN rows."""
+    return torch.ops.qext.linear_lowbit(input, weight, bias, per_row, relu)

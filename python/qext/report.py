@@ -11,7 +11,8 @@ from . import _C
 
 @dataclass(frozen=True)
 class LayerReport:
-    """One candidate layer: quantized (``status == "int8"``) or kept float and why."""
+    """One candidate layer: quantized (``status`` "int8", or "int4" / "int2" / "int1" for low-bit
+    Linear weights) or kept float (``status == "float"``) and why."""
 
     name: str
     kind: str
@@ -37,7 +38,7 @@ class QuantizationReport:
 
     @property
     def quantized(self) -> int:
-        return sum(layer.status == "int8" for layer in self.layers)
+        return sum(layer.status != "float" for layer in self.layers)
 
     @property
     def bytes_before(self) -> int:
@@ -70,8 +71,9 @@ class QuantizationReport:
         fmt = lambda r: "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
         lines = [fmt(head), fmt(tuple("-" * w for w in widths))] + [fmt(r) for r in rows]
         ratio = self.bytes_before / self.bytes_after if self.bytes_after else float("nan")
+        kinds = "/".join(sorted({l.status for l in self.layers} - {"float"}, reverse=True)) or "int8"
         lines.append(
-            f"{self.quantized} of {len(self.layers)} layers int8; weights {self.bytes_before:,} -> "
+            f"{self.quantized} of {len(self.layers)} layers {kinds}; weights {self.bytes_before:,} -> "
             f"{self.bytes_after:,} bytes ({ratio:.2f}x smaller)"
         )
         return "\n".join(lines)

@@ -58,9 +58,9 @@ def test_cli_info_lists_the_kernels_of_each_path():
                                 env={**os.environ, "QEXT_ISA": isa})
         assert result.returncode == 0, result.stderr
         assert f"kernel path: {isa}" in result.stdout
-        for family in ("gemm", "depthwise", "grouped", "quantize", "elementwise"):
+        for family in ("gemm", "depthwise", "grouped", "lowbit_gemm", "quantize", "elementwise"):
             assert f"  {family}" in result.stdout
-    assert set(qext.kernels_in_use()) == {"gemm", "depthwise", "grouped", "quantize", "elementwise"}
+    assert set(qext.kernels_in_use()) == {"gemm", "depthwise", "grouped", "lowbit_gemm", "quantize", "elementwise"}
 
 
 def test_python_quantized_model_runs_in_cpp(tmp_path):
@@ -92,6 +92,28 @@ def test_cpp_quantized_model_runs_in_python(tmp_path):
     with torch.no_grad():
         assert torch.equal(from_cpp(x), from_python(x))
     assert qext.report(from_cpp).quantized == 4
+
+
+def test_low_bit_weights_from_the_cli_and_the_cpp_example(tmp_path):
+    need_cpp_examples()
+    cli_out, cpp_out = tmp_path / "cli_int4.pt", tmp_path / "cpp_int4.pt"
+    r = qext_cli("quantize", EXAMPLE, cli_out, "--weight-bits", "4", "--group-size", "32")
+    assert r.returncode == 0, r.stderr
+    assert "4 of 4 layers int4" in r.stdout
+    r = subprocess.run([CPP / "quantize_model", EXAMPLE, cpp_out, "--input-shape", "4,64", "--weight-bits", "4",
+                        "--group-size", "32", "--check-max-abs-error", "2.0"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "4 of 4 layers int4" in r.stdout
+    x = torch.rand(4, 64) * 16
+    from_cli, from_cpp = qext.load(cli_out), qext.load(cpp_out)
+    with torch.no_grad():
+        assert torch.equal(from_cli(x), from_cpp(x))
+    assert {l.status for l in qext.report(from_cpp).layers} == {"int4"}
+    r = qext_cli("quantize", EXAMPLE, tmp_path / "x.pt", "--weight-bits", "3")
+    assert r.returncode == 1 and "weight_bits must be 8, 4, 2 or 1" in r.stderr
+    r = subprocess.run([CPP / "quantize_model", EXAMPLE, tmp_path / "y.pt", "--input-shape", "4,64", "--weight-bits", "4.5"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "expected an integer" in r.stderr
 
 
 def test_cpp_example_rejects_bad_arguments(tmp_path):
@@ -129,7 +151,7 @@ def test_cli_refuses_options_of_the_other_mode_and_bad_outputs_up_front(tmp_path
     src, calib = tmp_path / "lenet.pt", tmp_path / "calib.pt"
     torch.jit.save(torch.jit.script(LeNet().eval()), str(src))
     torch.save(torch.randn(40, 3, 32, 32), calib)  # one tensor: batches of 32
-    for extra in (["--include", "fc1"], ["--per-tensor-weights"], ["--min-weight-elements", "10"]):
+    for extra in (["--include", "fc1"], ["--per-tensor-weights"], ["--min-weight-elements", "10"], ["--group-size", "32"]):
         r = qext_cli("quantize", src, tmp_path / "x.pt", "--mode", "static", "--calib", calib, *extra)
         assert r.returncode == 1 and f"{extra[0]} applies to --mode dynamic only" in r.stderr, r.stderr
     r = qext_cli("quantize", src, tmp_path / "x.pt", "--calib", calib, "--observer", "histogram")

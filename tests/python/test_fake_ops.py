@@ -49,14 +49,16 @@ def _weights():
     gru = nn.GRU(16, 8)
     rnn_l = torch.ops.qext.quantize_rnn_weight("lstm", [p.detach() for p in lstm._flat_weights], True, 2, True)
     rnn_g = torch.ops.qext.quantize_rnn_weight("gru", [p.detach() for p in gru._flat_weights], True, 1, False)
-    return linear, convs, table, rnn_l, rnn_g
+    lowbit = qext.quantize_linear_weight_lowbit(torch.randn(10, 16), 4, 8)
+    return linear, convs, table, rnn_l, rnn_g, lowbit
 
 
 def _class_op_calls():
-    linear, convs, table, rnn_l, rnn_g = _weights()
+    linear, convs, table, rnn_l, rnn_g, lowbit = _weights()
     x16 = torch.randn(3, 5, 16)
     calls = [
         ("linear_dynamic", (x16, linear, torch.randn(10), True, True)),
+        ("linear_lowbit", (x16, lowbit, torch.randn(10), True, False)),
         ("linear_int8", (torch.randint(0, 256, (4, 16), dtype=torch.uint8), 0.1, 3, linear, None, 0.2, 4, False, None, None)),
         ("embedding_int8", (torch.randint(0, 30, (2, 7)), table)),
         ("lstm_dynamic", (x16, [torch.zeros(4, 3, 8), torch.zeros(4, 3, 8)], rnn_l, True, True)),
@@ -82,7 +84,7 @@ def test_class_ops_fake_shapes_match_the_real_ones():
 
 
 def test_functions_calling_qext_ops_compile_fullgraph():
-    linear, convs, table, _, rnn_g = _weights()
+    linear, convs, table, _, rnn_g, lowbit = _weights()
 
     def f(ids, x, seq):
         h = torch.ops.qext.embedding_int8(ids, table).sum(1)
@@ -90,7 +92,8 @@ def test_functions_calling_qext_ops_compile_fullgraph():
         c = torch.ops.qext.conv2d_int8(q, 0.05, 0, convs[0], None, 0.1, 0, True, None, None)
         y = torch.ops.qext.dequantize_per_tensor(c, 0.1, 0).mean((2, 3))
         r, _ = torch.ops.qext.gru_dynamic(seq, torch.zeros(1, seq.shape[1], 8), rnn_g, False, True)
-        return qext.linear_dynamic(torch.cat([h, y, r[-1]], 1)[:, :16], linear, per_row=True), y
+        z = torch.cat([h, y, r[-1]], 1)[:, :16]
+        return qext.linear_dynamic(z, linear, per_row=True), qext.linear_lowbit(z, lowbit), y
 
     args = (torch.randint(0, 30, (2, 5)), torch.randn(2, 4, 9, 9), torch.randn(6, 2, 16))
     compiled = torch.compile(f, backend="eager", fullgraph=True)

@@ -106,6 +106,9 @@ def originals(tmp_path_factory):
     files["rnn"] = folder / "rnn.pt"
     torch.manual_seed(0)
     qext.save(qext.quantize_dynamic(Recurrent().eval()), files["rnn"])
+    files["lowbit"] = folder / "lowbit.pt"
+    qext.save(qext.quantize_dynamic(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4)).eval(),
+                                    qext.DynamicConfig(weight_bits=4, group_size=32)), files["lowbit"])
     files["embedding"] = folder / "embedding.pt"
     qext.save(qext.quantize_dynamic(Lookup().eval()), files["embedding"])
     return files
@@ -153,6 +156,15 @@ TARGETED = {
     "linear_1d_weight": ("dynamic", "PackedLinearWeight", set_field(1, lambda a: a.tensor(torch.zeros(5, dtype=torch.int8))), "2-D"),
     "linear_empty_weight": ("dynamic", "PackedLinearWeight", set_field(1, lambda a: a.tensor(torch.zeros(0, 192, dtype=torch.int8))), "empty"),
     "linear_nan_scale": ("dynamic", "PackedLinearWeight", set_field(2, lambda a: a.tensor(torch.full((4,), math.nan))), "finite and > 0"),
+    # LowBitLinearWeight: (version, bits, group_size, in_features, codes, scales)
+    "lowbit_bits": ("lowbit", "LowBitLinearWeight", set_field(1, 3), "bits must be 4, 2 or 1"),
+    "lowbit_zero_bits": ("lowbit", "LowBitLinearWeight", set_field(1, 0), "bits must be 4, 2 or 1"),
+    "lowbit_group": ("lowbit", "LowBitLinearWeight", set_field(2, 6), "group_size must be a multiple of 4"),
+    "lowbit_in_features": ("lowbit", "LowBitLinearWeight", set_field(3, 2**40), "codes do not fit"),
+    "lowbit_codes_dtype": ("lowbit", "LowBitLinearWeight", set_field(4, lambda a: a.tensor(torch.zeros(4, 96))), "codes do not fit"),
+    "lowbit_scales_shape": ("lowbit", "LowBitLinearWeight", set_field(5, lambda a: a.tensor(torch.ones(4, 1))), "scales [4, 6]"),
+    "lowbit_nan_scale": ("lowbit", "LowBitLinearWeight", set_field(5, lambda a: a.tensor(torch.full((4, 6), math.nan))), "finite"),
+    "lowbit_version": ("lowbit", "LowBitLinearWeight", set_field(0, 9), "format version"),
     # PackedRnnWeight: (version, mode, layers, bidirectional, weights, scales, biases)
     "rnn_mode": ("rnn", "PackedRnnWeight", set_field(1, "rnn_tanh"), "mode must be"),
     "rnn_layers": ("rnn", "PackedRnnWeight", set_field(2, 2**40), "num_layers must be"),
@@ -213,7 +225,7 @@ def random_value(rng: random.Random, old, archive: Archive):
 @pytest.mark.parametrize("source,class_name", [("histogram", "Observer"), ("min_max", "Observer"),
                                                ("static", "PackedConvWeight"), ("static", "PackedLinearWeight"),
                                                ("dynamic", "PackedLinearWeight"), ("rnn", "PackedRnnWeight"),
-                                               ("embedding", "PackedEmbedding")])
+                                               ("embedding", "PackedEmbedding"), ("lowbit", "LowBitLinearWeight")])
 def test_random_field_edits_never_crash(originals, tmp_path, source, class_name):
     rng = random.Random(f"{source}-{class_name}")
     for i in range(FUZZ_FILES):

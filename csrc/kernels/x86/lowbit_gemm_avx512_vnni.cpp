@@ -1,0 +1,109 @@
+// AVX-512 VNNI path of lowbit_gemm: 16 columns in zmm lanes, up to 4 rows per
+// pass sharing each unpacked step. A step (16 columns x 4 k) unpacks with one
+// broadcast of its 8 * BITS bytes, one vpsrlvd and one mask into 64 int8
+// levels; vpdpbusd multiplies them with the rows' uint8 activations exactly.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/isa_paths.h"
+
+namespace qext::kernels::detail {
+
+namespace {
+
+constexpr int kRowsVnni = 4;
+
+// Shift of dword d: its bytes t = 4d .. 4d + 3 hold codes at bit (t / (8 * BITS)) * BITS.
+template <int BITS>
+__m512i lowbit_shifts_vnni() {
+  alignas(64) int32_t s[16];
+  for (int d = 0; d < 16; ++d) s[d] = (4 * d / (8 * BITS)) * BITS;
+  return _mm512_load_si512(s);
+}
+
+template <int BITS>
+__m512i unpack_step_vnni(const uint8_t* p, __m512i shifts) {
+  __m512i x;
+  if constexpr (BITS == 4) {
+    x = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  } else if constexpr (BITS == 2) {
+    x = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  } else {
+    int64_t v;
+    std::memcpy(&v, p, sizeof v);
+    x = _mm512_set1_epi64(v);
+  }
+  const __m512i codes = _mm512_and_si512(_mm512_srlv_epi32(x, shifts), _mm512_set1_epi8((1 << BITS) - 1));
+  if constexpr (BITS == 1) return _mm512_sub_epi8(_mm512_add_epi8(codes, codes), _mm512_set1_epi8(1));
+  return _mm512_sub_epi8(codes, _mm512_set1_epi8(1 << (BITS - 1)));
+}
+
+template <int BITS, int MR>
+void lowbit_tile_vnni(const LowBitGemmArgs& args, const LowBitWeights& w, int64_t m0, int64_t b) {
+  const __m512i shifts = lowbit_shifts_vnni<BITS>();
+  const int64_t steps_per_group = w.group_size() / 4, k_steps = w.k_padded() / 4, nbytes = 8 * BITS;
+  const uint8_t* codes = w.block(b);
+  const float* scales = w.block_scales(b);
+  const int32_t* sums = w.block_sums(b);
+  const uint8_t* a[MR];
+  __m512i zp[MR];
+  __m512 sum[MR];
+  for (int r = 0; r < MR; ++r) {
+    a[r] = args.a + (m0 + r) * args.lda;
+    zp[r] = _mm512_set1_epi32(args.a_zero_point[m0 + r]);
+    sum[r] = _mm512_setzero_ps();
+  }
+  for (int64_t g = 0; g < w.groups(); ++g) {
+    __m512i acc[MR];
+    for (int r = 0; r < MR; ++r) acc[r] = _mm512_setzero_si512();
+    const int64_t s1 = std::min(k_steps, (g + 1) * steps_per_group);
+    for (int64_t s = g * steps_per_group; s < s1; ++s) {
+      const __m512i lv = unpack_step_vnni<BITS>(codes + s * nbytes, shifts);
+      for (int r = 0; r < MR; ++r) {
+        int32_t a4;
+        std::memcpy(&a4, a[r] + 4 * s, sizeof a4);
+        acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_set1_epi32(a4), lv);
+      }
+    }
+    const __m512i gs = _mm512_loadu_si512(sums + g * kLowBitBlockCols);
+    const __m512 sc = _mm512_loadu_ps(scales + g * kLowBitBlockCols);
+    for (int r = 0; r < MR; ++r) {
+      const __m512i exact = _mm512_sub_epi32(acc[r], _mm512_mullo_epi32(zp[r], gs));
+      sum[r] = _mm512_add_ps(sum[r], _mm512_mul_ps(_mm512_cvtepi32_ps(exact), sc));
+    }
+  }
+  const int64_t n0 = b * kLowBitBlockCols, lanes = std::min<int64_t>(kLowBitBlockCols, w.n() - n0);
+  const __mmask16 mask = static_cast<__mmask16>((1u << lanes) - 1);
+  const __m512 bias = args.bias ? _mm512_maskz_loadu_ps(mask, args.bias + n0) : _mm512_setzero_ps();
+  for (int r = 0; r < MR; ++r) {
+    __m512 y = _mm512_mul_ps(sum[r], _mm512_set1_ps(args.row_scale[m0 + r]));
+    if (args.bias) y = _mm512_add_ps(y, bias);
+    y = _mm512_min_ps(_mm512_max_ps(y, _mm512_set1_ps(args.clamp_min)), _mm512_set1_ps(args.clamp_max));
+    _mm512_mask_storeu_ps(args.c + (m0 + r) * args.ldc + n0, mask, y);
+  }
+}
+
+template <int BITS>
+void lowbit_rows_vnni(const LowBitGemmArgs& args, const LowBitWeights& w, int64_t m_begin, int64_t m_end,
+                      int64_t block_begin, int64_t block_end) {
+  for (int64_t b = block_begin; b < block_end; ++b) {
+    int64_t m = m_begin;
+    for (; m + kRowsVnni <= m_end; m += kRowsVnni) lowbit_tile_vnni<BITS, kRowsVnni>(args, w, m, b);
+    for (; m < m_end; ++m) lowbit_tile_vnni<BITS, 1>(args, w, m, b);
+  }
+}
+
+}  // namespace
+
+void lowbit_gemm_avx512_vnni(const LowBitGemmArgs& args, const LowBitWeights& w, int64_t m_begin, int64_t m_end,
+                             int64_t block_begin, int64_t block_end) {
+  switch (w.bits()) {
+    case 4: return lowbit_rows_vnni<4>(args, w, m_begin, m_end, block_begin, block_end);
+    case 2: return lowbit_rows_vnni<2>(args, w, m_begin, m_end, block_begin, block_end);
+    default: return lowbit_rows_vnni<1>(args, w, m_begin, m_end, block_begin, block_end);
+  }
+}
+
+}  // namespace qext::kernels::detail

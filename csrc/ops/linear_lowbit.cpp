@@ -1,0 +1,51 @@
+// qext::linear_lowbit: float in, float out; low-bit weights unpacked in
+// registers by the kernel, activations quantized on the fly as for
+// linear_dynamic.
+#include "ops/linear_lowbit.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include "ops/linear_dynamic.h"
+#include "ops/quantize_rows.h"
+
+namespace qext::ops {
+
+at::Tensor linear_lowbit(const at::Tensor& input, const c10::intrusive_ptr<LowBitLinearWeight>& weight,
+                         const std::optional<at::Tensor>& bias, bool per_row, bool relu) {
+  constexpr const char* kOp = "qext::linear_lowbit";
+  TORCH_CHECK(weight, kOp, ": weight is None");
+  const kernels::LowBitWeights& w = weight->packed();
+  const int64_t k = w.k(), n = w.n();
+  const at::Tensor b = check_linear_args(kOp, input, k, n, bias);
+
+  std::vector<int64_t> out_shape = input.sizes().vec();
+  out_shape.back() = n;
+  const int64_t m = input.numel() / k;
+  at::Tensor out = at::empty(out_shape, input.options());
+  if (m == 0) return out;
+
+  const at::Tensor x = input.contiguous();
+  const kernels::Isa isa = kernels::active_isa();
+  const QuantizedRows rows = quantize_rows(x.data_ptr<float>(), m, k, per_row, isa, w.k_padded());
+
+  kernels::LowBitGemmArgs args;
+  args.a = rows.q.data_ptr<uint8_t>();
+  args.lda = w.k_padded();
+  args.a_zero_point = rows.zero_point.data();
+  args.row_scale = rows.scale.data();
+  args.bias = b.defined() ? b.data_ptr<float>() : nullptr;
+  if (relu) args.clamp_min = 0.0f;
+  args.c = out.data_ptr<float>();
+  args.ldc = n;
+  // Column blocks split across threads: every thread reads only its share of
+  // the weights, which is what bounds the small-M (decode) case.
+  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, m * k / 64));
+  at::parallel_for(0, w.num_blocks(), grain, [&](int64_t b0, int64_t b1) {
+    kernels::lowbit_gemm(args, w, 0, m, b0, b1, isa);
+  });
+  mark_nonfinite_rows(rows, out.data_ptr<float>(), m, n);
+  return out;
+}
+
+}  // namespace qext::ops
