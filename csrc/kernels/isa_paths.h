@@ -21,7 +21,9 @@ using AddRequantFn = void (*)(const uint8_t*, float, int32_t, const uint8_t*, fl
                               int32_t, bool, uint8_t*);
 using DepthwiseFn = void (*)(const DepthwiseArgs&, int64_t, int64_t);
 using GroupedFn = void (*)(const GroupedArgs&, int64_t, int64_t);
-using LowBitGemmFn = void (*)(const LowBitGemmArgs&, const LowBitWeights&, int64_t, int64_t, int64_t, int64_t);
+// row_group_sums: [m - m_begin][group], each row's activation sum per weight group.
+using LowBitGemmFn = void (*)(const LowBitGemmArgs&, const LowBitWeights&, const int32_t* row_group_sums, int64_t,
+                              int64_t, int64_t, int64_t);
 
 #define QEXT_DECLARE_PATH(suffix)                                                        \
   void qgemm_##suffix(const GemmArgs&, const PackedWeights&, const Epilogue&, int64_t,   \
@@ -33,8 +35,8 @@ using LowBitGemmFn = void (*)(const LowBitGemmArgs&, const LowBitWeights&, int64
                                int32_t, int64_t, float, int32_t, bool, uint8_t*);           \
   void depthwise_u8_##suffix(const DepthwiseArgs&, int64_t, int64_t);                  \
   void grouped_u8_##suffix(const GroupedArgs&, int64_t, int64_t);                       \
-  void lowbit_gemm_##suffix(const LowBitGemmArgs&, const LowBitWeights&, int64_t, int64_t, \
-                            int64_t, int64_t);
+  void lowbit_gemm_##suffix(const LowBitGemmArgs&, const LowBitWeights&, const int32_t*, int64_t, \
+                            int64_t, int64_t, int64_t);
 
 QEXT_DECLARE_PATH(ref)
 QEXT_DECLARE_PATH(avx2)

@@ -1,7 +1,11 @@
 // Packing of low-bit weights and the dispatch of lowbit_gemm to its paths.
 #include "kernels/lowbit_gemm.h"
 
+#include <cstdlib>
+#include <cstring>
+#include <new>
 #include <stdexcept>
+#include <vector>
 #include <string>
 
 #include "kernels/kernel_table.h"
@@ -33,9 +37,12 @@ LowBitWeights::LowBitWeights(const int8_t* levels, const float* scales, int64_t 
   group_size_ = group_size == 0 || group_size > k_steps_ * 4 ? k_steps_ * 4 : group_size;
   groups_ = (k + group_size_ - 1) / group_size_;
   num_blocks_ = (n + kLowBitBlockCols - 1) / kLowBitBlockCols;
-  codes_.assign(static_cast<size_t>(num_blocks_ * k_steps_ * step_bytes()), 0);
+  const size_t code_bytes = static_cast<size_t>(num_blocks_ * k_steps_ * step_bytes() + 63) / 64 * 64;
+  codes_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, code_bytes)));
+  if (!codes_) throw std::bad_alloc();
+  std::memset(codes_.get(), 0, code_bytes);
   scales_.assign(static_cast<size_t>(num_blocks_ * groups_ * kLowBitBlockCols), 0.0f);
-  sums_.assign(scales_.size(), 0);
+  code_sums_.assign(scales_.size(), 0);
 
   const int lo = lowbit_min_level(bits), hi = lowbit_max_level(bits);
   for (int64_t row = 0; row < n; ++row) {
@@ -51,12 +58,14 @@ LowBitWeights::LowBitWeights(const int8_t* levels, const float* scales, int64_t 
                                     "-bit levels [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
       }
       const int64_t t = col * 4 + kk % 4, nbytes = step_bytes();
-      uint8_t& byte = codes_[static_cast<size_t>((b * k_steps_ + kk / 4) * nbytes + t % nbytes)];
+      uint8_t& byte = codes_.get()[(b * k_steps_ + kk / 4) * nbytes + t % nbytes];
       byte = static_cast<uint8_t>(byte | (lowbit_code(v, bits) << ((t / nbytes) * bits)));
-      sums_[(b * groups_ + kk / group_size_) * kLowBitBlockCols + col] += v;
+      code_sums_[(b * groups_ + kk / group_size_) * kLowBitBlockCols + col] += lowbit_code(v, bits);
     }
   }
 }
+
+void LowBitWeights::FreeDeleter::operator()(void* p) const { std::free(p); }
 
 int LowBitWeights::level(int64_t n, int64_t k) const {
   const int64_t b = n / kLowBitBlockCols, t = (n % kLowBitBlockCols) * 4 + k % 4, nbytes = step_bytes();
@@ -71,7 +80,18 @@ void lowbit_gemm(const LowBitGemmArgs& args, const LowBitWeights& w, int64_t m_b
     throw std::invalid_argument("qext: lowbit_gemm needs activation rows of at least " +
                                 std::to_string(w.k_padded()) + " bytes; got lda=" + std::to_string(args.lda));
   }
-  kernel_table(isa).lowbit_gemm(args, w, m_begin, m_end, block_begin, block_end);
+  // Each row's activation sum per group (padding included), once per call:
+  // every column block's zero-point correction reads them.
+  std::vector<int32_t> row_sums(static_cast<size_t>((m_end - m_begin) * w.groups()));
+  for (int64_t m = m_begin; m < m_end; ++m) {
+    const uint8_t* a = args.a + m * args.lda;
+    for (int64_t g = 0; g < w.groups(); ++g) {
+      int32_t sum = 0;
+      for (int64_t k = g * w.group_size(); k < g * w.group_size() + w.group_len(g); ++k) sum += a[k];
+      row_sums[(m - m_begin) * w.groups() + g] = sum;
+    }
+  }
+  kernel_table(isa).lowbit_gemm(args, w, row_sums.data(), m_begin, m_end, block_begin, block_end);
 }
 
 }  // namespace qext::kernels

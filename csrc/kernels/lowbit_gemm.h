@@ -10,6 +10,7 @@
 // every path: all paths give the same bits. Torch-free, like qgemm.h.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -30,8 +31,13 @@ inline bool lowbit_supported(int64_t bits) { return bits == 1 || bits == 2 || bi
 // (level + 1) / 2 (1-bit).
 inline int lowbit_code(int level, int bits) { return bits == 1 ? (level + 1) / 2 : level - lowbit_min_level(bits); }
 inline int lowbit_level(int code, int bits) { return bits == 1 ? 2 * code - 1 : code + lowbit_min_level(bits); }
+// level = multiplier * code - offset: the vector paths multiply the codes
+// (0..15, no unpacking arithmetic) and fold the offset into the zero-point
+// correction with each row's activation sum over the group.
+inline int lowbit_code_multiplier(int bits) { return bits == 1 ? 2 : 1; }
+inline int lowbit_code_offset(int bits) { return bits == 1 ? 1 : -lowbit_min_level(bits); }
 
-// Weights packed in blocks of 16 columns; K runs in steps of 4 (padded), and
+// Weights packed in blocks of 16 columns (move-only); K runs in steps of 4 (padded), and
 // each step's 64 levels (column c, k offset j: t = 4c + j) take 8 * bits
 // bytes: level t's code sits in byte t % (8 * bits) at bit (t / (8 * bits)) *
 // bits (codes: lowbit_code). A vector unpacks a step with one broadcast, one variable shift and one mask.
@@ -51,11 +57,13 @@ class LowBitWeights {
   int64_t k_padded() const { return k_steps_ * 4; }
   int64_t num_blocks() const { return num_blocks_; }
   int64_t step_bytes() const { return 8 * bits_; }
-  const uint8_t* block(int64_t b) const { return codes_.data() + b * k_steps_ * step_bytes(); }
-  // [groups][16] per block: each group's scale, and the sum of its levels
+  const uint8_t* block(int64_t b) const { return codes_.get() + b * k_steps_ * step_bytes(); }
+  // [groups][16] per block: each group's scale, and the sum of its codes
   // (padding included) for the activation zero-point correction.
   const float* block_scales(int64_t b) const { return scales_.data() + b * groups_ * kLowBitBlockCols; }
-  const int32_t* block_sums(int64_t b) const { return sums_.data() + b * groups_ * kLowBitBlockCols; }
+  const int32_t* block_code_sums(int64_t b) const { return code_sums_.data() + b * groups_ * kLowBitBlockCols; }
+  // k values of group g, padding included (the last group may be shorter).
+  int64_t group_len(int64_t g) const { return std::min(k_padded(), (g + 1) * group_size_) - g * group_size_; }
 
   // The level of w[n, k] (k < k_padded(); padding reads the filler level).
   int level(int64_t n, int64_t k) const;
@@ -64,9 +72,10 @@ class LowBitWeights {
   int64_t n_, k_;
   int bits_;
   int64_t group_size_, groups_, k_steps_, num_blocks_;
-  std::vector<uint8_t> codes_;
+  struct FreeDeleter { void operator()(void* p) const; };
+  std::unique_ptr<uint8_t, FreeDeleter> codes_;  // 64-byte aligned: a step never straddles two cache lines
   std::vector<float> scales_;
-  std::vector<int32_t> sums_;
+  std::vector<int32_t> code_sums_;
 };
 
 struct LowBitGemmArgs {

@@ -6,8 +6,8 @@
 
 namespace qext::kernels::detail {
 
-void lowbit_gemm_ref(const LowBitGemmArgs& args, const LowBitWeights& w, int64_t m_begin, int64_t m_end,
-                     int64_t block_begin, int64_t block_end) {
+void lowbit_gemm_ref(const LowBitGemmArgs& args, const LowBitWeights& w, const int32_t* /*row_group_sums*/,
+                     int64_t m_begin, int64_t m_end, int64_t block_begin, int64_t block_end) {
   const int64_t n_end = std::min(w.n(), block_end * kLowBitBlockCols);
   for (int64_t m = m_begin; m < m_end; ++m) {
     const uint8_t* a = args.a + m * args.lda;
@@ -15,7 +15,7 @@ void lowbit_gemm_ref(const LowBitGemmArgs& args, const LowBitWeights& w, int64_t
       const int64_t b = n / kLowBitBlockCols, col = n % kLowBitBlockCols;
       float sum = 0.0f;
       for (int64_t g = 0; g < w.groups(); ++g) {
-        const int64_t k0 = g * w.group_size(), k1 = std::min(w.k_padded(), k0 + w.group_size());
+        const int64_t k0 = g * w.group_size(), k1 = k0 + w.group_len(g);
         int32_t acc = 0;
         for (int64_t k = k0; k < k1; ++k) acc += (a[k] - args.a_zero_point[m]) * w.level(n, k);
         const float scaled = static_cast<float>(acc) * w.block_scales(b)[g * kLowBitBlockCols + col];

@@ -1,7 +1,10 @@
-// AVX-512 VNNI path of lowbit_gemm: 16 columns in zmm lanes, up to 4 rows per
+// AVX-512 VNNI path of lowbit_gemm: 16 columns in zmm lanes, up to 8 rows per
 // pass sharing each unpacked step. A step (16 columns x 4 k) unpacks with one
-// broadcast of its 8 * BITS bytes, one vpsrlvd and one mask into 64 int8
-// levels; vpdpbusd multiplies them with the rows' uint8 activations exactly.
+// broadcast of its 8 * BITS bytes, one vpsrlvd and one mask into 64 codes
+// (0..15); vpdpbusd multiplies them with the rows' uint8 activations exactly,
+// and the codes' offset from the levels is corrected once per group.
+// With fewer than 4 rows, each row sums into 4 / MR accumulators taken in turn
+// (vpdpbusd's latency would otherwise bound the decode case, M = 1).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -13,7 +16,7 @@ namespace qext::kernels::detail {
 
 namespace {
 
-constexpr int kRowsVnni = 4;
+constexpr int kRowsVnni = 8;
 
 // Shift of dword d: its bytes t = 4d .. 4d + 3 hold codes at bit (t / (8 * BITS)) * BITS.
 template <int BITS>
@@ -35,42 +38,79 @@ __m512i unpack_step_vnni(const uint8_t* p, __m512i shifts) {
     std::memcpy(&v, p, sizeof v);
     x = _mm512_set1_epi64(v);
   }
-  const __m512i codes = _mm512_and_si512(_mm512_srlv_epi32(x, shifts), _mm512_set1_epi8((1 << BITS) - 1));
-  if constexpr (BITS == 1) return _mm512_sub_epi8(_mm512_add_epi8(codes, codes), _mm512_set1_epi8(1));
-  return _mm512_sub_epi8(codes, _mm512_set1_epi8(1 << (BITS - 1)));
+  return _mm512_and_si512(_mm512_srlv_epi32(x, shifts), _mm512_set1_epi8((1 << BITS) - 1));
+}
+
+// Four activation bytes in every dword lane.
+inline __m512i broadcast_a4_vnni(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return _mm512_set1_epi32(v);
+}
+
+// sum over steps [s0, s1) of a * code for MR rows and the block's 16 columns,
+// stored to out[MR][16]. With fewer than 4 rows each row sums into 4 / MR
+// accumulators in turn, so vpdpbusd's latency does not bound the loop.
+template <int BITS, int MR>
+void accumulate_group_vnni(const uint8_t* const* a, const uint8_t* codes, int64_t s0, int64_t s1, __m512i shifts,
+                           int32_t* out) {
+  constexpr int kChains = MR >= 4 ? 1 : 4 / MR;
+  constexpr int64_t nbytes = 8 * BITS;
+  __m512i acc[MR][kChains];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int u = 0; u < kChains; ++u) acc[r][u] = _mm512_setzero_si512();
+  int64_t s = s0;
+  for (; s + kChains <= s1; s += kChains) {
+#pragma GCC unroll 4
+    for (int u = 0; u < kChains; ++u) {
+      const __m512i lv = unpack_step_vnni<BITS>(codes + (s + u) * nbytes, shifts);
+#pragma GCC unroll 8
+      for (int r = 0; r < MR; ++r) acc[r][u] = _mm512_dpbusd_epi32(acc[r][u], broadcast_a4_vnni(a[r] + 4 * (s + u)), lv);
+    }
+  }
+  for (; s < s1; ++s) {
+    const __m512i lv = unpack_step_vnni<BITS>(codes + s * nbytes, shifts);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], broadcast_a4_vnni(a[r] + 4 * s), lv);
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 4
+    for (int u = 1; u < kChains; ++u) acc[r][0] = _mm512_add_epi32(acc[r][0], acc[r][u]);
+    _mm512_store_si512(out + r * kLowBitBlockCols, acc[r][0]);
+  }
 }
 
 template <int BITS, int MR>
-void lowbit_tile_vnni(const LowBitGemmArgs& args, const LowBitWeights& w, int64_t m0, int64_t b) {
+void lowbit_tile_vnni(const LowBitGemmArgs& args, const LowBitWeights& w, const int32_t* row_sums, int64_t m0,
+                      int64_t b) {
   const __m512i shifts = lowbit_shifts_vnni<BITS>();
-  const int64_t steps_per_group = w.group_size() / 4, k_steps = w.k_padded() / 4, nbytes = 8 * BITS;
+  const int64_t steps_per_group = w.group_size() / 4, k_steps = w.k_padded() / 4;
   const uint8_t* codes = w.block(b);
   const float* scales = w.block_scales(b);
-  const int32_t* sums = w.block_sums(b);
+  const int32_t* sums = w.block_code_sums(b);
   const uint8_t* a[MR];
-  __m512i zp[MR];
   __m512 sum[MR];
   for (int r = 0; r < MR; ++r) {
     a[r] = args.a + (m0 + r) * args.lda;
-    zp[r] = _mm512_set1_epi32(args.a_zero_point[m0 + r]);
     sum[r] = _mm512_setzero_ps();
   }
+  alignas(64) int32_t group_acc[MR * kLowBitBlockCols];
   for (int64_t g = 0; g < w.groups(); ++g) {
-    __m512i acc[MR];
-    for (int r = 0; r < MR; ++r) acc[r] = _mm512_setzero_si512();
-    const int64_t s1 = std::min(k_steps, (g + 1) * steps_per_group);
-    for (int64_t s = g * steps_per_group; s < s1; ++s) {
-      const __m512i lv = unpack_step_vnni<BITS>(codes + s * nbytes, shifts);
-      for (int r = 0; r < MR; ++r) {
-        int32_t a4;
-        std::memcpy(&a4, a[r] + 4 * s, sizeof a4);
-        acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_set1_epi32(a4), lv);
-      }
-    }
+    const int64_t s0 = g * steps_per_group, s1 = std::min(k_steps, (g + 1) * steps_per_group);
+    accumulate_group_vnni<BITS, MR>(a, codes, s0, s1, shifts, group_acc);
     const __m512i gs = _mm512_loadu_si512(sums + g * kLowBitBlockCols);
     const __m512 sc = _mm512_loadu_ps(scales + g * kLowBitBlockCols);
     for (int r = 0; r < MR; ++r) {
-      const __m512i exact = _mm512_sub_epi32(acc[r], _mm512_mullo_epi32(zp[r], gs));
+      // sum (a - za) * (mult * code - off) = mult * (sum a * code - za * code_sum) - off * (row_sum - za * len)
+      const int32_t za = args.a_zero_point[m0 + r];
+      __m512i exact = _mm512_sub_epi32(_mm512_load_si512(group_acc + r * kLowBitBlockCols),
+                                       _mm512_mullo_epi32(_mm512_set1_epi32(za), gs));
+      if constexpr (BITS == 1) exact = _mm512_add_epi32(exact, exact);
+      exact = _mm512_sub_epi32(exact, _mm512_set1_epi32(lowbit_code_offset(BITS) *
+                                                        (row_sums[(m0 + r) * w.groups() + g] - za * static_cast<int32_t>(w.group_len(g)))));
       sum[r] = _mm512_add_ps(sum[r], _mm512_mul_ps(_mm512_cvtepi32_ps(exact), sc));
     }
   }
@@ -86,23 +126,26 @@ void lowbit_tile_vnni(const LowBitGemmArgs& args, const LowBitWeights& w, int64_
 }
 
 template <int BITS>
-void lowbit_rows_vnni(const LowBitGemmArgs& args, const LowBitWeights& w, int64_t m_begin, int64_t m_end,
-                      int64_t block_begin, int64_t block_end) {
+void lowbit_rows_vnni(const LowBitGemmArgs& args, const LowBitWeights& w, const int32_t* row_sums, int64_t m_begin,
+                      int64_t m_end, int64_t block_begin, int64_t block_end) {
+  const int32_t* sums = row_sums - m_begin * w.groups();  // indexed by absolute row
   for (int64_t b = block_begin; b < block_end; ++b) {
     int64_t m = m_begin;
-    for (; m + kRowsVnni <= m_end; m += kRowsVnni) lowbit_tile_vnni<BITS, kRowsVnni>(args, w, m, b);
-    for (; m < m_end; ++m) lowbit_tile_vnni<BITS, 1>(args, w, m, b);
+    for (; m + kRowsVnni <= m_end; m += kRowsVnni) lowbit_tile_vnni<BITS, kRowsVnni>(args, w, sums, m, b);
+    for (; m + 4 <= m_end; m += 4) lowbit_tile_vnni<BITS, 4>(args, w, sums, m, b);
+    for (; m + 2 <= m_end; m += 2) lowbit_tile_vnni<BITS, 2>(args, w, sums, m, b);
+    for (; m < m_end; ++m) lowbit_tile_vnni<BITS, 1>(args, w, sums, m, b);
   }
 }
 
 }  // namespace
 
-void lowbit_gemm_avx512_vnni(const LowBitGemmArgs& args, const LowBitWeights& w, int64_t m_begin, int64_t m_end,
-                             int64_t block_begin, int64_t block_end) {
+void lowbit_gemm_avx512_vnni(const LowBitGemmArgs& args, const LowBitWeights& w, const int32_t* row_sums,
+                             int64_t m_begin, int64_t m_end, int64_t block_begin, int64_t block_end) {
   switch (w.bits()) {
-    case 4: return lowbit_rows_vnni<4>(args, w, m_begin, m_end, block_begin, block_end);
-    case 2: return lowbit_rows_vnni<2>(args, w, m_begin, m_end, block_begin, block_end);
-    default: return lowbit_rows_vnni<1>(args, w, m_begin, m_end, block_begin, block_end);
+    case 4: return lowbit_rows_vnni<4>(args, w, row_sums, m_begin, m_end, block_begin, block_end);
+    case 2: return lowbit_rows_vnni<2>(args, w, row_sums, m_begin, m_end, block_begin, block_end);
+    default: return lowbit_rows_vnni<1>(args, w, row_sums, m_begin, m_end, block_begin, block_end);
   }
 }
 
