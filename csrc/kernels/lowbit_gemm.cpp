@@ -73,6 +73,18 @@ int LowBitWeights::level(int64_t n, int64_t k) const {
   return lowbit_level((byte >> ((t / nbytes) * bits_)) & ((1 << bits_) - 1), bits_);
 }
 
+void LowBitWeights::dequantize_row(int64_t n, float* out) const {
+  const int64_t b = n / kLowBitBlockCols, col = n % kLowBitBlockCols, nbytes = step_bytes();
+  const uint8_t* codes = block(b);
+  const float* scales = block_scales(b);
+  const int mask = (1 << bits_) - 1;
+  for (int64_t k = 0; k < k_; ++k) {
+    const int64_t t = col * 4 + k % 4;
+    const int code = (codes[(k / 4) * nbytes + t % nbytes] >> ((t / nbytes) * bits_)) & mask;
+    out[k] = static_cast<float>(lowbit_level(code, bits_)) * scales[(k / group_size_) * kLowBitBlockCols + col];
+  }
+}
+
 void lowbit_gemm(const LowBitGemmArgs& args, const LowBitWeights& w, int64_t m_begin, int64_t m_end,
                  int64_t block_begin, int64_t block_end, Isa isa) {
   if (m_begin >= m_end || block_begin >= block_end) return;

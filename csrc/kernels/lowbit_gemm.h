@@ -67,6 +67,9 @@ class LowBitWeights {
 
   // The level of w[n, k] (k < k_padded(); padding reads the filler level).
   int level(int64_t n, int64_t k) const;
+  // Row n dequantized: out[k] = level(n, k) * its group's scale, k < K (an
+  // embedding lookup).
+  void dequantize_row(int64_t n, float* out) const;
 
  private:
   int64_t n_, k_;

@@ -98,6 +98,8 @@ at::Tensor LowBitLinearWeight::dequantized() const {
 
 LowBitLinearWeight::State LowBitLinearWeight::state() const {
   const int64_t n = out_features(), k = in_features(), b = bits(), per_byte = 8 / b;
+  const std::lock_guard<std::mutex> lock(saved_codes_mutex_);
+  if (saved_codes_.defined()) return {kFormatVersion, b, group_size_, k, saved_codes_, scales_};
   at::Tensor codes = at::zeros({n, (k + per_byte - 1) / per_byte}, at::kByte);
   uint8_t* c = codes.data_ptr<uint8_t>();
   const int64_t row_bytes = codes.size(1);
@@ -106,6 +108,7 @@ LowBitLinearWeight::State LowBitLinearWeight::state() const {
       const int code = kernels::lowbit_code(packed_.level(i, j), static_cast<int>(b));
       c[i * row_bytes + j / per_byte] |= static_cast<uint8_t>(code << ((j % per_byte) * b));
     }
+  saved_codes_ = codes;
   return {kFormatVersion, b, group_size_, k, codes, scales_};
 }
 

@@ -9,6 +9,7 @@
 #include <ATen/core/Tensor.h>
 #include <torch/custom_class.h>
 
+#include <mutex>
 #include <tuple>
 
 #include "kernels/lowbit_gemm.h"
@@ -41,12 +42,19 @@ class LowBitLinearWeight : public torch::CustomClassHolder {
   int64_t out_features() const { return packed_.n(); }
   int64_t bits() const { return packed_.bits(); }
   int64_t group_size() const { return group_size_; }
+  // Bytes of the saved codes (N x ceil(K * bits / 8)); the scales add scales().nbytes().
+  int64_t saved_code_bytes() const { return out_features() * ((in_features() * bits() + 7) / 8); }
   const kernels::LowBitWeights& packed() const { return packed_; }
 
  private:
   at::Tensor scales_;
   int64_t group_size_;  // as given: 0 means one group per row
   kernels::LowBitWeights packed_;
+  // The row-major codes of the saved state, made on the first save and kept:
+  // an embedding and its tied Linear pickle the same tensor, so a file holds
+  // it once.
+  mutable at::Tensor saved_codes_;
+  mutable std::mutex saved_codes_mutex_;
 };
 
 }  // namespace qext::ops

@@ -7,6 +7,7 @@
 #include "kernels/isa.h"
 #include "kernels/qgemm.h"
 #include "ops/linear_dynamic.h"
+#include "ops/embedding_lowbit.h"
 #include "ops/linear_lowbit.h"
 #include "ops/observer_class.h"
 #include "ops/packed_conv_weight.h"
@@ -164,6 +165,7 @@ TORCH_LIBRARY(qext, m) {
   m.def("linear_dynamic(Tensor input, __torch__.torch.classes.qext.PackedLinearWeight weight, Tensor? bias=None, bool per_row=False, bool relu=False) -> Tensor");
   m.def("quantize_linear_weight_lowbit(Tensor weight, int bits=4, int group_size=128) -> __torch__.torch.classes.qext.LowBitLinearWeight");
   m.def("linear_lowbit(Tensor input, __torch__.torch.classes.qext.LowBitLinearWeight weight, Tensor? bias=None, bool per_row=True, bool relu=False) -> Tensor");
+  m.def("embedding_lowbit(Tensor indices, __torch__.torch.classes.qext.LowBitLinearWeight table) -> Tensor");
   m.def("quantize_embedding(Tensor weight) -> __torch__.torch.classes.qext.PackedEmbedding");
   m.def("embedding_int8(Tensor indices, __torch__.torch.classes.qext.PackedEmbedding table) -> Tensor");
   m.def("quantize_rnn_weight(str mode, Tensor[] params, bool has_biases, int num_layers, bool bidirectional, bool per_channel=True) -> __torch__.torch.classes.qext.PackedRnnWeight");
@@ -199,6 +201,7 @@ TORCH_LIBRARY_IMPL(qext, CPU, m) {
   m.impl("fake_quantize", &quant::fake_quantize);
   m.impl("linear_dynamic", &linear_dynamic);
   m.impl("linear_lowbit", &linear_lowbit);
+  m.impl("embedding_lowbit", &embedding_lowbit);
   m.impl("quantize_linear_weight_lowbit", &LowBitLinearWeight::from_float);
   m.impl("_qgemm_int32", &qgemm_int32);
   m.impl("quantize_linear_weight", &quantize_linear_weight);

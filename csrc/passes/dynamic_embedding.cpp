@@ -65,22 +65,31 @@ EmbeddingRewrite rewrite_dynamic_embeddings(Module& root, const DynamicConfig& c
         }
         if (row.reason.empty()) {
           const at::Tensor w = ref->owner.attr(ref->attr).toTensor();
-          const auto table = ops::PackedEmbedding::from_float(w);
-          out.tables[w.data_ptr()] = table;
           const std::string attr = unique_attribute_name(root, "_qext_table_" + name);
-          root.register_attribute(attr, c10::getCustomClassType<decltype(table)>(), table);
+          if (cfg.weight_bits < 8) {
+            const auto table = ops::LowBitLinearWeight::from_float(w, cfg.weight_bits, cfg.group_size);
+            out.tables.lowbit[w.data_ptr()] = table;
+            root.register_attribute(attr, c10::getCustomClassType<decltype(table)>(), table);
+            row.status = "int" + std::to_string(cfg.weight_bits);
+            row.bytes_after = table->saved_code_bytes() + static_cast<int64_t>(table->scales().nbytes());
+          } else {
+            const auto table = ops::PackedEmbedding::from_float(w);
+            out.tables.int8[w.data_ptr()] = table;
+            root.register_attribute(attr, c10::getCustomClassType<decltype(table)>(), table);
+            row.status = "int8";
+            row.bytes_after = table->rows() * (table->dim() + static_cast<int64_t>(sizeof(float)));
+          }
           packed_attr[name] = attr;
           out.float_tables.push_back(*ref);
-          row.status = "int8";
-          row.bytes_after = table->rows() * (table->dim() + static_cast<int64_t>(sizeof(float)));
         }
         row_of[name] = rows.size();
         rows.push_back(row);
       }
-      if (rows[row_of[name]].status != "int8") continue;
+      if (rows[row_of[name]].status == "float") continue;
       torch::jit::WithInsertPoint guard(node);
       Value* table = graph->insertGetAttr(graph->inputs()[0], packed_attr[name]);
-      Node* op = graph->create(c10::Symbol::fromQualString("qext::embedding_int8"), {node->input(1), table});
+      const char* lookup = cfg.weight_bits < 8 ? "qext::embedding_lowbit" : "qext::embedding_int8";
+      Node* op = graph->create(c10::Symbol::fromQualString(lookup), {node->input(1), table});
       graph->insertNode(op);
       op->output()->setType(node->output()->type());
       node->output()->replaceAllUsesWith(op->output());

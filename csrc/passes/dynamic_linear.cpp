@@ -158,9 +158,9 @@ void rewrite(Graph& graph, const Candidate& c, const PackedLayer& packed_layer, 
 PackedLayer register_int8(Module& root, const std::string& name, const at::Tensor& weight, const DynamicConfig& cfg,
                           const EmbeddingTables& tables, LayerReport& row) {
   const bool per_channel = cfg.weight_granularity == Granularity::PerChannel;
-  const auto tied = per_channel ? tables.find(weight.data_ptr()) : tables.end();
+  const auto tied = per_channel ? tables.int8.find(weight.data_ptr()) : tables.int8.end();
   c10::intrusive_ptr<ops::PackedLinearWeight> packed;
-  if (tied != tables.end() && tied->second->weight().sizes() == weight.sizes()) {
+  if (tied != tables.int8.end() && tied->second->weight().sizes() == weight.sizes()) {
     packed = c10::make_intrusive<ops::PackedLinearWeight>(tied->second->weight(), tied->second->scales());
     packed->share_pickled_weight(tied->second->weight());
     row.reason = "int8 values shared with the embedding table of the same weight";
@@ -175,15 +175,24 @@ PackedLayer register_int8(Module& root, const std::string& name, const at::Tenso
   return {attr, "qext::linear_dynamic"};
 }
 
-// Packs `weight` to cfg.weight_bits with group-wise scales and registers it.
+// Packs `weight` to cfg.weight_bits with group-wise scales (or takes the
+// low-bit table of an embedding with the same weight: one object, which the
+// file then holds once) and registers it.
 PackedLayer register_lowbit(Module& root, const std::string& name, const at::Tensor& weight,
-                            const DynamicConfig& cfg, LayerReport& row) {
-  auto packed = ops::LowBitLinearWeight::from_float(weight, cfg.weight_bits, cfg.group_size);
+                            const DynamicConfig& cfg, const EmbeddingTables& tables, LayerReport& row) {
+  const auto tied = tables.lowbit.find(weight.data_ptr());
+  c10::intrusive_ptr<ops::LowBitLinearWeight> packed;
+  if (tied != tables.lowbit.end() && tied->second->out_features() == weight.size(0) &&
+      tied->second->in_features() == weight.size(1)) {
+    packed = tied->second;
+    row.reason = "low-bit values shared with the embedding table of the same weight";
+  } else {
+    packed = ops::LowBitLinearWeight::from_float(weight, cfg.weight_bits, cfg.group_size);
+  }
   const std::string attr = unique_attribute_name(root, "_qext_packed_" + name);
   root.register_attribute(attr, c10::getCustomClassType<decltype(packed)>(), packed);
-  const auto state = packed->state();
   row.status = "int" + std::to_string(cfg.weight_bits);
-  row.bytes_after = static_cast<int64_t>(std::get<4>(state).nbytes() + std::get<5>(state).nbytes());
+  row.bytes_after = static_cast<int64_t>(packed->scales().nbytes()) + (row.reason.empty() ? packed->saved_code_bytes() : 0);
   return {attr, "qext::linear_lowbit"};
 }
 
@@ -225,7 +234,7 @@ std::vector<LayerReport> rewrite_dynamic_linears(Module& root, const DynamicConf
         if (row.reason.empty()) {
           const at::Tensor weight = c.transposed ? w->t().contiguous() : *w;
           if (cfg.weight_bits < 8) {
-            packed_layer[key] = register_lowbit(root, name, weight, cfg, row);
+            packed_layer[key] = register_lowbit(root, name, weight, cfg, tables, row);
           } else {
             packed_layer[key] = register_int8(root, name, weight, cfg, tables, row);
           }

@@ -15,7 +15,7 @@ namespace qext::passes {
 // when several instances share one module class.
 // A Linear whose weight is a quantized embedding table (`tables`, by the
 // float weight's data pointer: a tied output layer) multiplies with that
-// table's int8 values, which the file then holds once.
+// table's int8 (or low-bit) values, which the file then holds once.
 std::vector<LayerReport> rewrite_dynamic_linears(torch::jit::Module& root, const DynamicConfig& config,
                                                  const EmbeddingTables& tables = {});
 

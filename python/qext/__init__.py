@@ -16,6 +16,7 @@ import torch  # noqa: F401  (libqext links libtorch; load torch's Python side fi
 
 from . import _C
 from . import fake_ops  # noqa: F401  (shape-only kernels for FakeTensorMode / torch.compile)
+from .benchmark import BenchmarkResult, BenchmarkRow, benchmark
 from .config import DynamicConfig
 from .dynamic import quantize_dynamic
 from .isa import active_isa, kernels_in_use, set_isa, supported_isas
@@ -40,11 +41,14 @@ _C.active_isa()
 __all__ = [
     "__version__",
     "cmake_prefix_path",
+    "BenchmarkResult",
+    "BenchmarkRow",
     "DynamicConfig",
     "LayerReport",
     "QuantizationReport",
     "StaticConfig",
     "active_isa",
+    "benchmark",
     "kernels_in_use",
     "calibrate",
     "convert",

@@ -143,7 +143,8 @@ def benchmark(
     threads = list(threads)
     if not threads or any(not isinstance(t, int) or t < 1 for t in threads):
         raise ValueError(f"benchmark: threads must be positive ints; got {threads!r}")
-    from . import _C, quantize_dynamic
+    from . import _C
+    from .dynamic import quantize_dynamic
 
     model = model.eval() if hasattr(model, "eval") else model
     if quantized is None:

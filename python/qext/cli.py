@@ -4,6 +4,7 @@
                                               [--weight-bits 4 --group-size 128]
     qext quantize IN.pt OUT.pt --mode static --calib CALIB.pt [--observer histogram [--histogram-method entropy]]
     qext report MODEL.pt
+    qext bench MODEL.pt --input-shape 1,3,224,224 [--threads 1,2] [--quantized Q.pt | --weight-bits 4]
     qext info
 """
 
@@ -100,6 +101,52 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_shape(text: str) -> list[int]:
+    try:
+        shape = [int(d) for d in text.split(",")]
+    except ValueError:
+        shape = []
+    if not shape or any(d <= 0 for d in shape):
+        raise ValueError(f"bad --input-shape {text!r}: expected comma-separated positive sizes like 1,3,224,224")
+    return shape
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import qext
+
+    threads = []
+    for t in args.threads.split(","):
+        if not t.strip().isdigit() or int(t) < 1:
+            raise ValueError(f"bad --threads {args.threads!r}: expected comma-separated counts like 1,2")
+        threads.append(int(t))
+    shapes = [_parse_shape(s) for s in args.input_shape]
+    if args.json:
+        _check_output_writable(args.json)
+    model = qext.load(args.model)
+    if args.quantized:
+        quantized = qext.load(args.quantized)
+    elif args.mode == "static":
+        if not args.calib:
+            raise ValueError("--mode static needs --calib CALIB.pt (or give --quantized Q.pt)")
+        quantized = qext.quantize_static(model, load_calibration(args.calib))
+    else:
+        quantized = qext.quantize_dynamic(model, qext.DynamicConfig(
+            weight_bits=8 if args.weight_bits is None else args.weight_bits,
+            group_size=128 if args.group_size is None else args.group_size))
+    result = qext.benchmark(model, quantized, shapes=shapes, threads=threads, min_time=args.min_time,
+                            progress=not args.no_progress)
+    print(result)
+    if args.json:
+        import tempfile
+
+        folder = os.path.dirname(os.path.abspath(args.json))
+        with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp") as f:
+            f.write(result.to_json())
+        os.replace(f.name, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _info(args: argparse.Namespace) -> int:
     import qext
 
@@ -144,6 +191,23 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="print the report stored in a qext model")
     r.add_argument("model", metavar="MODEL.pt")
     r.set_defaults(run=_report)
+
+    b = sub.add_parser("bench", help="inference time of a float model and its quantized copy",
+                       description="Latency (median, contenders alternating) of MODEL.pt and its quantized copy per "
+                                   "input shape and thread count, as a table; the inputs are float32 randn tensors.")
+    b.add_argument("model", metavar="MODEL.pt", help="the float TorchScript model")
+    b.add_argument("--input-shape", action="append", required=True, metavar="1,3,224,224",
+                   help="an input shape (repeatable)")
+    b.add_argument("--threads", default="1", metavar="1,2", help="torch thread counts (default 1)")
+    b.add_argument("--quantized", metavar="Q.pt", help="compare with this quantized model instead of quantizing MODEL")
+    b.add_argument("--mode", choices=["dynamic", "static"], default="dynamic", help="how to quantize MODEL (default dynamic)")
+    b.add_argument("--calib", metavar="CALIB.pt", help="static: calibration batches")
+    b.add_argument("--weight-bits", type=int, metavar="B", help="dynamic: 8 (default), 4, 2 or 1")
+    b.add_argument("--group-size", type=int, metavar="G", help="dynamic, --weight-bits < 8: inputs per weight scale")
+    b.add_argument("--min-time", type=float, default=1.0, metavar="S", help="seconds per model, shape and thread count")
+    b.add_argument("--json", metavar="OUT.json", help="also write the figures as JSON")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    b.set_defaults(run=_bench)
 
     i = sub.add_parser("info", help="qext version and the CPU's kernel paths")
     i.set_defaults(run=_info)

@@ -188,6 +188,10 @@ def _register() -> None:
     def _(x, weight, bias=None, per_row=True, relu=False):
         return x.new_empty((*x.shape[:-1], weight.out_features()))
 
+    @fake("qext::embedding_lowbit")
+    def _(indices, table):
+        return indices.new_empty((*indices.shape, table.in_features()), dtype=torch.float32)
+
     @fake("qext::linear_int8")
     def _(x, x_scale, x_zero_point, weight, bias, out_scale, out_zero_point, relu=False, clamp_min=None, clamp_max=None):
         return x.new_empty((*x.shape[:-1], weight.out_features()), dtype=torch.uint8)

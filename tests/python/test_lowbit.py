@@ -165,3 +165,49 @@ def test_bad_inputs_get_clear_errors():
     with pytest.raises(ValueError, match="group_size must be a multiple of 4"):
         qext.quantize_dynamic(torch.jit.script(Mlp()), qext.DynamicConfig(weight_bits=4, group_size=30))
 
+
+
+class TiedLm(nn.Module):
+    """A GPT-2-style head: the output Linear reads the embedding table."""
+
+    def __init__(self, vocab=500, dim=64, tied=True):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, dim)
+        self.mix = nn.Linear(dim, dim)
+        self.lm_head = nn.Linear(dim, vocab, bias=False)
+        if tied:
+            self.lm_head.weight = self.wte.weight
+
+    def forward(self, ids):
+        return self.lm_head(torch.tanh(self.mix(self.wte(ids))))
+
+
+@pytest.mark.parametrize("bits", [4, 2, 1])
+def test_low_bit_embeddings_and_a_tied_head_share_one_table(bits, tmp_path):
+    torch.manual_seed(3)
+    ids = torch.randint(0, 500, (2, 7))
+    sizes = {}
+    for tied in (True, False):
+        model = TiedLm(tied=tied).eval()
+        q = qext.quantize_dynamic(model, qext.DynamicConfig(weight_bits=bits, group_size=32))
+        graph = str(q.graph)
+        assert "qext::embedding_lowbit" in graph and graph.count("qext::linear_lowbit") == 2
+        rows = {layer.name: layer for layer in qext.report(q).layers}
+        assert rows["wte"].status == f"int{bits}" and rows["lm_head"].status == f"int{bits}"
+        assert ("shared with the embedding table" in rows["lm_head"].reason) == tied
+        table = q._qext_table_wte
+        # A lookup is the dequantized row, exactly.
+        with torch.no_grad():
+            assert torch.equal(torch.ops.qext.embedding_lowbit(ids, table), table.dequantized()[ids])
+        path = tmp_path / f"tied{tied}.pt"
+        qext.save(q, path)
+        sizes[tied] = path.stat().st_size
+        loaded = qext.load(path)
+        with torch.no_grad():
+            assert torch.equal(loaded(ids), q(ids))
+            assert cosine(q(ids), model(ids)) > {4: 0.98, 2: 0.8, 1: 0.5}[bits]
+    # The tied model's file holds the table once: it is smaller by about the table.
+    table_bytes = 500 * 64 * bits / 8 + 500 * 2 * 4
+    assert sizes[False] - sizes[True] > 0.8 * table_bytes
+    with pytest.raises(RuntimeError, match="out of range"):
+        torch.ops.qext.embedding_lowbit(torch.tensor([500]), qext.quantize_linear_weight_lowbit(torch.randn(500, 64), bits, 32))
