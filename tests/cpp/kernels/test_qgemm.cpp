@@ -81,8 +81,9 @@ TEST(Qgemm, ReportsTheCompiledPaths) {
 
 TEST(Qgemm, EveryPathMatchesTheNaiveReferenceExactly) {
   // M and K cross every blocking boundary a path has (AVX2: direct int8
-  // reads up to 8 rows, 96-row blocks, 512-k weight panels, so 100 rows end
-  // in a short block and K = 1025 in a partial panel with an odd tail).
+  // reads up to 8 rows, row blocks of ~256 KB widened rows, 512-k weight
+  // panels: K = 1025 gives 124-row blocks, so 129 rows end in a short block,
+  // and a partial panel with an odd tail).
   const int64_t ms[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 33, 64, 100, 129};
   const int64_t ks[] = {1, 3, 17, 64, 100, 768, 1025};
   const int64_t ns[] = {1, 5, 16, 31, 768};
