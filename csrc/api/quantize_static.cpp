@@ -154,4 +154,6 @@ torch::jit::Module quantize_static(const torch::jit::Module& model,
   return out;
 }
 
+std::vector<std::string> static_pass_through_ops() { return passes::pass_through_ops(); }
+
 }  // namespace qext

@@ -159,6 +159,34 @@ void drop_requantize_pairs(const torch::jit::Module& root, Graph& graph) {
   torch::jit::EliminateDeadCode(graph.shared_from_this());
 }
 
+// A range-fixing fake_quantize (qext.qat.convert) right after a dequantize, or
+// right before quantizes, with the same (scale, zero point) is an identity
+// there: fq(dequantize(q)) = dequantize(q) and quantize(fq(x)) = quantize(x).
+// Dropping it leaves the op set of a post-training conversion.
+void drop_redundant_fake_quantize(const torch::jit::Module& root, Graph& graph) {
+  std::vector<Node*> fixed;
+  visit_nodes(graph.block(), [&](Node* n) {
+    if (fixed_qparams(root, n)) fixed.push_back(n);
+  });
+  for (Node* fq : fixed) {
+    const auto f = fixed_qparams(root, fq);
+    const auto same = [&](Node* n) {
+      return torch::jit::toIValue(n->input(1))->toDouble() == f->scale &&
+             torch::jit::toIValue(n->input(2))->toInt() == f->zero_point;
+    };
+    Node* def = fq->input(0)->node();
+    bool identity = def->kind() == kDequantize && same(def);
+    if (!identity && !fq->output()->uses().empty()) {
+      identity = true;
+      for (const auto& use : fq->output()->uses()) identity = identity && use.user->kind() == kQuantize && same(use.user);
+    }
+    if (!identity) continue;
+    fq->output()->replaceAllUsesWith(fq->input(0));
+    fq->destroy();
+  }
+  torch::jit::EliminateDeadCode(graph.shared_from_this());
+}
+
 // The packed weight of a conv/linear layer as a new root attribute; returns its
 // name and the int8 bytes it holds.
 std::pair<std::string, int64_t> pack_weight(torch::jit::Module& root, const StaticLayer& l, int64_t weight_bits) {
@@ -338,6 +366,7 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
     row.zero_point = out.zero_point;
     rows.push_back(row);
   }
+  drop_redundant_fake_quantize(root, graph);  // first: the pairs' pass then sees (and redirects) what read them
   drop_requantize_pairs(root, graph);
   if (check_finite) guard_boundaries(graph);
   for (AttrRef& ref : quantized_weights) release_if_unread(root, ref);

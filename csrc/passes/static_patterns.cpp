@@ -1,5 +1,6 @@
 #include "passes/static_patterns.h"
 
+#include <unordered_set>
 #include <ATen/ATen.h>
 
 #include <map>
@@ -182,17 +183,26 @@ std::optional<ActivationQParams> fixed_qparams(const torch::jit::Module& root, c
   return ActivationQParams{s.item<double>(), z.to(at::kDouble).round().item<int64_t>()};
 }
 
+const std::vector<std::string>& pass_through_ops() {
+  static const std::vector<std::string> ops{"aten::max_pool2d", "aten::avg_pool2d", "aten::adaptive_avg_pool2d",
+                                            "aten::flatten",    "aten::reshape",    "aten::view",
+                                            "aten::contiguous", "aten::permute",    "aten::relu"};
+  return ops;
+}
+
 bool is_pass_through(const Node* node) {
-  static const auto max_pool = c10::Symbol::fromQualString("aten::max_pool2d");
-  static const auto avg_pool = c10::Symbol::fromQualString("aten::avg_pool2d");
+  static const std::unordered_set<c10::Symbol> kinds = [] {
+    std::unordered_set<c10::Symbol> out;
+    for (const auto& name : pass_through_ops()) out.insert(c10::Symbol::fromQualString(name));
+    return out;
+  }();
   static const auto adaptive_avg_pool = c10::Symbol::fromQualString("aten::adaptive_avg_pool2d");
-  const auto k = node->kind();
-  if (k == adaptive_avg_pool) {  // the int8 op needs the output size up front
+  if (!kinds.count(node->kind())) return false;
+  if (node->kind() == adaptive_avg_pool) {  // the int8 op needs the output size up front
     const auto size = torch::jit::toIValue(node->input(1));
     return size && size->isIntList();
   }
-  return k == max_pool || k == avg_pool || k == aten::flatten || k == aten::reshape || k == aten::view ||
-         k == aten::contiguous || k == aten::permute || k == aten::relu;
+  return true;
 }
 
 std::vector<Value*> StaticLayer::inputs() const {

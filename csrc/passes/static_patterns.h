@@ -60,6 +60,9 @@ std::optional<ActivationQParams> fixed_qparams(const torch::jit::Module& root, c
 // a layer (max(q, zero point), exact) and average pooling (avg_pool2d,
 // adaptive_avg_pool2d; one rounding, qext's int8 pooling ops).
 bool is_pass_through(const torch::jit::Node* node);
+// Their schema names: the one list, which qext.qat.prepare reads too (through
+// qext::static_pass_through_ops), so QAT simulates int8 where convert runs it.
+const std::vector<std::string>& pass_through_ops();
 
 std::vector<StaticLayer> find_static_layers(const torch::jit::Module& root, torch::jit::Graph& graph);
 

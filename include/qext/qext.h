@@ -126,6 +126,11 @@ struct StaticConfig {
 torch::jit::Module prepare_static(const torch::jit::Module& model, const StaticConfig& config = {});
 void calibrate(torch::jit::Module& prepared, const std::vector<std::vector<c10::IValue>>& inputs);
 torch::jit::Module convert(const torch::jit::Module& prepared);
+// The ops static quantization runs on uint8 with their input's scale and zero
+// point (max/avg pooling, flatten, view, ...), by schema name: the one list
+// both convert and qext.qat.prepare (which puts fake-quant around them) read.
+std::vector<std::string> static_pass_through_ops();
+
 torch::jit::Module quantize_static(const torch::jit::Module& model,
                                    const std::vector<std::vector<c10::IValue>>& calibration_inputs,
                                    const StaticConfig& config = {});

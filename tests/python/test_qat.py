@@ -16,7 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import qext
-from models import LeNet, ResNet18ish, randomize_batch_norm
+import collections
+
+from models import LeNet, MobileNetV2ish, RegNetXish, ResNet18ish, randomize_batch_norm
 from qext.qat.fake_quant import ActivationFakeQuantize
 from qext.qat.modules import QatConv2d, QatConvBn2d, QatLinear
 
@@ -53,6 +55,31 @@ def test_prepare_puts_fake_quant_where_static_convert_quantizes():
     # max_pool2d / flatten pass int8 through: no fake-quant between them
     code = qat.code
     assert code.index("max_pool2d") < code.index("self.conv2(")
+
+
+@pytest.mark.parametrize("cls", [LeNet, ResNet18ish, MobileNetV2ish, RegNetXish])
+def test_qat_and_post_training_convert_give_the_same_int8_ops(cls):
+    """One table decides where int8 flows (qext::static_pass_through_ops):
+    QAT simulates int8 exactly where convert runs it, so a QAT-converted
+    model has the ops of a post-training one (global pools included), and no
+    fake-quant is left behind."""
+    torch.manual_seed(0)
+    model = cls().eval()
+    randomize_batch_norm(model)
+    x = torch.randn(2, 3, 32, 32) if cls is LeNet else torch.randn(2, 3, 64, 64)
+
+    def qext_ops(q):
+        return collections.Counter(n.kind() for n in q.graph.nodes() if n.kind().startswith("qext::"))
+
+    ptq = qext.quantize_static(model, [x])
+    qat = train_steps(qext.qat.prepare(model), 1, tuple(x.shape))
+    converted = qext.qat.convert(qat, example_inputs=x[:1])
+    assert qext_ops(converted) == qext_ops(ptq)
+    assert "qext::fake_quantize" not in qext_ops(converted)
+    for float_op in ("aten::adaptive_avg_pool2d", "aten::max_pool2d", "aten::conv2d", "aten::linear"):
+        assert float_op not in str(converted.graph)
+    with torch.no_grad():
+        assert torch.equal(converted(x), qat(x))
 
 
 def test_conv_bn_trains_fold_aware_and_freezes_after_n_steps():

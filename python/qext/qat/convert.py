@@ -14,7 +14,7 @@ from ..model_io import _as_tuple, to_script_module
 from ..static import StaticConfig, calibrate
 from ..static import convert as static_convert
 from ..static import prepare_static
-from .fake_quant import ActivationFakeQuantize, FixedFakeQuantize
+from .fake_quant import ActivationFakeQuantize, FixedFakeQuantize, GlobalPoolFakeQuantize
 from .modules import QatConv2d, QatConvBn2d, QatLinear
 from .prepare import FLOAT_LAYERS, PREPARED_MARK
 
@@ -55,8 +55,10 @@ def to_float_with_ranges(model: fx.GraphModule) -> fx.GraphModule:
             f"qext.qat.convert: {len(unobserved)} activation range(s) never saw data (e.g. {unobserved[0]}); "
             "run at least one training step (model.train(), forward) before converting"
         )
-    for name, m in _modules(out, (QatConv2d, QatLinear, ActivationFakeQuantize)):
-        if isinstance(m, ActivationFakeQuantize):
+    for name, m in _modules(out, (QatConv2d, QatLinear, ActivationFakeQuantize, GlobalPoolFakeQuantize)):
+        if isinstance(m, GlobalPoolFakeQuantize):  # the pool convert makes int8, on the input's grid
+            new = nn.Sequential(nn.AdaptiveAvgPool2d(1), FixedFakeQuantize(*m.qparams()))
+        elif isinstance(m, ActivationFakeQuantize):
             scale, zero_point = m.qparams()
             new = FixedFakeQuantize(scale, zero_point)
         else:

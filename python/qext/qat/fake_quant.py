@@ -107,6 +107,36 @@ def fake_quantize_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
     return fake_quantize(weight, scale, zero_point, 0, -qmax, qmax)
 
 
+class GlobalPoolFakeQuantize(nn.Module):
+    """Global average pooling as int8 runs it: the mean of the input's uint8
+    codes rounded once (half to even) onto the input's own grid (the range
+    of ``source``, the fake-quant before it), so the pooled tensor needs no
+    range of its own and convert keeps the pool int8. Exact: the code sum is
+    recovered as an integer before the one rounding. Gradient: the pool's.
+    """
+
+    def __init__(self, source: ActivationFakeQuantize):
+        super().__init__()
+        object.__setattr__(self, "_source", source)  # not a submodule: the source lives where it was inserted
+
+    @property
+    def observed(self) -> bool:
+        return self._source.observed
+
+    def qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._source.qparams()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = x.mean((-2, -1), keepdim=True)
+        if not self._source.observed:
+            return pooled
+        scale, zero_point = (t.detach() for t in self.qparams())
+        n = x.shape[-2] * x.shape[-1]
+        code_sum = torch.round(pooled.detach() * n / scale) + n * zero_point  # exact integers
+        exact = (torch.round(code_sum / n) - zero_point) * scale
+        return pooled + (exact - pooled).detach()
+
+
 class FixedFakeQuantize(nn.Module):
     """A learned activation range, frozen for convert: static quantization
     quantizes this tensor with exactly these qparams instead of calibrating."""

@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from .. import _C
 from .config import QatConfig
-from .fake_quant import ActivationFakeQuantize
+from .fake_quant import ActivationFakeQuantize, GlobalPoolFakeQuantize
 from .modules import QatConv2d, QatConvBn2d, QatLinear
 
 PREPARED_MARK = "_qext_qat_config"
@@ -25,10 +26,19 @@ _RELU_FUNCTIONS = (F.relu, torch.relu)
 _CLAMP_FUNCTIONS = (F.relu6, F.hardtanh, torch.clamp)
 _CLAMP_MODULES = (nn.ReLU6, nn.Hardtanh)
 _ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
-# Ops that only move or select elements: int8 flows through them with their
-# input's range (they match the C++ pass-through list).
-_PASS_THROUGH_FUNCTIONS = (F.max_pool2d, torch.flatten, torch.reshape, torch.permute)
-_PASS_THROUGH_METHODS = ("flatten", "reshape", "view", "contiguous", "permute")
+# The aten op each fx node of a pass-through kind lowers to: whether int8
+# flows through it (with its input's range) is decided by the C++ table that
+# convert uses (qext::static_pass_through_ops), not here.
+_ATEN_OF_FUNCTION = {F.max_pool2d: "aten::max_pool2d", F.avg_pool2d: "aten::avg_pool2d",
+                     F.adaptive_avg_pool2d: "aten::adaptive_avg_pool2d", torch.flatten: "aten::flatten",
+                     torch.reshape: "aten::reshape", torch.permute: "aten::permute"}
+_ATEN_OF_MODULE = ((nn.MaxPool2d, "aten::max_pool2d"), (nn.AvgPool2d, "aten::avg_pool2d"),
+                   (nn.AdaptiveAvgPool2d, "aten::adaptive_avg_pool2d"), (nn.Flatten, "aten::flatten"))
+# Averaging rounds onto the input's grid: global average pools are simulated
+# exactly (GlobalPoolFakeQuantize); other averages get a range of their own
+# here, and convert then keeps them float (between two fake-quants).
+_AVERAGING = frozenset({"aten::avg_pool2d", "aten::adaptive_avg_pool2d"})
+_PASS_THROUGH = frozenset(_C.static_pass_through_ops()) - _AVERAGING
 # (A ReLU that no layer fuses is a pass-through too: handled by _is_relu.)
 
 
@@ -54,12 +64,17 @@ def _is_fused_activation(gm: fx.GraphModule, node: fx.Node, layer: fx.Node) -> b
     )
 
 
+def _aten_name(gm: fx.GraphModule, node: fx.Node) -> str | None:
+    if node.op == "call_function":
+        return _ATEN_OF_FUNCTION.get(node.target)
+    if node.op == "call_method":
+        return f"aten::{node.target}"
+    module = _module(gm, node)
+    return next((name for cls, name in _ATEN_OF_MODULE if isinstance(module, cls)), None)
+
+
 def _is_pass_through(gm: fx.GraphModule, node: fx.Node) -> bool:
-    return _is_relu(gm, node) or (
-        (node.op == "call_module" and isinstance(_module(gm, node), (nn.MaxPool2d, nn.Flatten)))
-        or (node.op == "call_function" and node.target in _PASS_THROUGH_FUNCTIONS)
-        or (node.op == "call_method" and node.target in _PASS_THROUGH_METHODS)
-    )
+    return _is_relu(gm, node) or _aten_name(gm, node) in _PASS_THROUGH
 
 
 def _is_add(node: fx.Node) -> bool:
@@ -155,7 +170,35 @@ class _Inserter:
 
 
 def _is_fake_quant(gm: fx.GraphModule, node: fx.Node) -> bool:
-    return isinstance(_module(gm, node), ActivationFakeQuantize)
+    return isinstance(_module(gm, node), (ActivationFakeQuantize, GlobalPoolFakeQuantize))
+
+
+def _is_global_average_pool(gm: fx.GraphModule, node: fx.Node) -> bool:
+    """adaptive_avg_pool2d to 1 x 1 (function or module) over a 4-D input."""
+    if _aten_name(gm, node) != "aten::adaptive_avg_pool2d" or node.op == "call_method":
+        return False
+    size = _module(gm, node).output_size if node.op == "call_module" else (
+        node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size"))
+    return size in (1, (1, 1), [1, 1])
+
+
+def _simulate_global_pools(gm: fx.GraphModule) -> None:
+    """Global average pools reading a fake-quantized tensor (through
+    pass-through ops) become GlobalPoolFakeQuantize, as convert runs them int8."""
+    for node in list(gm.graph.nodes):
+        if not _is_global_average_pool(gm, node) or not isinstance(node.args[0], fx.Node):
+            continue
+        source = node.args[0]
+        while _is_pass_through(gm, source) and isinstance(source.args[0], fx.Node):
+            source = source.args[0]
+        if not isinstance(_module(gm, source), ActivationFakeQuantize):
+            continue
+        name = f"_qext_pool_{node.name}"
+        gm.add_submodule(name, GlobalPoolFakeQuantize(_module(gm, source)))
+        with gm.graph.inserting_after(node):
+            pooled = gm.graph.call_module(name, (node.args[0],))
+        node.replace_all_uses_with(pooled)
+        gm.graph.erase_node(node)
 
 
 def prepare(model: nn.Module, config: QatConfig | None = None) -> fx.GraphModule:
@@ -193,6 +236,7 @@ def prepare(model: nn.Module, config: QatConfig | None = None) -> fx.GraphModule
         out = users[0] if fusable else node
         if not any(_is_fake_quant(gm, u) for u in out.users):
             inserter.fake_quant_after(out)
+    _simulate_global_pools(gm)
     # ... then inputs that no fake-quant covers yet (through pass-through ops);
     # layers reading the same tensor share one.
     input_quant: dict[fx.Node, fx.Node] = {}
