@@ -86,7 +86,8 @@ torch::jit::Module prepare_static(const torch::jit::Module& model, const StaticC
   return out;
 }
 
-void calibrate(torch::jit::Module& prepared, const std::vector<std::vector<c10::IValue>>& inputs) {
+void calibrate(torch::jit::Module& prepared, const std::vector<std::vector<c10::IValue>>& inputs,
+               int64_t first_batch) {
   TORCH_CHECK(prepared.hasattr(kExcludeAttr),
               "qext::calibrate: the module was not prepared by qext::prepare_static");
   TORCH_CHECK(!inputs.empty(), "qext::calibrate: the calibration data is empty; pass at least one input batch");
@@ -95,7 +96,8 @@ void calibrate(torch::jit::Module& prepared, const std::vector<std::vector<c10::
     try {
       prepared.forward(inputs[i]);
     } catch (const std::exception& e) {
-      TORCH_CHECK(false, "qext::calibrate: calibration batch ", i, " failed: ", error_summary(e));
+      TORCH_CHECK(false, "qext::calibrate: calibration batch ", first_batch + static_cast<int64_t>(i), " failed: ",
+                  error_summary(e));
     }
   }
 }

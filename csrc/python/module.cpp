@@ -77,13 +77,13 @@ PYBIND11_MODULE(_C, m) {
       py::arg("prepared"), py::arg("quantized"), py::arg("batches"));
   m.def(
       "calibrate",
-      [](torch::jit::Module& prepared, const std::vector<std::vector<at::Tensor>>& batches) {
+      [](torch::jit::Module& prepared, const std::vector<std::vector<at::Tensor>>& batches, int64_t first_batch) {
         std::vector<std::vector<c10::IValue>> inputs;
         for (const auto& batch : batches) inputs.emplace_back(batch.begin(), batch.end());
         py::gil_scoped_release release;
-        qext::calibrate(prepared, inputs);
+        qext::calibrate(prepared, inputs, first_batch);
       },
-      py::arg("prepared"), py::arg("batches"));
+      py::arg("prepared"), py::arg("batches"), py::arg("first_batch") = 0);
   m.def("convert", &qext::convert, py::arg("prepared"), py::call_guard<py::gil_scoped_release>());
   // The report crosses as the C++ structs (no JSON in between: names keep
   // every character, an infinite SQNR stays inf).

@@ -124,7 +124,10 @@ struct StaticConfig {
 // conv2d / linear / add (+ ReLU) run as qext int8 ops, int8 tensors flow
 // between them, everything else stays float with quantize/dequantize around it.
 torch::jit::Module prepare_static(const torch::jit::Module& model, const StaticConfig& config = {});
-void calibrate(torch::jit::Module& prepared, const std::vector<std::vector<c10::IValue>>& inputs);
+// Errors name the failing batch by its position, counted from `first_batch`
+// (for callers that feed a stream of batches one call at a time).
+void calibrate(torch::jit::Module& prepared, const std::vector<std::vector<c10::IValue>>& inputs,
+               int64_t first_batch = 0);
 torch::jit::Module convert(const torch::jit::Module& prepared);
 // The ops static quantization runs on uint8 with their input's scale and zero
 // point (max/avg pooling, flatten, view, ...), by schema name: the one list

@@ -108,10 +108,9 @@ def _calibrate(prepared: torch.jit.ScriptModule, data: Iterable[Any], keep: list
         if keep is not None and len(keep) < _SQNR_BATCHES and sum(_samples(b) for b in keep) < _SQNR_SAMPLES:
             keep.append(batch)
         try:
-            _C.calibrate(prepared._c, [batch])
+            _C.calibrate(prepared._c, [batch], count - 1)
         except RuntimeError as e:
-            message = str(e).strip().splitlines()[0].replace("batch 0", f"batch {count - 1}")
-            raise ValueError(message) from None
+            raise ValueError(str(e).strip().splitlines()[0]) from None
         if show:
             print(f"\rqext: calibrating, batch {count}", end="", file=sys.stderr, flush=True)
     if show and count:

@@ -59,6 +59,7 @@ def _class_op_calls():
     calls = [
         ("linear_dynamic", (x16, linear, torch.randn(10), True, True)),
         ("linear_lowbit", (x16, lowbit, torch.randn(10), True, False)),
+        ("embedding_lowbit", (torch.randint(0, 10, (2, 7)), lowbit)),
         ("linear_int8", (torch.randint(0, 256, (4, 16), dtype=torch.uint8), 0.1, 3, linear, None, 0.2, 4, False, None, None)),
         ("embedding_int8", (torch.randint(0, 30, (2, 7)), table)),
         ("lstm_dynamic", (x16, [torch.zeros(4, 3, 8), torch.zeros(4, 3, 8)], rnn_l, True, True)),
