@@ -48,11 +48,33 @@ void describe_weighted(const torch::jit::Module& root, StaticLayer& l, int64_t w
     return;
   }
   if (l.kind != "conv2d" && l.kind != "conv1d") return;
-  const auto s = int_list(root, stride), p = int_list(root, padding), d = int_list(root, dilation);
+  const auto s = int_list(root, stride), d = int_list(root, dilation);
+  auto p = int_list(root, padding);
   const auto g = constant_or_attr(root, groups);
-  if (!s || !p || !d || !g || !g->isInt()) {
-    l.unsupported = "stride/padding/dilation/groups are not constant integers (e.g. padding='same')";
+  if (!s || !d || !g || !g->isInt()) {
+    l.unsupported = "stride/dilation/groups are not constant integers";
     return;
+  }
+  if (!p) {  // padding='valid' or 'same' (F.conv2d's string overload)
+    const auto mode = constant_or_attr(root, padding);
+    if (!mode || !mode->isString()) {
+      l.unsupported = "padding is neither constant integers nor 'valid' / 'same'";
+      return;
+    }
+    const at::Tensor wt = w.toTensor();
+    std::vector<int64_t> pads;
+    for (int64_t i = 0; i < wt.dim() - 2; ++i) {
+      const int64_t dil = (*d)[d->size() == 1 ? 0 : i], total = dil * (wt.size(2 + i) - 1);
+      if (mode->toStringRef() == "valid") {
+        pads.push_back(0);
+      } else if (mode->toStringRef() == "same" && total % 2 == 0) {
+        pads.push_back(total / 2);  // PyTorch allows 'same' with stride 1 only
+      } else {
+        l.unsupported = "padding='" + mode->toStringRef() + "' needs uneven padding (an even kernel size)";
+        return;
+      }
+    }
+    p = pads;
   }
   l.conv = {*s, *p, *d, g->toInt()};
   if (l.kind == "conv1d") {  // runs as a conv2d over a [N, C, 1, L] view

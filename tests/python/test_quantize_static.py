@@ -590,3 +590,34 @@ def test_mul_op_broadcasts_and_follows_the_scalar_rules():
     want = torch.ops.qext.quantize_per_tensor(
         torch.ops.qext.dequantize_per_tensor(a, 0.02, 7) * torch.ops.qext.dequantize_per_tensor(b, 0.01, 128), 0.005, 100)
     assert torch.equal(got, want) and got.is_contiguous(memory_format=torch.channels_last)
+
+
+class SamePadding(nn.Module):
+    """Convs with padding='same' / 'valid' (F.conv2d's string overload)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3, padding="same", dilation=2)
+        self.b = nn.Conv2d(8, 8, 5, padding="same")
+        self.c = nn.Conv2d(8, 8, 3, padding="valid")
+        self.d = nn.Conv1d(8, 4, 5, padding="same")
+        self.even = nn.Conv2d(8, 8, 4, padding="same")  # needs uneven padding
+
+    def forward(self, x):
+        y = self.c(F.relu(self.b(F.relu(self.a(x)))))
+        return self.d(y.mean(2)).sum(), self.even(y)
+
+
+def test_same_and_valid_padding_run_int8():
+    torch.manual_seed(0)
+    model = SamePadding().eval()
+    data = [torch.randn(2, 3, 16, 16) for _ in range(3)]
+    q = qext.quantize_static(model, data)
+    rows = {layer.name: layer for layer in qext.report(q).layers}
+    for name in ("a", "b", "c", "d"):
+        assert rows[name].status == "int8", (name, rows[name].reason)
+    assert rows["even"].status == "float" and "uneven padding" in rows["even"].reason
+    with torch.no_grad():
+        for got, want in zip(q(data[0]), model(data[0])):
+            assert got.shape == want.shape
+            assert sqnr_db(want, got) > 25
