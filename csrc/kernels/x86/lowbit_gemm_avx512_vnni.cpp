@@ -1,5 +1,5 @@
-// AVX-512 VNNI path of lowbit_gemm: 16 columns in zmm lanes, up to 8 rows per
-// pass sharing each unpacked step. A step (16 columns x 4 k) unpacks with one
+// AVX-512 VNNI path of lowbit_gemm: two blocks of 16 columns in zmm lanes and
+// up to 8 rows per pass, sharing each unpacked step and each broadcast. A step (16 columns x 4 k) unpacks with one
 // broadcast of its 8 * BITS bytes, one vpsrlvd and one mask into 64 codes
 // (0..15); vpdpbusd multiplies them with the rows' uint8 activations exactly,
 // and the codes' offset from the levels is corrected once per group.
@@ -48,94 +48,112 @@ inline __m512i broadcast_a4_vnni(const uint8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
-// sum over steps [s0, s1) of a * code for MR rows and the block's 16 columns,
-// stored to out[MR][16]. With fewer than 4 rows each row sums into 4 / MR
-// accumulators in turn, so vpdpbusd's latency does not bound the loop.
-template <int BITS, int MR>
-void accumulate_group_vnni(const uint8_t* const* a, const uint8_t* codes, int64_t s0, int64_t s1, __m512i shifts,
-                           int32_t* out) {
-  constexpr int kChains = MR >= 4 ? 1 : 4 / MR;
+// sum over steps [s0, s1) of a * code for MR rows and NB blocks of 16
+// columns (codes[j]: block j), stored to out[NB][MR][16]. Each unpacked step
+// feeds MR rows, each broadcast NB blocks. With fewer than 4 accumulators the
+// rows sum into several in turn, so vpdpbusd's latency does not bound the loop.
+template <int BITS, int MR, int NB>
+void accumulate_group_vnni(const uint8_t* const* a, const uint8_t* const* codes, int64_t s0, int64_t s1,
+                           __m512i shifts, int32_t* out) {
+  constexpr int kChains = MR * NB >= 4 ? 1 : 4 / (MR * NB);
   constexpr int64_t nbytes = 8 * BITS;
-  __m512i acc[MR][kChains];
+  __m512i acc[NB][MR][kChains];
+#pragma GCC unroll 2
+  for (int j = 0; j < NB; ++j)
 #pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r)
+    for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
-    for (int u = 0; u < kChains; ++u) acc[r][u] = _mm512_setzero_si512();
+      for (int u = 0; u < kChains; ++u) acc[j][r][u] = _mm512_setzero_si512();
+  auto step = [&](int64_t s, int u) __attribute__((always_inline)) {
+    __m512i lv[NB];
+#pragma GCC unroll 2
+    for (int j = 0; j < NB; ++j) lv[j] = unpack_step_vnni<BITS>(codes[j] + s * nbytes, shifts);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const __m512i av = broadcast_a4_vnni(a[r] + 4 * s);
+#pragma GCC unroll 2
+      for (int j = 0; j < NB; ++j) acc[j][r][u] = _mm512_dpbusd_epi32(acc[j][r][u], av, lv[j]);
+    }
+  };
   int64_t s = s0;
   for (; s + kChains <= s1; s += kChains) {
 #pragma GCC unroll 4
-    for (int u = 0; u < kChains; ++u) {
-      const __m512i lv = unpack_step_vnni<BITS>(codes + (s + u) * nbytes, shifts);
-#pragma GCC unroll 8
-      for (int r = 0; r < MR; ++r) acc[r][u] = _mm512_dpbusd_epi32(acc[r][u], broadcast_a4_vnni(a[r] + 4 * (s + u)), lv);
-    }
+    for (int u = 0; u < kChains; ++u) step(s + u, u);
   }
-  for (; s < s1; ++s) {
-    const __m512i lv = unpack_step_vnni<BITS>(codes + s * nbytes, shifts);
+  for (; s < s1; ++s) step(s, 0);
+#pragma GCC unroll 2
+  for (int j = 0; j < NB; ++j)
 #pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], broadcast_a4_vnni(a[r] + 4 * s), lv);
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r) {
+    for (int r = 0; r < MR; ++r) {
 #pragma GCC unroll 4
-    for (int u = 1; u < kChains; ++u) acc[r][0] = _mm512_add_epi32(acc[r][0], acc[r][u]);
-    _mm512_store_si512(out + r * kLowBitBlockCols, acc[r][0]);
-  }
+      for (int u = 1; u < kChains; ++u) acc[j][r][0] = _mm512_add_epi32(acc[j][r][0], acc[j][r][u]);
+      _mm512_store_si512(out + (j * MR + r) * kLowBitBlockCols, acc[j][r][0]);
+    }
 }
 
-template <int BITS, int MR>
+// Rows [m0, m0 + MR) of blocks [b, b + NB).
+template <int BITS, int MR, int NB>
 void lowbit_tile_vnni(const LowBitGemmArgs& args, const LowBitWeights& w, const int32_t* row_sums, int64_t m0,
                       int64_t b) {
   const __m512i shifts = lowbit_shifts_vnni<BITS>();
   const int64_t steps_per_group = w.group_size() / 4, k_steps = w.k_padded() / 4;
-  const uint8_t* codes = w.block(b);
-  const float* scales = w.block_scales(b);
-  const int32_t* sums = w.block_code_sums(b);
+  const uint8_t* codes[NB];
+  for (int j = 0; j < NB; ++j) codes[j] = w.block(b + j);
   const uint8_t* a[MR];
-  __m512 sum[MR];
+  __m512 sum[NB][MR];
   for (int r = 0; r < MR; ++r) {
     a[r] = args.a + (m0 + r) * args.lda;
-    sum[r] = _mm512_setzero_ps();
+    for (int j = 0; j < NB; ++j) sum[j][r] = _mm512_setzero_ps();
   }
-  alignas(64) int32_t group_acc[MR * kLowBitBlockCols];
+  alignas(64) int32_t group_acc[NB * MR * kLowBitBlockCols];
   for (int64_t g = 0; g < w.groups(); ++g) {
     const int64_t s0 = g * steps_per_group, s1 = std::min(k_steps, (g + 1) * steps_per_group);
-    accumulate_group_vnni<BITS, MR>(a, codes, s0, s1, shifts, group_acc);
-    const __m512i gs = _mm512_loadu_si512(sums + g * kLowBitBlockCols);
-    const __m512 sc = _mm512_loadu_ps(scales + g * kLowBitBlockCols);
-    for (int r = 0; r < MR; ++r) {
-      // sum (a - za) * (mult * code - off) = mult * (sum a * code - za * code_sum) - off * (row_sum - za * len)
-      const int32_t za = args.a_zero_point[m0 + r];
-      __m512i exact = _mm512_sub_epi32(_mm512_load_si512(group_acc + r * kLowBitBlockCols),
-                                       _mm512_mullo_epi32(_mm512_set1_epi32(za), gs));
-      if constexpr (BITS == 1) exact = _mm512_add_epi32(exact, exact);
-      exact = _mm512_sub_epi32(exact, _mm512_set1_epi32(lowbit_code_offset(BITS) *
-                                                        (row_sums[(m0 + r) * w.groups() + g] - za * static_cast<int32_t>(w.group_len(g)))));
-      sum[r] = _mm512_add_ps(sum[r], _mm512_mul_ps(_mm512_cvtepi32_ps(exact), sc));
+    accumulate_group_vnni<BITS, MR, NB>(a, codes, s0, s1, shifts, group_acc);
+    for (int j = 0; j < NB; ++j) {
+      const __m512i gs = _mm512_loadu_si512(w.block_code_sums(b + j) + g * kLowBitBlockCols);
+      const __m512 sc = _mm512_loadu_ps(w.block_scales(b + j) + g * kLowBitBlockCols);
+      for (int r = 0; r < MR; ++r) {
+        // sum (a - za) * (mult * code - off) = mult * (sum a * code - za * code_sum) - off * (row_sum - za * len)
+        const int32_t za = args.a_zero_point[m0 + r];
+        __m512i exact = _mm512_sub_epi32(_mm512_load_si512(group_acc + (j * MR + r) * kLowBitBlockCols),
+                                         _mm512_mullo_epi32(_mm512_set1_epi32(za), gs));
+        if constexpr (BITS == 1) exact = _mm512_add_epi32(exact, exact);
+        exact = _mm512_sub_epi32(exact, _mm512_set1_epi32(lowbit_code_offset(BITS) *
+                                                          (row_sums[(m0 + r) * w.groups() + g] - za * static_cast<int32_t>(w.group_len(g)))));
+        sum[j][r] = _mm512_add_ps(sum[j][r], _mm512_mul_ps(_mm512_cvtepi32_ps(exact), sc));
+      }
     }
   }
-  const int64_t n0 = b * kLowBitBlockCols, lanes = std::min<int64_t>(kLowBitBlockCols, w.n() - n0);
-  const __mmask16 mask = static_cast<__mmask16>((1u << lanes) - 1);
-  const __m512 bias = args.bias ? _mm512_maskz_loadu_ps(mask, args.bias + n0) : _mm512_setzero_ps();
-  for (int r = 0; r < MR; ++r) {
-    __m512 y = _mm512_mul_ps(sum[r], _mm512_set1_ps(args.row_scale[m0 + r]));
-    if (args.bias) y = _mm512_add_ps(y, bias);
-    y = _mm512_min_ps(_mm512_max_ps(y, _mm512_set1_ps(args.clamp_min)), _mm512_set1_ps(args.clamp_max));
-    _mm512_mask_storeu_ps(args.c + (m0 + r) * args.ldc + n0, mask, y);
+  for (int j = 0; j < NB; ++j) {
+    const int64_t n0 = (b + j) * kLowBitBlockCols, lanes = std::min<int64_t>(kLowBitBlockCols, w.n() - n0);
+    const __mmask16 mask = static_cast<__mmask16>((1u << lanes) - 1);
+    const __m512 bias = args.bias ? _mm512_maskz_loadu_ps(mask, args.bias + n0) : _mm512_setzero_ps();
+    for (int r = 0; r < MR; ++r) {
+      __m512 y = _mm512_mul_ps(sum[j][r], _mm512_set1_ps(args.row_scale[m0 + r]));
+      if (args.bias) y = _mm512_add_ps(y, bias);
+      y = _mm512_min_ps(_mm512_max_ps(y, _mm512_set1_ps(args.clamp_min)), _mm512_set1_ps(args.clamp_max));
+      _mm512_mask_storeu_ps(args.c + (m0 + r) * args.ldc + n0, mask, y);
+    }
   }
+}
+
+template <int BITS, int NB>
+void lowbit_blocks_vnni(const LowBitGemmArgs& args, const LowBitWeights& w, const int32_t* sums, int64_t m_begin,
+                        int64_t m_end, int64_t b) {
+  int64_t m = m_begin;
+  for (; m + kRowsVnni <= m_end; m += kRowsVnni) lowbit_tile_vnni<BITS, kRowsVnni, NB>(args, w, sums, m, b);
+  for (; m + 4 <= m_end; m += 4) lowbit_tile_vnni<BITS, 4, NB>(args, w, sums, m, b);
+  for (; m + 2 <= m_end; m += 2) lowbit_tile_vnni<BITS, 2, NB>(args, w, sums, m, b);
+  for (; m < m_end; ++m) lowbit_tile_vnni<BITS, 1, NB>(args, w, sums, m, b);
 }
 
 template <int BITS>
 void lowbit_rows_vnni(const LowBitGemmArgs& args, const LowBitWeights& w, const int32_t* row_sums, int64_t m_begin,
                       int64_t m_end, int64_t block_begin, int64_t block_end) {
   const int32_t* sums = row_sums - m_begin * w.groups();  // indexed by absolute row
-  for (int64_t b = block_begin; b < block_end; ++b) {
-    int64_t m = m_begin;
-    for (; m + kRowsVnni <= m_end; m += kRowsVnni) lowbit_tile_vnni<BITS, kRowsVnni>(args, w, sums, m, b);
-    for (; m + 4 <= m_end; m += 4) lowbit_tile_vnni<BITS, 4>(args, w, sums, m, b);
-    for (; m + 2 <= m_end; m += 2) lowbit_tile_vnni<BITS, 2>(args, w, sums, m, b);
-    for (; m < m_end; ++m) lowbit_tile_vnni<BITS, 1>(args, w, sums, m, b);
-  }
+  int64_t b = block_begin;
+  for (; b + 2 <= block_end; b += 2) lowbit_blocks_vnni<BITS, 2>(args, w, sums, m_begin, m_end, b);
+  for (; b < block_end; ++b) lowbit_blocks_vnni<BITS, 1>(args, w, sums, m_begin, m_end, b);
 }
 
 }  // namespace
