@@ -40,7 +40,9 @@ at::Tensor linear_lowbit(const at::Tensor& input, const c10::intrusive_ptr<LowBi
   args.ldc = n;
   // Column blocks split across threads: every thread reads only its share of
   // the weights, which is what bounds the small-M (decode) case.
-  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, m * k / 64));
+  // ~8k steps of 4 k per chunk: a decode row (M = 1) over K = 2048 still
+  // splits 128 blocks into 8 chunks, so every thread streams its share.
+  const int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, m * (k / 4)));
   at::parallel_for(0, w.num_blocks(), grain, [&](int64_t b0, int64_t b1) {
     kernels::lowbit_gemm(args, w, 0, m, b0, b1, isa);
   });
