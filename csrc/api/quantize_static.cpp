@@ -156,6 +156,24 @@ torch::jit::Module quantize_static(const torch::jit::Module& model,
   return out;
 }
 
+const char* observer_name(Observer observer) {
+  switch (observer) {
+    case Observer::MinMax: return "min_max";
+    case Observer::MovingAverage: return "moving_average";
+    case Observer::Histogram: return "histogram";
+  }
+  return "min_max";
+}
+
+const char* histogram_method_name(HistogramMethod method) {
+  switch (method) {
+    case HistogramMethod::Percentile: return "percentile";
+    case HistogramMethod::Entropy: return "entropy";
+    case HistogramMethod::Mse: return "mse";
+  }
+  return "percentile";
+}
+
 std::vector<std::string> static_pass_through_ops() { return passes::pass_through_ops(); }
 
 }  // namespace qext

@@ -112,7 +112,8 @@ void insert_observers(torch::jit::Module& root, torch::jit::Graph& graph, const 
       return;
     }
     std::string shared = source ? source->input(1)->node()->s(torch::jit::attr::name) : "";
-    auto observer = c10::make_intrusive<ops::ObserverClass>(cfg.observer, cfg.histogram_method,
+    auto observer = c10::make_intrusive<ops::ObserverClass>(observer_name(cfg.observer),
+                                                            histogram_method_name(cfg.histogram_method),
                                                             cfg.percentile, 0.01, 2048, std::nullopt,
                                                             0, 255, false);
     std::string attr = shared;

@@ -53,6 +53,14 @@ PYBIND11_MODULE(_C, m) {
 
   m.def("quantize_dynamic", &qext::quantize_dynamic, py::arg("module"), py::arg("config"),
         py::call_guard<py::gil_scoped_release>());
+  py::enum_<qext::Observer>(m, "Observer")
+      .value("min_max", qext::Observer::MinMax)
+      .value("moving_average", qext::Observer::MovingAverage)
+      .value("histogram", qext::Observer::Histogram);
+  py::enum_<qext::HistogramMethod>(m, "HistogramMethod")
+      .value("percentile", qext::HistogramMethod::Percentile)
+      .value("entropy", qext::HistogramMethod::Entropy)
+      .value("mse", qext::HistogramMethod::Mse);
   py::class_<qext::StaticConfig>(m, "StaticConfig")
       .def(py::init<>())
       .def_readwrite("exclude", &qext::StaticConfig::exclude)

@@ -101,10 +101,21 @@ torch::jit::Module quantize_dynamic(const torch::jit::Module& model, const Dynam
 // Options of static (post-training) quantization. Activations: asymmetric
 // uint8 per tensor, ranges from calibration; weights: symmetric int8 per
 // output channel.
+// How calibration picks an activation's range: the running min/max, their
+// moving average over batches, or a 2048-bin histogram of |x| read by
+// `HistogramMethod` (the 99.99th percentile, TensorRT-style KL divergence, or
+// the least squared quantization error).
+enum class Observer { MinMax, MovingAverage, Histogram };
+enum class HistogramMethod { Percentile, Entropy, Mse };
+// Their names in files, the CLI and Python: "min_max", "moving_average",
+// "histogram"; "percentile", "entropy", "mse".
+const char* observer_name(Observer observer);
+const char* histogram_method_name(HistogramMethod method);
+
 struct StaticConfig {
   std::vector<std::string> exclude;      // layer names kept float (wildcards)
-  std::string observer = "min_max";      // min_max | moving_average | histogram
-  std::string histogram_method = "percentile";  // percentile | entropy | mse
+  Observer observer = Observer::MinMax;
+  HistogramMethod histogram_method = HistogramMethod::Percentile;  // with Observer::Histogram
   double percentile = 99.99;
   bool fold_batch_norm = true;           // conv/linear + eval BatchNorm folded at prepare
   // Weight precision, 2..8 bits: symmetric per-channel values in

@@ -51,8 +51,11 @@ class StaticConfig:
             raise TypeError(f"StaticConfig.exclude must be a list of strings; got {self.exclude!r}")
         cfg = _C.StaticConfig()
         cfg.exclude = list(self.exclude)
-        cfg.observer = self.observer
-        cfg.histogram_method = self.histogram_method
+        for name, enum in (("observer", _C.Observer), ("histogram_method", _C.HistogramMethod)):
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in enum.__members__:
+                raise ValueError(f"StaticConfig.{name} must be one of {sorted(enum.__members__)}; got {value!r}")
+            setattr(cfg, name, enum.__members__[value])
         cfg.percentile = float(self.percentile)
         cfg.fold_batch_norm = bool(self.fold_batch_norm)
         if isinstance(self.weight_bits, bool) or not isinstance(self.weight_bits, int) or not 2 <= self.weight_bits <= 8:

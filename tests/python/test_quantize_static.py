@@ -621,3 +621,13 @@ def test_same_and_valid_padding_run_int8():
         for got, want in zip(q(data[0]), model(data[0])):
             assert got.shape == want.shape
             assert sqnr_db(want, got) > 25
+
+
+def test_observer_options_are_checked_names():
+    model = LeNet().eval()
+    with pytest.raises(ValueError, match=r"StaticConfig.observer must be one of \['histogram', 'min_max', 'moving_average'\]"):
+        qext.prepare_static(model, qext.StaticConfig(observer="median"))
+    with pytest.raises(ValueError, match="StaticConfig.histogram_method must be one of"):
+        qext.prepare_static(model, qext.StaticConfig(observer="histogram", histogram_method="kl"))
+    cfg = qext.StaticConfig(observer="histogram", histogram_method="mse")._to_cpp()
+    assert cfg.observer == qext._C.Observer.histogram and cfg.histogram_method == qext._C.HistogramMethod.mse
