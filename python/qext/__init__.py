@@ -26,7 +26,8 @@ from .numerics import choose_qparams, dequantize, fake_quantize, quantize
 from .observers import make_observer
 from .static_ops import add_int8, conv2d_int8, fold_batch_norm, linear_int8, quantize_conv_weight
 from .report import LayerReport, QuantizationReport, report
-from .static import StaticConfig, calibrate, convert, measure_sqnr, prepare_static, quantize_static
+from .static import (StaticConfig, calibrate, convert, measure_sqnr, prepare_static, quantize_static,
+                     quantize_static_accuracy_aware)
 from . import qat
 
 __version__ = _C.version()
@@ -70,6 +71,7 @@ __all__ = [
     "quantize_conv_weight",
     "quantize_dynamic",
     "quantize_static",
+    "quantize_static_accuracy_aware",
     "quantize_linear_weight",
     "quantize_linear_weight_lowbit",
     "report",

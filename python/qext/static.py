@@ -11,6 +11,7 @@ import torch
 
 from . import _C
 from .model_io import to_script_module
+from .report import report
 
 
 @dataclass
@@ -168,3 +169,41 @@ def measure_sqnr(prepared: torch.jit.ScriptModule, quantized: torch.jit.ScriptMo
         _C.measure_sqnr(prepared._c, quantized._c, batches)
     except RuntimeError as e:
         raise ValueError(str(e).strip().splitlines()[0]) from None
+
+
+def quantize_static_accuracy_aware(model: Any, calibration_data: Iterable[Any], metric: Any, max_drop: float,
+                                   config: StaticConfig | None = None, *, example_inputs: Any = None,
+                                   max_float_layers: int | None = None) -> torch.jit.ScriptModule:
+    """:func:`quantize_static` within an accuracy budget.
+
+    ``metric(module) -> float`` scores a model, higher is better (accuracy on a
+    held-out set, or minus an error against the float outputs). While the int8
+    model scores more than ``max_drop`` below the float one, the int8 layer
+    with the lowest SQNR (the most sensitive, by the report) is kept float and
+    the model converted again; calibration runs once. Stops at
+    ``max_float_layers`` (default: no limit) or when no int8 layer is left.
+    The report names the layers kept float (excluded by their own name).
+    """
+    if not callable(metric):
+        raise TypeError("quantize_static_accuracy_aware: metric must be a callable taking a module and returning a float")
+    if not isinstance(max_drop, (int, float)) or isinstance(max_drop, bool) or not max_drop >= 0:
+        raise ValueError(f"quantize_static_accuracy_aware: max_drop must be a number >= 0; got {max_drop!r}")
+    config = StaticConfig() if config is None else config
+    float_model = to_script_module(model, example_inputs, who="qext.quantize_static_accuracy_aware")
+    prepared = prepare_static(float_model, config)
+    kept: list = []
+    _calibrate(prepared, calibration_data, kept)
+    float_score = float(metric(float_model))
+    exclude = list(config.exclude)
+    while True:
+        quantized = convert(prepared)
+        measure_sqnr(prepared, quantized, kept)
+        if float_score - float(metric(quantized)) <= max_drop:
+            return quantized
+        if max_float_layers is not None and len(exclude) - len(config.exclude) >= max_float_layers:
+            return quantized
+        int8 = [l for l in report(quantized).layers if l.status == "int8" and l.sqnr_db is not None]
+        if not int8:
+            return quantized
+        exclude.append(min(int8, key=lambda l: l.sqnr_db).name)
+        prepared._c.setattr("_qext_static_exclude", exclude)  # read by convert

@@ -631,3 +631,43 @@ def test_observer_options_are_checked_names():
         qext.prepare_static(model, qext.StaticConfig(observer="histogram", histogram_method="kl"))
     cfg = qext.StaticConfig(observer="histogram", histogram_method="mse")._to_cpp()
     assert cfg.observer == qext._C.Observer.histogram and cfg.histogram_method == qext._C.HistogramMethod.mse
+
+
+class OutlierMlp(nn.Module):
+    """fc2's input has one feature 300x the others: one activation scale for
+    that tensor crushes the rest, so fc2 is the layer to keep float."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(16, 32), nn.Linear(32, 32), nn.Linear(32, 8)
+
+    def forward(self, x):
+        h = torch.relu(self.fc1(x))
+        h = h * torch.cat([torch.full((1,), 300.0), torch.ones(31)])
+        return self.fc3(torch.relu(self.fc2(h)))
+
+
+def test_accuracy_aware_mode_keeps_the_most_sensitive_layer_float():
+    torch.manual_seed(0)
+    model = OutlierMlp().eval()
+    calib = [torch.randn(16, 16) for _ in range(4)]
+    held_out = torch.randn(64, 16)
+    with torch.no_grad():
+        ref = model(held_out)
+
+    def metric(m):  # higher is better: minus the relative error to the float outputs
+        with torch.no_grad():
+            return -((m(held_out) - ref).norm() / ref.norm()).item()
+
+    plain = qext.quantize_static(model, calib)
+    assert -metric(plain) > 0.02  # the outlier costs the plain int8 model
+    q = qext.quantize_static_accuracy_aware(model, calib, metric, max_drop=0.02)
+    assert -metric(q) <= 0.02
+    rows = {layer.name: layer for layer in qext.report(q).layers}
+    assert rows["fc2"].status == "float" and "excluded" in rows["fc2"].reason
+    assert rows["fc1"].status == "int8"
+    # a budget nothing meets stops at max_float_layers
+    capped = qext.quantize_static_accuracy_aware(model, calib, metric, max_drop=0.0, max_float_layers=1)
+    assert sum("excluded" in layer.reason for layer in qext.report(capped).layers) == 1
+    with pytest.raises(ValueError, match="max_drop"):
+        qext.quantize_static_accuracy_aware(model, calib, metric, max_drop=-1)
