@@ -34,7 +34,7 @@ LowBitWeights::LowBitWeights(const int8_t* levels, const float* scales, int64_t 
                                 std::to_string(group_size));
   }
   k_steps_ = (k + 3) / 4;
-  group_size_ = group_size == 0 || group_size > k_steps_ * 4 ? k_steps_ * 4 : group_size;
+  group_size_ = lowbit_group_size(group_size, k);
   groups_ = (k + group_size_ - 1) / group_size_;
   num_blocks_ = (n + kLowBitBlockCols - 1) / kLowBitBlockCols;
   const size_t code_bytes = static_cast<size_t>(num_blocks_ * k_steps_ * step_bytes() + 63) / 64 * 64;

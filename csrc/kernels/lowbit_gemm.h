@@ -27,6 +27,12 @@ inline int lowbit_min_level(int bits) { return bits == 1 ? -1 : -(1 << (bits - 1
 inline int lowbit_max_level(int bits) { return bits == 1 ? 1 : (1 << (bits - 1)) - 1; }
 // True for the bit widths this kernel packs (1, 2, 4).
 inline bool lowbit_supported(int64_t bits) { return bits == 1 || bits == 2 || bits == 4; }
+// The group size in effect for K inputs: `group_size` (a multiple of 4), or
+// all of K rounded up to whole steps of 4 when it is 0 or larger than that.
+inline int64_t lowbit_group_size(int64_t group_size, int64_t k) {
+  const int64_t k_padded = (k + 3) / 4 * 4;
+  return group_size == 0 || group_size > k_padded ? k_padded : group_size;
+}
 // A level's unsigned code and back: level + 8 (4-bit), level + 2 (2-bit),
 // (level + 1) / 2 (1-bit).
 inline int lowbit_code(int level, int bits) { return bits == 1 ? (level + 1) / 2 : level - lowbit_min_level(bits); }

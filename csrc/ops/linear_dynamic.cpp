@@ -18,17 +18,25 @@ constexpr const char* kOp = "qext::linear_dynamic";
 
 }  // namespace
 
-at::Tensor check_linear_args(const char* op, const at::Tensor& input, int64_t k, int64_t n,
-                             const std::optional<at::Tensor>& bias) {
+LinearCall prepare_linear_call(const char* op, const at::Tensor& input, int64_t k, int64_t n,
+                               const std::optional<at::Tensor>& bias) {
   TORCH_CHECK(input.scalar_type() == at::kFloat, op, ": expected a float32 input; got ", input.scalar_type());
   TORCH_CHECK(input.device().is_cpu(), op, ": expected a CPU input; got ", input.device());
   TORCH_CHECK(input.dim() >= 1 && input.size(-1) == k, op, ": expected input [..., ", k,
               "] for a weight of shape [", n, ", ", k, "]; got input of shape ", input.sizes());
-  if (!bias || !bias->defined()) return {};
-  TORCH_CHECK(bias->scalar_type() == at::kFloat && bias->dim() == 1 && bias->size(0) == n, op,
-              ": expected a float32 bias of shape [", n, "]; got ", bias->scalar_type(), " of shape ",
-              bias->sizes());
-  return bias->contiguous();
+  LinearCall call;
+  if (bias && bias->defined()) {
+    TORCH_CHECK(bias->scalar_type() == at::kFloat && bias->dim() == 1 && bias->size(0) == n, op,
+                ": expected a float32 bias of shape [", n, "]; got ", bias->scalar_type(), " of shape ",
+                bias->sizes());
+    call.bias = bias->contiguous();
+  }
+  std::vector<int64_t> out_shape = input.sizes().vec();
+  out_shape.back() = n;
+  call.m = input.numel() / k;
+  call.out = at::empty(out_shape, input.options());
+  if (call.m > 0) call.x = input.contiguous();
+  return call;
 }
 
 at::Tensor linear_dynamic(const at::Tensor& input,
@@ -36,16 +44,12 @@ at::Tensor linear_dynamic(const at::Tensor& input,
                           const std::optional<at::Tensor>& bias, bool per_row, bool relu) {
   TORCH_CHECK(weight, kOp, ": weight is None");
   const int64_t k = weight->in_features(), n = weight->out_features();
-  const at::Tensor b = check_linear_args(kOp, input, k, n, bias);
-
-  std::vector<int64_t> out_shape = input.sizes().vec();
-  out_shape.back() = n;
-  const int64_t m = input.numel() / k;
-  at::Tensor out = at::empty(out_shape, input.options());
-  if (m == 0) return out;
-
-  const at::Tensor x = input.contiguous();
-  const float* xp = x.data_ptr<float>();
+  const LinearCall call = prepare_linear_call(kOp, input, k, n, bias);
+  const int64_t m = call.m;
+  if (m == 0) return call.out;
+  const at::Tensor& b = call.bias;
+  const at::Tensor& out = call.out;
+  const float* xp = call.x.data_ptr<float>();
   const kernels::Isa isa = kernels::active_isa();
 
   const QuantizedRows rows = quantize_rows(xp, m, k, per_row, isa, k);

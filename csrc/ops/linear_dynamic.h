@@ -12,10 +12,15 @@ namespace qext::ops {
 // tensor (or per row when per_row), W is the packed int8 weight [N, K]; y is
 // float32 [..., N]. Rows of x holding NaN or Inf give NaN rows in y; the other
 // rows are unaffected.
-// The checks every dynamic Linear op makes on its input [..., k] and optional
-// bias [n]; returns the bias made contiguous (undefined when absent).
-at::Tensor check_linear_args(const char* op, const at::Tensor& input, int64_t k, int64_t n,
-                             const std::optional<at::Tensor>& bias);
+// What every dynamic Linear op starts from: its input [..., k] and optional
+// bias [n] checked, the bias contiguous (undefined when absent), the float32
+// output [..., n] allocated, m rows, and (when m > 0) the input contiguous.
+struct LinearCall {
+  at::Tensor x, bias, out;
+  int64_t m = 0;
+};
+LinearCall prepare_linear_call(const char* op, const at::Tensor& input, int64_t k, int64_t n,
+                               const std::optional<at::Tensor>& bias);
 
 at::Tensor linear_dynamic(const at::Tensor& input,
                           const c10::intrusive_ptr<PackedLinearWeight>& weight,

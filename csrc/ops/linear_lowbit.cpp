@@ -17,17 +17,13 @@ at::Tensor linear_lowbit(const at::Tensor& input, const c10::intrusive_ptr<LowBi
   TORCH_CHECK(weight, kOp, ": weight is None");
   const kernels::LowBitWeights& w = weight->packed();
   const int64_t k = w.k(), n = w.n();
-  const at::Tensor b = check_linear_args(kOp, input, k, n, bias);
-
-  std::vector<int64_t> out_shape = input.sizes().vec();
-  out_shape.back() = n;
-  const int64_t m = input.numel() / k;
-  at::Tensor out = at::empty(out_shape, input.options());
-  if (m == 0) return out;
-
-  const at::Tensor x = input.contiguous();
+  const LinearCall call = prepare_linear_call(kOp, input, k, n, bias);
+  const int64_t m = call.m;
+  if (m == 0) return call.out;
+  const at::Tensor& b = call.bias;
+  const at::Tensor& out = call.out;
   const kernels::Isa isa = kernels::active_isa();
-  const QuantizedRows rows = quantize_rows(x.data_ptr<float>(), m, k, per_row, isa, w.k_padded());
+  const QuantizedRows rows = quantize_rows(call.x.data_ptr<float>(), m, k, per_row, isa, w.k_padded());
 
   kernels::LowBitGemmArgs args;
   args.a = rows.q.data_ptr<uint8_t>();
@@ -38,10 +34,9 @@ at::Tensor linear_lowbit(const at::Tensor& input, const c10::intrusive_ptr<LowBi
   if (relu) args.clamp_min = 0.0f;
   args.c = out.data_ptr<float>();
   args.ldc = n;
-  // Column blocks split across threads: every thread reads only its share of
-  // the weights, which is what bounds the small-M (decode) case.
-  // ~8k steps of 4 k per chunk: a decode row (M = 1) over K = 2048 still
-  // splits 128 blocks into 8 chunks, so every thread streams its share.
+  // Column blocks split across threads, ~8k steps of 4 k per chunk: every
+  // thread streams only its share of the weights, which bounds the small-M
+  // (decode) case; a row over K = 2048 still splits 128 blocks into 8 chunks.
   const int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, m * (k / 4)));
   at::parallel_for(0, w.num_blocks(), grain, [&](int64_t b0, int64_t b1) {
     kernels::lowbit_gemm(args, w, 0, m, b0, b1, isa);

@@ -10,11 +10,6 @@ namespace {
 
 constexpr const char* kClass = "qext::LowBitLinearWeight";
 
-int64_t effective_group(int64_t group_size, int64_t k) {
-  const int64_t k_padded = (k + 3) / 4 * 4;
-  return group_size == 0 || group_size > k_padded ? k_padded : group_size;
-}
-
 void check_bits_and_group(int64_t bits, int64_t group_size) {
   TORCH_CHECK(kernels::lowbit_supported(bits), kClass, ": bits must be 4, 2 or 1; got ", bits);
   TORCH_CHECK(group_size >= 0 && group_size % 4 == 0, kClass,
@@ -30,7 +25,7 @@ kernels::LowBitWeights checked_pack(const at::Tensor& levels, const at::Tensor& 
               kClass, ": expected non-empty int8 levels [out, in]; got ", levels.scalar_type(), " of shape ",
               levels.sizes());
   const int64_t n = levels.size(0), k = levels.size(1);
-  const int64_t groups = (k + effective_group(group_size, k) - 1) / effective_group(group_size, k);
+  const int64_t g = kernels::lowbit_group_size(group_size, k), groups = (k + g - 1) / g;
   TORCH_CHECK(scales.dim() == 2 && scales.scalar_type() == at::kFloat && scales.size(0) == n &&
                   scales.size(1) == groups,
               kClass, ": expected float32 scales [", n, ", ", groups, "]; got ", scales.scalar_type(), " of shape ",
@@ -60,7 +55,7 @@ c10::intrusive_ptr<LowBitLinearWeight> LowBitLinearWeight::from_float(const at::
               "qext::quantize_linear_weight_lowbit: expected a non-empty float32 [out, in] weight; got ",
               weight.scalar_type(), " of shape ", weight.sizes());
   TORCH_CHECK(at::isfinite(weight).all().item<bool>(), "qext::quantize_linear_weight_lowbit: weight holds NaN or Inf");
-  const int64_t n = weight.size(0), k = weight.size(1), g = effective_group(group_size, k);
+  const int64_t n = weight.size(0), k = weight.size(1), g = kernels::lowbit_group_size(group_size, k);
   const int64_t groups = (k + g - 1) / g;
   // [N, groups, g], zero-padded: padding changes no group's max or |w| sum.
   const at::Tensor w = at::constant_pad_nd(weight, {0, groups * g - k}).reshape({n, groups, g});

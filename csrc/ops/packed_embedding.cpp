@@ -36,13 +36,12 @@ c10::intrusive_ptr<PackedEmbedding> PackedEmbedding::from_state(State s) {
   return c10::make_intrusive<PackedEmbedding>(std::get<1>(s), std::get<2>(s));
 }
 
-at::Tensor embedding_int8(const at::Tensor& indices, const c10::intrusive_ptr<PackedEmbedding>& table) {
-  constexpr const char* op = "qext::embedding_int8";
-  TORCH_CHECK(table, op, ": table is None");
+at::Tensor embedding_lookup(const char* op, const at::Tensor& indices, int64_t rows, int64_t dim, int64_t grain,
+                            c10::function_ref<void(int64_t, float*)> fill_row) {
   TORCH_CHECK(indices.scalar_type() == at::kLong || indices.scalar_type() == at::kInt, op,
               ": expected int64 or int32 indices; got ", indices.scalar_type());
   const at::Tensor idx = indices.to(at::kLong).contiguous();
-  const int64_t n = idx.numel(), rows = table->rows(), dim = table->dim();
+  const int64_t n = idx.numel();
   std::vector<int64_t> shape = indices.sizes().vec();
   shape.push_back(dim);
   at::Tensor out = at::empty(shape, indices.options().dtype(at::kFloat));
@@ -50,17 +49,24 @@ at::Tensor embedding_int8(const at::Tensor& indices, const c10::intrusive_ptr<Pa
   for (int64_t i = 0; i < n; ++i) {
     TORCH_CHECK(ip[i] >= 0 && ip[i] < rows, op, ": index ", ip[i], " is out of range for a table of ", rows, " rows");
   }
-  const int8_t* w = table->weight().data_ptr<int8_t>();
-  const float* s = table->scales().data_ptr<float>();
   float* o = out.data_ptr<float>();
-  at::parallel_for(0, n, std::max<int64_t>(1, 16384 / dim), [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      const int8_t* row = w + ip[i] * dim;
-      const float scale = s[ip[i]];
-      for (int64_t d = 0; d < dim; ++d) o[i * dim + d] = static_cast<float>(row[d]) * scale;
-    }
+  at::parallel_for(0, n, grain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) fill_row(ip[i], o + i * dim);
   });
   return out;
+}
+
+at::Tensor embedding_int8(const at::Tensor& indices, const c10::intrusive_ptr<PackedEmbedding>& table) {
+  constexpr const char* op = "qext::embedding_int8";
+  TORCH_CHECK(table, op, ": table is None");
+  const int64_t dim = table->dim();
+  const int8_t* w = table->weight().data_ptr<int8_t>();
+  const float* s = table->scales().data_ptr<float>();
+  return embedding_lookup(op, indices, table->rows(), dim, std::max<int64_t>(1, 16384 / dim),
+                          [&](int64_t index, float* out) {
+                            const int8_t* row = w + index * dim;
+                            for (int64_t d = 0; d < dim; ++d) out[d] = static_cast<float>(row[d]) * s[index];
+                          });
 }
 
 }  // namespace qext::ops

@@ -8,6 +8,8 @@
 #include <ATen/core/Tensor.h>
 #include <torch/custom_class.h>
 
+#include <c10/util/FunctionRef.h>
+
 #include <tuple>
 
 namespace qext::ops {
@@ -32,6 +34,13 @@ class PackedEmbedding : public torch::CustomClassHolder {
  private:
   at::Tensor weight_, scales_;
 };
+
+// What every embedding op shares: `indices` (int64 or int32, any shape)
+// checked against `rows` (out of range is an error), the float32 output
+// [*indices.shape, dim], and fill_row(index, output row) for each lookup over
+// ATen's threads (at least `grain` lookups per chunk).
+at::Tensor embedding_lookup(const char* op, const at::Tensor& indices, int64_t rows, int64_t dim, int64_t grain,
+                            c10::function_ref<void(int64_t, float*)> fill_row);
 
 // Rows `indices` (int64 or int32, any shape) of the table, dequantized:
 // float32 [*indices.shape, D]. Out-of-range indices are an error.

@@ -164,15 +164,14 @@ void drop_requantize_pairs(const torch::jit::Module& root, Graph& graph) {
 // there: fq(dequantize(q)) = dequantize(q) and quantize(fq(x)) = quantize(x).
 // Dropping it leaves the op set of a post-training conversion.
 void drop_redundant_fake_quantize(const torch::jit::Module& root, Graph& graph) {
-  std::vector<Node*> fixed;
+  std::vector<std::pair<Node*, ActivationQParams>> fixed;
   visit_nodes(graph.block(), [&](Node* n) {
-    if (fixed_qparams(root, n)) fixed.push_back(n);
+    if (const auto f = fixed_qparams(root, n)) fixed.emplace_back(n, *f);
   });
-  for (Node* fq : fixed) {
-    const auto f = fixed_qparams(root, fq);
+  for (const auto& [fq, f] : fixed) {
     const auto same = [&](Node* n) {
-      return torch::jit::toIValue(n->input(1))->toDouble() == f->scale &&
-             torch::jit::toIValue(n->input(2))->toInt() == f->zero_point;
+      return torch::jit::toIValue(n->input(1))->toDouble() == f.scale &&
+             torch::jit::toIValue(n->input(2))->toInt() == f.zero_point;
     };
     Node* def = fq->input(0)->node();
     bool identity = def->kind() == kDequantize && same(def);

@@ -9,6 +9,7 @@ row and converts to JSON.
 
 from __future__ import annotations
 
+import io
 import json
 import statistics
 import sys
@@ -87,14 +88,11 @@ def _median_ms(fns: dict[str, Callable[[], object]], min_time: float, rounds: in
 
 
 def _model_bytes(module: torch.nn.Module) -> int:
-    total = sum(t.numel() * t.element_size() for t in list(module.parameters()) + list(module.buffers()))
     if isinstance(module, torch.jit.ScriptModule):  # packed qext weights are attributes, not parameters
-        import io
-
         buffer = io.BytesIO()
         torch.jit.save(module, buffer)
         return buffer.getbuffer().nbytes
-    return total
+    return sum(t.numel() * t.element_size() for t in list(module.parameters()) + list(module.buffers()))
 
 
 def _progress(done: int, total: int, label: str, stream) -> None:
