@@ -7,13 +7,16 @@
 #include "kernels/isa.h"
 #include "kernels/qgemm.h"
 #include "ops/linear_dynamic.h"
+#include "ops/device_quantize.h"
 #include "ops/embedding_lowbit.h"
+#include "ops/int4_pack.h"
 #include "ops/linear_lowbit.h"
 #include "ops/observer_class.h"
 #include "ops/packed_conv_weight.h"
 #include "ops/packed_embedding.h"
 #include "ops/pooling_int8.h"
 #include "ops/probe.h"
+#include "ops/qmatmul.h"
 #include "ops/static_int8.h"
 #include "ops/packed_linear_weight.h"
 #include "ops/packed_rnn_weight.h"
@@ -192,6 +195,11 @@ TORCH_LIBRARY(qext, m) {
   m.def("adaptive_avg_pool2d_int8(Tensor x, int zero_point, int[] output_size) -> Tensor");
   m.def("fold_batch_norm(Tensor weight, Tensor? bias, Tensor bn_weight, Tensor bn_bias, Tensor running_mean, Tensor running_var, float eps) -> (Tensor, Tensor)");
   m.def("_qgemm_int32(Tensor a, Tensor a_zero_point, Tensor w, str isa) -> Tensor");
+  // qext.linalg / qext::linalg (include/qext/linalg.h): quantized matrices.
+  m.def("qmatmul_int32(Tensor a, Tensor a_zero_point, Tensor b, Tensor b_zero_point) -> Tensor");
+  m.def("qmatmul(Tensor a, Tensor a_scale, Tensor a_zero_point, Tensor b, Tensor b_scale, Tensor b_zero_point, Tensor? bias=None) -> Tensor");
+  m.def("pack_int4(Tensor q) -> Tensor");
+  m.def("unpack_int4(Tensor packed, int n) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(qext, CPU, m) {
@@ -233,6 +241,23 @@ TORCH_LIBRARY_IMPL(qext, CPU, m) {
   m.impl("cat_int8", &cat_int8);
   m.impl("avg_pool2d_int8", &avg_pool2d_int8);
   m.impl("adaptive_avg_pool2d_int8", &adaptive_avg_pool2d_int8);
+  m.impl("qmatmul_int32", &qmatmul_int32);
+}
+
+// CUDA tensors: the linear-algebra ops composed of ATen ops (cuBLASLt's int8
+// GEMM through at::_int_mm), giving the CPU kernels' integers.
+TORCH_LIBRARY_IMPL(qext, CUDA, m) {
+  m.impl("choose_qparams", &choose_qparams_aten);
+  m.impl("quantize", &quantize_aten);
+  m.impl("dequantize", &dequantize_aten);
+  m.impl("qmatmul_int32", &qmatmul_int32_aten);
+}
+
+// Device-generic compositions of other ops (fake kernels in qext.fake_ops).
+TORCH_LIBRARY_IMPL(qext, CompositeExplicitAutograd, m) {
+  m.impl("qmatmul", &qmatmul);
+  m.impl("pack_int4", &pack_int4);
+  m.impl("unpack_int4", &unpack_int4);
 }
 
 

@@ -14,6 +14,8 @@
 
 namespace py = pybind11;
 
+void bind_linalg(py::module_& m);  // linalg_bindings.cpp
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "qext native bindings (use the qext package, not this module)";
   // I/O failures carry their errno to Python: OSError(errno, message), which
@@ -111,4 +113,5 @@ PYBIND11_MODULE(_C, m) {
   m.def("report", &qext::report, py::arg("module"));
   m.def("save", &qext::save, py::arg("module"), py::arg("path"), py::call_guard<py::gil_scoped_release>());
   m.def("load", &qext::load, py::arg("path"), py::call_guard<py::gil_scoped_release>());
+  bind_linalg(m);
 }

@@ -29,6 +29,7 @@ from .report import LayerReport, QuantizationReport, report
 from .static import (StaticConfig, calibrate, convert, measure_sqnr, prepare_static, quantize_static,
                      quantize_static_accuracy_aware)
 from . import qat
+from . import linalg
 
 __version__ = _C.version()
 
@@ -51,6 +52,7 @@ __all__ = [
     "active_isa",
     "benchmark",
     "kernels_in_use",
+    "linalg",
     "calibrate",
     "convert",
     "add_int8",

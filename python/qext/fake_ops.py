@@ -114,6 +114,22 @@ def _register() -> None:
     def _(q, scale, zero_point, axis=None):
         return q.new_empty(q.shape, dtype=torch.float32)
 
+    @fake("qext::qmatmul_int32")
+    def _(a, a_zero_point, b, b_zero_point):
+        return a.new_empty((*a.shape[:-1], b.shape[-1]), dtype=torch.int32)
+
+    @fake("qext::qmatmul")
+    def _(a, a_scale, a_zero_point, b, b_scale, b_zero_point, bias=None):
+        return a.new_empty((*a.shape[:-1], b.shape[-1]), dtype=torch.float32)
+
+    @fake("qext::pack_int4")
+    def _(q):
+        return q.new_empty((*q.shape[:-1], (q.shape[-1] + 1) // 2), dtype=torch.uint8)
+
+    @fake("qext::unpack_int4")
+    def _(packed, n):
+        return packed.new_empty((*packed.shape[:-1], n), dtype=torch.int8)
+
     @fake("qext::fake_quantize")
     def _(x, scale, zero_point, axis=None, qmin=0, qmax=255):
         return torch.empty_like(x)

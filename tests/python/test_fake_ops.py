@@ -30,6 +30,12 @@ TENSOR_OPS = [
     ("max_pool2d_int8", (U8, [3, 3], [2, 2], [1, 1], [1, 1], True)),
     ("avg_pool2d_int8", (U8, 7, [3, 3], [2, 2], [1, 1], False, True, None)),
     ("adaptive_avg_pool2d_int8", (U8, 7, [2, 3])),
+    ("qmatmul_int32", (U8[0, 0], torch.tensor(3), torch.randint(-128, 128, (9, 5), dtype=torch.int8, generator=g),
+                       torch.tensor(-2))),
+    ("qmatmul", (U8[:, 0], torch.tensor(0.1), torch.tensor(3), U8[0, 1:3], torch.rand(9) + 0.1,
+                 torch.randint(0, 256, (9,), dtype=torch.int32, generator=g), torch.randn(9))),
+    ("pack_int4", (torch.randint(-8, 8, (3, 7), dtype=torch.int8, generator=g),)),
+    ("unpack_int4", (U8[0, 0, :, :4], 7)),
     ("fold_batch_norm", (W, torch.randn(6), torch.rand(6) + 0.5, torch.randn(6), torch.randn(6), torch.rand(6) + 0.5, 1e-5)),
 ]
 
