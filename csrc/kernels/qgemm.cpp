@@ -43,6 +43,9 @@ PackLayout pack_layout(Isa isa) {
 void PackedWeights::FreeDeleter::operator()(void* p) const { std::free(p); }
 
 PackedWeights::PackedWeights(const int8_t* w, int64_t n, int64_t k, Isa isa)
+    : PackedWeights(w, n, k, /*row_stride=*/k, /*k_stride=*/1, isa) {}
+
+PackedWeights::PackedWeights(const int8_t* w, int64_t n, int64_t k, int64_t row_stride, int64_t k_stride, Isa isa)
     : n_(n), k_(k), isa_(isa), layout_(pack_layout(isa)) {
   if (n <= 0 || k <= 0) {
     throw std::invalid_argument("qext: packed weights need N > 0 and K > 0; got N=" +
@@ -65,18 +68,27 @@ PackedWeights::PackedWeights(const int8_t* w, int64_t n, int64_t k, Isa isa)
   std::memset(data_.get(), 0, bytes);  // padding columns and k stay zero
   col_sums_.reset(new int32_t[n]());
 
+  // Written in the block's own order ([k group][column][k in group]), so the
+  // stores stream; w[row, kk] is read at row * row_stride + kk * k_stride
+  // (a [K, N] matrix packs without being transposed first).
+  const int64_t kg = layout_.k_group;
   for (int64_t b = 0; b < num_blocks_; ++b) {
     const int64_t width = block_width(layout_, n, b);
+    const int64_t first = b * layout_.block_cols;
+    const int64_t cols = std::min(layout_.block_cols, n - first);
     uint8_t* dst = data_.get() + b * block_bytes_;
-    for (int64_t col = 0; col < width && b * layout_.block_cols + col < n; ++col) {
-      const int64_t row = b * layout_.block_cols + col;
-      const int8_t* src = w + row * k;
-      int32_t sum = 0;
-      for (int64_t kk = 0; kk < k; ++kk) {
-        dst[offset_in_block(layout_, width, col, kk)] = static_cast<uint8_t>(src[kk]);
-        sum += src[kk];
+    int32_t* sums = col_sums_.get() + first;
+    for (int64_t g = 0; g < k_groups_; ++g) {
+      const int64_t ks = std::min(kg, k - g * kg);
+      for (int64_t col = 0; col < cols; ++col) {
+        const int8_t* src = w + (first + col) * row_stride + g * kg * k_stride;
+        uint8_t* out = dst + (g * width + col) * kg;
+        for (int64_t j = 0; j < ks; ++j) {
+          const int8_t v = src[j * k_stride];
+          out[j] = static_cast<uint8_t>(v);
+          sums[col] += v;
+        }
       }
-      col_sums_[row] = sum;
     }
   }
 }

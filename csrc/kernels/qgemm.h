@@ -35,6 +35,9 @@ PackLayout pack_layout(Isa isa);
 class PackedWeights {
  public:
   PackedWeights(const int8_t* w, int64_t n, int64_t k, Isa isa);
+  // w[row, kk] read at w[row * row_stride + kk * k_stride]: (n, 1) packs a
+  // [K, N] matrix's columns as the rows.
+  PackedWeights(const int8_t* w, int64_t n, int64_t k, int64_t row_stride, int64_t k_stride, Isa isa);
 
   int64_t n() const { return n_; }
   int64_t k() const { return k_; }

@@ -33,6 +33,11 @@ at::Tensor zero_points(const char* op, const char* what, const at::Tensor& zp, i
   return z.numel() == count ? z : z.expand({count}).contiguous();
 }
 
+// uint8 u <-> int8 u - 128 (and back) is the sign bit flipped: one pass, exact.
+at::Tensor flip_sign_bit(const at::Tensor& t, at::ScalarType to) {
+  return t.contiguous().view(at::kByte).bitwise_xor(0x80).view(to);
+}
+
 }  // namespace
 
 MatmulOperands matmul_operands(const char* op, const at::Tensor& a, const at::Tensor& a_zero_point,
@@ -74,10 +79,10 @@ at::Tensor qmatmul_int32(const at::Tensor& a, const at::Tensor& a_zero_point, co
   // The kernels take uint8 rows and symmetric int8 columns: shift int8 rows by
   // +128 and uint8 columns by -128 (with their zero points) -- exact.
   const bool a_signed = o.a.scalar_type() == at::kChar;
-  at::Tensor a_u8 = a_signed ? (o.a.to(at::kShort) + 128).to(at::kByte) : o.a.contiguous();
+  at::Tensor a_u8 = a_signed ? flip_sign_bit(o.a, at::kByte) : o.a.contiguous();
   at::Tensor za = o.a_zero_point + (a_signed ? 128 : 0);
   const bool b_unsigned = o.b.scalar_type() == at::kByte;
-  at::Tensor b_s8 = b_unsigned ? (o.b.to(at::kShort) - 128).to(at::kChar) : o.b;
+  at::Tensor b_s8 = b_unsigned ? flip_sign_bit(o.b, at::kChar) : o.b;
   at::Tensor zb = o.b_zero_point - (b_unsigned ? 128 : 0);
 
   const kernels::Isa isa = kernels::active_isa();
@@ -86,8 +91,9 @@ at::Tensor qmatmul_int32(const at::Tensor& a, const at::Tensor& a_zero_point, co
   const int64_t rows = shared_b ? batch * o.m : o.m;
   at::Tensor za_rows = (shared_b ? za.repeat({batch}) : za).to(at::kInt).contiguous();
   for (int64_t i = 0; i < (shared_b ? 1 : batch); ++i) {
-    at::Tensor w = b_s8[i].t().contiguous();  // [N, K], the kernels' weight layout
-    const kernels::PackedWeights packed(w.data_ptr<int8_t>(), o.n, o.k, isa);
+    // b's columns are the kernels' weight rows: packed from [K, N] in place.
+    const at::Tensor bi = b_s8[i].contiguous();
+    const kernels::PackedWeights packed(bi.data_ptr<int8_t>(), o.n, o.k, /*row_stride=*/1, /*k_stride=*/o.n, isa);
     kernels::GemmArgs args;
     args.a = a_u8.data_ptr<uint8_t>() + i * o.m * o.k;
     args.lda = o.k;
@@ -118,7 +124,7 @@ at::Tensor qmatmul_int32_aten(const at::Tensor& a, const at::Tensor& a_zero_poin
   auto to_s8 = [](const at::Tensor& t, at::Tensor& zp) {
     if (t.scalar_type() == at::kChar) return t;
     zp = zp - 128;
-    return (t.to(at::kShort) - 128).to(at::kChar);
+    return flip_sign_bit(t, at::kChar);
   };
   at::Tensor za = o.a_zero_point, zb = o.b_zero_point;
   const at::Tensor a8 = to_s8(o.a, za), b8 = to_s8(o.b, zb);
