@@ -128,24 +128,31 @@ at::Tensor qmatmul_int32_aten(const at::Tensor& a, const at::Tensor& a_zero_poin
   };
   at::Tensor za = o.a_zero_point, zb = o.b_zero_point;
   const at::Tensor a8 = to_s8(o.a, za), b8 = to_s8(o.b, zb);
-  // cuBLASLt's int8 GEMM wants M > 16 and K, N multiples of 8: zero padding
-  // adds nothing to the sums.
+  // cuBLASLt's int8 GEMM wants M > 16 and M, K, N multiples of 8: zero
+  // padding adds nothing to the sums.
   const auto round_up = [](int64_t v, int64_t to) { return (v + to - 1) / to * to; };
-  const int64_t mp = std::max<int64_t>(o.m, 17), kp = round_up(o.k, 8), np = round_up(o.n, 8);
-  const at::Tensor ap = at::constant_pad_nd(a8, {0, kp - o.k, 0, mp - o.m});
-  const at::Tensor bp = at::constant_pad_nd(b8, {0, np - o.n, 0, kp - o.k});
+  const int64_t mp = round_up(std::max<int64_t>(o.m, 17), 8), kp = round_up(o.k, 8), np = round_up(o.n, 8);
+  const at::Tensor ap = mp == o.m && kp == o.k ? a8 : at::constant_pad_nd(a8, {0, kp - o.k, 0, mp - o.m});
+  const at::Tensor bp = kp == o.k && np == o.n ? b8 : at::constant_pad_nd(b8, {0, np - o.n, 0, kp - o.k});
   std::vector<at::Tensor> raw;
   raw.reserve(batch);
   for (int64_t i = 0; i < batch; ++i) {
-    raw.push_back(at::_int_mm(ap[i], bp[b8.size(0) == 1 ? 0 : i]).narrow(0, 0, o.m).narrow(1, 0, o.n));
+    // b column-major ("TN"): the layout cuBLASLt's int8 kernels take for
+    // every shape (row-major b is refused for some, e.g. N = 5000).
+    const at::Tensor b_cols = bp[b8.size(0) == 1 ? 0 : i].t().contiguous().t();
+    at::Tensor p = at::_int_mm(ap[i], b_cols);
+    raw.push_back(mp == o.m && np == o.n ? p : p.narrow(0, 0, o.m).narrow(1, 0, o.n));
   }
-  // sum (a - za)(b - zb) = sum ab - za sum_k b - zb sum_k a + K za zb
-  const at::Tensor ab = at::stack(raw).to(at::kLong);
-  const at::Tensor col_sums = b8.to(at::kLong).sum(-2, /*keepdim=*/true);  // [1|batch, 1, N]
-  const at::Tensor row_sums = a8.to(at::kLong).sum(-1, /*keepdim=*/true);  // [batch, M, 1]
-  const at::Tensor za_col = za.unsqueeze(-1);                                // [M, 1]
-  const at::Tensor out = ab - za_col * col_sums - row_sums * zb + o.k * za_col * zb;
-  return out.to(at::kInt).reshape(o.out_sizes);
+  // sum (a - za)(b - zb) = sum ab - za (sum_k b - K zb) - zb sum_k a. In
+  // int32: the terms may wrap, but the result fits (K is bounded) and
+  // two's-complement wrapping is exact modulo 2^32.
+  at::Tensor out = batch == 1 ? raw[0].unsqueeze(0) : at::stack(raw);
+  const at::Tensor zb32 = zb.to(at::kInt);
+  const at::Tensor col_terms = b8.sum(-2, /*keepdim=*/true, at::kInt) - zb32 * static_cast<int32_t>(o.k);  // [1|batch, 1, N]
+  const at::Tensor row_sums = a8.sum(-1, /*keepdim=*/true, at::kInt);                                     // [batch, M, 1]
+  at::Tensor correction = za.to(at::kInt).unsqueeze(-1) * col_terms;  // [1|batch, M, N]
+  correction = correction.addcmul(row_sums, zb32);
+  return (out - correction).reshape(o.out_sizes);
 }
 
 at::Tensor qmatmul(const at::Tensor& a, const at::Tensor& a_scale, const at::Tensor& a_zero_point,
