@@ -19,9 +19,8 @@ cp "$build"/_C*.so "$build"/libqext.so "$pkg/qext/"
 export PYTHONPATH="$pkg:$PWD/benchmarks"
 # The exactness and CUDA tests. Not the error-path ones: on the lent H200
 # image (torch 2.11.0+cu130, qext built with the system g++) a C++ exception
-# thrown out of qext, or repr() of a QTensor, crashed the interpreter -- an
-# ABI mismatch between that torch build and this build of qext, not seen with
-# the pinned torch 2.13.0 CPU wheel.
+# thrown out of qext, or repr() of a QTensor, crashed the interpreter (cause
+# not established; never seen with the pinned torch 2.13.0 CPU wheel).
 python3 -m pytest -q -p no:cacheprovider tests/python/test_linalg.py -rs -k "cuda or exact or batched or track" 2>&1 \
   | tee "$out/pytest.log"
 python3 benchmarks/bench_linalg.py --device all --min-time 0.5 --out "$out/linalg_gpu.json" 2>&1 | tee "$out/bench.log"
