@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/util/accumulate.h>
 
 #include "kernels/isa.h"
 #include "kernels/qgemm.h"
@@ -58,8 +59,10 @@ MatmulOperands matmul_operands(const char* op, const at::Tensor& a, const at::Te
   o.m = m;
   o.k = k;
   o.n = n;
-  o.a = a.reshape({-1, m, k});
-  o.b = b.reshape({-1, k, n});
+  // Batch counts spelled out: reshape(-1, ...) is ambiguous for empty operands.
+  const int64_t batch = c10::multiply_integers(a.sizes().slice(0, a.dim() - 2));
+  o.a = a.reshape({batch, m, k});
+  o.b = b.reshape({b.dim() == 2 ? 1 : batch, k, n});
   o.a_zero_point = zero_points(op, "a's", a_zero_point, m, a, "row");
   o.b_zero_point = zero_points(op, "b's", b_zero_point, n, b, "column");
   o.out_sizes = a.sizes().vec();

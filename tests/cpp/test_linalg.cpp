@@ -81,6 +81,17 @@ TEST(QMatmul, BatchedSharedAndPerBatchOperands) {
   }
 }
 
+TEST(QMatmul, EmptyOperandsGiveEmptyOrZeroProducts) {
+  const auto z = torch::tensor(3, torch::kInt);
+  for (const auto& [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{0, 4, 3}, {2, 0, 3}, {2, 4, 0}}) {
+    const auto a = torch::zeros({m, k}, torch::kByte), b = torch::ones({k, n}, torch::kChar);
+    for (const auto& got : {qext::ops::qmatmul_int32(a, z, b, z), qext::ops::qmatmul_int32_aten(a, z, b, z)}) {
+      EXPECT_EQ(got.sizes(), (std::vector<int64_t>{m, n}));
+      EXPECT_EQ(got.count_nonzero().item<int64_t>(), 0);
+    }
+  }
+}
+
 TEST(QMatmul, RefusesWhatItCannotDoExactly) {
   const auto a = torch::zeros({2, 4}, torch::kByte), b = torch::zeros({4, 3}, torch::kChar);
   const auto z = torch::tensor(0, torch::kInt);

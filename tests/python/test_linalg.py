@@ -137,6 +137,17 @@ def test_transpose_add_mul():
     assert torch.allclose(qx + qy, x + y, atol=0.05)
 
 
+def test_empty_operands_give_empty_or_zero_products():
+    for (m, k, n) in ((0, 4, 3), (2, 0, 3), (2, 4, 0)):
+        a = ql.quantize(torch.randn(m, k), "uint8", scale=torch.tensor(0.1), zero_point=torch.tensor(3))
+        b = ql.quantize(torch.randn(k, n), "int8", scale=torch.tensor(0.1), zero_point=torch.tensor(-2))
+        got = ql.matmul_int32(a, b)
+        assert got.shape == (m, n) and not got.any()
+    assert ql.matmul_int32(ql.quantize(torch.randn(0, 2, 4), "uint8", scale=torch.tensor(0.1),
+                                       zero_point=torch.tensor(3)),
+                           ql.quantize(torch.randn(4, 3), "int8", 1, True)).shape == (0, 2, 3)
+
+
 def test_matmul_refuses_what_it_cannot_do():
     a = ql.quantize(torch.randn(3, 8), "uint8")
     with pytest.raises(RuntimeError, match="cannot be factored"):
