@@ -6,6 +6,7 @@
 #include <string>
 
 #include "quant/qparams.h"
+#include "quant/tensor_quant.h"
 
 namespace qext::ops {
 
@@ -28,14 +29,6 @@ at::Tensor along_axis(const at::Tensor& p, std::optional<int64_t> axis, int64_t 
   return p.reshape(shape);
 }
 
-at::ScalarType output_dtype(const char* op, int64_t qmin, int64_t qmax) {
-  TORCH_CHECK(qmin < qmax, op, ": qmin must be < qmax; got [", qmin, ", ", qmax, "]");
-  if (qmin >= 0 && qmax <= 255) return at::kByte;
-  TORCH_CHECK(qmin >= -128 && qmax <= 127, op, ": [", qmin, ", ", qmax,
-              "] fits neither uint8 [0, 255] nor int8 [-128, 127]");
-  return at::kChar;
-}
-
 void check_params(const char* op, const at::Tensor& scale, const at::Tensor& zero_point, int64_t channels) {
   TORCH_CHECK(scale.scalar_type() == at::kFloat, op, ": scale must be float32; got ", scale.scalar_type());
   TORCH_CHECK(scale.numel() == channels && zero_point.numel() == channels, op, ": expected ", channels,
@@ -48,7 +41,7 @@ std::tuple<at::Tensor, at::Tensor> choose_qparams_aten(const at::Tensor& x, std:
                                                        int64_t qmin, int64_t qmax, bool symmetric) {
   constexpr const char* op = "qext::choose_qparams";
   TORCH_CHECK(x.scalar_type() == at::kFloat, op, ": expected a float32 tensor; got ", x.scalar_type());
-  output_dtype(op, qmin, qmax);
+  quant::quantized_dtype(op, qmin, qmax);
   TORCH_CHECK(x.numel() > 0, op, ": cannot choose qparams from an empty tensor");
   const std::optional<int64_t> ax = normalized_axis(op, x, axis);
   const at::Tensor rows = ax ? x.movedim(*ax, 0).reshape({x.size(*ax), -1}) : x.reshape({1, -1});
@@ -76,7 +69,7 @@ at::Tensor quantize_aten(const at::Tensor& x, const at::Tensor& scale, const at:
                          std::optional<int64_t> axis, int64_t qmin, int64_t qmax) {
   constexpr const char* op = "qext::quantize";
   TORCH_CHECK(x.scalar_type() == at::kFloat, op, ": expected a float32 tensor; got ", x.scalar_type());
-  const at::ScalarType dtype = output_dtype(op, qmin, qmax);
+  const at::ScalarType dtype = quant::quantized_dtype(op, qmin, qmax);
   const std::optional<int64_t> ax = normalized_axis(op, x, axis);
   check_params(op, scale, zero_point, ax ? x.size(*ax) : 1);
   const at::Tensor s = along_axis(scale.to(x.device()), ax, x.dim());

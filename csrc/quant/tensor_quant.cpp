@@ -80,13 +80,6 @@ void check_float_input(const char* op, const at::Tensor& x) {
   TORCH_CHECK(x.device().is_cpu(), op, ": expected a CPU tensor; got ", x.device());
 }
 
-at::ScalarType quantized_dtype(const char* op, int64_t qmin, int64_t qmax) {
-  TORCH_CHECK(qmin < qmax, op, ": qmin must be < qmax; got [", qmin, ", ", qmax, "]");
-  if (qmin >= 0 && qmax <= 255) return at::kByte;
-  TORCH_CHECK(qmin >= -128 && qmax <= 127, op, ": [", qmin, ", ", qmax,
-              "] fits neither uint8 [0, 255] nor int8 [-128, 127]");
-  return at::kChar;
-}
 
 // Runs fn(channel, begin, end) over every channel's elements in parallel chunks.
 template <typename Fn>
@@ -103,6 +96,14 @@ void parallel_channels(const ChannelView& v, Fn fn) {
 }
 
 }  // namespace
+
+at::ScalarType quantized_dtype(const char* op, int64_t qmin, int64_t qmax) {
+  TORCH_CHECK(qmin < qmax, op, ": qmin must be < qmax; got [", qmin, ", ", qmax, "]");
+  if (qmin >= 0 && qmax <= 255) return at::kByte;
+  TORCH_CHECK(qmin >= -128 && qmax <= 127, op, ": [", qmin, ", ", qmax,
+              "] fits neither uint8 [0, 255] nor int8 [-128, 127]");
+  return at::kChar;
+}
 
 std::tuple<at::Tensor, at::Tensor> tensor_qparams(const at::Tensor& x, std::optional<int64_t> axis,
                                                   int64_t qmin, int64_t qmax, bool symmetric) {

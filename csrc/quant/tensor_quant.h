@@ -14,6 +14,10 @@ namespace qext::quant {
 std::tuple<at::Tensor, at::Tensor> tensor_qparams(const at::Tensor& x, std::optional<int64_t> axis,
                                                   int64_t qmin, int64_t qmax, bool symmetric);
 
+// The storage type of [qmin, qmax]: uint8 when qmin >= 0, else int8; errors
+// on a range that fits neither.
+at::ScalarType quantized_dtype(const char* op, int64_t qmin, int64_t qmax);
+
 // uint8 output when qmin >= 0, else int8.
 at::Tensor quantize(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point,
                     std::optional<int64_t> axis, int64_t qmin, int64_t qmax);
