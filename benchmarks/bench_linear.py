@@ -45,9 +45,10 @@ def torch_ao_linear(weight: torch.Tensor, bias: torch.Tensor):
 
 def measured_peak(isa: str) -> float | None:
     """One core's peak for the instruction chain of the path's GEMM, from the
-    probe built beside qext (qext_vnni_peak: vpdpbusd; qext_avx2_peak:
-    vpmaddwd + vpaddd)."""
-    probe, key = {"avx512_vnni": ("qext_vnni_peak", "vnni_peak_gops_1core"),
+    probe built beside qext (qext_amx_peak: tdpbusd; qext_vnni_peak: vpdpbusd;
+    qext_avx2_peak: vpmaddwd + vpaddd)."""
+    probe, key = {"amx": ("qext_amx_peak", "amx_peak_gops_1core"),
+                  "avx512_vnni": ("qext_vnni_peak", "vnni_peak_gops_1core"),
                   "avx2": ("qext_avx2_peak", "avx2_peak_gops_1core")}.get(isa, (None, None))
     exe = next(Path("build").glob(f"*/{probe}"), None) if probe else None
     if exe is None:
@@ -61,7 +62,10 @@ def measured_peak(isa: str) -> float | None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="benchmarks/results/linear.json")
-    ap.add_argument("--isa", default=None, help="force a qext kernel path (ref, avx2, avx512_vnni)")
+    ap.add_argument("--isa", default=None, help="force a qext kernel path (ref, avx2, avx512_vnni, amx)")
+    ap.add_argument("--compare-isa", default=None,
+                    help="also time qext with weights packed for this path, in the same rounds (e.g. avx512_vnni "
+                         "next to amx)")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--min-time", type=float, default=0.5, help="seconds per contender and shape")
     args = ap.parse_args()
@@ -69,8 +73,10 @@ def main() -> None:
         qext.set_isa(args.isa)
     torch.manual_seed(0)
     rows = []
-    print(f"qext kernel path: {qext.active_isa()}")
-    print(f"{'thr':>3} {'M':>4} {'K':>5} {'N':>5} | {'fp32':>7} {'torch.ao':>8} {'qext':>7} GOP/s | qext/fp32 qext/ao")
+    active, other = qext.active_isa(), args.compare_isa
+    print(f"qext kernel path: {active}" + (f" (and {other} in the same rounds)" if other else ""))
+    print(f"{'thr':>3} {'M':>4} {'K':>5} {'N':>5} | {'fp32':>7} {'torch.ao':>8} {'qext':>7} GOP/s | qext/fp32 qext/ao"
+          + (f" qext/{other}" if other else ""))
     for nthreads in [int(t) for t in args.threads.split(",")]:
         with threads(nthreads):
             for m, k, n in SHAPES_MKN:
@@ -79,10 +85,15 @@ def main() -> None:
                 packed = qext.quantize_linear_weight(w)
                 ao = torch_ao_linear(w, b)
                 ops = 2.0 * m * k * n
+                contenders = {"fp32": lambda: F.linear(x, w, b), "ao": lambda: ao(x),
+                              "qext": lambda: qext.linear_dynamic(x, packed, b)}
+                if other:  # weights keep the path they were packed for
+                    qext.set_isa(other)
+                    packed_other = qext.quantize_linear_weight(w)
+                    qext.set_isa(active)
+                    contenders["other"] = lambda: qext.linear_dynamic(x, packed_other, b)
                 with quiet_peers():
-                    t = interleaved_median_seconds({"fp32": lambda: F.linear(x, w, b), "ao": lambda: ao(x),
-                                                    "qext": lambda: qext.linear_dynamic(x, packed, b)},
-                                                   min_time=args.min_time)
+                    t = interleaved_median_seconds(contenders, min_time=args.min_time)
                 t_fp32, t_ao, t_q = t["fp32"], t["ao"], t["qext"]
                 row = {
                     "threads": nthreads, "M": m, "K": k, "N": n,
@@ -90,16 +101,20 @@ def main() -> None:
                     "qext_gops": ops / t_q / 1e9,
                     "qext_vs_fp32": t_fp32 / t_q, "qext_vs_torch_ao": t_ao / t_q,
                 }
+                if other:
+                    row[f"qext_{other}_gops"] = ops / t["other"] / 1e9
+                    row[f"qext_vs_qext_{other}"] = t["other"] / t_q
                 rows.append(row)
                 print(f"{nthreads:>3} {m:>4} {k:>5} {n:>5} | {row['fp32_gops']:7.1f} {row['torch_ao_gops']:8.1f} "
-                      f"{row['qext_gops']:7.1f}       | {row['qext_vs_fp32']:9.2f} {row['qext_vs_torch_ao']:7.2f}")
+                      f"{row['qext_gops']:7.1f}       | {row['qext_vs_fp32']:9.2f} {row['qext_vs_torch_ao']:7.2f}"
+                      + (f" {row[f'qext_vs_qext_{other}']:9.2f}" if other else ""))
     peak = measured_peak(qext.active_isa())
     if peak:
         print(f"{qext.active_isa()} GEMM instruction peak, one core: {peak:.0f} GOP/s")
         for r in rows:
             r["qext_fraction_of_peak"] = r["qext_gops"] / (peak * r["threads"])
             print(f"  {r['threads']} thr M={r['M']:<4} {r['K']}x{r['N']}: {100 * r['qext_fraction_of_peak']:.0f} % of peak")
-    write_json(args.out, {"isa": qext.active_isa(), "peak_gops_1core": peak, "rows": rows})
+    write_json(args.out, {"isa": qext.active_isa(), "compare_isa": other, "peak_gops_1core": peak, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ struct GroupedLayout {
 GroupedLayout layout_of(Isa isa) {
   switch (isa) {
     case Isa::Avx2: return {8, 2, 16};         // 16 bytes widened to int16: 8 pair words
-    case Isa::Avx512Vnni: return {16, 4, 64};  // 64 bytes: 16 quad words
+    case Isa::Avx512Vnni:
+    case Isa::Amx: return {16, 4, 64};  // 64 bytes: 16 quad words
     default: return {16, 0, 0};                // the reference reads `plain`
   }
 }

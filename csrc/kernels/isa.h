@@ -8,10 +8,12 @@
 namespace qext::kernels {
 
 // Every path computes the same int32 accumulators as Isa::Ref, bit for bit.
-enum class Isa { Ref, Avx2, Avx512Vnni };
+// Amx: Intel AMX tiles for the GEMM (tdpbusd), the AVX-512 VNNI kernels for
+// the rest.
+enum class Isa { Ref, Avx2, Avx512Vnni, Amx };
 
 const char* isa_name(Isa isa);
-// Parses "ref", "avx2" or "avx512_vnni"; throws std::invalid_argument otherwise.
+// Parses "ref", "avx2", "avx512_vnni" or "amx"; throws std::invalid_argument otherwise.
 Isa isa_from_name(const std::string& name);
 
 // True when this CPU (and OS) can run the path.

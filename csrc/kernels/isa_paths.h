@@ -43,8 +43,14 @@ QEXT_DECLARE_PATH(avx2)
 QEXT_DECLARE_PATH(avx512_vnni)
 #undef QEXT_DECLARE_PATH
 
+// The AMX path has its own GEMM; its other kernels are the AVX-512 VNNI ones.
+void qgemm_amx(const GemmArgs&, const PackedWeights&, const Epilogue&, int64_t, int64_t, int64_t, int64_t);
+
 inline constexpr PackLayout kRefLayout{16, 1, 1};
 inline constexpr PackLayout kAvx2Layout{24, 8, 2};
 inline constexpr PackLayout kAvx512VnniLayout{64, 16, 4};
+// The VNNI layout (the VNNI kernel also reads it, for short row ranges) with k
+// groups padded to whole 16-group tiles.
+inline constexpr PackLayout kAmxLayout{64, 16, 4, 16};
 
 }  // namespace qext::kernels::detail

@@ -35,6 +35,15 @@ constexpr KernelTable kAvx512Vnni{
     "16 columns x 4 rows, levels unpacked by vpsrlvd, vpdpbusd",
     "16 lanes, divider-free Quantizer16",
     "64 bytes per step"};
+
+// AMX: tiles for the GEMM, AVX-512 VNNI for everything else.
+constexpr KernelTable kAmx{
+    Isa::Amx, detail::qgemm_amx, kAvx512Vnni.depthwise_u8, kAvx512Vnni.grouped_u8, kAvx512Vnni.lowbit_gemm,
+    kAvx512Vnni.finite_min_max, kAvx512Vnni.quantize_u8, kAvx512Vnni.add_requant_u8,
+    "32x32 blocks of 2x2 AMX tiles, tdpbusd (u8 x s8 into int32), activations in zero-padded panels; "
+    "< 16 rows: the VNNI 6x64 kernel",
+    kAvx512Vnni.depthwise_kernel, kAvx512Vnni.grouped_kernel, kAvx512Vnni.lowbit_kernel,
+    kAvx512Vnni.quantize_kernel, kAvx512Vnni.elementwise_kernel};
 #endif
 
 }  // namespace
@@ -46,6 +55,7 @@ const KernelTable& kernel_table(Isa isa) {
 #if QEXT_HAVE_X86
     case Isa::Avx2: table = &kAvx2; break;
     case Isa::Avx512Vnni: table = &kAvx512Vnni; break;
+    case Isa::Amx: table = &kAmx; break;
 #else
     default: break;
 #endif

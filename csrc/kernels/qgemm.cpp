@@ -36,6 +36,7 @@ PackLayout pack_layout(Isa isa) {
     case Isa::Ref: return detail::kRefLayout;
     case Isa::Avx2: return detail::kAvx2Layout;
     case Isa::Avx512Vnni: return detail::kAvx512VnniLayout;
+    case Isa::Amx: return detail::kAmxLayout;
   }
   throw std::invalid_argument("qext: unknown ISA");
 }
@@ -61,7 +62,7 @@ PackedWeights::PackedWeights(const int8_t* w, int64_t n, int64_t k, int64_t row_
   }
   num_blocks_ = (n + layout_.block_cols - 1) / layout_.block_cols;
   k_groups_ = (k + layout_.k_group - 1) / layout_.k_group;
-  block_bytes_ = round_up(k_groups_ * layout_.block_cols * layout_.k_group, 64);
+  block_bytes_ = round_up(round_up(k_groups_, layout_.k_groups_align) * layout_.block_cols * layout_.k_group, 64);
   const size_t bytes = static_cast<size_t>(num_blocks_ * block_bytes_);
   data_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, bytes)));
   if (!data_) throw std::bad_alloc();

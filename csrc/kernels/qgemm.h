@@ -22,10 +22,12 @@ constexpr int64_t kMaxGemmK = 65536;
 // How one ISA path lays out packed weights: N is cut into blocks of
 // `block_cols` columns (the last block padded to `col_align`), K into groups of
 // `k_group`; inside a block the int8 weights run [k group][column][k in group].
+// A block holds its k groups rounded up to `k_groups_align` (zeros after K).
 struct PackLayout {
   int64_t block_cols;
   int64_t col_align;
   int64_t k_group;
+  int64_t k_groups_align = 1;
 };
 
 PackLayout pack_layout(Isa isa);

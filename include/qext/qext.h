@@ -21,7 +21,7 @@ namespace qext {
 // The library version, e.g. "0.1.0".
 std::string version();
 
-// The int8 kernel path in use: "ref", "avx2" or "avx512_vnni". The best path
+// The int8 kernel path in use: "ref", "avx2", "avx512_vnni" or "amx". The best path
 // the CPU supports is chosen at start-up; the QEXT_ISA environment variable or
 // set_isa() forces another (weights packed earlier keep their path).
 std::string active_isa();

@@ -152,7 +152,7 @@ def _info(args: argparse.Namespace) -> int:
 
     print(f"qext {qext.__version__}, torch {torch.__version__}")
     print(f"kernel path: {qext.active_isa()} (this CPU supports: {', '.join(qext.supported_isas())}; "
-          "QEXT_ISA=ref|avx2|avx512_vnni forces one)")
+          "QEXT_ISA=ref|avx2|avx512_vnni|amx forces one)")
     for family, kernel in qext.kernels_in_use().items():
         print(f"  {family:12} {kernel}")
     return 0

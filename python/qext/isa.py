@@ -1,5 +1,6 @@
-"""Which int8 kernel path runs: ``ref`` (scalar, the specification), ``avx2`` or
-``avx512_vnni``. Every path gives bit-identical results."""
+"""Which int8 kernel path runs: ``ref`` (scalar, the specification), ``avx2``,
+``avx512_vnni`` or ``amx`` (Intel AMX tiles for the GEMM, the AVX-512 VNNI
+kernels for the rest). Every path gives bit-identical results."""
 
 from __future__ import annotations
 

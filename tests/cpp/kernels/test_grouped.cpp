@@ -117,7 +117,7 @@ TEST(GroupedKernel, PathsPackTheWidthsTheirWindowsCover) {
       EXPECT_FALSE(grouped_pack_weights(w.data(), 48, 24, 9, isa));  // a block straddles 2 groups of 24
       EXPECT_FALSE(grouped_pack_weights(w.data(), 30, 3, 9, isa));   // not whole pair words
     }
-    if (isa == Isa::Avx512Vnni) {
+    if (isa == Isa::Avx512Vnni || isa == Isa::Amx) {  // AMX runs the VNNI grouped kernel
       for (int64_t g : {4, 8, 16, 24, 32}) EXPECT_TRUE(grouped_pack_weights(w.data(), 96, g, 9, isa)) << g;
       EXPECT_FALSE(grouped_pack_weights(w.data(), 80, 40, 9, isa));  // a block spans 80 channels
       EXPECT_FALSE(grouped_pack_weights(w.data(), 30, 6, 9, isa));   // not whole quad words

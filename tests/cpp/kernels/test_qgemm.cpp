@@ -142,6 +142,26 @@ TEST(Qgemm, LargestK) {
   EXPECT_THROW(PackedWeights(w.data(), 0, 4, Isa::Ref), std::invalid_argument);
 }
 
+// The AMX path's own boundaries: activation panels of ~256 KB (K = 768: 336
+// rows, so 700 rows take three chunks and end in 12 rows for the VNNI kernel),
+// K padded to whole 64-byte tile steps (65, 4100), k groups padded to 16 in
+// the packed weights, and the longest K with whole tiles.
+TEST(Qgemm, TileRowsPanelsAndKPaddingAreExact) {
+  int idx = 0;
+  for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{16, 64, 64}, {32, 65, 17}, {48, 4100, 70},
+                         {700, 768, 100}, {33, 65536, 20}}) {
+    const int32_t zp = idx % 2 ? 255 : 3;
+    Problem p = random_problem(m, k, n, zp, 300u + idx++);
+    if (k == 65536) {  // the extreme sums: 255 x -128 over the whole K
+      std::fill(p.a.begin(), p.a.end(), uint8_t{255});
+      std::fill(p.w.begin(), p.w.end(), int8_t{-128});
+      std::fill(p.zp.begin(), p.zp.end(), 0);
+    }
+    const std::vector<int32_t> want = naive(p);
+    for (Isa isa : supported_isas()) ASSERT_EQ(run<int32_t>(p, isa), want) << label(isa, m, k, n, zp);
+  }
+}
+
 TEST(Qgemm, FloatAndUint8EpiloguesAreBitIdenticalAcrossPaths) {
   for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{1, 768, 768}, {33, 100, 31}, {8, 3, 5}}) {
     Problem p = random_problem(m, k, n, 0, static_cast<uint32_t>(m + k + n));
@@ -181,7 +201,7 @@ TEST(Qgemm, FloatAndUint8EpiloguesAreBitIdenticalAcrossPaths) {
 // reference byte for byte.
 TEST(Qgemm, Uint8EpilogueClampsTiesAndNonFiniteBiasesMatchTheReference) {
   const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
-  Problem p = random_problem(13, 40, 37, 0, 3);
+  Problem p = random_problem(45, 40, 37, 0, 3);  // 2 whole 16-row tiles and a rest
   for (auto& v : p.w) v = static_cast<int8_t>(v % 2);  // small sums, so many land in range
   std::vector<float> ones_m(p.m, 1.0f), ones_n(p.n, 1.0f), bias(p.n, 0.0f);
   bias[3] = nan;
@@ -211,12 +231,12 @@ TEST(Qgemm, Uint8EpilogueClampsTiesAndNonFiniteBiasesMatchTheReference) {
 }
 
 TEST(Qgemm, SubRangesComposeToTheWhole) {
-  const Problem p = random_problem(23, 50, 200, 9, 11);
+  const Problem p = random_problem(50, 50, 200, 9, 11);
   for (Isa isa : supported_isas()) {
     const PackedWeights packed(p.w.data(), p.n, p.k, isa);
     std::vector<int32_t> c(p.m * p.n, -1);
     const GemmArgs args = dense_args(p, c.data());
-    const int64_t mid_m = 10, mid_b = packed.num_blocks() / 2;
+    const int64_t mid_m = 20, mid_b = packed.num_blocks() / 2;  // AMX: 16 tile rows + 4, 16 + 14
     qgemm(args, packed, {}, 0, mid_m, 0, mid_b);
     qgemm(args, packed, {}, mid_m, p.m, 0, mid_b);
     qgemm(args, packed, {}, 0, p.m, mid_b, packed.num_blocks());
@@ -234,7 +254,7 @@ TEST(Qgemm, RowPointersAndRunsEqualTheRowsWrittenOut) {
   std::uniform_int_distribution<int> u8(0, 255);
   std::vector<uint8_t> image(2048);
   for (auto& v : image) v = static_cast<uint8_t>(u8(rng));
-  for (int64_t m : {1, 7, 23}) {
+  for (int64_t m : {1, 7, 23, 100}) {
     for (int32_t zp : {0, 77, 255}) {
       Problem p = random_problem(m, kRuns * kRun, 70, zp, static_cast<uint32_t>(m + zp));
       std::vector<const uint8_t*> rows(m);

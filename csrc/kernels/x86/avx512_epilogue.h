@@ -1,0 +1,145 @@
+// The AVX-512 GEMM epilogue, shared by the AVX-512 VNNI and AMX paths (both
+// compiled with the AVX-512 flags): int32 sums -> zero-point correction ->
+// int32, float or requantized uint8 (ref::store_one's rule, bit for bit).
+// Everything here has internal linkage: each ISA file gets its own copy.
+#pragma once
+
+#include <immintrin.h>
+
+#include <limits>
+
+#include "kernels/isa_paths.h"
+#include "kernels/ref/scalar_rules.h"
+
+namespace qext::kernels::detail {
+
+namespace {
+
+constexpr int kVecCols = 16;
+
+inline __mmask16 lanes_mask(int64_t lanes) {
+  return lanes >= kVecCols ? static_cast<__mmask16>(0xFFFF)
+                           : static_cast<__mmask16>((1u << lanes) - 1u);
+}
+
+// round-half-even(clamp(v, clamp_min, clamp_max) / scale) + zero_point,
+// clamped to [qmin, qmax]: ref::quantize_one after a fused activation's clamp
+// (NaN -> clamp_min, as the reference's clamp).
+//
+// When 1/scale is a normal float and (qmin - zp) * scale, (qmax - zp) * scale
+// are finite (all but absurd scales) v is clamped once, to [clamp_min,
+// clamp_max] narrowed to [lo, hi], the floats whose quotients round to
+// qmin - zp and qmax - zp (fl(k * s) / s is within |k| * 2^-23 of k, < 0.5
+// for |k| < 2^16). Quantizing is monotonic, so this equals clamp -> quantize ->
+// clamp, and every quotient is finite. Then the quotient needs no divider
+// (it dominated short-K epilogues): q0 = v * (1/s), r = v - q0 * s (exact
+// with FMA), q0 + r * (1/s) is the correctly rounded quotient (Markstein's
+// theorem; checked bit for bit against division on 3.2e8 samples, ties
+// included, and by the kernel tests).
+class Quantizer16 {
+ public:
+  Quantizer16(float scale, int32_t zero_point, int32_t qmin, int32_t qmax,
+              float clamp_min = -std::numeric_limits<float>::infinity(),
+              float clamp_max = std::numeric_limits<float>::infinity())
+      : scale_(_mm512_set1_ps(scale)),
+        inv_(_mm512_set1_ps(1.0f / scale)),
+        zp_(_mm512_set1_epi32(zero_point)),
+        zp_f_(_mm512_set1_ps(static_cast<float>(zero_point))),
+        qmin_(_mm512_set1_ps(static_cast<float>(qmin))),
+        qmax_(_mm512_set1_ps(static_cast<float>(qmax))) {
+    const ref::QuantizeBounds b = ref::quantize_bounds(scale, zero_point, qmin, qmax, clamp_min, clamp_max);
+    narrowed_ = b.narrowed;
+    lo_ = _mm512_set1_ps(b.lo);
+    hi_ = _mm512_set1_ps(b.hi);
+  }
+
+  __m512i operator()(__m512 v) const {
+    v = _mm512_min_ps(_mm512_max_ps(v, lo_), hi_);  // NaN -> lo
+    if (narrowed_) {
+      const __m512 q0 = _mm512_mul_ps(v, inv_);
+      const __m512 r = _mm512_fnmadd_ps(q0, scale_, v);
+      const __m512 quotient = _mm512_fmadd_ps(r, inv_, q0);
+      return _mm512_add_epi32(_mm512_cvt_roundps_epi32(quotient, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp_);
+    }
+    __m512 t = _mm512_roundscale_ps(_mm512_div_ps(v, scale_), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    t = _mm512_add_ps(t, zp_f_);
+    t = _mm512_min_ps(_mm512_max_ps(t, qmin_), qmax_);  // NaN -> qmin
+    return _mm512_cvttps_epi32(t);
+  }
+
+ private:
+  bool narrowed_;
+  __m512 scale_, inv_;
+  __m512i zp_;
+  __m512 zp_f_, qmin_, qmax_, lo_, hi_;
+};
+
+// The low bytes of v's 16 int32 lanes (already in [0, 255]) to dst, the lanes
+// in `mask`. Narrowed in a register first: vpmovdb with a memory operand is
+// microcoded on AMD Zen 4 and cost a tenth of a short-K conv.
+inline void store_u8x16(uint8_t* dst, __mmask16 mask, __m512i v) {
+  const __m128i bytes = _mm512_cvtepi32_epi8(v);
+  if (mask == 0xFFFF) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), bytes);
+  } else {
+    _mm_mask_storeu_epi8(dst, mask, bytes);
+  }
+}
+
+// Four vectors of int32 lanes in [0, 255] stored as 64 bytes in order: two
+// saturating packs (exact here) and one dword permute, where four narrowing
+// moves would take twice the uops.
+inline void store_u8x64(uint8_t* dst, __m512i q0, __m512i q1, __m512i q2, __m512i q3) {
+  // After the packs, 128-bit lane L holds 4 bytes each of q0, q1, q2, q3's lane L.
+  const __m512i bytes = _mm512_packus_epi16(_mm512_packus_epi32(q0, q1), _mm512_packus_epi32(q2, q3));
+  const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+  _mm512_storeu_si512(dst, _mm512_permutexvar_epi32(order, bytes));
+}
+
+// Stores rows [m0, m0 + rows) x columns [n0, n0 + ncols) of one weight block
+// from acc (int32 sums, row r at acc + r * acc_stride, 64-byte aligned) through
+// ep: sum - za[m] * col_sum[n], then ep's output type.
+void store_rows(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, const Quantizer16& quantize,
+                int64_t m0, int64_t rows, int64_t n0, int64_t ncols, const int32_t* acc, int64_t acc_stride) {
+  const bool to_float = ep.output != Epilogue::Output::Int32;
+  const __m512 clamp_min = _mm512_set1_ps(ep.clamp_min), clamp_max = _mm512_set1_ps(ep.clamp_max);
+  for (int64_t j = 0; j * kVecCols < ncols; ++j) {
+    const int64_t n = n0 + j * kVecCols;
+    const __mmask16 mask = lanes_mask(ncols - j * kVecCols);
+    const __m512i col_sum = _mm512_maskz_loadu_epi32(mask, w.col_sums() + n);
+    __m512 col_scale = _mm512_setzero_ps(), bias = _mm512_setzero_ps();
+    if (to_float) {
+      col_scale = _mm512_maskz_loadu_ps(mask, ep.col_scale + n);
+      if (ep.bias) bias = _mm512_maskz_loadu_ps(mask, ep.bias + n);
+    }
+    // Rows usually share the zero point and scale: their products with the
+    // column data are computed again only when those change.
+    __m512i zp_term = _mm512_setzero_si512();
+    __m512 mult = _mm512_setzero_ps();
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t m = m0 + r;
+      if (r == 0 || args.a_zero_point[m] != args.a_zero_point[m - 1])
+        zp_term = _mm512_mullo_epi32(_mm512_set1_epi32(args.a_zero_point[m]), col_sum);
+      const __m512i v = _mm512_sub_epi32(_mm512_load_si512(acc + r * acc_stride + j * 16), zp_term);
+      const int64_t at = m * args.ldc + n;
+      if (!to_float) {
+        _mm512_mask_storeu_epi32(static_cast<int32_t*>(args.c) + at, mask, v);
+        continue;
+      }
+      if (r == 0 || ep.row_scale[m] != ep.row_scale[m - 1])
+        mult = _mm512_mul_ps(_mm512_set1_ps(ep.row_scale[m]), col_scale);
+      __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), mult);
+      if (ep.bias) f = _mm512_add_ps(f, bias);
+      if (ep.output == Epilogue::Output::Float) {
+        f = _mm512_min_ps(_mm512_max_ps(f, clamp_min), clamp_max);
+        _mm512_mask_storeu_ps(static_cast<float*>(args.c) + at, mask, f);
+      } else {
+        store_u8x16(static_cast<uint8_t*>(args.c) + at, mask, quantize(f));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+}  // namespace qext::kernels::detail
