@@ -10,9 +10,9 @@
 // tile, read with the block's row stride. Their k groups are padded with zeros
 // to whole tiles (16 groups) at pack time, and the activations are copied into
 // a zero-padded panel per chunk of rows (implicit-im2col rows gathered there),
-// so every tile load is whole and in bounds. Rows past the last whole 16 and
-// calls with fewer than 16 rows go to the VNNI kernel, which reads the same
-// packed weights (at M < 16 most of a tile would be padding).
+// so every tile load is whole and in bounds. Rows past the last whole 16, and
+// calls with fewer than 16 rows, 32 columns or 64 k, go to the VNNI kernel,
+// which reads the same packed weights (there most of a tile would be padding).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -102,6 +102,21 @@ TileBlockFn tile_block_for(int64_t mt, int64_t nt) {
   return nt == 2 ? tile_block<1, 2> : tile_block<1, 1>;
 }
 
+// The first n (< 64) lanes of a byte mask.
+inline __mmask64 first_bytes(int64_t n) { return (uint64_t{1} << n) - 1; }
+
+// dst[0, n) = src[0, n): 64-byte steps and one masked tail, inline (conv
+// windows are many short runs -- 7 x 24 bytes for a 7x7 stem -- where a
+// memcpy call per run cost more than the tiles).
+inline void copy_run(uint8_t* dst, const uint8_t* src, int64_t n) {
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) _mm512_storeu_si512(dst + i, _mm512_loadu_si512(src + i));
+  if (i < n) {
+    const __mmask64 mask = first_bytes(n - i);
+    _mm512_mask_storeu_epi8(dst + i, mask, _mm512_maskz_loadu_epi8(mask, src + i));
+  }
+}
+
 // Rows [m0, m0 + rows) of A (either addressing) into panel rows of kpad bytes,
 // zero past k.
 void pack_rows(const GemmArgs& args, int64_t k, int64_t m0, int64_t rows, int64_t kpad, uint8_t* panel) {
@@ -109,8 +124,8 @@ void pack_rows(const GemmArgs& args, int64_t k, int64_t m0, int64_t rows, int64_
   for (int64_t r = 0; r < rows; ++r) {
     const ARow row = a_row(args, m0 + r);
     uint8_t* dst = panel + r * kpad;
-    for (int64_t s = 0; s < segments; ++s) std::memcpy(dst + s * run, row.run(s), static_cast<size_t>(run));
-    std::memset(dst + k, 0, static_cast<size_t>(kpad - k));
+    for (int64_t s = 0; s < segments; ++s) copy_run(dst + s * run, row.run(s), run);
+    _mm512_mask_storeu_epi8(dst + k, first_bytes(kpad - k), _mm512_setzero_si512());  // kpad - k < 64
   }
 }
 
@@ -122,7 +137,11 @@ struct FreeDeleter {
 
 void qgemm_amx(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, int64_t m_begin,
                int64_t m_end, int64_t block_begin, int64_t block_end) {
-  const int64_t whole = (m_end - m_begin) / kTileRows * kTileRows;
+  // Tiles pay off from 16 rows, 32 columns and 64 k on (measured: narrower
+  // or shorter products ran no faster than the VNNI kernel, or slower).
+  const int64_t cols = std::min(w.n(), block_end * w.layout().block_cols) - block_begin * w.layout().block_cols;
+  const bool tiles_pay = cols >= 2 * kVecCols && w.k() >= kTileK;
+  const int64_t whole = tiles_pay ? (m_end - m_begin) / kTileRows * kTileRows : 0;
   if (whole > 0) {
     const int64_t k = w.k(), kpad = (k + kTileK - 1) / kTileK * kTileK;
     const int64_t chunk = std::min(whole, std::max(kTileRows, kPanelBytes / kpad / kTileRows * kTileRows));

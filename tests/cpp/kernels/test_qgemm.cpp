@@ -145,11 +145,12 @@ TEST(Qgemm, LargestK) {
 // The AMX path's own boundaries: activation panels of ~256 KB (K = 768: 336
 // rows, so 700 rows take three chunks and end in 12 rows for the VNNI kernel),
 // K padded to whole 64-byte tile steps (65, 4100), k groups padded to 16 in
-// the packed weights, and the longest K with whole tiles.
+// the packed weights, and the longest K with whole tiles. (Every shape here is
+// one AMX takes: >= 16 rows, >= 32 columns, >= 64 k.)
 TEST(Qgemm, TileRowsPanelsAndKPaddingAreExact) {
   int idx = 0;
-  for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{16, 64, 64}, {32, 65, 17}, {48, 4100, 70},
-                         {700, 768, 100}, {33, 65536, 20}}) {
+  for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{16, 64, 64}, {32, 65, 40}, {48, 4100, 70},
+                         {700, 768, 100}, {33, 65536, 33}}) {
     const int32_t zp = idx % 2 ? 255 : 3;
     Problem p = random_problem(m, k, n, zp, 300u + idx++);
     if (k == 65536) {  // the extreme sums: 255 x -128 over the whole K
