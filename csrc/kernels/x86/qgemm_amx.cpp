@@ -10,8 +10,10 @@
 // tile, read with the block's row stride. Their k groups are padded with zeros
 // to whole tiles (16 groups) at pack time, and the activations are copied into
 // a zero-padded panel per chunk of rows (implicit-im2col rows gathered there),
-// so every tile load is whole and in bounds. Rows past the last whole 16, and
-// calls with fewer than 16 rows, 32 columns or 64 k, go to the VNNI kernel,
+// so every tile load is whole and in bounds; a range's last tile is padded
+// with zero rows (one pass over the weights: handing the leftover rows to
+// another kernel streamed them twice, which doubled batch-1 deep layers).
+// Calls with fewer than 16 rows, 32 columns or 64 k go to the VNNI kernel,
 // which reads the same packed weights (there most of a tile would be padding).
 #include <immintrin.h>
 
@@ -30,6 +32,9 @@ namespace {
 constexpr int64_t kTileRows = 16;            // rows of an activation / accumulator tile
 constexpr int64_t kTileK = 64;               // bytes of k in an activation tile row
 constexpr int64_t kPanelBytes = 256 * 1024;  // activations per row chunk: stays in L2
+constexpr int64_t kWholeRowsBytes = 512 * 1024;
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 // Palette 1, every tile 16 rows x 64 bytes (see tile_block).
 struct alignas(64) TileConfig {
@@ -141,38 +146,43 @@ void qgemm_amx(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep,
   // or shorter products ran no faster than the VNNI kernel, or slower).
   const int64_t cols = std::min(w.n(), block_end * w.layout().block_cols) - block_begin * w.layout().block_cols;
   const bool tiles_pay = cols >= 2 * kVecCols && w.k() >= kTileK;
-  const int64_t whole = tiles_pay ? (m_end - m_begin) / kTileRows * kTileRows : 0;
-  if (whole > 0) {
-    const int64_t k = w.k(), kpad = (k + kTileK - 1) / kTileK * kTileK;
-    const int64_t chunk = std::min(whole, std::max(kTileRows, kPanelBytes / kpad / kTileRows * kTileRows));
-    std::unique_ptr<uint8_t, FreeDeleter> panel(
-        static_cast<uint8_t*>(std::aligned_alloc(64, static_cast<size_t>(chunk * kpad))));
-    if (!panel) throw std::bad_alloc();
-    const Quantizer16 quantize(ep.out_scale, ep.out_zero_point, 0, 255, ep.clamp_min, ep.clamp_max);
-    const int64_t bc = w.layout().block_cols;
-    alignas(64) int32_t acc[2 * kTileRows * 64];
-    const TileScope tiles;
-    // Per row chunk (its panel in L2), every block of the range; each block's
-    // weights stay in L1/L2 while the chunk's row tiles use them.
-    for (int64_t c0 = m_begin; c0 < m_begin + whole; c0 += chunk) {
-      const int64_t c1 = std::min(m_begin + whole, c0 + chunk);
-      pack_rows(args, k, c0, c1 - c0, kpad, panel.get());
-      for (int64_t b = block_begin; b < block_end; ++b) {
-        const int64_t n0 = b * bc, ncols = std::min(bc, w.n() - n0);
-        const int64_t slices = (ncols + kVecCols - 1) / kVecCols, w_stride = slices * 64;
-        for (int64_t m0 = c0; m0 < c1; m0 += 2 * kTileRows) {
-          const int64_t mt = std::min<int64_t>(2, (c1 - m0) / kTileRows);
-          const uint8_t* a = panel.get() + (m0 - c0) * kpad;
-          for (int64_t j = 0; j < slices; j += 2) {
-            const int64_t nt = std::min<int64_t>(2, slices - j);
-            tile_block_for(mt, nt)(a, kpad, kpad / kTileK, w.block(b) + j * 64, w_stride, acc + j * 16);
-          }
-          store_rows(args, w, ep, quantize, m0, mt * kTileRows, n0, ncols, acc, 64);
+  const int64_t m = m_end - m_begin;
+  if (!tiles_pay || m < kTileRows) return qgemm_avx512_vnni(args, w, ep, m_begin, m_end, block_begin, block_end);
+
+  const int64_t k = w.k(), kpad = round_up(k, kTileK);
+  // One chunk when all the rows fit in half of L2 (batch-1 deep layers: 49 x
+  // 4608 bytes), so the weights (MBs there) stream once.
+  const int64_t all_rows = round_up(m, kTileRows);
+  const int64_t chunk = all_rows * kpad <= kWholeRowsBytes
+                            ? all_rows
+                            : std::min(all_rows, std::max(kTileRows, kPanelBytes / kpad / kTileRows * kTileRows));
+  std::unique_ptr<uint8_t, FreeDeleter> panel(
+      static_cast<uint8_t*>(std::aligned_alloc(64, static_cast<size_t>(chunk * kpad))));
+  if (!panel) throw std::bad_alloc();
+  const Quantizer16 quantize(ep.out_scale, ep.out_zero_point, 0, 255, ep.clamp_min, ep.clamp_max);
+  const int64_t bc = w.layout().block_cols;
+  alignas(64) int32_t acc[2 * kTileRows * 64];
+  const TileScope tiles;
+  // Per row chunk (its panel in L2), every block of the range; each block's
+  // weights stay in L1/L2 while the chunk's row tiles use them.
+  for (int64_t c0 = m_begin; c0 < m_end; c0 += chunk) {
+    const int64_t rows = std::min(chunk, m_end - c0);
+    pack_rows(args, k, c0, rows, kpad, panel.get());
+    std::memset(panel.get() + rows * kpad, 0, static_cast<size_t>((round_up(rows, kTileRows) - rows) * kpad));
+    for (int64_t b = block_begin; b < block_end; ++b) {
+      const int64_t n0 = b * bc, ncols = std::min(bc, w.n() - n0);
+      const int64_t slices = (ncols + kVecCols - 1) / kVecCols, w_stride = slices * 64;
+      for (int64_t r0 = 0; r0 < rows; r0 += 2 * kTileRows) {
+        const int64_t tile_rows = std::min(2 * kTileRows, rows - r0), mt = (tile_rows + kTileRows - 1) / kTileRows;
+        const uint8_t* a = panel.get() + r0 * kpad;
+        for (int64_t j = 0; j < slices; j += 2) {
+          const int64_t nt = std::min<int64_t>(2, slices - j);
+          tile_block_for(mt, nt)(a, kpad, kpad / kTileK, w.block(b) + j * 64, w_stride, acc + j * 16);
         }
+        store_rows(args, w, ep, quantize, c0 + r0, tile_rows, n0, ncols, acc, 64);
       }
     }
   }
-  if (m_begin + whole < m_end) qgemm_avx512_vnni(args, w, ep, m_begin + whole, m_end, block_begin, block_end);
 }
 
 }  // namespace qext::kernels::detail

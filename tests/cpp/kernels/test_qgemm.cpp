@@ -143,7 +143,8 @@ TEST(Qgemm, LargestK) {
 }
 
 // The AMX path's own boundaries: activation panels of ~256 KB (K = 768: 336
-// rows, so 700 rows take three chunks and end in 12 rows for the VNNI kernel),
+// rows, so 700 rows take three chunks, the last ending in a tile padded with
+// zero rows),
 // K padded to whole 64-byte tile steps (65, 4100), k groups padded to 16 in
 // the packed weights, and the longest K with whole tiles. (Every shape here is
 // one AMX takes: >= 16 rows, >= 32 columns, >= 64 k.)
@@ -237,7 +238,7 @@ TEST(Qgemm, SubRangesComposeToTheWhole) {
     const PackedWeights packed(p.w.data(), p.n, p.k, isa);
     std::vector<int32_t> c(p.m * p.n, -1);
     const GemmArgs args = dense_args(p, c.data());
-    const int64_t mid_m = 20, mid_b = packed.num_blocks() / 2;  // AMX: 16 tile rows + 4, 16 + 14
+    const int64_t mid_m = 20, mid_b = packed.num_blocks() / 2;  // AMX: tiles padded with zero rows
     qgemm(args, packed, {}, 0, mid_m, 0, mid_b);
     qgemm(args, packed, {}, mid_m, p.m, 0, mid_b);
     qgemm(args, packed, {}, 0, p.m, mid_b, packed.num_blocks());
