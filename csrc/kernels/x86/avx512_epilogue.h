@@ -96,47 +96,72 @@ inline void store_u8x64(uint8_t* dst, __m512i q0, __m512i q1, __m512i q2, __m512
   _mm512_storeu_si512(dst, _mm512_permutexvar_epi32(order, bytes));
 }
 
-// Stores rows [m0, m0 + rows) x columns [n0, n0 + ncols) of one weight block
-// from acc (int32 sums, row r at acc + r * acc_stride, 64-byte aligned) through
-// ep: sum - za[m] * col_sum[n], then ep's output type.
-void store_rows(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, const Quantizer16& quantize,
-                int64_t m0, int64_t rows, int64_t n0, int64_t ncols, const int32_t* acc, int64_t acc_stride) {
+// Rows [m0, m0 + rows) x columns [n0, n0 + ncols) of one weight block, NB
+// vectors of 16 columns wide, from acc (int32 sums, row r at acc + r *
+// acc_stride, 64-byte aligned) through ep: sum - za[m] * col_sum[n], then ep's
+// output type. The columns' data is loaded once for all rows and each row's
+// products with it only when its zero point or scale differs from the row
+// before (rows usually share them); a whole 64-column uint8 row is stored as
+// one 64-byte vector.
+template <int NB>
+void store_rows_nb(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, const Quantizer16& quantize,
+                   int64_t m0, int64_t rows, int64_t n0, int64_t ncols, const int32_t* acc, int64_t acc_stride) {
   const bool to_float = ep.output != Epilogue::Output::Int32;
   const __m512 clamp_min = _mm512_set1_ps(ep.clamp_min), clamp_max = _mm512_set1_ps(ep.clamp_max);
-  for (int64_t j = 0; j * kVecCols < ncols; ++j) {
+  __mmask16 mask[NB];
+  __m512i col_sum[NB], zp_term[NB];
+  __m512 col_scale[NB], bias[NB], mult[NB];
+  for (int j = 0; j < NB; ++j) {
     const int64_t n = n0 + j * kVecCols;
-    const __mmask16 mask = lanes_mask(ncols - j * kVecCols);
-    const __m512i col_sum = _mm512_maskz_loadu_epi32(mask, w.col_sums() + n);
-    __m512 col_scale = _mm512_setzero_ps(), bias = _mm512_setzero_ps();
-    if (to_float) {
-      col_scale = _mm512_maskz_loadu_ps(mask, ep.col_scale + n);
-      if (ep.bias) bias = _mm512_maskz_loadu_ps(mask, ep.bias + n);
+    mask[j] = lanes_mask(ncols - j * kVecCols);
+    col_sum[j] = _mm512_maskz_loadu_epi32(mask[j], w.col_sums() + n);
+    col_scale[j] = to_float ? _mm512_maskz_loadu_ps(mask[j], ep.col_scale + n) : _mm512_setzero_ps();
+    bias[j] = to_float && ep.bias ? _mm512_maskz_loadu_ps(mask[j], ep.bias + n) : _mm512_setzero_ps();
+  }
+  const bool whole_row_u8 = NB == 4 && ncols == 4 * kVecCols && ep.output == Epilogue::Output::Uint8;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t m = m0 + r, at = m * args.ldc + n0;
+    const int32_t* acc_row = acc + r * acc_stride;
+    if (r == 0 || args.a_zero_point[m] != args.a_zero_point[m - 1]) {
+      const __m512i zp = _mm512_set1_epi32(args.a_zero_point[m]);
+      for (int j = 0; j < NB; ++j) zp_term[j] = _mm512_mullo_epi32(zp, col_sum[j]);
     }
-    // Rows usually share the zero point and scale: their products with the
-    // column data are computed again only when those change.
-    __m512i zp_term = _mm512_setzero_si512();
-    __m512 mult = _mm512_setzero_ps();
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t m = m0 + r;
-      if (r == 0 || args.a_zero_point[m] != args.a_zero_point[m - 1])
-        zp_term = _mm512_mullo_epi32(_mm512_set1_epi32(args.a_zero_point[m]), col_sum);
-      const __m512i v = _mm512_sub_epi32(_mm512_load_si512(acc + r * acc_stride + j * 16), zp_term);
-      const int64_t at = m * args.ldc + n;
-      if (!to_float) {
-        _mm512_mask_storeu_epi32(static_cast<int32_t*>(args.c) + at, mask, v);
-        continue;
-      }
-      if (r == 0 || ep.row_scale[m] != ep.row_scale[m - 1])
-        mult = _mm512_mul_ps(_mm512_set1_ps(ep.row_scale[m]), col_scale);
-      __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), mult);
-      if (ep.bias) f = _mm512_add_ps(f, bias);
-      if (ep.output == Epilogue::Output::Float) {
-        f = _mm512_min_ps(_mm512_max_ps(f, clamp_min), clamp_max);
-        _mm512_mask_storeu_ps(static_cast<float*>(args.c) + at, mask, f);
-      } else {
-        store_u8x16(static_cast<uint8_t*>(args.c) + at, mask, quantize(f));
-      }
+    __m512i v[NB];
+    for (int j = 0; j < NB; ++j) v[j] = _mm512_sub_epi32(_mm512_load_si512(acc_row + j * 16), zp_term[j]);
+    if (!to_float) {
+      for (int j = 0; j < NB; ++j) _mm512_mask_storeu_epi32(static_cast<int32_t*>(args.c) + at + j * 16, mask[j], v[j]);
+      continue;
     }
+    if (r == 0 || ep.row_scale[m] != ep.row_scale[m - 1]) {
+      const __m512 rs = _mm512_set1_ps(ep.row_scale[m]);
+      for (int j = 0; j < NB; ++j) mult[j] = _mm512_mul_ps(rs, col_scale[j]);
+    }
+    __m512 f[NB];
+    for (int j = 0; j < NB; ++j) {
+      f[j] = _mm512_mul_ps(_mm512_cvtepi32_ps(v[j]), mult[j]);
+      if (ep.bias) f[j] = _mm512_add_ps(f[j], bias[j]);
+    }
+    if (ep.output == Epilogue::Output::Float) {
+      for (int j = 0; j < NB; ++j) {
+        _mm512_mask_storeu_ps(static_cast<float*>(args.c) + at + j * 16, mask[j],
+                              _mm512_min_ps(_mm512_max_ps(f[j], clamp_min), clamp_max));
+      }
+    } else if (whole_row_u8) {
+      store_u8x64(static_cast<uint8_t*>(args.c) + at, quantize(f[0]), quantize(f[1 % NB]), quantize(f[2 % NB]),
+                  quantize(f[3 % NB]));
+    } else {
+      for (int j = 0; j < NB; ++j) store_u8x16(static_cast<uint8_t*>(args.c) + at + j * 16, mask[j], quantize(f[j]));
+    }
+  }
+}
+
+void store_rows(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, const Quantizer16& quantize,
+                int64_t m0, int64_t rows, int64_t n0, int64_t ncols, const int32_t* acc, int64_t acc_stride) {
+  switch ((ncols + kVecCols - 1) / kVecCols) {
+    case 1: return store_rows_nb<1>(args, w, ep, quantize, m0, rows, n0, ncols, acc, acc_stride);
+    case 2: return store_rows_nb<2>(args, w, ep, quantize, m0, rows, n0, ncols, acc, acc_stride);
+    case 3: return store_rows_nb<3>(args, w, ep, quantize, m0, rows, n0, ncols, acc, acc_stride);
+    default: return store_rows_nb<4>(args, w, ep, quantize, m0, rows, n0, ncols, acc, acc_stride);
   }
 }
 
