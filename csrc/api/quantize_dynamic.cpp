@@ -25,7 +25,8 @@ std::string config_json(const DynamicConfig& c) {
       << (c.weight_granularity == Granularity::PerChannel ? "per_channel" : "per_tensor")
       << "\", \"per_row_activations\": " << (c.per_row_activations ? "true" : "false")
       << ", \"min_weight_elements\": " << c.min_weight_elements << ", \"weight_bits\": " << c.weight_bits
-      << ", \"group_size\": " << c.group_size
+      << ", \"group_size\": " << c.group_size << ", \"low_rank\": " << c.low_rank
+      << ", \"low_rank_energy\": " << c.low_rank_energy
       << ", \"quantize_matmul\": " << (c.quantize_matmul ? "true" : "false")
       << ", \"quantize_embeddings\": " << (c.quantize_embeddings ? "true" : "false") << "}";
   return out.str();
@@ -42,6 +43,14 @@ torch::jit::Module quantize_dynamic(const torch::jit::Module& model, const Dynam
   TORCH_CHECK(config.group_size >= 0 && config.group_size % 4 == 0,
               "qext::quantize_dynamic: group_size must be a multiple of 4 (e.g. 32, 64, 128), or 0 for one group "
               "per row; got ", config.group_size);
+  TORCH_CHECK(config.low_rank >= 0, "qext::quantize_dynamic: low_rank must be >= 0; got ", config.low_rank);
+  TORCH_CHECK(config.low_rank_energy >= 0.0 && config.low_rank_energy <= 1.0,
+              "qext::quantize_dynamic: low_rank_energy must be in (0, 1], or 0 for off; got ", config.low_rank_energy);
+  TORCH_CHECK(config.low_rank == 0 || config.low_rank_energy == 0.0,
+              "qext::quantize_dynamic: give low_rank or low_rank_energy, not both");
+  TORCH_CHECK((config.low_rank == 0 && config.low_rank_energy == 0.0) ||
+                  (config.weight_bits == 8 && config.weight_granularity == Granularity::PerChannel),
+              "qext::quantize_dynamic: low-rank layers need weight_bits=8 and per-channel weights");
   // A private copy: rewriting a module that has already run leaves its
   // executor with stale plans, and the caller's model must stay untouched.
   torch::jit::Module out = passes::private_copy(model);

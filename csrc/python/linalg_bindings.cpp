@@ -53,4 +53,19 @@ void bind_linalg(py::module_& parent) {
   m.def("mul", &ql::mul, py::arg("a"), py::arg("b"));
   m.def("transpose", &ql::transpose, py::arg("q"), py::arg("dim0"), py::arg("dim1"));
   m.def("topk_dot", &ql::topk_dot, py::arg("queries"), py::arg("keys"), py::arg("k"));
+  py::class_<ql::Factorization>(m, "Factorization")
+      .def_readonly("left", &ql::Factorization::left)
+      .def_readonly("right", &ql::Factorization::right)
+      .def_readonly("rank", &ql::Factorization::rank)
+      .def_readonly("energy", &ql::Factorization::energy)
+      .def_readonly("relative_error", &ql::Factorization::relative_error)
+      .def_readonly("bytes", &ql::Factorization::bytes)
+      .def_readonly("float_bytes", &ql::Factorization::float_bytes)
+      .def("__repr__", [](const ql::Factorization& f) {
+        std::ostringstream s;
+        s << "Factorization(rank=" << f.rank << ", energy=" << f.energy << ", relative_error=" << f.relative_error
+          << ", bytes=" << f.bytes << " of " << f.float_bytes << " float)";
+        return s.str();
+      });
+  m.def("factorize", &ql::factorize, py::arg("matrix"), py::arg("rank"), py::arg("energy"), py::arg("dtype"));
 }

@@ -71,4 +71,22 @@ QTensor transpose(const QTensor& q, int64_t dim0, int64_t dim1);
 // (scores [Q, k] float, indices [Q, k] int64), best first.
 std::tuple<at::Tensor, at::Tensor> topk_dot(const QTensor& queries, const QTensor& keys, int64_t k);
 
+// A float matrix [M, N] as the product of two quantized low-rank factors,
+// matrix ~= matmul(left, right): the truncated SVD with sqrt(S) in each
+// factor, left [M, r] quantized per row (axis 0) and right [r, N] per column
+// (axis 1), both symmetric -- the operand forms matmul takes.
+struct Factorization {
+  QTensor left;
+  QTensor right;
+  int64_t rank = 0;
+  double energy = 0.0;          // the kept singular values' share of sum S^2
+  double relative_error = 0.0;  // ||matrix - matmul(left, right)||_F / ||matrix||_F
+  int64_t bytes = 0;            // both factors' values (int4: half a byte each), scales and zero points
+  int64_t float_bytes = 0;      // the float32 matrix's
+};
+// Exactly one of rank (> 0; capped at min(M, N)) and energy (in (0, 1]: the
+// smallest rank keeping that share) chooses the rank. dtype: Int8 or Int4.
+Factorization factorize(const at::Tensor& matrix, int64_t rank = 0, double energy = 0.0,
+                        QDtype dtype = QDtype::Int8);
+
 }  // namespace qext::linalg

@@ -63,6 +63,13 @@ struct DynamicConfig {
   // 0: one group per row), unpacked in registers by qext's low-bit kernels.
   int64_t weight_bits = 8;
   int64_t group_size = 128;
+  // Low-rank Linear layers (int8 weights only): W [N, K] ~= A [N, r] B [r, K]
+  // from the truncated SVD, run as two int8 Linear layers (K -> r -> N).
+  // low_rank > 0 fixes r; low_rank_energy in (0, 1] picks the smallest r
+  // keeping that share of the squared singular values. A layer stays plain
+  // int8 unless the pair is at most half its size: r (K + N) <= K N / 2.
+  int64_t low_rank = 0;
+  double low_rank_energy = 0.0;
 };
 
 // What happened to one candidate layer.

@@ -1,7 +1,7 @@
 """The ``qext`` command line.
 
     qext quantize IN.pt OUT.pt --mode dynamic [--exclude PATTERN ...] [--per-tensor-activations]
-                                              [--weight-bits 4 --group-size 128]
+                                              [--weight-bits 4 --group-size 128] [--low-rank 64 | --low-rank-energy 0.9]
     qext quantize IN.pt OUT.pt --mode static --calib CALIB.pt [--observer histogram [--histogram-method entropy]]
     qext report MODEL.pt
     qext bench MODEL.pt --input-shape 1,3,224,224 [--threads 1,2] [--quantized Q.pt | --weight-bits 4]
@@ -21,7 +21,8 @@ import torch
 # silently ignored.
 _DYNAMIC_ONLY = {"include": "--include", "per_row_activations": "--per-row-activations",
                  "per_tensor_activations": "--per-tensor-activations", "per_tensor_weights": "--per-tensor-weights",
-                 "min_weight_elements": "--min-weight-elements", "group_size": "--group-size"}
+                 "min_weight_elements": "--min-weight-elements", "group_size": "--group-size",
+                 "low_rank": "--low-rank", "low_rank_energy": "--low-rank-energy"}
 _STATIC_ONLY = {"calib": "--calib", "observer": "--observer", "histogram_method": "--histogram-method"}
 
 
@@ -69,6 +70,8 @@ def _quantize(args: argparse.Namespace) -> int:
             min_weight_elements=args.min_weight_elements or 0,
             weight_bits=8 if args.weight_bits is None else args.weight_bits,
             group_size=128 if args.group_size is None else args.group_size,
+            low_rank=args.low_rank or 0,
+            low_rank_energy=args.low_rank_energy or 0.0,
         )
         quantized = qext.quantize_dynamic(model, config)
     print(qext.report(quantized))
@@ -177,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "at that many bits with group-wise scales")
     q.add_argument("--group-size", type=int, metavar="G",
                    help="dynamic, --weight-bits < 8: inputs per weight scale, a multiple of 4 (default 128; 0: per row)")
+    q.add_argument("--low-rank", type=int, metavar="R",
+                   help="dynamic: each Linear as two int8 layers of rank R (truncated SVD) where that is smaller")
+    q.add_argument("--low-rank-energy", type=float, metavar="E",
+                   help="dynamic: like --low-rank, the smallest rank per layer keeping E of the squared singular values")
     q.add_argument("--include", action="append", metavar="PATTERN",
                    help="dynamic: quantize only layers matching (wildcards; repeatable)")
     q.add_argument("--exclude", action="append", metavar="PATTERN", help="keep layers matching in float (wildcards; repeatable)")

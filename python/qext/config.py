@@ -32,6 +32,14 @@ class DynamicConfig:
             low-bit kernels (activations stay uint8 per row, as with int8).
         group_size: inputs per weight scale for ``weight_bits`` < 8: a multiple
             of 4 (32, 64, 128 are usual); 0 means one group per output row.
+        low_rank: > 0 replaces each Linear ``W [N, K]`` by two int8 Linear
+            layers ``K -> r -> N`` from its truncated SVD (``r = low_rank``;
+            see :func:`qext.linalg.factorize`); a layer stays plain int8 unless
+            the pair is at most half its size. Needs ``weight_bits=8``, per
+            channel. Trained layers often keep their accuracy at ranks far below
+            what their energy suggests: try ranks and measure.
+        low_rank_energy: instead of ``low_rank``, the smallest rank per layer
+            keeping this share (in ``(0, 1]``) of the squared singular values.
     """
 
     include: list[str] = field(default_factory=list)
@@ -44,6 +52,8 @@ class DynamicConfig:
     quantize_embeddings: bool = True
     weight_bits: int = 8
     group_size: int = 128
+    low_rank: int = 0
+    low_rank_energy: float = 0.0
 
     def _to_cpp(self) -> "_C.DynamicConfig":
         for name in ("include", "exclude", "module_types"):
@@ -62,6 +72,10 @@ class DynamicConfig:
                 or self.group_size % 4:
             raise ValueError(f"DynamicConfig.group_size must be a multiple of 4 (or 0 for one group per row); "
                              f"got {self.group_size!r}")
+        if isinstance(self.low_rank, bool) or not isinstance(self.low_rank, int) or self.low_rank < 0:
+            raise ValueError(f"DynamicConfig.low_rank must be an int >= 0; got {self.low_rank!r}")
+        if not isinstance(self.low_rank_energy, (int, float)) or not 0.0 <= self.low_rank_energy <= 1.0:
+            raise ValueError(f"DynamicConfig.low_rank_energy must be in (0, 1] (0: off); got {self.low_rank_energy!r}")
         cfg = _C.DynamicConfig()
         cfg.include = list(self.include)
         cfg.exclude = list(self.exclude)
@@ -73,4 +87,6 @@ class DynamicConfig:
         cfg.quantize_embeddings = bool(self.quantize_embeddings)
         cfg.weight_bits = self.weight_bits
         cfg.group_size = self.group_size
+        cfg.low_rank = self.low_rank
+        cfg.low_rank_energy = float(self.low_rank_energy)
         return cfg

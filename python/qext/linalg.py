@@ -102,4 +102,30 @@ def topk_dot(queries: QTensor, keys: QTensor, k: int) -> Tuple[torch.Tensor, tor
     return _L.topk_dot(queries, keys, k)
 
 
-__all__ = ["QTensor", "quantize", "dequantize", "matmul_int32", "matmul", "add", "mul", "transpose", "topk_dot"]
+#: The result of :func:`factorize`: ``left`` and ``right`` (:class:`QTensor`),
+#: ``rank``, ``energy``, ``relative_error``, ``bytes`` and ``float_bytes``.
+Factorization = _L.Factorization
+
+
+def factorize(matrix: torch.Tensor, rank: Optional[int] = None, energy: Optional[float] = None,
+              dtype: str = "int8") -> Factorization:
+    """Factors a float32 matrix ``[M, N]`` into quantized low-rank factors:
+    ``matrix ~= left @ right``.
+
+    The truncated SVD with the square roots of the kept singular values in
+    both factors; ``left`` ``[M, r]`` is quantized per row and ``right``
+    ``[r, N]`` per column (symmetric ``int8`` or ``int4``), the forms
+    :func:`matmul` multiplies exactly. Give ``rank``, or ``energy`` in
+    ``(0, 1]`` for the smallest rank keeping that share of the squared
+    singular values. The result reports the rank, the energy kept, the
+    relative Frobenius error of ``left @ right`` (as qext computes it) and the
+    stored bytes against the float matrix's. A ratings matrix, or a layer's
+    weight (``DynamicConfig(low_rank=...)`` does that for every Linear).
+    """
+    if (rank is None) == (energy is None):
+        raise ValueError("qext.linalg.factorize: give exactly one of rank and energy")
+    return _L.factorize(matrix, 0 if rank is None else rank, 0.0 if energy is None else energy, _qdtype(dtype))
+
+
+__all__ = ["QTensor", "Factorization", "quantize", "dequantize", "matmul_int32", "matmul", "add", "mul",
+           "transpose", "topk_dot", "factorize"]

@@ -157,4 +157,24 @@ TEST(Linalg, QuantizedProductApproximatesTheFloatOne) {
   EXPECT_THROW(ql::matmul(a, ql::quantize(w, ql::QDtype::Int8, /*axis=*/0)), c10::Error);  // scale along K
 }
 
+// The C++ factorize: a rank-4 matrix comes back at rank 4 by energy, with the
+// int8 factors' error and sizes reported; uint8 factors are refused.
+TEST(Linalg, FactorizeFindsTheRankAndReportsTheError) {
+  torch::manual_seed(7);
+  const auto m = torch::matmul(torch::randn({40, 4}), torch::randn({4, 30}));
+  const ql::Factorization f = ql::factorize(m, /*rank=*/0, /*energy=*/0.999999);
+  EXPECT_EQ(f.rank, 4);
+  EXPECT_NEAR(f.energy, 1.0, 1e-6);
+  EXPECT_EQ(f.left.sizes(), (std::vector<int64_t>{40, 4}));
+  EXPECT_EQ(f.right.sizes(), (std::vector<int64_t>{4, 30}));
+  EXPECT_EQ(f.left.axis, 0);
+  EXPECT_EQ(f.right.axis, 1);
+  EXPECT_GT(f.relative_error, 0.0);
+  EXPECT_LT(f.relative_error, 0.02);  // int8 rounding only: the truncation loses nothing here
+  EXPECT_EQ(f.bytes, (40 + 30) * 4 + (40 + 30) * 8);
+  EXPECT_EQ(f.float_bytes, 40 * 30 * 4);
+  EXPECT_THROW(ql::factorize(m, 2, 0.0, ql::QDtype::Uint8), c10::Error);
+  EXPECT_THROW(ql::factorize(m, 0, 0.0), c10::Error);
+}
+
 }  // namespace

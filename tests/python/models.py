@@ -266,3 +266,26 @@ def randomize_batch_norm(model: nn.Module, seed: int = 0) -> nn.Module:
             m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
             m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
     return model.eval()
+
+
+class FashionMlp(nn.Module):
+    """784-512-256-10 classifier for Fashion-MNIST's 28x28 images."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.out = nn.Linear(784, 512), nn.Linear(512, 256), nn.Linear(256, 10)
+
+    def forward(self, x):
+        return self.out(F.relu(self.fc2(F.relu(self.fc1(x.flatten(1))))))
+
+
+def train_fashion_mlp(x_train, y_train, images: int = 25600, seed: int = 0) -> FashionMlp:
+    """One pass of Adam over the first `images` training images, batches of 128; returned in eval mode."""
+    torch.manual_seed(seed)
+    model = FashionMlp()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for xb, yb in zip(x_train[:images].split(128), y_train[:images].split(128)):
+        opt.zero_grad()
+        F.cross_entropy(model(xb), yb).backward()
+        opt.step()
+    return model.eval()

@@ -20,6 +20,8 @@ import qext
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 import real_data  # noqa: E402
 
+from models import FashionMlp, train_fashion_mlp  # noqa: E402
+
 
 def cosine(a, b):
     return F.cosine_similarity(a.flatten().double(), b.flatten().double(), 0).item()
@@ -84,18 +86,9 @@ def test_more_bits_are_more_accurate():
     assert cos[2] > cos[1] > 0.75
 
 
-class Mlp(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1, self.fc2, self.out = nn.Linear(784, 512), nn.Linear(512, 256), nn.Linear(256, 10)
-
-    def forward(self, x):
-        return self.out(F.relu(self.fc2(F.relu(self.fc1(x.flatten(1))))))
-
-
 def test_quantize_dynamic_save_load_report_and_file_size(tmp_path):
     torch.manual_seed(2)
-    model = torch.jit.script(Mlp().eval())
+    model = torch.jit.script(FashionMlp().eval())
     x = torch.randn(3, 1, 28, 28)
     sizes = {}
     for bits in (8, 4, 2, 1):
@@ -122,14 +115,7 @@ def test_real_fashion_mnist_accuracy():
         (x_train, y_train), (x_test, y_test) = real_data.fashion_mnist("train"), real_data.fashion_mnist("t10k")
     except FileNotFoundError as e:
         pytest.skip(str(e))
-    torch.manual_seed(0)
-    model = Mlp()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for xb, yb in zip(x_train[:25600].split(128), y_train[:25600].split(128)):
-        opt.zero_grad()
-        F.cross_entropy(model(xb), yb).backward()
-        opt.step()
-    model.eval()
+    model = train_fashion_mlp(x_train, y_train)
     acc = {}
     with torch.no_grad():
         acc["fp32"] = (model(x_test).argmax(1) == y_test).float().mean().item() * 100
@@ -161,9 +147,9 @@ def test_bad_inputs_get_clear_errors():
     y = qext.linear_lowbit(torch.tensor([[float("nan")] * 16, [1.0] * 16]), p)
     assert y[0].isnan().all() and y[1].isfinite().all()
     with pytest.raises(ValueError, match="weight_bits must be 8, 4, 2 or 1"):
-        qext.quantize_dynamic(torch.jit.script(Mlp()), qext.DynamicConfig(weight_bits=3))
+        qext.quantize_dynamic(torch.jit.script(FashionMlp()), qext.DynamicConfig(weight_bits=3))
     with pytest.raises(ValueError, match="group_size must be a multiple of 4"):
-        qext.quantize_dynamic(torch.jit.script(Mlp()), qext.DynamicConfig(weight_bits=4, group_size=30))
+        qext.quantize_dynamic(torch.jit.script(FashionMlp()), qext.DynamicConfig(weight_bits=4, group_size=30))
 
 
 
