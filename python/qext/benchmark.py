@@ -4,11 +4,12 @@
 Latency is the median of repeated runs, measured in rounds that alternate
 between the two models (a burst of load on a shared machine hits both alike),
 per input shape and thread count. The result prints as a table with a bar per
-row and converts to JSON.
+row and converts to JSON and to an SVG bar chart (no plotting library needed).
 """
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import statistics
@@ -68,6 +69,44 @@ class BenchmarkResult:
         rows = [{**asdict(r), "speedup": r.speedup} for r in self.rows]
         return json.dumps({"kernel_path": self.kernel_path, "float_bytes": self.float_bytes,
                            "quantized_bytes": self.quantized_bytes, "rows": rows}, indent=2)
+
+    def to_svg(self) -> str:
+        """A horizontal bar chart: per row (shape, threads) the float and the
+        quantized latency on one scale, with the speedup; as SVG text."""
+        bar_h, gap, left, right, top = 16, 14, 210, 170, 46
+        plot_w = 360
+        longest = max((max(r.float_ms, r.quantized_ms) for r in self.rows), default=1.0) or 1.0
+        height = top + len(self.rows) * (2 * bar_h + gap) + 30
+        width = left + plot_w + right
+        parts = [
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'font-family="sans-serif" font-size="12">',
+            f'<text x="10" y="20" font-size="14" font-weight="bold">qext bench: latency, float vs quantized '
+            f'(median; kernel path {html.escape(self.kernel_path)})</text>',
+            f'<rect x="{left}" y="28" width="12" height="10" fill="#9e9e9e"/>'
+            f'<text x="{left + 16}" y="37">float</text>'
+            f'<rect x="{left + 70}" y="28" width="12" height="10" fill="#1f77b4"/>'
+            f'<text x="{left + 86}" y="37">quantized</text>',
+        ]
+        y = top
+        for r in self.rows:
+            label = f'{"x".join(map(str, r.shape))}, {r.threads} thread{"s" if r.threads > 1 else ""}'
+            parts.append(f'<text x="{left - 8}" y="{y + bar_h + 4}" text-anchor="end">{html.escape(label)}</text>')
+            for i, (ms, color, kind) in enumerate(((r.float_ms, "#9e9e9e", "float"),
+                                                   (r.quantized_ms, "#1f77b4", "quantized"))):
+                w = max(1.0, plot_w * ms / longest)
+                by = y + i * bar_h
+                parts.append(f'<rect class="{kind}" x="{left}" y="{by}" width="{w:.1f}" height="{bar_h - 2}" '
+                             f'fill="{color}"><title>{kind}: {ms:.3f} ms</title></rect>')
+                parts.append(f'<text x="{left + w + 4:.1f}" y="{by + bar_h - 4}">{ms:.3f} ms</text>')
+            parts.append(f'<text x="{left + plot_w + 100}" y="{y + bar_h + 4}" font-weight="bold">'
+                         f'{r.speedup:.2f}x</text>')
+            y += 2 * bar_h + gap
+        if self.float_bytes and self.quantized_bytes:
+            parts.append(f'<text x="10" y="{y + 14}">model size: {self.float_bytes:,} -> {self.quantized_bytes:,} '
+                         f'bytes ({self.float_bytes / self.quantized_bytes:.2f}x smaller)</text>')
+        parts.append("</svg>")
+        return "\n".join(parts) + "\n"
 
 
 def _median_ms(fns: dict[str, Callable[[], object]], min_time: float, rounds: int = 5) -> dict[str, float]:

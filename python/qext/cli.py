@@ -4,7 +4,7 @@
                                               [--weight-bits 4 --group-size 128] [--low-rank 64 | --low-rank-energy 0.9]
     qext quantize IN.pt OUT.pt --mode static --calib CALIB.pt [--observer histogram [--histogram-method entropy]]
     qext report MODEL.pt
-    qext bench MODEL.pt --input-shape 1,3,224,224 [--threads 1,2] [--quantized Q.pt | --weight-bits 4]
+    qext bench MODEL.pt --input-shape 1,3,224,224 [--threads 1,2] [--quantized Q.pt | --weight-bits 4] [--plot OUT.svg]
     qext info
 """
 
@@ -123,8 +123,9 @@ def _bench(args: argparse.Namespace) -> int:
             raise ValueError(f"bad --threads {args.threads!r}: expected comma-separated counts like 1,2")
         threads.append(int(t))
     shapes = [_parse_shape(s) for s in args.input_shape]
-    if args.json:
-        _check_output_writable(args.json)
+    for out in (args.json, args.plot):
+        if out:
+            _check_output_writable(out)
     model = qext.load(args.model)
     if args.quantized:
         quantized = qext.load(args.quantized)
@@ -139,15 +140,21 @@ def _bench(args: argparse.Namespace) -> int:
     result = qext.benchmark(model, quantized, shapes=shapes, threads=threads, min_time=args.min_time,
                             progress=not args.no_progress)
     print(result)
-    if args.json:
-        import tempfile
-
-        folder = os.path.dirname(os.path.abspath(args.json))
-        with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp") as f:
-            f.write(result.to_json())
-        os.replace(f.name, args.json)
-        print(f"wrote {args.json}")
+    for out, text in ((args.json, result.to_json), (args.plot, result.to_svg)):
+        if out:
+            _write_atomically(out, text())
+            print(f"wrote {out}")
     return 0
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """A temporary file in the target's folder, renamed over it: never a partial file."""
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp") as f:
+        f.write(text)
+    os.replace(f.name, path)
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -213,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--group-size", type=int, metavar="G", help="dynamic, --weight-bits < 8: inputs per weight scale")
     b.add_argument("--min-time", type=float, default=1.0, metavar="S", help="seconds per model, shape and thread count")
     b.add_argument("--json", metavar="OUT.json", help="also write the figures as JSON")
+    b.add_argument("--plot", metavar="OUT.svg", help="also draw them as an SVG bar chart")
     b.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     b.set_defaults(run=_bench)
 

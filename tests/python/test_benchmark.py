@@ -3,6 +3,7 @@ and thread count, outputs compared, a table and JSON; bad arguments refused.
 Speed itself is never asserted (benchmarks/ measures it)."""
 
 import json
+import xml.etree.ElementTree as ET
 import subprocess
 import sys
 from pathlib import Path
@@ -49,14 +50,25 @@ def test_benchmark_takes_a_given_quantized_model_and_inputs():
 
 
 def test_cli_bench_prints_a_table_and_writes_json(tmp_path):
-    out = tmp_path / "bench.json"
+    out, svg = tmp_path / "bench.json", tmp_path / "bench.svg"
     r = subprocess.run([sys.executable, "-m", "qext", "bench", str(EXAMPLE), "--input-shape", "1,64", "--input-shape",
-                        "8,64", "--threads", "1,2", "--min-time", "0.05", "--json", str(out)],
+                        "8,64", "--threads", "1,2", "--min-time", "0.05", "--json", str(out), "--plot", str(svg)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "quantized ms" in r.stdout and "1x64" in r.stdout and "8x64" in r.stdout
     assert "4/4" in r.stderr  # the progress bar reached the end
-    assert len(json.loads(out.read_text())["rows"]) == 4
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 4
+    # The plot: one float and one quantized bar per row, lengths on one scale.
+    chart = ET.parse(svg).getroot()
+    bars = [e for e in chart.iter("{http://www.w3.org/2000/svg}rect") if e.get("class")]
+    assert [b.get("class") for b in bars] == ["float", "quantized"] * 4
+    widths = [float(b.get("width")) for b in bars]
+    times = [ms for row in rows for ms in (row["float_ms"], row["quantized_ms"])]
+    longest = max(times)
+    for w, ms in zip(widths, times):
+        assert abs(w - max(1.0, 360 * ms / longest)) < 0.06
+    assert f"{rows[0]['speedup']:.2f}x" in svg.read_text()
     r = subprocess.run([sys.executable, "-m", "qext", "bench", str(EXAMPLE), "--input-shape", "1,x"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "bad --input-shape" in r.stderr
