@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The checks that need a CUDA GPU (CI has none): builds qext against the torch
-# of the machine's python3 (a CUDA build), runs the linear-algebra tests (their
-# CUDA cases run there instead of being skipped) and the GPU benchmark.
+# of the machine's python3 (a CUDA build), runs the linear-algebra and dynamic
+# Linear tests (their CUDA cases run there instead of being skipped; the kernel
+# paths' exactness cases too, on that host's CPU) and the GPU benchmarks.
 #   bash scripts/gpu_check.sh [OUTDIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,4 +24,7 @@ export PYTHONPATH="$pkg:$PWD/benchmarks"
 # not established; never seen with the pinned torch 2.13.0 CPU wheel).
 python3 -m pytest -q -p no:cacheprovider tests/python/test_linalg.py -rs -k "cuda or exact or batched or track" 2>&1 \
   | tee "$out/pytest.log"
+python3 -m pytest -q -p no:cacheprovider tests/python/test_linear_dynamic.py tests/python/test_qgemm.py -rs \
+  -k "cuda or every_path or extremes" 2>&1 | tee "$out/pytest_linear.log"
 python3 benchmarks/bench_linalg.py --device all --min-time 0.5 --out "$out/linalg_gpu.json" 2>&1 | tee "$out/bench.log"
+python3 benchmarks/bench_linear_cuda.py --min-time 0.3 --out "$out/linear_cuda.json" 2>&1 | tee "$out/bench_linear_cuda.log"

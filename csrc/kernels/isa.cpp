@@ -19,7 +19,7 @@ namespace {
 
 constexpr Isa kAllIsas[] = {Isa::Ref, Isa::Avx2, Isa::Avx512Vnni, Isa::Amx};
 
-#if QEXT_HAVE_X86
+#if QEXT_HAVE_AMX
 // AMX-TILE and AMX-INT8 in CPUID, the tile state enabled in XCR0, and (on
 // Linux) the process's permission to use it, which must be asked for once
 // (arch_prctl ARCH_REQ_XCOMP_PERM): without it the first tile instruction
@@ -74,8 +74,12 @@ bool cpu_supports(Isa isa) {
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
              __builtin_cpu_supports("avx512vnni");
     case Isa::Amx: {
+#if QEXT_HAVE_AMX
       static const bool usable = cpu_supports(Isa::Avx512Vnni) && amx_usable();
       return usable;
+#else
+      return false;  // this compiler could not build the AMX kernel
+#endif
     }
     default: break;
   }

@@ -36,6 +36,7 @@ constexpr KernelTable kAvx512Vnni{
     "16 lanes, divider-free Quantizer16",
     "64 bytes per step"};
 
+#if QEXT_HAVE_AMX
 // AMX: tiles for the GEMM, AVX-512 VNNI for everything else.
 constexpr KernelTable kAmx{
     Isa::Amx, detail::qgemm_amx, kAvx512Vnni.depthwise_u8, kAvx512Vnni.grouped_u8, kAvx512Vnni.lowbit_gemm,
@@ -44,6 +45,7 @@ constexpr KernelTable kAmx{
     "< 16 rows: the VNNI 6x64 kernel",
     kAvx512Vnni.depthwise_kernel, kAvx512Vnni.grouped_kernel, kAvx512Vnni.lowbit_kernel,
     kAvx512Vnni.quantize_kernel, kAvx512Vnni.elementwise_kernel};
+#endif
 #endif
 
 }  // namespace
@@ -55,14 +57,15 @@ const KernelTable& kernel_table(Isa isa) {
 #if QEXT_HAVE_X86
     case Isa::Avx2: table = &kAvx2; break;
     case Isa::Avx512Vnni: table = &kAvx512Vnni; break;
+#if QEXT_HAVE_AMX
     case Isa::Amx: table = &kAmx; break;
-#else
-    default: break;
 #endif
+#endif
+    default: break;  // a path not built for this architecture or compiler
   }
   if (!table || !cpu_supports(isa)) {
     throw std::runtime_error(std::string("qext: the ") + isa_name(isa) + " kernels cannot run here (" +
-                             (table ? "this CPU lacks the instructions" : "not built for this architecture") + ")");
+                             (table ? "this CPU lacks the instructions" : "not built for this architecture or compiler") + ")");
   }
   return *table;
 }

@@ -8,10 +8,6 @@
 
 namespace qext::ops {
 
-// y = x W^T + b computed in int8: x [..., K] float32 is quantized to uint8 per
-// tensor (or per row when per_row), W is the packed int8 weight [N, K]; y is
-// float32 [..., N]. Rows of x holding NaN or Inf give NaN rows in y; the other
-// rows are unaffected.
 // What every dynamic Linear op starts from: its input [..., k] and optional
 // bias [n] checked, the bias contiguous (undefined when absent), the float32
 // output [..., n] allocated, m rows, and (when m > 0) the input contiguous.
@@ -22,8 +18,18 @@ struct LinearCall {
 LinearCall prepare_linear_call(const char* op, const at::Tensor& input, int64_t k, int64_t n,
                                const std::optional<at::Tensor>& bias);
 
+// y = x W^T + b computed in int8: x [..., K] float32 is quantized to uint8 per
+// tensor (or per row when per_row), W is the packed int8 weight [N, K]; y is
+// float32 [..., N]. Rows of x holding NaN or Inf give NaN rows in y; the other
+// rows are unaffected.
 at::Tensor linear_dynamic(const at::Tensor& input,
                           const c10::intrusive_ptr<PackedLinearWeight>& weight,
                           const std::optional<at::Tensor>& bias, bool per_row, bool relu);
+
+// The same, bit for bit, composed of ATen ops on the input's device (CUDA:
+// the weight's device copy, at::_int_mm through qmatmul_int32_aten). The
+// activations' ranges come to the host for the one qparams rule.
+at::Tensor linear_dynamic_aten(const at::Tensor& input, const c10::intrusive_ptr<PackedLinearWeight>& weight,
+                               const std::optional<at::Tensor>& bias, bool per_row, bool relu);
 
 }  // namespace qext::ops

@@ -54,6 +54,15 @@ c10::intrusive_ptr<PackedLinearWeight> PackedLinearWeight::from_state(State stat
   return c10::make_intrusive<PackedLinearWeight>(std::get<1>(state), std::get<2>(state));
 }
 
+std::pair<at::Tensor, at::Tensor> PackedLinearWeight::on_device(const c10::Device& device) const {
+  const std::lock_guard<std::mutex> lock(device_mutex_);
+  for (const auto& copy : device_copies_) {
+    if (copy.first.device() == device) return copy;
+  }
+  device_copies_.emplace_back(weight().t().contiguous().to(device), scales_.to(device));
+  return device_copies_.back();
+}
+
 at::Tensor PackedLinearWeight::weight() const {
   at::Tensor w = at::empty({packed_.n(), packed_.k()}, at::kChar);
   packed_.unpack(w.data_ptr<int8_t>());

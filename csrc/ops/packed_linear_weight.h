@@ -7,7 +7,10 @@
 #include <ATen/core/Tensor.h>
 #include <torch/custom_class.h>
 
+#include <mutex>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "kernels/qgemm.h"
 
@@ -37,11 +40,16 @@ class PackedLinearWeight : public torch::CustomClassHolder {
   // Pickle `weight` (equal to this one's int8 weight, e.g. a tied embedding
   // table's) instead of an unpacked copy, so a file holds the values once.
   void share_pickled_weight(const at::Tensor& weight) { shared_weight_ = weight; }
+  // The int8 weight as [K, N] and the scales on another device (CUDA), made
+  // on first use and kept with this object (never pickled).
+  std::pair<at::Tensor, at::Tensor> on_device(const c10::Device& device) const;
 
  private:
   kernels::PackedWeights packed_;
   at::Tensor scales_;
   at::Tensor shared_weight_;
+  mutable std::mutex device_mutex_;
+  mutable std::vector<std::pair<at::Tensor, at::Tensor>> device_copies_;
 };
 
 }  // namespace qext::ops

@@ -244,13 +244,15 @@ TORCH_LIBRARY_IMPL(qext, CPU, m) {
   m.impl("qmatmul_int32", &qmatmul_int32);
 }
 
-// CUDA tensors: the linear-algebra ops composed of ATen ops (cuBLASLt's int8
-// GEMM through at::_int_mm), giving the CPU kernels' integers.
+// CUDA tensors: the linear-algebra ops and the dynamic Linear composed of ATen
+// ops (cuBLASLt's int8 GEMM through at::_int_mm), giving the CPU kernels'
+// integers and floats.
 TORCH_LIBRARY_IMPL(qext, CUDA, m) {
   m.impl("choose_qparams", &choose_qparams_aten);
   m.impl("quantize", &quantize_aten);
   m.impl("dequantize", &dequantize_aten);
   m.impl("qmatmul_int32", &qmatmul_int32_aten);
+  m.impl("linear_dynamic", &linear_dynamic_aten);
 }
 
 // Device-generic compositions of other ops (fake kernels in qext.fake_ops).

@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <limits>
 #include <tuple>
 
 #include "ops/device_quantize.h"
+#include "ops/linear_dynamic.h"
 #include "ops/qmatmul.h"
 #include "qext/linalg.h"
 #include "qext/qext.h"
@@ -175,6 +177,47 @@ TEST(Linalg, FactorizeFindsTheRankAndReportsTheError) {
   EXPECT_EQ(f.float_bytes, 40 * 30 * 4);
   EXPECT_THROW(ql::factorize(m, 2, 0.0, ql::QDtype::Uint8), c10::Error);
   EXPECT_THROW(ql::factorize(m, 0, 0.0), c10::Error);
+}
+
+// linear_dynamic's CUDA implementation is ATen ops; on CPU tensors it must
+// give the kernels' floats bit for bit: per row and per tensor, with and
+// without bias and ReLU, odd shapes, and rows holding NaN / Inf (NaN rows out,
+// the others untouched, the shared range taken from the finite rows).
+TEST(DeviceLinearDynamic, AtenPathEqualsTheKernelsBitForBit) {
+  torch::manual_seed(8);
+  const auto same = [](const torch::Tensor& a, const torch::Tensor& b) {
+    return torch::equal(a.isnan(), b.isnan()) && torch::equal(a.nan_to_num(0.0), b.nan_to_num(0.0));
+  };
+  int cases = 0;
+  for (int64_t m : {1, 5, 37})
+    for (int64_t k : {1, 17, 300})
+      for (int64_t n : {1, 9, 70}) {
+        const auto w = qext::ops::PackedLinearWeight::from_float(torch::randn({n, k}), /*per_channel=*/true);
+        auto x = torch::randn({m, k}) * 3 + 0.5;
+        if (m > 3) {
+          x[1][0] = std::numeric_limits<float>::quiet_NaN();
+          x[3][k - 1] = std::numeric_limits<float>::infinity();
+        }
+        const auto bias = torch::randn({n});
+        for (bool per_row : {false, true})
+          for (bool relu : {false, true})
+            for (bool with_bias : {false, true}) {
+              const std::optional<torch::Tensor> b = with_bias ? std::optional<torch::Tensor>(bias) : std::nullopt;
+              const auto want = qext::ops::linear_dynamic(x, w, b, per_row, relu);
+              const auto got = qext::ops::linear_dynamic_aten(x, w, b, per_row, relu);
+              ASSERT_TRUE(same(want, got)) << "M=" << m << " K=" << k << " N=" << n << " per_row=" << per_row
+                                           << " relu=" << relu << " bias=" << with_bias;
+              ++cases;
+            }
+      }
+  EXPECT_EQ(cases, 216);
+  const auto w = qext::ops::PackedLinearWeight::from_float(torch::randn({6, 8}), true);
+  const auto x3 = torch::randn({2, 3, 8});
+  EXPECT_TRUE(torch::equal(qext::ops::linear_dynamic_aten(x3, w, std::nullopt, true, false),
+                           qext::ops::linear_dynamic(x3, w, std::nullopt, true, false)));
+  EXPECT_EQ(qext::ops::linear_dynamic_aten(torch::randn({0, 8}), w, std::nullopt, true, false).sizes(),
+            (std::vector<int64_t>{0, 6}));
+  EXPECT_THROW(qext::ops::linear_dynamic_aten(torch::randn({2, 7}), w, std::nullopt, true, false), c10::Error);
 }
 
 }  // namespace

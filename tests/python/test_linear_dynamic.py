@@ -171,3 +171,38 @@ def test_bad_qext_isa_fails_at_import():
     result = run_python("import qext", QEXT_ISA="sse9")
     assert result.returncode != 0
     assert "unknown ISA 'sse9'" in result.stderr
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible to torch)")
+
+
+@CUDA
+@pytest.mark.parametrize("per_row", [False, True])
+def test_cuda_linear_dynamic_gives_the_cpu_floats(per_row):
+    """On CUDA tensors linear_dynamic runs ATen ops around cuBLASLt's int8 GEMM
+    (the weight copied to the GPU once): the same floats as the CPU kernels,
+    bit for bit, NaN rows included. (The same composition runs on CPU tensors
+    in ctest, DeviceLinearDynamic.)"""
+    torch.manual_seed(0)
+    for m, k, n in [(1, 64, 32), (17, 300, 70), (128, 768, 3072)]:
+        w = qext.quantize_linear_weight(torch.randn(n, k))
+        x, b = torch.randn(m, k) * 2, torch.randn(n)
+        if m > 3:
+            x[2, 5] = float("nan")
+        want = qext.linear_dynamic(x, w, b, per_row=per_row, relu=True)
+        got = qext.linear_dynamic(x.cuda(), w, b.cuda(), per_row=per_row, relu=True)
+        assert got.is_cuda
+        assert torch.equal(got.cpu().isnan(), want.isnan())
+        assert torch.equal(got.cpu().nan_to_num(0), want.nan_to_num(0)), (m, k, n)
+
+
+@CUDA
+def test_cuda_quantized_model_moved_to_the_gpu():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10)).eval()
+    q = qext.quantize_dynamic(torch.jit.script(model))
+    x = torch.randn(8, 64)
+    want = q(x)
+    q.cuda()
+    got = q(x.cuda())
+    assert got.is_cuda and torch.equal(got.cpu(), want)
