@@ -1,8 +1,10 @@
 // qext::linear_dynamic for tensors on other devices (CUDA): the CPU op's
 // arithmetic in ATen ops, so both give the same floats -- the activations'
-// qparams from the one host rule, quantize_aten's rounding, the exact int32
-// product of qmatmul_int32_aten, then float(acc) * (row_scale * col_scale)
-// + bias and the clamps written as the kernels' epilogue has them.
+// qparams by the one rule (quant::choose_qparams, written in tensor ops),
+// quantize_aten's rounding, the exact int32 product of qmatmul_int32_aten,
+// then float(acc) * (row_scale * col_scale) + bias and the clamps written as
+// the kernels' epilogue has them. One host synchronisation per call (the
+// check that every scale is finite, where the CPU op throws too).
 #include <ATen/ATen.h>
 
 #include <limits>
@@ -18,34 +20,19 @@ namespace {
 
 constexpr const char* kOp = "qext::linear_dynamic";
 
-// Per row (or one for all finite rows, as quantize_rows does), from the rows'
-// finite ranges brought to the host. Rows that are not finite get the shared
-// or their own zero-row parameters; their outputs become NaN anyway.
-std::pair<at::Tensor, at::Tensor> row_qparams(const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& finite,
-                                              bool per_row) {
-  const at::Tensor lo_h = lo.cpu().contiguous(), hi_h = hi.cpu().contiguous();
-  const at::Tensor finite_h = finite.cpu().contiguous();
-  const int64_t m = lo_h.numel();
-  const float* l = lo_h.data_ptr<float>();
-  const float* h = hi_h.data_ptr<float>();
-  const bool* f = finite_h.data_ptr<bool>();
-  at::Tensor scale = at::empty({m}, at::kFloat), zp = at::empty({m}, at::kInt);
-  quant::QParams shared{};
-  if (!per_row) {
-    float all_lo = 0.0f, all_hi = 0.0f;
-    for (int64_t i = 0; i < m; ++i) {
-      if (!f[i]) continue;
-      all_lo = std::min(all_lo, l[i]);
-      all_hi = std::max(all_hi, h[i]);
-    }
-    shared = quant::choose_qparams(all_lo, all_hi, 0, 255, false);
-  }
-  for (int64_t i = 0; i < m; ++i) {
-    const quant::QParams p = per_row ? quant::choose_qparams(l[i], h[i], 0, 255, false) : shared;
-    scale.data_ptr<float>()[i] = p.scale;
-    zp.data_ptr<int32_t>()[i] = p.zero_point;
-  }
-  return {scale.to(lo.device()), zp.to(lo.device())};
+// quant::choose_qparams(lo, hi, 0, 255, asymmetric) in ATen ops on the
+// device, per element of lo / hi: the same float operations in the same
+// order (divisions by a device tensor, which PyTorch does not turn into a
+// multiplication by the reciprocal, as it may for a scalar).
+std::pair<at::Tensor, at::Tensor> uint8_qparams(at::Tensor lo, at::Tensor hi) {
+  const auto scalar = [&](float v) { return at::full({}, v, lo.options()); };
+  lo = at::minimum(lo, scalar(0.0f));
+  hi = at::maximum(hi, scalar(0.0f));
+  const at::Tensor scale = at::maximum((hi - lo) / scalar(255.0f), scalar(quant::kMinScale));
+  TORCH_CHECK(at::isfinite(scale).all().item<bool>(), kOp, ": an input row's range is too wide for a float32 "
+              "scale over 255 levels; check the data for overflowed values");
+  const at::Tensor zp = at::clamp(scalar(0.0f) - at::round(lo / scale), 0.0, 255.0).to(at::kInt);
+  return {scale, zp};
 }
 
 }  // namespace
@@ -70,13 +57,28 @@ at::Tensor linear_dynamic_aten(const at::Tensor& input, const c10::intrusive_ptr
   const int64_t m = x.size(0);
   if (m == 0) return at::empty(out_shape, input.options());
 
+  // Rows holding NaN / Inf are zeroed (their outputs become NaN below) and,
+  // per tensor, left out of the shared range -- as quantize_rows does.
   const at::Tensor finite = at::isfinite(x).all(/*dim=*/1);
   const at::Tensor clean = at::where(finite.unsqueeze(1), x, at::zeros({}, x.options()));
-  const auto [lo, hi] = at::aminmax(clean, /*dim=*/1);
-  const auto [scale, zp] = row_qparams(lo, hi, finite, per_row);
+  auto [lo, hi] = at::aminmax(clean, /*dim=*/1);
+  if (!per_row) {
+    lo = lo.amin().expand({m});
+    hi = hi.amax().expand({m});
+  }
+  const auto [scale, zp] = uint8_qparams(lo.contiguous(), hi.contiguous());
   const at::Tensor q = quantize_aten(clean, scale, zp, /*axis=*/0, 0, 255);
   const auto [w_t, w_scale] = weight->on_device(input.device());
-  const at::Tensor acc = qmatmul_int32_aten(q, zp, w_t, at::zeros({n}, zp.options()));
+  MatmulOperands o;
+  o.a = q.reshape({1, m, k});
+  o.b = w_t.unsqueeze(0);
+  o.a_zero_point = zp.to(at::kLong);
+  o.b_zero_point = at::zeros({n}, o.a_zero_point.options());
+  o.m = m;
+  o.k = k;
+  o.n = n;
+  o.out_sizes = {m, n};
+  const at::Tensor acc = qmatmul_int32_aten_unchecked(o);
 
   at::Tensor y = acc.to(at::kFloat) * (scale.unsqueeze(1) * w_scale.unsqueeze(0));
   if (has_bias) y = y + *bias;

@@ -59,7 +59,9 @@ std::pair<at::Tensor, at::Tensor> PackedLinearWeight::on_device(const c10::Devic
   for (const auto& copy : device_copies_) {
     if (copy.first.device() == device) return copy;
   }
-  device_copies_.emplace_back(weight().t().contiguous().to(device), scales_.to(device));
+  // [N, K] rows viewed as [K, N] columns: the column-major b cuBLASLt's int8
+  // GEMM takes, with no transpose per call.
+  device_copies_.emplace_back(weight().to(device).t(), scales_.to(device));
   return device_copies_.back();
 }
 

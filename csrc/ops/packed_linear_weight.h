@@ -40,8 +40,8 @@ class PackedLinearWeight : public torch::CustomClassHolder {
   // Pickle `weight` (equal to this one's int8 weight, e.g. a tied embedding
   // table's) instead of an unpacked copy, so a file holds the values once.
   void share_pickled_weight(const at::Tensor& weight) { shared_weight_ = weight; }
-  // The int8 weight as [K, N] and the scales on another device (CUDA), made
-  // on first use and kept with this object (never pickled).
+  // The int8 weight as [K, N] (a column-major view) and the scales on another
+  // device (CUDA), made on first use and kept with this object (never pickled).
   std::pair<at::Tensor, at::Tensor> on_device(const c10::Device& device) const;
 
  private:

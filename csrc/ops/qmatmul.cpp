@@ -116,11 +116,13 @@ at::Tensor qmatmul_int32(const at::Tensor& a, const at::Tensor& a_zero_point, co
 
 at::Tensor qmatmul_int32_aten(const at::Tensor& a, const at::Tensor& a_zero_point, const at::Tensor& b,
                               const at::Tensor& b_zero_point) {
-  constexpr const char* op = "qext::qmatmul_int32";
-  MatmulOperands o = matmul_operands(op, a, a_zero_point, b, b_zero_point);
+  return qmatmul_int32_aten_unchecked(matmul_operands("qext::qmatmul_int32", a, a_zero_point, b, b_zero_point));
+}
+
+at::Tensor qmatmul_int32_aten_unchecked(const MatmulOperands& o) {
   const int64_t batch = o.a.size(0);
   if (o.m == 0 || o.n == 0 || o.k == 0 || batch == 0) {
-    return at::zeros(o.out_sizes, a.options().dtype(at::kInt));
+    return at::zeros(o.out_sizes, o.a.options().dtype(at::kInt));
   }
   // at::_int_mm multiplies int8 by int8: shift uint8 operands by -128 (and
   // their zero points), exact.

@@ -40,6 +40,9 @@ at::Tensor qmatmul_int32(const at::Tensor& a, const at::Tensor& a_zero_point, co
 // zero-point corrections. Registered for CUDA; tested against the CPU path.
 at::Tensor qmatmul_int32_aten(const at::Tensor& a, const at::Tensor& a_zero_point, const at::Tensor& b,
                               const at::Tensor& b_zero_point);
+// Its arithmetic on operands already checked (or built valid, as the CUDA
+// linear_dynamic does): no argument checks, so no host synchronisation.
+at::Tensor qmatmul_int32_aten_unchecked(const MatmulOperands& o);
 
 // Float result: float(acc) * (a_scale[m] * b_scale[n]) + bias[n], the GEMM
 // epilogue's arithmetic, on whichever device the operands live.
