@@ -206,9 +206,12 @@ std::optional<ActivationQParams> fixed_qparams(const torch::jit::Module& root, c
 }
 
 const std::vector<std::string>& pass_through_ops() {
-  static const std::vector<std::string> ops{"aten::max_pool2d", "aten::avg_pool2d", "aten::adaptive_avg_pool2d",
-                                            "aten::flatten",    "aten::reshape",    "aten::view",
-                                            "aten::contiguous", "aten::permute",    "aten::relu"};
+  // Layout ops move uint8 values without changing them; dropout in eval
+  // (train = False) is the identity.
+  static const std::vector<std::string> ops{
+      "aten::max_pool2d", "aten::avg_pool2d", "aten::adaptive_avg_pool2d", "aten::flatten",   "aten::reshape",
+      "aten::view",       "aten::contiguous", "aten::permute",             "aten::transpose", "aten::unflatten",
+      "aten::squeeze",    "aten::unsqueeze",  "aten::relu",                "aten::dropout",   "aten::feature_dropout"};
   return ops;
 }
 
@@ -219,10 +222,16 @@ bool is_pass_through(const Node* node) {
     return out;
   }();
   static const auto adaptive_avg_pool = c10::Symbol::fromQualString("aten::adaptive_avg_pool2d");
+  static const auto dropout = c10::Symbol::fromQualString("aten::dropout");
+  static const auto feature_dropout = c10::Symbol::fromQualString("aten::feature_dropout");
   if (!kinds.count(node->kind())) return false;
   if (node->kind() == adaptive_avg_pool) {  // the int8 op needs the output size up front
     const auto size = torch::jit::toIValue(node->input(1));
     return size && size->isIntList();
+  }
+  if (node->kind() == dropout || node->kind() == feature_dropout) {  // only the eval form is the identity
+    const auto train = torch::jit::toIValue(node->input(2));
+    return train && train->isBool() && !train->toBool();
   }
   return true;
 }

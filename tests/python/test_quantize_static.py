@@ -671,3 +671,67 @@ def test_accuracy_aware_mode_keeps_the_most_sensitive_layer_float():
     assert sum("excluded" in layer.reason for layer in qext.report(capped).layers) == 1
     with pytest.raises(ValueError, match="max_drop"):
         qext.quantize_static_accuracy_aware(model, calib, metric, max_drop=-1)
+
+
+class TinyEncoder(nn.Module):
+    """Two nn.TransformerEncoderLayers (attention, FFN, LayerNorm, dropout) and a head."""
+
+    def __init__(self, d=64, heads=4, ff=256):
+        super().__init__()
+        self.layers = nn.ModuleList([nn.TransformerEncoderLayer(d, heads, ff, batch_first=True) for _ in range(2)])
+        self.head = nn.Linear(d, 10)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(x.mean(1))
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # nn.MultiheadAttention checks shapes in Python
+def test_static_transformer_encoder_int8_linears_and_uint8_through_layout_ops():
+    """BERT-class static: every Linear int8 (in_proj, out_proj, FFN, head),
+    residual adds int8, attention softmax and LayerNorm float; eval dropouts,
+    views and permutes pass uint8 through instead of costing a dequantize /
+    quantize pair each."""
+    torch.manual_seed(0)
+    model = TinyEncoder().eval()
+    calib = [torch.randn(4, 16, 64) for _ in range(4)]
+    traced = torch.jit.trace(model, calib[0], check_trace=False)
+    q = qext.quantize_static(traced, calib)
+    rows = {layer.name: layer for layer in qext.report(q).layers}
+    for i in range(2):
+        for name in ("self_attn.in_proj_weight", "self_attn.out_proj", "linear1", "linear2"):
+            assert rows[f"layers.{i}.{name}"].status == "int8", rows[f"layers.{i}.{name}"]
+    assert rows["head"].status == "int8"
+    assert not any(name.startswith(("dropout", "view")) for name in rows), sorted(rows)
+    kinds = [n.kind() for n in q.graph.nodes()]
+    assert kinds.count("qext::linear_int8") == 9 and kinds.count("qext::add_int8") == 4
+    # The dropouts left in the traced eval graph read int8 data directly.
+    for node in q.graph.nodes():
+        if node.kind() == "aten::dropout":
+            assert next(node.inputs()).node().kind() != "qext::dequantize_per_tensor"
+    x = torch.randn(4, 16, 64)
+    with torch.no_grad():
+        want, got = model(x), q(x)
+    assert F.cosine_similarity(want.flatten(), got.flatten(), 0) > 0.999
+
+
+class DropoutInTraining(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.b(F.dropout(self.a(x), p=0.0, training=True))
+
+
+def test_dropout_in_training_form_is_not_passed_through():
+    torch.manual_seed(0)
+    model = DropoutInTraining().eval()
+    calib = [torch.randn(5, 8) for _ in range(3)]
+    q = qext.quantize_static(torch.jit.script(model), calib)
+    drop = next(n for n in q.graph.nodes() if n.kind() == "aten::dropout")
+    assert next(drop.inputs()).node().kind() == "qext::dequantize_per_tensor"  # train=True is not the identity
+    x = torch.randn(5, 8)
+    with torch.no_grad():
+        assert sqnr_db(model(x), q(x)) > 20  # (structure, not accuracy: 3 calibration batches)
