@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <cmath>
+
 namespace qext::ops {
 
 namespace {
@@ -128,6 +130,27 @@ void register_observer_class(torch::Library& m) {
       .def("batches", &ObserverClass::batches)
       .def_pickle([](const c10::intrusive_ptr<ObserverClass>& self) { return self->state(); },
                   [](ObserverClass::State st) { return ObserverClass::from_state(std::move(st)); });
+}
+
+void observe_moving_average_(const at::Tensor& x, at::Tensor min_val, at::Tensor max_val, double averaging_constant) {
+  constexpr const char* op = "qext::observe_moving_average_";
+  TORCH_CHECK(x.is_floating_point(), op, ": expected a float tensor; got ", x.scalar_type());
+  for (const at::Tensor* t : {&min_val, &max_val}) {
+    TORCH_CHECK(t->dim() == 0 && t->scalar_type() == at::kFloat, op,
+                ": min_val and max_val must be 0-d float32 tensors; got ", t->scalar_type(), " ", t->sizes());
+  }
+  TORCH_CHECK(averaging_constant > 0.0 && averaging_constant <= 1.0, op, ": averaging_constant must be in (0, 1]; got ",
+              averaging_constant);
+  at::Tensor values = x.detach().to(at::kFloat);
+  const at::Tensor finite = at::isfinite(values);
+  if (!finite.all().item<bool>()) values = values.masked_select(finite);
+  if (values.numel() == 0) return;
+  const auto [lo, hi] = at::aminmax(values);
+  float mn = min_val.item<float>(), mx = max_val.item<float>();
+  quant::moving_average_update(mn, mx, lo.item<float>(), hi.item<float>(), averaging_constant,
+                               /*first=*/!std::isfinite(mn));
+  min_val.fill_(mn);
+  max_val.fill_(mx);
 }
 
 }  // namespace qext::ops

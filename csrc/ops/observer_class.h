@@ -48,4 +48,11 @@ class ObserverClass : public torch::CustomClassHolder {
 
 void register_observer_class(torch::Library& m);
 
+// qext::observe_moving_average_: QAT's activation range, x's finite min and
+// max folded into the 0-d float32 buffers min_val / max_val by
+// quant::moving_average_update (the moving_average observer's rule; min_val
+// +inf means nothing seen yet). Any device; a batch without a finite value
+// changes nothing.
+void observe_moving_average_(const at::Tensor& x, at::Tensor min_val, at::Tensor max_val, double averaging_constant);
+
 }  // namespace qext::ops

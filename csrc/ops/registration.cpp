@@ -199,6 +199,8 @@ TORCH_LIBRARY(qext, m) {
   m.def("qmatmul_int32(Tensor a, Tensor a_zero_point, Tensor b, Tensor b_zero_point) -> Tensor");
   m.def("qmatmul(Tensor a, Tensor a_scale, Tensor a_zero_point, Tensor b, Tensor b_scale, Tensor b_zero_point, Tensor? bias=None) -> Tensor");
   m.def("pack_int4(Tensor q) -> Tensor");
+  // QAT's activation range tracking (the moving_average observer's rule).
+  m.def("observe_moving_average_(Tensor x, Tensor(a!) min_val, Tensor(b!) max_val, float averaging_constant) -> ()");
   m.def("unpack_int4(Tensor packed, int n) -> Tensor");
 }
 
@@ -259,6 +261,7 @@ TORCH_LIBRARY_IMPL(qext, CUDA, m) {
 TORCH_LIBRARY_IMPL(qext, CompositeExplicitAutograd, m) {
   m.impl("qmatmul", &qmatmul);
   m.impl("pack_int4", &pack_int4);
+  m.impl("observe_moving_average_", &observe_moving_average_);
   m.impl("unpack_int4", &unpack_int4);
 }
 

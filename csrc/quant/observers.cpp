@@ -42,6 +42,17 @@ std::pair<std::vector<float>, std::vector<float>> batch_min_max(const at::Tensor
 
 }  // namespace
 
+void moving_average_update(float& min, float& max, float lo, float hi, double averaging_constant, bool first) {
+  if (first) {
+    min = lo;
+    max = hi;
+    return;
+  }
+  const auto a = static_cast<float>(averaging_constant);
+  min = min + a * (lo - min);
+  max = max + a * (hi - max);
+}
+
 void validate(const ObserverConfig& c) {
   auto bad = [](const std::string& what) { throw std::invalid_argument("qext::Observer: " + what); };
   if (c.kind != "min_max" && c.kind != "moving_average" && c.kind != "histogram") {
@@ -137,9 +148,7 @@ void Observer::observe(const at::Tensor& x) {
         s_.min[c] = std::min(s_.min[c], lo[c]);
         s_.max[c] = std::max(s_.max[c], hi[c]);
       } else {
-        const auto a = static_cast<float>(config_.averaging_constant);
-        s_.min[c] = s_.min[c] + a * (lo[c] - s_.min[c]);
-        s_.max[c] = s_.max[c] + a * (hi[c] - s_.max[c]);
+        moving_average_update(s_.min[c], s_.max[c], lo[c], hi[c], config_.averaging_constant, /*first=*/false);
       }
     }
   }

@@ -33,6 +33,12 @@ struct ObserverConfig {
 // Throws std::invalid_argument naming the bad field.
 void validate(const ObserverConfig& config);
 
+// The moving-average range rule, shared by the moving_average observer and
+// QAT's activation fake-quantize (qext::observe_moving_average_): the first
+// batch sets [min, max]; each later one moves them averaging_constant of the
+// way to its own (in float32: min += a * (lo - min)).
+void moving_average_update(float& min, float& max, float lo, float hi, double averaging_constant, bool first);
+
 // Everything an observer has learnt, for pickling.
 struct ObserverState {
   int64_t batches = 0;

@@ -130,6 +130,10 @@ def _register() -> None:
     def _(packed, n):
         return packed.new_empty((*packed.shape[:-1], n), dtype=torch.int8)
 
+    @fake("qext::observe_moving_average_")
+    def _(x, min_val, max_val, averaging_constant):
+        return None
+
     @fake("qext::fake_quantize")
     def _(x, scale, zero_point, axis=None, qmin=0, qmax=255):
         return torch.empty_like(x)

@@ -263,3 +263,28 @@ def test_models_qat_cannot_handle_get_clear_messages():
     int8 = qext.qat.convert(qat, torch.randn(1, 2, 8))
     # static quantization could run the Conv1d in int8, but QAT did not simulate it
     assert [(r.name, r.status) for r in qext.report(int8).layers] == [("conv", "float"), ("fc", "int8")]
+
+
+def test_activation_range_tracking_is_the_moving_average_observers_rule():
+    """One source of truth (issue 15): QAT's activation fake-quantize tracks its
+    range with the C++ rule of the moving_average observer (static PTQ),
+    bit for bit, and skips NaN/Inf values."""
+    torch.manual_seed(0)
+    fq = ActivationFakeQuantize(averaging_constant=0.3).train()
+    observer = qext.observers.make_observer("moving_average", averaging_constant=0.3)
+    for step in range(6):
+        x = torch.randn(8, 16) * (1 + step) + step
+        fq(x)
+        observer.observe(x)
+    lo, hi = observer.min_max()
+    assert fq.min_val.item() == lo.item() and fq.max_val.item() == hi.item()
+    before = (fq.min_val.clone(), fq.max_val.clone())
+    fq(torch.full((4,), float("nan")))  # nothing finite: the range stays
+    assert torch.equal(fq.min_val, before[0]) and torch.equal(fq.max_val, before[1])
+    x = torch.tensor([float("inf"), -3.0, 2.0])
+    fq(x)  # Inf skipped, the finite values count: min += a (lo - min) in float32
+    a = torch.tensor(0.3)
+    assert torch.equal(fq.min_val, before[0] + a * (torch.tensor(-3.0) - before[0]))
+    assert torch.equal(fq.max_val, before[1] + a * (torch.tensor(2.0) - before[1]))
+    with pytest.raises(RuntimeError, match=r"averaging_constant must be in \(0, 1\]"):
+        torch.ops.qext.observe_moving_average_(x, fq.min_val, fq.max_val, 1.5)

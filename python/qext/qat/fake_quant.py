@@ -45,21 +45,10 @@ class ActivationFakeQuantize(nn.Module):
 
     @torch.no_grad()
     def _observe(self, x: torch.Tensor) -> None:
-        if x.numel() == 0:
-            return
-        lo, hi = torch.aminmax(x.detach())
-        if not (torch.isfinite(lo) and torch.isfinite(hi)):  # rare: mask out NaN/Inf
-            finite = x.detach()[torch.isfinite(x.detach())]
-            if finite.numel() == 0:
-                return
-            lo, hi = finite.min(), finite.max()
+        # The moving_average observer's rule, in C++ (NaN/Inf values skipped).
+        torch.ops.qext.observe_moving_average_(x.detach(), self.min_val, self.max_val, self.averaging_constant)
         if not self.observed:
-            self.min_val.copy_(lo)
-            self.max_val.copy_(hi)
-        else:
-            c = self.averaging_constant
-            self.min_val.add_(c * (lo - self.min_val))
-            self.max_val.add_(c * (hi - self.max_val))
+            return
         scale, zero_point = choose_qparams(torch.stack([self.min_val, self.max_val]), qmin=ACTIVATION_QMIN, qmax=ACTIVATION_QMAX)
         self.scale.copy_(scale)
         self.zero_point.copy_(zero_point.float())
