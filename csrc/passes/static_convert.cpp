@@ -127,6 +127,9 @@ void drop_requantize_pairs(const torch::jit::Module& root, Graph& graph) {
   visit_nodes(graph.block(), [&](Node* n) {
     if (n->kind() == kQuantize) quantizes.push_back(n);
   });
+  // A pass-through op rebuilt on uint8 once, however many quantizes read it
+  // (a pool feeding several cats was computed once per cat).
+  std::map<std::pair<Node*, Value*>, Value*> rebuilt;
   for (Node* q : quantizes) {
     std::vector<Node*> chain;  // pass-through ops, nearest the quantize first
     Node* dq = q->input(0)->node();
@@ -148,11 +151,17 @@ void drop_requantize_pairs(const torch::jit::Module& root, Graph& graph) {
     Value* current = dq->input(0);
     redirect_shape_queries(dq->output(), current);
     for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+      if (const auto done = rebuilt.find({*it, current}); done != rebuilt.end()) {
+        current = done->second;
+        continue;
+      }
       // Right after the float op it replaces, so whatever read that op's
       // shape (x.view(x.size(0), -1)) can read the uint8 result instead.
       torch::jit::WithInsertPoint guard((*it)->next());
+      Value* input = current;
       current = on_uint8(graph, *it, current, zero_point);
       redirect_shape_queries((*it)->output(), current);
+      rebuilt[{*it, input}] = current;
     }
     q->output()->replaceAllUsesWith(current);
   }

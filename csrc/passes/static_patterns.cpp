@@ -1,9 +1,10 @@
 #include "passes/static_patterns.h"
 
-#include <unordered_set>
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <map>
+#include <unordered_set>
 
 namespace qext::passes {
 
@@ -236,12 +237,35 @@ bool is_pass_through(const Node* node) {
   return true;
 }
 
+std::optional<std::vector<Value*>> cat_operands(Node* cat) {
+  static const auto append = c10::Symbol::fromQualString("aten::append");
+  static const auto len = c10::Symbol::fromQualString("aten::len");
+  static const auto getitem = c10::Symbol::fromQualString("aten::__getitem__");
+  Value* list = cat->input(0);
+  Node* construct = list->node();
+  if (construct->kind() != torch::jit::prim::ListConstruct || construct->owningBlock() != cat->owningBlock()) {
+    return std::nullopt;
+  }
+  std::vector<Value*> out(construct->inputs().begin(), construct->inputs().end());
+  std::vector<Node*> appends;
+  for (const torch::jit::Use& use : list->uses()) {
+    Node* user = use.user;
+    if (user == cat) continue;
+    if (user->owningBlock() != cat->owningBlock()) return std::nullopt;  // changed or read in a loop / branch
+    if (user->kind() == append && use.offset == 0) {
+      if (user->isBefore(cat)) appends.push_back(user);
+    } else if (user->kind() != aten::cat && user->kind() != len && user->kind() != getitem) {
+      return std::nullopt;  // any other use may change the list
+    }
+  }
+  std::sort(appends.begin(), appends.end(), [](Node* a, Node* b) { return a->isBefore(b); });
+  for (Node* a : appends) out.push_back(a->input(1));
+  return out;
+}
+
 std::vector<Value*> StaticLayer::inputs() const {
   if (kind == "add" || kind == "mul") return {node->input(0), node->input(1)};
-  if (kind == "cat") {
-    const auto in = node->input(0)->node()->inputs();
-    return {in.begin(), in.end()};
-  }
+  if (kind == "cat") return *cat_operands(node);  // found valid when the layer was
   return {node->input(0)};
 }
 
@@ -301,9 +325,7 @@ std::vector<StaticLayer> find_static_layers(const torch::jit::Module& root, torc
       if (node->kind() == aten::add_ && node->input(0)->uses().size() > 1) return;
       l.kind = "add";
       l.name = "add@" + std::to_string(adds++);
-    } else if (node->kind() == aten::cat && node->inputs().size() == 2 &&
-               node->input(0)->node()->kind() == torch::jit::prim::ListConstruct &&
-               node->input(0)->node()->owningBlock() == node->owningBlock() &&
+    } else if (node->kind() == aten::cat && node->inputs().size() == 2 && cat_operands(node) &&
                torch::jit::toIValue(node->input(1)).has_value()) {
       l.kind = "cat";
       l.name = "cat@" + std::to_string(cats++);

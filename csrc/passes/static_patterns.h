@@ -20,6 +20,13 @@ struct ConvGeometry {
   int64_t groups = 1;
 };
 
+// The tensors an aten::cat reads: its list's ListConstruct elements, then the
+// values aten::append added to it before the cat, in order (DenseNet's
+// `features.append(new)`, unrolled). None when the list is used any other way
+// (another mutation, or a use in a loop or branch), since what the cat reads
+// is then not known from the graph.
+std::optional<std::vector<torch::jit::Value*>> cat_operands(torch::jit::Node* cat);
+
 struct StaticLayer {
   torch::jit::Node* node = nullptr;
   // "conv2d" | "conv1d" | "linear" | "add" | "mul" | "cat", or an elementwise

@@ -289,3 +289,81 @@ def train_fashion_mlp(x_train, y_train, images: int = 25600, seed: int = 0) -> F
         F.cross_entropy(model(xb), yb).backward()
         opt.step()
     return model.eval()
+
+
+# DenseNet (torchvision.models.densenet, abridged: no memory-efficient checkpointing).
+
+class _DenseLayer(nn.Module):
+    def __init__(self, num_input_features: int, growth_rate: int, bn_size: int):
+        super().__init__()
+        self.norm1 = nn.BatchNorm2d(num_input_features)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv1 = nn.Conv2d(num_input_features, bn_size * growth_rate, kernel_size=1, stride=1, bias=False)
+        self.norm2 = nn.BatchNorm2d(bn_size * growth_rate)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(bn_size * growth_rate, growth_rate, kernel_size=3, stride=1, padding=1, bias=False)
+
+    def bn_function(self, inputs: List[torch.Tensor]) -> torch.Tensor:
+        concated_features = torch.cat(inputs, 1)
+        bottleneck_output = self.conv1(self.relu1(self.norm1(concated_features)))
+        return bottleneck_output
+
+    def forward(self, input: List[torch.Tensor]) -> torch.Tensor:
+        bottleneck_output = self.bn_function(input)
+        new_features = self.conv2(self.relu2(self.norm2(bottleneck_output)))
+        return new_features
+
+class _DenseBlock(nn.ModuleDict):
+    def __init__(self, num_layers: int, num_input_features: int, bn_size: int, growth_rate: int):
+        super().__init__()
+        for i in range(num_layers):
+            layer = _DenseLayer(num_input_features + i * growth_rate, growth_rate=growth_rate, bn_size=bn_size)
+            self.add_module("denselayer%d" % (i + 1), layer)
+
+    def forward(self, init_features: torch.Tensor) -> torch.Tensor:
+        features = [init_features]
+        for name, layer in self.items():
+            new_features = layer(features)
+            features.append(new_features)
+        return torch.cat(features, 1)
+
+class _Transition(nn.Sequential):
+    def __init__(self, num_input_features: int, num_output_features: int):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(num_input_features)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv = nn.Conv2d(num_input_features, num_output_features, kernel_size=1, stride=1, bias=False)
+        self.pool = nn.AvgPool2d(kernel_size=2, stride=2)
+
+class DenseNetish(nn.Module):
+    """DenseNet's layout as torchvision writes it: dense layers reading a
+    growing Python list (`features.append`, `torch.cat(features)`), one
+    TorchScript class shared by layers of different widths, pre-activation
+    BatchNorm, transitions with average pooling."""
+
+    def __init__(self, growth_rate=16, block_config=(3, 3), num_init_features=32, bn_size=2, num_classes=10):
+        super().__init__()
+        self.features = nn.Sequential()
+        self.features.add_module("conv0", nn.Conv2d(3, num_init_features, kernel_size=7, stride=2, padding=3, bias=False))
+        self.features.add_module("norm0", nn.BatchNorm2d(num_init_features))
+        self.features.add_module("relu0", nn.ReLU(inplace=True))
+        self.features.add_module("pool0", nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+        num_features = num_init_features
+        for i, num_layers in enumerate(block_config):
+            block = _DenseBlock(num_layers=num_layers, num_input_features=num_features, bn_size=bn_size, growth_rate=growth_rate)
+            self.features.add_module("denseblock%d" % (i + 1), block)
+            num_features = num_features + num_layers * growth_rate
+            if i != len(block_config) - 1:
+                trans = _Transition(num_input_features=num_features, num_output_features=num_features // 2)
+                self.features.add_module("transition%d" % (i + 1), trans)
+                num_features = num_features // 2
+        self.features.add_module("norm5", nn.BatchNorm2d(num_features))
+        self.classifier = nn.Linear(num_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.features(x)
+        out = F.relu(features, inplace=True)
+        out = F.adaptive_avg_pool2d(out, (1, 1))
+        out = torch.flatten(out, 1)
+        out = self.classifier(out)
+        return out

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import qext
 from conftest import run_python, sqnr_db
-from models import LeNet, MobileNetV2ish, RegNetXish, ResNet18ish, randomize_batch_norm
+from models import DenseNetish, LeNet, MobileNetV2ish, RegNetXish, ResNet18ish, randomize_batch_norm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 from train_digits_mlp import fit  # noqa: E402
@@ -735,3 +735,25 @@ def test_dropout_in_training_form_is_not_passed_through():
     x = torch.randn(5, 8)
     with torch.no_grad():
         assert sqnr_db(model(x), q(x)) > 20  # (structure, not accuracy: 3 calibration batches)
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_densenet_layout_scripted_or_traced(how):
+    """DenseNet (issue 13): each dense layer cats a list that grows by
+    `append`; scripted, all the layers share one class. Every cat reads the
+    list as it is at that point (the scripted conversion used to read only the
+    first element and crashed: "running_mean should contain 32 elements not
+    48"), and a pool feeding several cats runs once."""
+    torch.manual_seed(0)
+    model = DenseNetish().eval()
+    randomize_batch_norm(model)
+    calib = [torch.randn(2, 3, 64, 64) for _ in range(3)]
+    source = torch.jit.script(model) if how == "script" else torch.jit.trace(model, calib[0])
+    q = qext.quantize_static(source, calib)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert sqnr_db(model(x), q(x)) > 30
+    cats = [n for n in q.graph.nodes() if n.kind() == "qext::cat_int8"]
+    # Per block of 3 layers: cats of 1, 2, 3 tensors feeding the layers, then 4 for the block's output.
+    assert sorted(len(list(next(c.inputs()).node().inputs())) for c in cats) == [1, 1, 2, 2, 3, 3, 4, 4]
+    assert [n.kind() for n in q.graph.nodes()].count("qext::max_pool2d_int8") == 1
