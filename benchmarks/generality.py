@@ -29,7 +29,8 @@ from common import median_seconds, threads, write_json
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
 sys.path.insert(0, os.path.join(ROOT, "examples"))
-from models import MobileNetV2ish, RegNetXish, ResNet18ish, ResNet50ish, randomize_batch_norm, transformer_encoder  # noqa: E402
+from models import (DenseNetish, MobileNetV2ish, RegNetXish, ResNet18ish, ResNet50ish,  # noqa: E402
+                    randomize_batch_norm, transformer_encoder)
 
 warnings.filterwarnings("ignore")
 
@@ -56,9 +57,13 @@ def cases():
     yield "ResNet-50 layout (calibrated on 8 batches of 8)", "static", randomize_batch_norm(ResNet50ish()), batches_of_8, images(4, seed=1)
     yield "MobileNetV2 layout", "static", randomize_batch_norm(MobileNetV2ish()), images(8), images(4, seed=1)
     yield "RegNetX-400MF layout", "static", randomize_batch_norm(RegNetXish()), images(8), images(4, seed=1)
+    densenet = DenseNetish(growth_rate=32, block_config=(6, 12), num_init_features=64, bn_size=4, num_classes=1000)
+    yield ("DenseNet-121 layout, first two blocks (scripted)", "static",
+           torch.jit.script(randomize_batch_norm(densenet)), images(8), images(4, seed=1))
     g = torch.Generator().manual_seed(2)
     tokens = [torch.randn(4, 64, 256, generator=g) for _ in range(4)]
     yield "nn.TransformerEncoder 4x256", "dynamic", transformer_encoder(256, 4, 1024, 4), None, tokens
+    yield "nn.TransformerEncoder 4x256", "static", transformer_encoder(256, 4, 1024, 4), tokens, tokens
     speech = [torch.randn(2, 100, 80, generator=g) for _ in range(4)]
     yield "2-layer bidir LSTM 256", "dynamic", SeqClassifier("LSTM").eval(), None, speech
     yield "2-layer bidir GRU 256", "dynamic", SeqClassifier("GRU").eval(), None, speech
@@ -80,10 +85,13 @@ def as_args(x):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "generality.json"))
+    ap.add_argument("--only", default=None, help="run the models whose name contains this text")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp, threads(1), torch.no_grad():
         for name, mode, model, calib, test in cases():
+            if args.only and args.only not in name:
+                continue
             example = as_args(test[0])
             start = time.perf_counter()
             if mode == "static":
