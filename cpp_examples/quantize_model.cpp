@@ -4,6 +4,7 @@
 //   quantize_model IN.pt OUT.pt --input-shape 1,3,224,224 [--mode dynamic|static]
 //                  [--calib CALIB.pt] [--exclude PATTERN]... [--per-tensor-activations]
 //                  [--weight-bits 8|4|2|1 [--group-size G]] [--check-max-abs-error E]
+//                  [--equalize] [--bias-correction]   (static: the accuracy tools)
 // CALIB.pt (static mode): a list of input tensors saved from Python with
 // torch.save([...], "calib.pt"), one calibration batch each, or one tensor
 // (batches of 32 along its first dimension).
@@ -27,6 +28,7 @@ struct Options {
   std::string input, output, mode = "dynamic", calib;
   std::vector<int64_t> shape;
   qext::DynamicConfig config;
+  bool equalize = false, bias_correction = false;  // static mode
   double max_abs_error = -1.0;  // < 0: do not check
 };
 
@@ -34,7 +36,8 @@ struct Options {
   std::cerr << "quantize_model: " << why << "\n"
             << "usage: quantize_model IN.pt OUT.pt --input-shape 1,3,224,224 [--mode dynamic|static]\n"
             << "       [--calib CALIB.pt] [--exclude PATTERN]... [--per-tensor-activations]\n"
-            << "       [--weight-bits 8|4|2|1 [--group-size G]] [--check-max-abs-error E]\n";
+            << "       [--weight-bits 8|4|2|1 [--group-size G]] [--check-max-abs-error E]\n"
+            << "       [--equalize] [--bias-correction]\n";
   std::exit(2);
 }
 
@@ -88,6 +91,8 @@ Options parse(int argc, char** argv) {
     else if (a == "--weight-bits") o.config.weight_bits = parse_integer(a, value());
     else if (a == "--group-size") o.config.group_size = parse_integer(a, value());
     else if (a == "--check-max-abs-error") o.max_abs_error = parse_number(a, value());
+    else if (a == "--equalize") o.equalize = true;
+    else if (a == "--bias-correction") o.bias_correction = true;
     else if (a.rfind("--", 0) == 0) usage("unknown option " + a);
     else positional.push_back(a);
   }
@@ -96,6 +101,7 @@ Options parse(int argc, char** argv) {
   if (o.mode != "dynamic" && o.mode != "static") usage("--mode must be dynamic or static");
   if (o.mode == "static" && o.calib.empty()) usage("--mode static needs --calib CALIB.pt");
   if (o.mode == "static" && o.config.weight_bits != 8) usage("--weight-bits applies to --mode dynamic only here");
+  if (o.mode == "dynamic" && (o.equalize || o.bias_correction)) usage("--equalize and --bias-correction apply to --mode static");
   o.input = positional[0];
   o.output = positional[1];
   return o;
@@ -157,6 +163,8 @@ int main(int argc, char** argv) {
     if (opt.mode == "static") {
       qext::StaticConfig config;
       config.exclude = opt.config.exclude;
+      config.equalize = opt.equalize;
+      config.bias_correction = opt.bias_correction;
       quantized = qext::quantize_static(model, load_calibration(opt.calib), config);
     } else {
       quantized = qext::quantize_dynamic(model, opt.config);

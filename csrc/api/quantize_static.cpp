@@ -21,6 +21,8 @@ namespace {
 constexpr const char* kExcludeAttr = "_qext_static_exclude";
 constexpr const char* kWeightBitsAttr = "_qext_static_weight_bits";
 constexpr const char* kCheckFiniteAttr = "_qext_static_check_finite";
+constexpr const char* kEqualizedAttr = "_qext_static_equalized_pairs";
+constexpr const char* kBiasCorrectionAttr = "_qext_static_bias_correction";
 // quantize_static measures the per-layer SQNR on the first calibration
 // batches: up to this many samples (first dimension of the first input), and
 // this many batches.
@@ -66,6 +68,7 @@ torch::jit::Module prepare_static(const torch::jit::Module& model, const StaticC
               "qext::prepare_static: weight_bits must be in [2, 8]; got ", config.weight_bits);
   torch::jit::Module out = passes::private_copy(model);
   out.eval();
+  int64_t equalized = 0;
   for (const auto& method : out.get_methods()) {
     std::shared_ptr<torch::jit::Graph> graph = method.graph();
     torch::jit::Inline(*graph);
@@ -75,7 +78,9 @@ torch::jit::Module prepare_static(const torch::jit::Module& model, const StaticC
     passes::inline_known_ifs(out, *graph);  // e.g. Conv2d's padding_mode branch
     torch::jit::EliminateDeadCode(graph);
     if (config.fold_batch_norm) passes::fold_batch_norms(out, *graph);
+    if (config.equalize) equalized += passes::equalize_layers(out, *graph, config.exclude);
     passes::insert_observers(out, *graph, config);
+    if (config.bias_correction) passes::insert_channel_sums(out, *graph, config.exclude);
     torch::jit::EliminateDeadCode(graph);
   }
   c10::List<std::string> exclude;
@@ -83,6 +88,8 @@ torch::jit::Module prepare_static(const torch::jit::Module& model, const StaticC
   passes::set_attribute(out, kExcludeAttr, c10::ListType::create(c10::StringType::get()), exclude);
   passes::set_attribute(out, kWeightBitsAttr, c10::IntType::get(), config.weight_bits);
   passes::set_attribute(out, kCheckFiniteAttr, c10::BoolType::get(), config.check_finite);
+  passes::set_attribute(out, kEqualizedAttr, c10::IntType::get(), equalized);
+  passes::set_attribute(out, kBiasCorrectionAttr, c10::BoolType::get(), config.bias_correction);
   return out;
 }
 
@@ -133,9 +140,13 @@ torch::jit::Module convert(const torch::jit::Module& prepared, bool probe) {
       add_row(report, std::move(row));
     }
   }
+  const auto flag = [&](const char* attr) { return prepared.hasattr(attr) && prepared.attr(attr).toBool(); };
+  const int64_t equalized = prepared.hasattr(kEqualizedAttr) ? prepared.attr(kEqualizedAttr).toInt() : 0;
   api::store_report(out, report, {{"qext_version", version()}, {"mode", "static"},
                                   {"weight_bits", std::to_string(weight_bits)},
-                                  {"check_finite", check_finite ? "true" : "false"}});
+                                  {"check_finite", check_finite ? "true" : "false"},
+                                  {"equalized_pairs", std::to_string(equalized)},
+                                  {"bias_correction", flag(kBiasCorrectionAttr) ? "true" : "false"}});
   return out;
 }
 

@@ -8,6 +8,7 @@
 #include "kernels/qgemm.h"
 #include "ops/linear_dynamic.h"
 #include "ops/device_quantize.h"
+#include "ops/channel_sums.h"
 #include "ops/embedding_lowbit.h"
 #include "ops/int4_pack.h"
 #include "ops/linear_lowbit.h"
@@ -202,6 +203,8 @@ TORCH_LIBRARY(qext, m) {
   // QAT's activation range tracking (the moving_average observer's rule).
   m.def("observe_moving_average_(Tensor x, Tensor(a!) min_val, Tensor(b!) max_val, float averaging_constant) -> ()");
   m.def("unpack_int4(Tensor packed, int n) -> Tensor");
+  // Static calibration for bias correction: per-channel activation sums.
+  m.def("observe_channel_sum_(Tensor x, Tensor(a!) sums, int dim) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(qext, CPU, m) {
@@ -263,6 +266,7 @@ TORCH_LIBRARY_IMPL(qext, CompositeExplicitAutograd, m) {
   m.impl("pack_int4", &pack_int4);
   m.impl("observe_moving_average_", &observe_moving_average_);
   m.impl("unpack_int4", &unpack_int4);
+  m.impl("observe_channel_sum_", &observe_channel_sum_);
 }
 
 

@@ -22,6 +22,7 @@ void probe_float_layers(torch::jit::Module& root, torch::jit::Graph& graph) {
     n->output()->replaceAllUsesWith(n->input(0));
     n->destroy();
   }
+  take_channel_means(root, graph);  // bias correction's sums: calibration only
   for (const StaticLayer& l : find_static_layers(root, graph)) {
     if (l.unsupported.empty()) insert_probe(graph, l.output(), l.name);
   }

@@ -13,6 +13,7 @@
 #include "passes/name_match.h"
 #include "passes/static_passes.h"
 #include "passes/static_patterns.h"
+#include "quant/equalization.h"
 
 namespace qext::passes {
 
@@ -211,6 +212,31 @@ std::pair<std::string, int64_t> pack_weight(torch::jit::Module& root, const Stat
   return {attr, w.numel() + w.size(0) * static_cast<int64_t>(sizeof(float))};
 }
 
+// Bias correction: the layer's bias minus the mean shift its quantized weight
+// (root attribute packed_attr) adds for inputs of these per-channel means, as
+// a new root attribute; nullptr when the bias is computed at run time.
+Value* corrected_bias(torch::jit::Module& root, Graph& graph, const StaticLayer& l, const std::string& packed_attr,
+                      const at::Tensor& input_mean) {
+  const c10::IValue bias = constant_or_attr(root, l.bias()).value_or(c10::IValue("computed"));
+  if (!bias.isNone() && !bias.isTensor()) return nullptr;
+  const at::Tensor w = l.weight->owner.attr(l.weight->attr).toTensor();
+  at::Tensor dequantized;
+  int64_t groups = 1;
+  if (l.kind == "linear") {
+    const auto packed = root.attr(packed_attr).toCustomClass<ops::PackedLinearWeight>();
+    dequantized = packed->weight().to(at::kFloat) * packed->scales().view({-1, 1});
+  } else {
+    const auto packed = root.attr(packed_attr).toCustomClass<ops::PackedConvWeight>();
+    dequantized = (packed->weight().to(at::kFloat) * packed->scales().view({-1, 1, 1, 1})).view(w.sizes());
+    groups = packed->groups();
+  }
+  const at::Tensor shift = quant::quantization_bias_shift(w, dequantized, input_mean, groups);
+  const at::Tensor corrected = bias.isTensor() ? bias.toTensor() - shift.to(bias.toTensor().scalar_type()) : -shift;
+  const std::string attr = unique_attribute_name(root, "_qext_corrected_bias_" + l.name);
+  root.register_attribute(attr, c10::TensorType::get(), corrected);
+  return graph.insertGetAttr(graph.inputs()[0], attr);
+}
+
 // Why a conv/linear layer's dot products are too long for the int32
 // accumulator (empty when they fit).
 std::string reduction_too_long(const StaticLayer& l) {
@@ -285,6 +311,7 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
                                                bool check_finite, bool probe) {
   Observations seen = take_observations(root, graph);
   auto& qp = seen.qp;
+  const auto input_means = take_channel_means(root, graph);  // present when prepared for bias correction
   std::vector<LayerReport> rows;
   std::vector<AttrRef> quantized_weights;
   for (const StaticLayer& l : find_static_layers(root, graph)) {
@@ -356,7 +383,12 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
       Value* lo = l.clamp_min ? graph.insertConstant(*l.clamp_min) : graph.insertConstant(c10::IValue());
       Value* hi = l.clamp_max ? graph.insertConstant(*l.clamp_max) : graph.insertConstant(c10::IValue());
       Value* x = conv1d ? emit(graph, torch::jit::aten::unsqueeze, {ins[0], graph.insertConstant(int64_t{2})}) : ins[0];
-      yq = emit(graph, c10::Symbol::fromQualString(op), {x, ins[1], ins[2], packed, l.bias(), so, zo, relu, lo, hi});
+      Value* bias = l.bias();
+      const auto mean = input_means.find({l.inputs()[0], l.input_channel_dim()});
+      if (mean != input_means.end()) {
+        if (Value* corrected = corrected_bias(root, graph, l, attr, mean->second)) bias = corrected;
+      }
+      yq = emit(graph, c10::Symbol::fromQualString(op), {x, ins[1], ins[2], packed, bias, so, zo, relu, lo, hi});
       if (conv1d) yq = emit(graph, torch::jit::aten::squeeze, {yq, graph.insertConstant(int64_t{2})});
       quantized_weights.push_back(*l.weight);
     }

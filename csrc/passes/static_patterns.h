@@ -47,6 +47,7 @@ struct StaticLayer {
   std::vector<torch::jit::Value*> inputs() const;
   torch::jit::Value* output() const { return activation ? activation->output() : node->output(); }
   torch::jit::Value* bias() const { return node->input(2); }  // conv2d / linear
+  int64_t input_channel_dim() const { return kind == "linear" ? -1 : 1; }  // conv: NC..., linear: [..., C]
 };
 
 // Per-tensor uint8 quantization parameters of an activation.

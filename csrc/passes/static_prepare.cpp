@@ -13,8 +13,6 @@ namespace qext::passes {
 using torch::jit::Node;
 using torch::jit::Value;
 
-namespace {
-
 std::optional<at::Tensor> optional_tensor(const torch::jit::Module& root, Value* v) {
   const auto iv = constant_or_attr(root, v);
   if (!iv || !iv->isTensor()) return std::nullopt;
@@ -30,8 +28,6 @@ int weight_reads(const torch::jit::Module& root, torch::jit::Graph& graph, const
   });
   return reads;
 }
-
-}  // namespace
 
 int fold_batch_norms(torch::jit::Module& root, torch::jit::Graph& graph) {
   std::vector<std::pair<StaticLayer, Node*>> pairs;

@@ -134,6 +134,18 @@ struct StaticConfig {
   // is finite. (quantize_dynamic lets NaN/Inf propagate to the output, as
   // float does.)
   bool check_finite = true;
+  // Cross-layer equalization at prepare (after BatchNorm folding): for each
+  // conv/linear whose output, through a ReLU or nothing, feeds only another
+  // (depthwise included), output channel c of the first is divided and input
+  // channel c of the second multiplied by s_c = sqrt(r1_c / r2_c), the ratio
+  // of their weight ranges. The float function is unchanged; per-channel
+  // ranges even out, which helps depthwise nets and low-bit weights. Pairs
+  // joined by ReLU6/hardtanh are left alone (not scale-invariant).
+  bool equalize = false;
+  // Bias correction at convert: calibration also records each conv/linear
+  // input's per-channel mean E[x]; the bias absorbs -(Wq - W) E[x], the mean
+  // output shift weight quantization causes.
+  bool bias_correction = false;
 };
 
 // Static quantization, in three steps or one. prepare_static returns a copy

@@ -3,6 +3,7 @@
     qext quantize IN.pt OUT.pt --mode dynamic [--exclude PATTERN ...] [--per-tensor-activations]
                                               [--weight-bits 4 --group-size 128] [--low-rank 64 | --low-rank-energy 0.9]
     qext quantize IN.pt OUT.pt --mode static --calib CALIB.pt [--observer histogram [--histogram-method entropy]]
+                                             [--equalize] [--bias-correction] [--weight-bits 4]
     qext report MODEL.pt
     qext bench MODEL.pt --input-shape 1,3,224,224 [--threads 1,2] [--quantized Q.pt | --weight-bits 4] [--plot OUT.svg]
     qext info
@@ -23,7 +24,8 @@ _DYNAMIC_ONLY = {"include": "--include", "per_row_activations": "--per-row-activ
                  "per_tensor_activations": "--per-tensor-activations", "per_tensor_weights": "--per-tensor-weights",
                  "min_weight_elements": "--min-weight-elements", "group_size": "--group-size",
                  "low_rank": "--low-rank", "low_rank_energy": "--low-rank-energy"}
-_STATIC_ONLY = {"calib": "--calib", "observer": "--observer", "histogram_method": "--histogram-method"}
+_STATIC_ONLY = {"calib": "--calib", "observer": "--observer", "histogram_method": "--histogram-method",
+                "equalize": "--equalize", "bias_correction": "--bias-correction"}
 
 
 def _check_mode_options(args: argparse.Namespace) -> None:
@@ -59,7 +61,8 @@ def _quantize(args: argparse.Namespace) -> int:
             raise ValueError("--mode static needs --calib CALIB.pt (a torch.save'd list of input tensors or tuples)")
         config = qext.StaticConfig(exclude=args.exclude or [], observer=args.observer or "min_max",
                                    histogram_method=args.histogram_method or "percentile",
-                                   weight_bits=8 if args.weight_bits is None else args.weight_bits)
+                                   weight_bits=8 if args.weight_bits is None else args.weight_bits,
+                                   equalize=args.equalize, bias_correction=args.bias_correction)
         quantized = qext.quantize_static(model, load_calibration(args.calib), config)
     else:
         config = qext.DynamicConfig(
@@ -182,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="static: how calibration picks activation ranges (default min_max)")
     q.add_argument("--histogram-method", choices=["percentile", "entropy", "mse"],
                    help="static, --observer histogram: the range rule (default percentile)")
+    q.add_argument("--equalize", action="store_true",
+                   help="static: cross-layer equalization of conv/linear pairs joined by ReLU (depthwise nets)")
+    q.add_argument("--bias-correction", action="store_true",
+                   help="static: correct each conv/linear bias for the mean shift of its quantized weights")
     q.add_argument("--weight-bits", type=int, metavar="B",
                    help="weight precision (default 8): static 2..8 (stored as int8); dynamic 8, or 4, 2, 1 packed "
                         "at that many bits with group-wise scales")

@@ -134,6 +134,10 @@ def _register() -> None:
     def _(x, min_val, max_val, averaging_constant):
         return None
 
+    @fake("qext::observe_channel_sum_")
+    def _(x, sums, dim):
+        return None
+
     @fake("qext::fake_quantize")
     def _(x, scale, zero_point, axis=None, qmin=0, qmax=255):
         return torch.empty_like(x)

@@ -37,6 +37,18 @@ class StaticConfig:
             float); when False such values clamp to the calibrated range and
             the output is finite. (Dynamic quantization lets them propagate
             to the output, as float does.)
+        equalize: cross-layer equalization at prepare: where a conv/linear
+            feeds another through a ReLU or nothing (depthwise included), output
+            channel c of the first is divided and input channel c of the second
+            multiplied by sqrt(r1_c / r2_c), the ratio of their weight ranges.
+            The float model computes the same; per-channel weight and
+            activation ranges even out (depthwise nets, low-bit weights). Pairs
+            joined by ReLU6/hardtanh are left alone. The report's metadata
+            counts the pairs (``equalized_pairs``).
+        bias_correction: calibration also records each conv/linear input's
+            per-channel mean E[x], and convert subtracts (Wq - W) E[x] from the
+            bias: the mean output shift that rounding the weights causes
+            (largest with few weights per output: depthwise, low bits).
     """
 
     exclude: list[str] = field(default_factory=list)
@@ -46,6 +58,8 @@ class StaticConfig:
     fold_batch_norm: bool = True
     weight_bits: int = 8
     check_finite: bool = True
+    equalize: bool = False
+    bias_correction: bool = False
 
     def _to_cpp(self) -> "_C.StaticConfig":
         if isinstance(self.exclude, str) or not all(isinstance(p, str) for p in self.exclude):
@@ -63,6 +77,8 @@ class StaticConfig:
             raise ValueError(f"StaticConfig.weight_bits must be an integer in [2, 8]; got {self.weight_bits!r}")
         cfg.weight_bits = self.weight_bits
         cfg.check_finite = bool(self.check_finite)
+        cfg.equalize = bool(self.equalize)
+        cfg.bias_correction = bool(self.bias_correction)
         return cfg
 
 

@@ -144,3 +144,35 @@ TEST(Api, QuantizeStaticReportsQParamsAndSqnr) {
   }
   EXPECT_NEAR(*report.layers.back().sqnr_db, sqnr_db(ref, out), 0.01);
 }
+
+// conv -> relu -> conv -> linear with output channels scaled over three decades.
+TEST(Api, StaticAccuracyToolsKeepTheFloatFunction) {
+  torch::manual_seed(0);
+  torch::jit::Module m("Pair");
+  m.register_parameter("w1", torch::randn({8, 3, 3, 3}) * torch::logspace(-2, 1, 8).view({8, 1, 1, 1}), false);
+  m.register_parameter("b1", torch::rand({8}), false);
+  m.register_parameter("w2", torch::randn({4, 8, 3, 3}) / 8, false);
+  m.register_parameter("fc", torch::randn({10, 4 * 8 * 8}) / 20, false);
+  m.define(R"(
+    def forward(self, x):
+        h = torch.relu(torch.conv2d(x, self.w1, self.b1, [1, 1], [1, 1]))
+        h = torch.conv2d(h, self.w2, None, [1, 1], [1, 1])
+        return torch.linear(torch.flatten(h, 1), self.fc)
+  )");
+  qext::StaticConfig config;
+  config.equalize = true;
+  config.bias_correction = true;
+  torch::jit::Module prepared = qext::prepare_static(m, config);
+  const torch::Tensor x = torch::randn({4, 3, 8, 8});
+  const torch::Tensor ref = m.forward({x}).toTensor();
+  // Equalized weights, same function (observers and channel sums only watch).
+  EXPECT_TRUE(torch::allclose(prepared.forward({x}).toTensor(), ref, 1e-4, 1e-5 * ref.abs().max().item<double>()));
+  std::vector<std::vector<c10::IValue>> calib;
+  for (int i = 0; i < 4; ++i) calib.push_back({torch::randn({4, 3, 8, 8})});
+  torch::jit::Module q = qext::quantize_static(m, calib, config);
+  EXPECT_EQ(qext::report(q).quantized(), 3);
+  const auto metadata = q.attr("_qext_metadata").toGenericDict();
+  EXPECT_EQ(metadata.at("equalized_pairs").toStringRef(), "1");
+  EXPECT_EQ(metadata.at("bias_correction").toStringRef(), "true");
+  EXPECT_GT(sqnr_db(ref, q.forward({x}).toTensor()), 25.0);
+}

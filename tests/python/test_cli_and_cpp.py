@@ -160,6 +160,12 @@ def test_cli_refuses_options_of_the_other_mode_and_bad_outputs_up_front(tmp_path
     r = qext_cli("quantize", src, tmp_path / "h.pt", "--mode", "static", "--calib", calib, "--observer", "histogram",
                  "--histogram-method", "entropy", "--weight-bits", "6")
     assert r.returncode == 0, r.stderr
+    r = qext_cli("quantize", src, tmp_path / "e.pt", "--mode", "static", "--calib", calib, "--equalize",
+                 "--bias-correction")
+    assert r.returncode == 0, r.stderr
+    assert qext.load(str(tmp_path / "e.pt"))._qext_metadata["bias_correction"] == "true"
+    r = qext_cli("quantize", src, tmp_path / "x.pt", "--equalize")
+    assert r.returncode == 1 and "--equalize applies to --mode static only" in r.stderr, r.stderr
     # an output that cannot be written is refused before quantizing
     (tmp_path / "dir.pt").mkdir()
     r = qext_cli("quantize", src, tmp_path / "dir.pt", "--mode", "static", "--calib", calib)
@@ -200,13 +206,15 @@ def test_cpp_example_static_mode(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "29 of 29 layers int8" in result.stdout
-    # one tensor as the calibration file, as `qext quantize` reads it
+    # one tensor as the calibration file, as `qext quantize` reads it; the accuracy tools
     torch.save(torch.randn(6, 3, 64, 64), calib)
     one = subprocess.run(
-        [CPP / "quantize_model", src, tmp_path / "one.pt", "--input-shape", "1,3,64,64", "--mode", "static", "--calib", calib],
+        [CPP / "quantize_model", src, tmp_path / "one.pt", "--input-shape", "1,3,64,64", "--mode", "static", "--calib", calib,
+         "--equalize", "--bias-correction"],
         capture_output=True, text=True,
     )
     assert one.returncode == 0, one.stderr
+    assert qext.load(str(tmp_path / "one.pt"))._qext_metadata["bias_correction"] == "true"
     q = qext.load(out)
     assert qext.report(q).mode == "static"
     with torch.no_grad():

@@ -37,6 +37,7 @@ TENSOR_OPS = [
     ("pack_int4", (torch.randint(-8, 8, (3, 7), dtype=torch.int8, generator=g),)),
     ("unpack_int4", (U8[0, 0, :, :4], 7)),
     ("observe_moving_average_", (X, torch.tensor(-0.5), torch.tensor(0.7), 0.1)),
+    ("observe_channel_sum_", (X, torch.zeros(5, dtype=torch.float64), 1)),
     ("fold_batch_norm", (W, torch.randn(6), torch.rand(6) + 0.5, torch.randn(6), torch.randn(6), torch.rand(6) + 0.5, 1e-5)),
 ]
 
