@@ -11,6 +11,7 @@
 #include "ops/channel_sums.h"
 #include "ops/embedding_lowbit.h"
 #include "ops/int4_pack.h"
+#include "ops/layer_norm_int8.h"
 #include "ops/linear_lowbit.h"
 #include "ops/observer_class.h"
 #include "ops/packed_conv_weight.h"
@@ -188,6 +189,7 @@ TORCH_LIBRARY(qext, m) {
   // Per-layer SQNR measurement (ops/probe.h); side effect, so never removed as dead code.
   m.def(torch::schema("qext::_probe(Tensor x, str key) -> Tensor", c10::AliasAnalysisKind::CONSERVATIVE));
   m.def("lut_u8(Tensor x, Tensor table) -> Tensor");
+  m.def("layer_norm_int8(Tensor x, float x_scale, int x_zero_point, int[] normalized_shape, Tensor? weight, Tensor? bias, float eps, float out_scale, int out_zero_point) -> Tensor");
   m.def("mul_int8(Tensor a, float a_scale, int a_zero_point, Tensor b, float b_scale, int b_zero_point, float out_scale, int out_zero_point) -> Tensor");
   m.def("add_int8(Tensor a, float a_scale, int a_zero_point, Tensor b, float b_scale, int b_zero_point, float out_scale, int out_zero_point, bool relu=False) -> Tensor");
   m.def("cat_int8(Tensor[] xs, float[] scales, int[] zero_points, int dim, float out_scale, int out_zero_point) -> Tensor");
@@ -231,6 +233,7 @@ TORCH_LIBRARY_IMPL(qext, CPU, m) {
   m.impl("linear_int8", &linear_int8);
   m.impl("add_int8", &add_int8);
   m.impl("lut_u8", &lut_u8);
+  m.impl("layer_norm_int8", &layer_norm_int8);
   m.impl("mul_int8", &mul_int8);
   m.impl("quantize_per_tensor", &quantize_per_tensor);
   m.impl("dequantize_per_tensor", &dequantize_per_tensor);

@@ -438,13 +438,42 @@ at::Tensor mul_int8(const at::Tensor& a, double a_scale, int64_t a_zero_point, c
 at::Tensor lut_u8(const at::Tensor& x, const at::Tensor& table) {
   constexpr const char* op = "qext::lut_u8";
   TORCH_CHECK(x.scalar_type() == at::kByte, op, ": expected uint8; got ", x.scalar_type());
-  TORCH_CHECK(table.scalar_type() == at::kByte && table.dim() == 1 && table.numel() == 256, op,
-              ": expected a uint8 table of 256 entries; got ", table.scalar_type(), " of shape ", table.sizes());
+  const bool per_channel = table.dim() == 2;
+  TORCH_CHECK(table.scalar_type() == at::kByte && (table.dim() == 1 || per_channel) && table.size(-1) == 256, op,
+              ": expected a uint8 table [256] or [C, 256]; got ", table.scalar_type(), " of shape ", table.sizes());
   const at::Tensor t = table.contiguous();
   const uint8_t* lut = t.data_ptr<uint8_t>();
-  return map_keeping_format<uint8_t, uint8_t>(x, at::kByte, [&](const uint8_t* in, int64_t n, uint8_t* out) {
-    for (int64_t i = 0; i < n; ++i) out[i] = lut[in[i]];
-  });
+  if (!per_channel) {
+    return map_keeping_format<uint8_t, uint8_t>(x, at::kByte, [&](const uint8_t* in, int64_t n, uint8_t* out) {
+      for (int64_t i = 0; i < n; ++i) out[i] = lut[in[i]];
+    });
+  }
+  const int64_t channels = t.size(0);
+  TORCH_CHECK(x.dim() >= 2 && x.size(1) == channels, op, ": a [", channels, ", 256] table needs ", channels,
+              " channels in dimension 1; got shape ", x.sizes());
+  const auto format = x.suggest_memory_format();
+  const at::Tensor xc = x.contiguous(format);
+  at::Tensor out = at::empty(x.sizes(), x.options().memory_format(format));
+  if (x.numel() == 0) return out;
+  const uint8_t* in = xc.data_ptr<uint8_t>();
+  uint8_t* o = out.data_ptr<uint8_t>();
+  const int64_t inner = x.numel() / (x.size(0) * channels);  // values per (sample, channel) plane
+  if (format == at::MemoryFormat::ChannelsLast || inner == 1) {
+    // Channels innermost: each pixel is one run of C values, channel c at c.
+    at::parallel_for(0, x.numel() / channels, std::max<int64_t>(1, (1 << 14) / channels), [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        for (int64_t c = 0; c < channels; ++c) o[p * channels + c] = lut[c * 256 + in[p * channels + c]];
+      }
+    });
+  } else {
+    at::parallel_for(0, x.size(0) * channels, std::max<int64_t>(1, (1 << 14) / inner), [&](int64_t begin, int64_t end) {
+      for (int64_t plane = begin; plane < end; ++plane) {
+        const uint8_t* row = lut + (plane % channels) * 256;
+        for (int64_t i = plane * inner; i < (plane + 1) * inner; ++i) o[i] = row[in[i]];
+      }
+    });
+  }
+  return out;
 }
 
 at::Tensor add_int8(const at::Tensor& a, double a_scale, int64_t a_zero_point, const at::Tensor& b,

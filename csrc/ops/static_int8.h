@@ -40,6 +40,8 @@ at::Tensor mul_int8(const at::Tensor& a, double a_scale, int64_t a_zero_point, c
 
 // y = table[x] elementwise (uint8 -> uint8, layout kept): an elementwise
 // function with its input and output quantization folded into 256 entries.
+// A [C, 256] table holds one per channel (dimension 1): an eval BatchNorm,
+// a per-channel affine map, with its fused activation.
 at::Tensor lut_u8(const at::Tensor& x, const at::Tensor& table);
 
 at::Tensor add_int8(const at::Tensor& a, double a_scale, int64_t a_zero_point, const at::Tensor& b,

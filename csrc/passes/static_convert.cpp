@@ -81,10 +81,12 @@ void redirect_shape_queries(Value* from, Value* to) {
   const std::vector<torch::jit::Use> uses = from->uses();  // copy: replaceInput edits it
   for (const auto& use : uses) {
     const auto k = use.user->kind();
-    const bool shape = k == torch::jit::aten::size || k == torch::jit::aten::dim;
-    if (shape && use.user->owningBlock() == to->node()->owningBlock() && use.user->isAfter(to->node())) {
-      use.user->replaceInput(use.offset, to);
-    }
+    if (k != torch::jit::aten::size && k != torch::jit::aten::dim) continue;
+    // The reader, or the if/loop holding it, in `to`'s block (BatchNorm checks
+    // input.dim() inside an if).
+    Node* outer = use.user;
+    while (outer && outer->owningBlock() != to->node()->owningBlock()) outer = outer->owningBlock()->owningNode();
+    if (outer && outer->isAfter(to->node())) use.user->replaceInput(use.offset, to);
   }
 }
 
@@ -281,10 +283,11 @@ void report_float_ops(Graph& graph, std::vector<LayerReport>& rows) {
   });
 }
 
-// The uint8 -> uint8 table of an elementwise layer: quantize(f(dequantize(q)))
-// with the qparams of its input and output, by the scalar rules the int8 ops
-// use, f computed by ATen in float.
-at::Tensor lookup_table(const StaticLayer& l, const Qp& in, const Qp& out) {
+// The uint8 -> uint8 table of an elementwise layer, [256], or of a
+// batch_norm, [C, 256] (one per channel): quantize(f(dequantize(q))) with the
+// qparams of its input and output, by the scalar rules the int8 ops use, f
+// computed by ATen in float (batch_norm with its fused ReLU / clamp).
+at::Tensor lookup_table(const torch::jit::Module& root, const StaticLayer& l, const Qp& in, const Qp& out) {
   at::Tensor x = at::empty({256}, at::kFloat);
   for (int32_t q = 0; q < 256; ++q) {
     x.data_ptr<float>()[q] = kernels::ref::dequantize_one(q, static_cast<float>(in.scale), static_cast<int32_t>(in.zero_point));
@@ -296,10 +299,24 @@ at::Tensor lookup_table(const StaticLayer& l, const Qp& in, const Qp& out) {
   if (l.kind == "silu") y = at::silu(x);
   if (l.kind == "tanh") y = at::tanh(x);
   if (l.kind == "gelu") y = at::gelu(x, torch::jit::toIValue(l.node->input(1))->toStringRef());
-  at::Tensor table = at::empty({256}, at::kByte);
-  for (int64_t q = 0; q < 256; ++q) {
-    table.data_ptr<uint8_t>()[q] = static_cast<uint8_t>(kernels::ref::quantize_one(
-        y.data_ptr<float>()[q], static_cast<float>(out.scale), static_cast<int32_t>(out.zero_point), 0, 255));
+  if (l.kind == "batch_norm") {
+    const auto param = [&](size_t i) {
+      const c10::IValue v = *constant_or_attr(root, l.node->input(i));
+      return v.isTensor() ? std::optional<at::Tensor>(v.toTensor()) : std::nullopt;
+    };
+    const at::Tensor mean = *param(3);
+    y = at::batch_norm(x.view({1, 1, 256}).expand({1, mean.size(0), 256}).contiguous(), param(1), param(2), mean,
+                       param(4), /*training=*/false, 0.0, constant_or_attr(root, l.node->input(7))->toDouble(),
+                       /*cudnn_enabled=*/false)
+            .view({mean.size(0), 256});
+    if (l.relu) y = y.clamp_min(0);
+    if (l.clamp_min || l.clamp_max) y = at::clamp(y, l.clamp_min, l.clamp_max);
+  }
+  y = y.contiguous();
+  at::Tensor table = at::empty(y.sizes(), at::kByte);
+  for (int64_t i = 0; i < y.numel(); ++i) {
+    table.data_ptr<uint8_t>()[i] = static_cast<uint8_t>(kernels::ref::quantize_one(
+        y.data_ptr<float>()[i], static_cast<float>(out.scale), static_cast<int32_t>(out.zero_point), 0, 255));
   }
   return table;
 }
@@ -314,6 +331,7 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
   const auto input_means = take_channel_means(root, graph);  // present when prepared for bias correction
   std::vector<LayerReport> rows;
   std::vector<AttrRef> quantized_weights;
+  std::unordered_map<Value*, Value*> quantized_once;
   for (const StaticLayer& l : find_static_layers(root, graph)) {
     LayerReport row{l.name, l.kind, "float", l.unsupported};
     if (l.weight) {
@@ -332,7 +350,7 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
     if (row.reason.empty()) row.reason = reduction_too_long(l);
     // A table between float ops would only add a quantize and a dequantize;
     // one reading an int8 layer's output (through pools, views...) is free.
-    if (row.reason.empty() && is_table_kind(l.kind)) {
+    if (row.reason.empty() && needs_int8_input(l.kind)) {
       Node* source = l.inputs()[0]->node();
       while (is_pass_through(source)) source = source->input(0)->node();
       if (source->kind() != kDequantize) row.reason = "its input is float: alone between float ops it runs faster in float";
@@ -347,7 +365,13 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
     std::vector<Value*> ins;
     for (Value* v : l.inputs()) {
       const Qp in = qp.at(v);
-      ins.push_back(emit(graph, kQuantize, {v, graph.insertConstant(in.scale), graph.insertConstant(in.zero_point)}));
+      // A float value two int8 layers read (the model input of parallel
+      // branches) is quantized once, where both can see it.
+      Value*& quantized = quantized_once[v];
+      if (!quantized || quantized->node()->owningBlock() != l.node->owningBlock()) {
+        quantized = emit(graph, kQuantize, {v, graph.insertConstant(in.scale), graph.insertConstant(in.zero_point)});
+      }
+      ins.push_back(quantized);
       ins.push_back(graph.insertConstant(in.scale));
       ins.push_back(graph.insertConstant(in.zero_point));
     }
@@ -359,9 +383,13 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
       yq = emit(graph, c10::Symbol::fromQualString("qext::add_int8"), {ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], so, zo, relu});
     } else if (l.kind == "mul") {
       yq = emit(graph, c10::Symbol::fromQualString("qext::mul_int8"), {ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], so, zo});
-    } else if (is_table_kind(l.kind)) {
+    } else if (l.kind == "layer_norm") {
+      Node* n = l.node;
+      yq = emit(graph, c10::Symbol::fromQualString("qext::layer_norm_int8"),
+                {ins[0], ins[1], ins[2], n->input(1), n->input(2), n->input(3), n->input(4), so, zo});
+    } else if (is_table_kind(l.kind) || l.kind == "batch_norm") {
       yq = emit(graph, c10::Symbol::fromQualString("qext::lut_u8"),
-                {ins[0], graph.insertConstant(lookup_table(l, qp.at(l.inputs()[0]), out))});
+                {ins[0], graph.insertConstant(lookup_table(root, l, qp.at(l.inputs()[0]), out))});
     } else if (l.kind == "cat") {
       std::vector<Value*> parts;
       c10::List<double> scales;

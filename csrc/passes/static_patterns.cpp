@@ -95,7 +95,7 @@ std::optional<double> constant_bound(const torch::jit::Module& root, Value* v) {
 
 // The activation fused after l (its output's only reader), if any.
 void describe_activation(const torch::jit::Module& root, StaticLayer& l) {
-  if (l.kind == "cat" || l.kind == "mul" || is_table_kind(l.kind)) return;
+  if (l.kind == "cat" || l.kind == "mul" || l.kind == "layer_norm" || is_table_kind(l.kind)) return;
   if (Node* relu = single_relu_user(l.node->output())) {
     l.activation = relu;
     l.relu = true;
@@ -122,6 +122,44 @@ void describe_activation(const torch::jit::Module& root, StaticLayer& l) {
     return;
   }
   l.activation = user;
+}
+
+// Eval-mode batch_norm with module statistics: a per-channel affine map,
+// converted to a per-channel uint8 table. Named after its module.
+void describe_batch_norm(const torch::jit::Module& root, StaticLayer& l, int index) {
+  Node* n = l.node;
+  const auto stats = resolve_attr(root, n->input(3));
+  l.name = stats && !stats->owner_path.empty() ? stats->owner_path : "batch_norm@" + std::to_string(index);
+  const auto training = constant_or_attr(root, n->input(5));
+  const auto eps = constant_or_attr(root, n->input(7));
+  bool params = true;
+  for (size_t i : {1, 2, 3, 4}) {
+    const auto v = constant_or_attr(root, n->input(i));
+    params = params && v && (v->isTensor() ? v->toTensor().scalar_type() == at::kFloat : i <= 2 && v->isNone());
+  }
+  if (!training || !training->isBool() || training->toBool()) {
+    l.unsupported = "BatchNorm in training mode (batch statistics)";
+  } else if (!params || !eps || !eps->isDouble()) {
+    l.unsupported = "BatchNorm parameters or statistics are not float32 module attributes";
+  }
+}
+
+// layer_norm over constant trailing dimensions with module (or no) affine parameters.
+void describe_layer_norm(const torch::jit::Module& root, StaticLayer& l, int index) {
+  Node* n = l.node;
+  const auto weight = resolve_attr(root, n->input(2));
+  l.name = weight && !weight->owner_path.empty() ? weight->owner_path : "layer_norm@" + std::to_string(index);
+  bool params = true;
+  for (size_t i : {2, 3}) {
+    const auto v = constant_or_attr(root, n->input(i));
+    params = params && v && (v->isNone() || (v->isTensor() && v->toTensor().scalar_type() == at::kFloat));
+  }
+  const auto eps = constant_or_attr(root, n->input(4));
+  if (!int_list(root, n->input(1))) {
+    l.unsupported = "normalized_shape is not constant";
+  } else if (!params || !eps || !eps->isDouble()) {
+    l.unsupported = "LayerNorm weight/bias are not float32 module attributes";
+  }
 }
 
 }  // namespace
@@ -288,6 +326,10 @@ static std::optional<std::string> table_kind(const Node* node) {
   return std::nullopt;
 }
 
+bool needs_int8_input(const std::string& kind) {
+  return is_table_kind(kind) || kind == "batch_norm" || kind == "layer_norm";
+}
+
 bool is_table_kind(const std::string& kind) {
   return kind == "sigmoid" || kind == "hardswish" || kind == "hardsigmoid" || kind == "silu" || kind == "gelu" ||
          kind == "tanh";
@@ -296,7 +338,7 @@ bool is_table_kind(const std::string& kind) {
 std::vector<StaticLayer> find_static_layers(const torch::jit::Module& root, torch::jit::Graph& graph) {
   static const auto convolution = c10::Symbol::fromQualString("aten::_convolution");
   std::vector<StaticLayer> layers;
-  int adds = 0, cats = 0, muls = 0;
+  int adds = 0, cats = 0, muls = 0, norms = 0, layer_norms = 0;
   std::map<std::string, int> tables;
   visit_nodes(graph.block(), [&](Node* node) {
     StaticLayer l;
@@ -335,6 +377,12 @@ std::vector<StaticLayer> find_static_layers(const torch::jit::Module& root, torc
       if (node->kind() == aten::mul_ && node->input(0)->uses().size() > 1) return;
       l.kind = "mul";
       l.name = "mul@" + std::to_string(muls++);
+    } else if (node->kind() == aten::layer_norm && node->inputs().size() == 6) {
+      l.kind = "layer_norm";
+      describe_layer_norm(root, l, layer_norms++);
+    } else if (node->kind() == aten::batch_norm && node->inputs().size() == 9) {
+      l.kind = "batch_norm";
+      describe_batch_norm(root, l, norms++);
     } else if (const auto kind = table_kind(node); kind && node->input(0)->type()->cast<c10::TensorType>()) {
       l.kind = *kind;
       l.name = *kind + "@" + std::to_string(tables[*kind]++);

@@ -29,15 +29,17 @@ std::optional<std::vector<torch::jit::Value*>> cat_operands(torch::jit::Node* ca
 
 struct StaticLayer {
   torch::jit::Node* node = nullptr;
-  // "conv2d" | "conv1d" | "linear" | "add" | "mul" | "cat", or an elementwise
+  // "conv2d" | "conv1d" | "linear" | "add" | "mul" | "cat", an elementwise
   // function of one input run as a 256-entry uint8 table ("sigmoid",
-  // "hardswish", "hardsigmoid", "silu", "gelu", "tanh")
+  // "hardswish", "hardsigmoid", "silu", "gelu", "tanh"), "batch_norm" (an
+  // eval BatchNorm not folded into a conv: one such table per channel), or
+  // "layer_norm" (qext::layer_norm_int8)
   std::string kind;
-  std::string name;                // weight owner for conv/linear; "<kind>@<n>" otherwise
+  std::string name;                // weight owner for conv/linear, module for batch/layer_norm; "<kind>@<n>" otherwise
   std::optional<AttrRef> weight;   // conv2d / linear
   ConvGeometry conv;               // conv2d; conv1d as a conv2d over [N, C, 1, L]
-  // A fused activation after it: relu (any layer), or for conv2d / linear
-  // relu6 / hardtanh / clamp with constant bounds (clamp_min / clamp_max).
+  // A fused activation after it: relu (any layer), or for conv2d / linear /
+  // batch_norm relu6 / hardtanh / clamp with constant bounds (clamp_min / clamp_max).
   torch::jit::Node* activation = nullptr;
   bool relu = false;
   std::optional<double> clamp_min, clamp_max;
@@ -76,6 +78,10 @@ std::vector<StaticLayer> find_static_layers(const torch::jit::Module& root, torc
 
 // True for the kinds run as a uint8 lookup table (qext::lut_u8).
 bool is_table_kind(const std::string& kind);
+// True for the kinds worth int8 only when their input already is (tables,
+// batch_norm, layer_norm): between float ops they would only add a quantize
+// and a dequantize, and convert keeps them float.
+bool needs_int8_input(const std::string& kind);
 
 // Replaces each if/else whose condition constant_or_attr can evaluate (e.g.
 // `self.padding_mode != "zeros"`) by its taken branch; returns how many.

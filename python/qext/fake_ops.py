@@ -173,6 +173,10 @@ def _register() -> None:
     def _(x, table):
         return torch.empty_like(x)
 
+    @fake("qext::layer_norm_int8")
+    def _(x, x_scale, x_zero_point, normalized_shape, weight, bias, eps, out_scale, out_zero_point):
+        return x.new_empty(x.shape, dtype=torch.uint8)
+
     @fake("qext::add_int8")
     def _(a, a_scale, a_zero_point, b, b_scale, b_zero_point, out_scale, out_zero_point, relu=False):
         return a.new_empty(torch.broadcast_shapes(a.shape, b.shape), dtype=torch.uint8)

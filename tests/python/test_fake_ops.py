@@ -26,6 +26,8 @@ TENSOR_OPS = [
     ("add_int8", (U8, 0.1, 3, U8.flip(0), 0.2, 7, 0.3, 5, True)),
     ("mul_int8", (U8, 0.1, 3, U8[:, :, :1, :1].contiguous(), 0.2, 7, 0.3, 5)),
     ("lut_u8", (U8, torch.randint(0, 256, (256,), dtype=torch.uint8, generator=g))),
+    ("lut_u8", (U8, torch.randint(0, 256, (4, 256), dtype=torch.uint8, generator=g))),
+    ("layer_norm_int8", (U8, 0.1, 3, [9, 9], torch.randn(9, 9), torch.randn(9, 9), 1e-5, 0.05, 128)),
     ("cat_int8", ([U8, U8[:, :2]], [0.1, 0.2], [3, 4], 1, 0.3, 5)),
     ("max_pool2d_int8", (U8, [3, 3], [2, 2], [1, 1], [1, 1], True)),
     ("avg_pool2d_int8", (U8, 7, [3, 3], [2, 2], [1, 1], False, True, None)),

@@ -2,6 +2,7 @@
 calibration, int8 conv/linear/add with int8 tensors flowing between them,
 float where needed; accuracy against fp32 (stated bounds) and on real data."""
 
+import math
 import sys
 from pathlib import Path
 
@@ -542,13 +543,49 @@ def test_elementwise_activations_run_as_int8_tables(isa):
         assert sqnr_db(model(x), q(x)) > 25.0
 
 
+def _layer_norm_int8_rule(q, s, z, shape, weight, bias, eps, so, zo):
+    """The documented rule: exact integer row sums, float64 statistics, float per value."""
+    d = math.prod(shape)
+    v = (q.long() - z).reshape(-1, d)
+    mean = v.sum(1).double() / d
+    var = ((v * v).sum(1).double() / d - mean * mean).clamp_min(0)
+    rstd = (1.0 / torch.sqrt(var + eps / (s * s))).float()
+    y = (v.float() - mean.float().unsqueeze(1)) * rstd.unsqueeze(1)
+    if weight is not None:
+        y = y * weight.reshape(1, d)
+    if bias is not None:
+        y = y + bias.reshape(1, d)
+    return qext.quantize(y, torch.tensor(so), torch.tensor(zo)).reshape(q.shape)
+
+
+@pytest.mark.parametrize("shape,norm,affine", [((3, 7, 64), [64], True), ((2, 5, 3, 8), [3, 8], True),
+                                               ((4, 1), [1], False), ((6, 768), [768], True)])
+def test_layer_norm_int8_follows_its_rule_and_float_layer_norm(shape, norm, affine):
+    g = torch.Generator().manual_seed(3)
+    q = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
+    s, z, so, zo, eps = 0.04, 131, 0.02, 120, 1e-5
+    weight = torch.randn(norm, generator=g) if affine else None
+    bias = torch.randn(norm, generator=g) if affine else None
+    got = torch.ops.qext.layer_norm_int8(q, s, z, norm, weight, bias, eps, so, zo)
+    assert torch.equal(got, _layer_norm_int8_rule(q, s, z, norm, weight, bias, eps, so, zo))
+    # Against float LayerNorm of the dequantized input: at most one step, rarely.
+    real = qext.dequantize(q, torch.tensor(s), torch.tensor(z))
+    ref = qext.quantize(F.layer_norm(real, norm, weight, bias, eps), torch.tensor(so), torch.tensor(zo))
+    diff = (got.int() - ref.int()).abs()
+    assert diff.max() <= 1 and (diff > 0).float().mean() < 0.01
+    with pytest.raises(RuntimeError, match="must be the last dimensions"):
+        torch.ops.qext.layer_norm_int8(q, s, z, [5], None, None, eps, so, zo)
+    with pytest.raises(RuntimeError, match="expected uint8"):
+        torch.ops.qext.layer_norm_int8(real, s, z, norm, None, None, eps, so, zo)
+
+
 def test_lut_op_is_a_table_lookup_keeping_the_layout():
     g = torch.Generator().manual_seed(9)
     table = torch.randint(0, 256, (256,), dtype=torch.uint8, generator=g)
     x = torch.randint(0, 256, (2, 5, 7, 3), dtype=torch.uint8, generator=g).contiguous(memory_format=torch.channels_last)
     y = torch.ops.qext.lut_u8(x, table)
     assert torch.equal(y, table[x.long()]) and y.is_contiguous(memory_format=torch.channels_last)
-    with pytest.raises(RuntimeError, match="256 entries"):
+    with pytest.raises(RuntimeError, match=r"a uint8 table \[256\] or \[C, 256\]"):
         torch.ops.qext.lut_u8(x, table[:10])
 
 
@@ -690,9 +727,9 @@ class TinyEncoder(nn.Module):
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # nn.MultiheadAttention checks shapes in Python
 def test_static_transformer_encoder_int8_linears_and_uint8_through_layout_ops():
     """BERT-class static: every Linear int8 (in_proj, out_proj, FFN, head),
-    residual adds int8, attention softmax and LayerNorm float; eval dropouts,
-    views and permutes pass uint8 through instead of costing a dequantize /
-    quantize pair each."""
+    residual adds int8, LayerNorm uint8 in and out (qext::layer_norm_int8),
+    attention softmax float; eval dropouts, views and permutes pass uint8
+    through instead of costing a dequantize / quantize pair each."""
     torch.manual_seed(0)
     model = TinyEncoder().eval()
     calib = [torch.randn(4, 16, 64) for _ in range(4)]
@@ -704,8 +741,12 @@ def test_static_transformer_encoder_int8_linears_and_uint8_through_layout_ops():
             assert rows[f"layers.{i}.{name}"].status == "int8", rows[f"layers.{i}.{name}"]
     assert rows["head"].status == "int8"
     assert not any(name.startswith(("dropout", "view")) for name in rows), sorted(rows)
+    for i in range(2):
+        for norm in ("norm1", "norm2"):
+            assert rows[f"layers.{i}.{norm}"].kind == "layer_norm" and rows[f"layers.{i}.{norm}"].status == "int8"
     kinds = [n.kind() for n in q.graph.nodes()]
     assert kinds.count("qext::linear_int8") == 9 and kinds.count("qext::add_int8") == 4
+    assert kinds.count("qext::layer_norm_int8") == 4 and "aten::layer_norm" not in kinds
     # The dropouts left in the traced eval graph read int8 data directly.
     for node in q.graph.nodes():
         if node.kind() == "aten::dropout":
@@ -757,3 +798,55 @@ def test_densenet_layout_scripted_or_traced(how):
     # Per block of 3 layers: cats of 1, 2, 3 tensors feeding the layers, then 4 for the block's output.
     assert sorted(len(list(next(c.inputs()).node().inputs())) for c in cats) == [1, 1, 2, 2, 3, 3, 4, 4]
     assert [n.kind() for n in q.graph.nodes()].count("qext::max_pool2d_int8") == 1
+
+
+class _CatBatchNorm(nn.Module):
+    """A BatchNorm no conv precedes (DenseNet's norm after a cat), ReLU after it."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(3, 8, 1)
+        self.norm = nn.BatchNorm2d(16)
+        self.out = nn.Conv2d(16, 4, 1)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.norm(torch.cat([self.a(x), self.b(x)], 1))))
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_unfused_batch_norm_runs_as_a_per_channel_table(how):
+    """Issue 13: an eval BatchNorm that cannot fold into a conv (+ its ReLU)
+    becomes one uint8 table per channel: int8 flows from the cat through it
+    to the next conv (one quantize and one dequantize in the graph), and its
+    output is quantize(relu(bn(dequantize(q)))) exactly."""
+    torch.manual_seed(0)
+    model = randomize_batch_norm(_CatBatchNorm().eval())
+    calib = calibration((4, 3, 8, 8), batches=4)
+    source = torch.jit.script(model) if how == "script" else torch.jit.trace(model, calib[0])
+    q = qext.quantize_static(source, calib)
+    rows = {l.name: l for l in qext.report(q).layers}
+    assert rows["norm"].kind == "batch_norm" and rows["norm"].status == "int8"
+    ops = graph_ops(q)
+    assert ops.count("qext::quantize_per_tensor") == 1 and ops.count("qext::dequantize_per_tensor") == 1
+    assert "aten::batch_norm" not in ops and ops.count("qext::lut_u8") == 1
+    x = torch.randn(16, 3, 8, 8)
+    with torch.no_grad():
+        assert sqnr_db(model(x), q(x)) > 30
+    # The table is the rule: check it against float BatchNorm on every code.
+    lut = next(n for n in q.graph.nodes() if n.kind() == "qext::lut_u8")
+    table = lut.inputsAt(1).toIValue()
+    cat = rows["cat@0"]
+    codes = torch.arange(256, dtype=torch.uint8).view(1, 1, 256).expand(1, 16, 256)
+    real = qext.dequantize(codes, torch.tensor(cat.scale), torch.tensor(cat.zero_point)).unsqueeze(-1)
+    with torch.no_grad():
+        expected = qext.quantize(torch.relu(model.norm(real)), torch.tensor(rows["norm"].scale),
+                                 torch.tensor(rows["norm"].zero_point))
+    assert torch.equal(table, expected.view(16, 256))
+
+
+def test_batch_norm_alone_between_float_ops_stays_float():
+    model = nn.Sequential(nn.BatchNorm2d(3), nn.Tanh()).eval()
+    randomize_batch_norm(model)
+    q = qext.quantize_static(model, calibration((2, 3, 4, 4), batches=2))
+    row = next(l for l in qext.report(q).layers if l.kind == "batch_norm")
+    assert row.status == "float" and "its input is float" in row.reason

@@ -270,3 +270,22 @@ def test_depthwise_extreme_operands_are_exact(isa, x_zp, w_value):
     got = qext.conv2d_int8(xq, 0.02, x_zp, packed, None, 64.0, 128, False)
     acc = F.conv2d(xq.double() - x_zp, wq.double(), None, 1, 3, 1, c)
     assert torch.equal(got, requantize_reference(acc.round().to(torch.int64), 0.02, sw, None, 64.0, 128, False, 1))
+
+
+@pytest.mark.parametrize("shape,channels_last", [((2, 5, 7, 3), False), ((2, 5, 7, 3), True), ((9, 5), False),
+                                                  ((3, 5, 11), False), ((0, 5, 2, 2), False)])
+def test_lut_u8_per_channel_reads_each_channels_table(shape, channels_last):
+    """A [C, 256] table (unfused BatchNorm) maps channel c (dimension 1) through row c, in any layout."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    table = torch.randint(0, 256, (5, 256), dtype=torch.uint8, generator=g)
+    y = torch.ops.qext.lut_u8(x, table)
+    channel = torch.arange(5).view(1, 5, *([1] * (len(shape) - 2))).expand(shape)
+    assert torch.equal(y, table[channel, x.long()])
+    assert y.is_contiguous(memory_format=torch.channels_last) == channels_last
+    with pytest.raises(RuntimeError, match="needs 5 channels in dimension 1"):
+        torch.ops.qext.lut_u8(torch.zeros(2, 4, dtype=torch.uint8), table)
+    with pytest.raises(RuntimeError, match=r"\[256\] or \[C, 256\]"):
+        torch.ops.qext.lut_u8(x, table[:, :255])
