@@ -5,11 +5,13 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "api/report_storage.h"
 #include "ops/observer_class.h"
 #include "passes/module_copy.h"
+#include "passes/native_fast_paths.h"
 #include "passes/static_passes.h"
 #include "passes/static_patterns.h"
 #include "qext/qext.h"
@@ -77,6 +79,14 @@ torch::jit::Module prepare_static(const torch::jit::Module& model, const StaticC
     torch::jit::ConstantPropagation(graph);
     passes::inline_known_ifs(out, *graph);  // e.g. Conv2d's padding_mode branch
     torch::jit::EliminateDeadCode(graph);
+    // nn.TransformerEncoderLayer / MultiheadAttention pick a native fused op
+    // at run time in eval mode, which would bypass every observer: keep only
+    // their decomposed path, whose Linear layers become int8.
+    std::set<std::string> weights;
+    for (const passes::StaticLayer& l : passes::find_static_layers(out, *graph)) {
+      if (l.weight && l.unsupported.empty()) weights.insert(l.weight->qualified());
+    }
+    passes::disable_native_fast_paths(out, *graph, weights);
     if (config.fold_batch_norm) passes::fold_batch_norms(out, *graph);
     if (config.equalize) equalized += passes::equalize_layers(out, *graph, config.exclude);
     passes::insert_observers(out, *graph, config);

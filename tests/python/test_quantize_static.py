@@ -850,3 +850,23 @@ def test_batch_norm_alone_between_float_ops_stays_float():
     q = qext.quantize_static(model, calibration((2, 3, 4, 4), batches=2))
     row = next(l for l in qext.report(q).layers if l.kind == "batch_norm")
     assert row.status == "float" and "its input is float" in row.reason
+
+
+def test_static_scripted_transformer_encoder_leaves_the_native_fast_path():
+    """Scripted nn.TransformerEncoder picks a fused native op at run time in
+    eval mode (torch._transformer_encoder_layer_fwd), which bypassed every
+    observer: 0 int8 layers. prepare keeps the decomposed path instead."""
+    from models import transformer_encoder
+
+    torch.manual_seed(0)
+    model = transformer_encoder(64, 4, 128, 2)
+    calib = [torch.randn(4, 16, 64) for _ in range(3)]
+    q = qext.quantize_static(model, calib)
+    rows = {l.name: l for l in qext.report(q).layers}
+    for i in range(2):
+        for name in ("self_attn.in_proj_weight", "self_attn.out_proj", "linear1", "linear2", "norm1", "norm2"):
+            assert rows[f"layers.{i}.{name}"].status == "int8", rows[f"layers.{i}.{name}"]
+    assert "aten::_transformer_encoder_layer_fwd" not in str(q.graph)
+    x = torch.randn(4, 16, 64)
+    with torch.no_grad():
+        assert F.cosine_similarity(model(x).flatten(), q(x).flatten(), 0) > 0.999
