@@ -74,6 +74,7 @@ torch::jit::Module prepare_static(const torch::jit::Module& model, const StaticC
   for (const auto& method : out.get_methods()) {
     std::shared_ptr<torch::jit::Graph> graph = method.graph();
     torch::jit::Inline(*graph);
+    passes::freeze_training_flags(out, *graph);  // the int8 model is for inference
     // Settles functional branches such as F.relu's `if inplace:` so patterns
     // (conv -> relu) are visible.
     torch::jit::ConstantPropagation(graph);

@@ -1,6 +1,7 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 
+#include <functional>
 #include <map>
 #include <unordered_map>
 #include <unordered_set>
@@ -268,18 +269,40 @@ void guard_boundaries(Graph& graph) {
 // Adds a report row for each op that reads int8 data dequantized because it
 // has no int8 version (e.g. tanh, softmax, a matmul of two activations).
 void report_float_ops(Graph& graph, std::vector<LayerReport>& rows) {
+  static const auto is_op = c10::Symbol::fromQualString("aten::__is__");
+  static const auto isnot_op = c10::Symbol::fromQualString("aten::__isnot__");
+  static const auto dropout = c10::Symbol::fromQualString("aten::dropout");
+  static const auto select = c10::Symbol::fromQualString("aten::select");
+  static const auto append = c10::Symbol::fromQualString("aten::append");
   std::unordered_set<Node*> seen;
   std::map<std::string, int> count;
-  visit_nodes(graph.block(), [&](Node* n) {
-    if (n->kind() != kDequantize) return;
-    for (const auto& use : n->output()->uses()) {
+  // The ops computing on v: through layout ops, select and dropout (float
+  // here only because what reads them is), past metadata queries (size, dim,
+  // `is None`) and list appends.
+  std::function<void(Value*)> report_readers = [&](Value* v) {
+    for (const auto& use : v->uses()) {
       Node* user = use.user;
       const auto k = user->kind();
-      if (!k.is_aten() || k == torch::jit::aten::size || k == torch::jit::aten::dim || !seen.insert(user).second) continue;
+      if (k == torch::jit::prim::ListUnpack || k == torch::jit::prim::TupleUnpack ||
+          k == torch::jit::prim::ConstantChunk) {
+        for (Value* part : user->outputs()) report_readers(part);
+        continue;
+      }
+      if (!k.is_aten() || k == torch::jit::aten::size || k == torch::jit::aten::dim || k == is_op || k == isnot_op ||
+          k == append || !seen.insert(user).second) {
+        continue;
+      }
+      if ((is_pass_through(user) || k == dropout || k == select) && use.offset == 0 && user->outputs().size() == 1) {
+        report_readers(user->output());
+        continue;
+      }
       const std::string op = k.toUnqualString();
       rows.push_back({op + "@" + std::to_string(count[op]++), op, "float",
                       "no int8 version: runs in float on dequantized int8 data"});
     }
+  };
+  visit_nodes(graph.block(), [&](Node* n) {
+    if (n->kind() == kDequantize) report_readers(n->output());
   });
 }
 

@@ -206,6 +206,22 @@ std::optional<c10::IValue> constant_or_attr(const torch::jit::Module& root, Valu
   return std::nullopt;
 }
 
+int freeze_training_flags(const torch::jit::Module& root, torch::jit::Graph& graph) {
+  std::vector<Node*> reads;
+  visit_nodes(graph.block(), [&](Node* n) {
+    if (n->kind() == torch::jit::prim::GetAttr && n->s(torch::jit::attr::name) == "training") reads.push_back(n);
+  });
+  int frozen = 0;
+  for (Node* n : reads) {
+    const auto value = constant_or_attr(root, n->output());
+    if (!value || !value->isBool() || value->toBool()) continue;
+    torch::jit::WithInsertPoint guard(n);
+    n->output()->replaceAllUsesWith(graph.insertConstant(false));
+    ++frozen;
+  }
+  return frozen;
+}
+
 int inline_known_ifs(const torch::jit::Module& root, torch::jit::Graph& graph) {
   int inlined = 0;
   for (bool changed = true; changed;) {

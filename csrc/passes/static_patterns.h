@@ -83,6 +83,11 @@ bool is_table_kind(const std::string& kind);
 // and a dequantize, and convert keeps them float.
 bool needs_int8_input(const std::string& kind);
 
+// Replaces every read of a `training` attribute that is false (the module is
+// in eval mode) by the constant false, so eval dropout is seen as the
+// identity and training-only branches fold away; returns how many.
+int freeze_training_flags(const torch::jit::Module& root, torch::jit::Graph& graph);
+
 // Replaces each if/else whose condition constant_or_attr can evaluate (e.g.
 // `self.padding_mode != "zeros"`) by its taken branch; returns how many.
 int inline_known_ifs(const torch::jit::Module& root, torch::jit::Graph& graph);
