@@ -20,7 +20,8 @@ std::vector<std::pair<std::string, std::string>> kernels_in_use() {
   return {{"gemm", t.gemm_kernel},         {"depthwise", t.depthwise_kernel},
           {"grouped", t.grouped_kernel},   {"lowbit_gemm", t.lowbit_kernel},
           {"quantize", t.quantize_kernel},
-          {"elementwise", t.elementwise_kernel}};
+          {"elementwise", t.elementwise_kernel},
+          {"lut", t.lut_kernel}};
 }
 
 std::vector<std::string> supported_isas() {

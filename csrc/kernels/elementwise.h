@@ -13,9 +13,4 @@ namespace qext::kernels {
 void add_requant_u8(const uint8_t* a, float sa, int32_t za, const uint8_t* b, float sb, int32_t zb,
                     int64_t n, float so, int32_t zo, bool relu, uint8_t* out, Isa isa);
 
-// out = quantize(float(q - z_in) * s_in, s_out, z_out): uint8 data moved to
-// other qparams (int8 cat). Portable, exact by construction (the reference rule).
-void requantize_u8(const uint8_t* in, int64_t n, float s_in, int32_t z_in, float s_out, int32_t z_out,
-                   uint8_t* out);
-
 }  // namespace qext::kernels

@@ -19,6 +19,8 @@ using QuantizeU8Fn = void (*)(const float*, int64_t, float, int32_t, int32_t, in
                               uint8_t*);
 using AddRequantFn = void (*)(const uint8_t*, float, int32_t, const uint8_t*, float, int32_t, int64_t, float,
                               int32_t, bool, uint8_t*);
+using LutU8Fn = void (*)(const uint8_t*, int64_t, const uint8_t*, uint8_t*);
+using LutPerChannelFn = void (*)(const uint8_t*, int64_t, int64_t, const uint8_t*, uint8_t*);
 using DepthwiseFn = void (*)(const DepthwiseArgs&, int64_t, int64_t);
 using GroupedFn = void (*)(const GroupedArgs&, int64_t, int64_t);
 // row_group_sums: [m - m_begin][group], each row's activation sum per weight group.
@@ -42,6 +44,18 @@ QEXT_DECLARE_PATH(ref)
 QEXT_DECLARE_PATH(avx2)
 QEXT_DECLARE_PATH(avx512_vnni)
 #undef QEXT_DECLARE_PATH
+
+// The lookup-table kernels. One table: portable on the reference and AVX2
+// paths (AVX2 has no byte permute wider than 16 entries), vpermi2b or vpshufb
+// on AVX-512. A table per channel: dword gathers on AVX2 and AVX-512.
+void lut_u8_ref(const uint8_t*, int64_t, const uint8_t*, uint8_t*);
+void lut_u8_avx512_vnni(const uint8_t*, int64_t, const uint8_t*, uint8_t*);
+void lut_u8_per_channel_ref(const uint8_t*, int64_t, int64_t, const uint8_t*, uint8_t*);
+void lut_u8_per_channel_avx2(const uint8_t*, int64_t, int64_t, const uint8_t*, uint8_t*);
+void lut_u8_per_channel_avx512_vnni(const uint8_t*, int64_t, int64_t, const uint8_t*, uint8_t*);
+// The AVX-512 fallback for CPUs without VBMI, callable directly so that tests
+// cover it on CPUs that have VBMI too.
+void lut_u8_avx512_shuffle(const uint8_t*, int64_t, const uint8_t*, uint8_t*);
 
 // The AMX path has its own GEMM; its other kernels are the AVX-512 VNNI ones.
 void qgemm_amx(const GemmArgs&, const PackedWeights&, const Epilogue&, int64_t, int64_t, int64_t, int64_t);

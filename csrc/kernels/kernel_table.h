@@ -17,6 +17,8 @@ struct KernelTable {
   detail::MinMaxFn finite_min_max;
   detail::QuantizeU8Fn quantize_u8;
   detail::AddRequantFn add_requant_u8;
+  detail::LutU8Fn lut_u8;
+  detail::LutPerChannelFn lut_u8_per_channel;
   // What each family runs on this path, for `qext info`.
   const char* gemm_kernel;
   const char* depthwise_kernel;
@@ -24,6 +26,7 @@ struct KernelTable {
   const char* lowbit_kernel;
   const char* quantize_kernel;
   const char* elementwise_kernel;
+  const char* lut_kernel;
 };
 
 // The table of `isa`; throws std::runtime_error when that path was not built

@@ -131,7 +131,8 @@ void avg_pool2d_sums(const uint8_t* in, const NhwcShape& s, const PoolAxis& rows
         continue;
       }
       for (int64_t ch = 0; ch < c; ++ch) {
-        const int64_t q = zero_point + div_round_half_even(static_cast<int64_t>(sum[ch]) - taps * zero_point, divisor);
+        const int64_t q =
+            zero_point + div_round_half_even_fast(static_cast<int64_t>(sum[ch]) - taps * zero_point, divisor);
         o[ch] = static_cast<uint8_t>(std::clamp<int64_t>(q, 0, 255));
       }
     }

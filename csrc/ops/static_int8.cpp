@@ -13,6 +13,7 @@
 #include "kernels/depthwise.h"
 #include "kernels/elementwise.h"
 #include "kernels/grouped.h"
+#include "kernels/lut.h"
 #include "kernels/pooling.h"
 #include "kernels/quantize.h"
 #include "kernels/ref/scalar_rules.h"
@@ -359,21 +360,77 @@ at::Tensor cat_int8(const std::vector<at::Tensor>& xs, std::vector<double> scale
   TORCH_CHECK(scales.size() == xs.size() && zero_points.size() == xs.size(), op, ": expected ", xs.size(),
               " scales and zero points; got ", scales.size(), " and ", zero_points.size());
   check_qparams(op, "output", out_scale, out_zero_point);
-  std::vector<at::Tensor> parts;
+  // Each part moves to the output's qparams through a 256-entry table (the
+  // reference rule applied to every byte value once), or is copied when its
+  // qparams already are the output's.
+  std::vector<std::vector<uint8_t>> tables(xs.size());
   for (size_t i = 0; i < xs.size(); ++i) {
     TORCH_CHECK(xs[i].scalar_type() == at::kByte, op, ": tensor ", i, " is ", xs[i].scalar_type(), ", expected uint8");
     check_qparams(op, "input", scales[i], zero_points[i]);
-    if (static_cast<float>(scales[i]) == static_cast<float>(out_scale) && zero_points[i] == out_zero_point) {
-      parts.push_back(xs[i]);
-      continue;
-    }
-    const float si = static_cast<float>(scales[i]), so = static_cast<float>(out_scale);
-    const auto zi = static_cast<int32_t>(zero_points[i]), zo = static_cast<int32_t>(out_zero_point);
-    parts.push_back(map_keeping_format<uint8_t, uint8_t>(xs[i], at::kByte, [&](const uint8_t* in, int64_t n, uint8_t* out) {
-      kernels::requantize_u8(in, n, si, zi, so, zo, out);
-    }));
+    if (static_cast<float>(scales[i]) == static_cast<float>(out_scale) && zero_points[i] == out_zero_point) continue;
+    tables[i].resize(256);
+    kernels::requantize_table(static_cast<float>(scales[i]), static_cast<int32_t>(zero_points[i]),
+                              static_cast<float>(out_scale), static_cast<int32_t>(out_zero_point), tables[i].data());
   }
-  return at::cat(parts, dim);
+  const kernels::Isa isa = kernels::active_isa();
+  const int64_t rank = xs[0].dim();
+  const int64_t d = rank > 0 ? c10::maybe_wrap_dim(dim, rank) : 0;
+  const auto format = xs[0].suggest_memory_format();
+  // Written straight into the output when every part is laid out alike and the
+  // cat dimension and those after it (in memory order) form one run per outer
+  // index: contiguous data, or channels-last data joined on channels (DenseNet).
+  bool direct = rank > 0 && (format == at::MemoryFormat::Contiguous || (format == at::MemoryFormat::ChannelsLast && d == 1));
+  for (const at::Tensor& x : xs) {
+    direct = direct && x.dim() == rank && x.suggest_memory_format() == format;
+    for (int64_t k = 0; direct && k < rank; ++k) direct = k == d || x.size(k) == xs[0].size(k);
+  }
+  if (!direct) {
+    std::vector<at::Tensor> parts;
+    for (size_t i = 0; i < xs.size(); ++i) {
+      if (tables[i].empty()) {
+        parts.push_back(xs[i]);
+        continue;
+      }
+      const uint8_t* table = tables[i].data();
+      parts.push_back(map_keeping_format<uint8_t, uint8_t>(xs[i], at::kByte, [&](const uint8_t* in, int64_t n, uint8_t* out) {
+        kernels::lut_u8(in, n, table, out, isa);
+      }));
+    }
+    return at::cat(parts, dim);
+  }
+  std::vector<int64_t> shape = xs[0].sizes().vec();
+  shape[d] = 0;
+  std::vector<at::Tensor> inputs;
+  for (const at::Tensor& x : xs) {
+    shape[d] += x.size(d);
+    inputs.push_back(x.contiguous(format));
+  }
+  at::Tensor out = at::empty(shape, xs[0].options().memory_format(format));
+  if (out.numel() == 0) return out;
+  // One run per outer index: rows of `width` bytes, part i at offset[i].
+  const int64_t outer = format == at::MemoryFormat::ChannelsLast ? out.numel() / shape[1]
+                                                                 : c10::multiply_integers(shape.begin(), shape.begin() + d);
+  const int64_t width = out.numel() / outer;
+  std::vector<int64_t> offset(xs.size()), run(xs.size());
+  for (size_t i = 0, pos = 0; i < xs.size(); ++i) {
+    run[i] = inputs[i].numel() / outer;
+    offset[i] = static_cast<int64_t>(pos);
+    pos += run[i];
+  }
+  uint8_t* o = out.data_ptr<uint8_t>();
+  at::parallel_for(0, outer, std::max<int64_t>(1, (1 << 15) / width), [&](int64_t begin, int64_t end) {
+    for (size_t i = 0; i < xs.size(); ++i) {
+      if (run[i] == 0) continue;
+      const uint8_t* in = inputs[i].data_ptr<uint8_t>() + begin * run[i];
+      uint8_t* dst = o + begin * width + offset[i];
+      if (tables[i].empty()) {
+        for (int64_t r = 0; r < end - begin; ++r) std::memcpy(dst + r * width, in + r * run[i], run[i]);
+      } else {
+        kernels::lut_u8_rows(in, end - begin, run[i], run[i], tables[i].data(), dst, width, isa);
+      }
+    }
+  });
+  return out;
 }
 
 at::Tensor quantize_per_tensor(const at::Tensor& x, double scale, int64_t zero_point) {
@@ -439,13 +496,14 @@ at::Tensor lut_u8(const at::Tensor& x, const at::Tensor& table) {
   constexpr const char* op = "qext::lut_u8";
   TORCH_CHECK(x.scalar_type() == at::kByte, op, ": expected uint8; got ", x.scalar_type());
   const bool per_channel = table.dim() == 2;
+  const kernels::Isa isa = kernels::active_isa();
   TORCH_CHECK(table.scalar_type() == at::kByte && (table.dim() == 1 || per_channel) && table.size(-1) == 256, op,
               ": expected a uint8 table [256] or [C, 256]; got ", table.scalar_type(), " of shape ", table.sizes());
   const at::Tensor t = table.contiguous();
   const uint8_t* lut = t.data_ptr<uint8_t>();
   if (!per_channel) {
     return map_keeping_format<uint8_t, uint8_t>(x, at::kByte, [&](const uint8_t* in, int64_t n, uint8_t* out) {
-      for (int64_t i = 0; i < n; ++i) out[i] = lut[in[i]];
+      kernels::lut_u8(in, n, lut, out, isa);
     });
   }
   const int64_t channels = t.size(0);
@@ -461,15 +519,12 @@ at::Tensor lut_u8(const at::Tensor& x, const at::Tensor& table) {
   if (format == at::MemoryFormat::ChannelsLast || inner == 1) {
     // Channels innermost: each pixel is one run of C values, channel c at c.
     at::parallel_for(0, x.numel() / channels, std::max<int64_t>(1, (1 << 14) / channels), [&](int64_t begin, int64_t end) {
-      for (int64_t p = begin; p < end; ++p) {
-        for (int64_t c = 0; c < channels; ++c) o[p * channels + c] = lut[c * 256 + in[p * channels + c]];
-      }
+      kernels::lut_u8_per_channel(in + begin * channels, end - begin, channels, lut, o + begin * channels, isa);
     });
   } else {
     at::parallel_for(0, x.size(0) * channels, std::max<int64_t>(1, (1 << 14) / inner), [&](int64_t begin, int64_t end) {
       for (int64_t plane = begin; plane < end; ++plane) {
-        const uint8_t* row = lut + (plane % channels) * 256;
-        for (int64_t i = plane * inner; i < (plane + 1) * inner; ++i) o[i] = row[in[i]];
+        kernels::lut_u8(in + plane * inner, inner, lut + (plane % channels) * 256, o + plane * inner, isa);
       }
     });
   }

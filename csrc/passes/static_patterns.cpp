@@ -191,6 +191,13 @@ std::optional<c10::IValue> constant_or_attr(const torch::jit::Module& root, Valu
     }
     return (*a == *b) == (n->kind() == torch::jit::aten::eq);
   }
+  if (n->kind() == torch::jit::aten::__is__ || n->kind() == torch::jit::aten::__isnot__) {
+    // Only None has a known identity: `self.bias_k is not None` with bias_k
+    // unset settles MultiheadAttention's bias_k/bias_v branches.
+    const auto a = constant_or_attr(root, n->input(0)), b = constant_or_attr(root, n->input(1));
+    if (!a || !b || !(a->isNone() || b->isNone())) return std::nullopt;
+    return (a->isNone() && b->isNone()) == (n->kind() == torch::jit::aten::__is__);
+  }
   if (n->kind() == torch::jit::aten::__not__) {
     const auto a = constant_or_attr(root, n->input(0));
     if (!a || !a->isBool()) return std::nullopt;

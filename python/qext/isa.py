@@ -32,5 +32,5 @@ def supported_isas() -> list[str]:
 
 def kernels_in_use() -> dict[str, str]:
     """What the active path runs per kernel family (``gemm``, ``depthwise``,
-    ``quantize``, ``elementwise``): each path has one kernel table, chosen once."""
+    ``quantize``, ``elementwise``, ``lut``): each path has one kernel table, chosen once."""
     return dict(_C.kernels_in_use())

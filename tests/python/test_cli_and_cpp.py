@@ -58,9 +58,9 @@ def test_cli_info_lists_the_kernels_of_each_path():
                                 env={**os.environ, "QEXT_ISA": isa})
         assert result.returncode == 0, result.stderr
         assert f"kernel path: {isa}" in result.stdout
-        for family in ("gemm", "depthwise", "grouped", "lowbit_gemm", "quantize", "elementwise"):
+        for family in ("gemm", "depthwise", "grouped", "lowbit_gemm", "quantize", "elementwise", "lut"):
             assert f"  {family}" in result.stdout
-    assert set(qext.kernels_in_use()) == {"gemm", "depthwise", "grouped", "lowbit_gemm", "quantize", "elementwise"}
+    assert set(qext.kernels_in_use()) == {"gemm", "depthwise", "grouped", "lowbit_gemm", "quantize", "elementwise", "lut"}
 
 
 def test_python_quantized_model_runs_in_cpp(tmp_path):

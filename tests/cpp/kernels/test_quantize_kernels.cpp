@@ -8,6 +8,9 @@
 #include <random>
 #include <vector>
 
+#include "kernels/isa_paths.h"
+#include "kernels/lut.h"
+#include "kernels/pooling.h"
 #include "kernels/quantize.h"
 #include "kernels/ref/scalar_rules.h"
 #include "quant/qparams.h"
@@ -152,4 +155,105 @@ TEST(Qparams, Symmetric) {
   EXPECT_EQ(p.zero_point, 0);
   p = choose_qparams(-1.0f, 2.0f, 0, 255, true);
   EXPECT_EQ(p.zero_point, 128);
+}
+
+// Byte tables: every path (and the AVX-512 fallback for CPUs without VBMI)
+// gives the scalar lookup's bytes, at every length around the 64-byte step
+// and for strided rows.
+TEST(LutKernels, EveryPathLooksUpLikeTheScalarLoop) {
+  std::mt19937 rng(5);
+  std::vector<uint8_t> table(256);
+  for (auto& t : table) t = static_cast<uint8_t>(rng());
+  for (int64_t n : {0, 1, 15, 16, 63, 64, 65, 127, 128, 200, 1000}) {
+    std::vector<uint8_t> in(n);
+    for (int64_t i = 0; i < n; ++i) in[i] = static_cast<uint8_t>(i < 256 ? i : rng());  // every byte value
+    std::vector<uint8_t> want(n);
+    for (int64_t i = 0; i < n; ++i) want[i] = table[in[i]];
+    for (Isa isa : supported_isas()) {
+      std::vector<uint8_t> got(n + 1, 0xAB);  // one guard byte past the end
+      lut_u8(in.data(), n, table.data(), got.data(), isa);
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], want[i]) << isa_name(isa) << " n=" << n << " i=" << i;
+      ASSERT_EQ(got[n], 0xAB) << isa_name(isa) << " wrote past the end, n=" << n;
+    }
+#if defined(__x86_64__)
+    if (cpu_supports(Isa::Avx512Vnni)) {
+      std::vector<uint8_t> got(n + 1, 0xAB);
+      detail::lut_u8_avx512_shuffle(in.data(), n, table.data(), got.data());
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], want[i]) << "vpshufb fallback n=" << n << " i=" << i;
+      ASSERT_EQ(got[n], 0xAB);
+    }
+#endif
+  }
+}
+
+TEST(LutKernels, StridedRowsLeaveTheGapsAlone) {
+  std::vector<uint8_t> table(256);
+  for (int v = 0; v < 256; ++v) table[v] = static_cast<uint8_t>(255 - v);
+  const int64_t rows = 5, cols = 70, in_stride = 75, out_stride = 80;
+  std::vector<uint8_t> in(rows * in_stride);
+  for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<uint8_t>(i * 7);
+  for (Isa isa : supported_isas()) {
+    std::vector<uint8_t> out(rows * out_stride, 0x11);
+    lut_u8_rows(in.data(), rows, cols, in_stride, table.data(), out.data(), out_stride, isa);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < out_stride; ++c) {
+        const uint8_t want = c < cols ? table[in[r * in_stride + c]] : 0x11;
+        ASSERT_EQ(out[r * out_stride + c], want) << isa_name(isa) << " r=" << r << " c=" << c;
+      }
+    }
+  }
+}
+
+TEST(LutKernels, RequantizeTableIsTheReferenceRule) {
+  std::vector<uint8_t> table(256);
+  requantize_table(0.05f, 10, 0.125f, 128, table.data());
+  for (int q = 0; q < 256; ++q) {
+    const float v = static_cast<float>(q - 10) * 0.05f;
+    const float t = std::nearbyint(v / 0.125f) + 128.0f;
+    ASSERT_EQ(table[q], static_cast<uint8_t>(std::min(255.0f, std::max(0.0f, t)))) << q;
+  }
+}
+
+// A table per channel: odd channel counts around the 8- and 16-lane steps,
+// every byte value in every channel (the last channel's entry 255 included:
+// the gathers must not read past the tables).
+TEST(LutKernels, PerChannelTablesOnEveryPathMatchTheScalarLoop) {
+  std::mt19937 rng(11);
+  for (int64_t channels : {1, 3, 8, 15, 16, 17, 33, 64, 100}) {
+    std::vector<uint8_t> tables(channels * 256);
+    for (auto& t : tables) t = static_cast<uint8_t>(rng());
+    const int64_t pixels = 260;
+    std::vector<uint8_t> in(pixels * channels);
+    for (int64_t p = 0; p < pixels; ++p) {
+      for (int64_t c = 0; c < channels; ++c) in[p * channels + c] = static_cast<uint8_t>(p < 256 ? p : rng());
+    }
+    for (Isa isa : supported_isas()) {
+      std::vector<uint8_t> got(in.size() + 1, 0xAB);
+      lut_u8_per_channel(in.data(), pixels, channels, tables.data(), got.data(), isa);
+      for (size_t i = 0; i < in.size(); ++i) {
+        ASSERT_EQ(got[i], tables[(i % channels) * 256 + in[i]]) << isa_name(isa) << " C=" << channels << " i=" << i;
+      }
+      ASSERT_EQ(got[in.size()], 0xAB) << isa_name(isa) << " wrote past the end, C=" << channels;
+    }
+  }
+}
+
+// Average pooling divides through a double: the integer rule at every
+// numerator a window of up to 64 taps makes (ties included), and at the
+// largest windows.
+TEST(PoolingDivision, DoubleDivisionRoundsLikeTheIntegerRule) {
+  for (int64_t den = 1; den <= 64; ++den) {
+    for (int64_t num = -255 * 64; num <= 255 * 64; ++num) {
+      ASSERT_EQ(div_round_half_even_fast(num, den), div_round_half_even(num, den)) << num << " / " << den;
+    }
+  }
+  std::mt19937_64 rng(3);
+  for (int i = 0; i < 100000; ++i) {
+    const int64_t den = 1 + static_cast<int64_t>(rng() % (int64_t{1} << 30));
+    const int64_t num = static_cast<int64_t>(rng() % (int64_t{1} << 41)) - (int64_t{1} << 40);
+    ASSERT_EQ(div_round_half_even_fast(num, den), div_round_half_even(num, den)) << num << " / " << den;
+    const int64_t even = 2 * (1 + static_cast<int64_t>(rng() % (int64_t{1} << 20)));
+    const int64_t tie = (2 * (num >> 22) + 1) * (even / 2);  // tie / even = (num >> 22) + 0.5 exactly
+    ASSERT_EQ(div_round_half_even_fast(tie, even), div_round_half_even(tie, even)) << tie << " / " << even;
+  }
 }
