@@ -25,22 +25,6 @@ constexpr const char* kWeightBitsAttr = "_qext_static_weight_bits";
 constexpr const char* kCheckFiniteAttr = "_qext_static_check_finite";
 constexpr const char* kEqualizedAttr = "_qext_static_equalized_pairs";
 constexpr const char* kBiasCorrectionAttr = "_qext_static_bias_correction";
-// quantize_static measures the per-layer SQNR on the first calibration
-// batches: up to this many samples (first dimension of the first input), and
-// this many batches.
-constexpr int64_t kSqnrSamples = 32;
-constexpr size_t kSqnrBatches = 16;
-
-size_t sqnr_batches(const std::vector<std::vector<c10::IValue>>& inputs) {
-  size_t n = 0;
-  for (int64_t samples = 0; n < inputs.size() && n < kSqnrBatches && samples < kSqnrSamples; ++n) {
-    const auto& first = inputs[n];
-    const bool sized = !first.empty() && first[0].isTensor() && first[0].toTensor().dim() > 0;
-    samples += sized ? first[0].toTensor().size(0) : 1;
-  }
-  return n;
-}
-
 // The observers of a prepared module (root attributes), by attribute name.
 std::map<std::string, c10::intrusive_ptr<ops::ObserverClass>> observers_of(const torch::jit::Module& prepared) {
   const auto observer_type = c10::getCustomClassType<c10::intrusive_ptr<ops::ObserverClass>>();
@@ -64,6 +48,20 @@ void add_row(QuantizationReport& report, LayerReport row) {
 }
 
 }  // namespace
+
+// The per-layer SQNR uses the first calibration batches, up to this many
+// samples and batches: a stable figure for little extra time.
+size_t sqnr_batch_count(const std::vector<std::vector<c10::IValue>>& inputs) {
+  constexpr int64_t kSqnrSamples = 32;
+  constexpr size_t kSqnrBatches = 16;
+  size_t n = 0;
+  for (int64_t samples = 0; n < inputs.size() && n < kSqnrBatches && samples < kSqnrSamples; ++n) {
+    const auto& first = inputs[n];
+    const bool sized = !first.empty() && first[0].isTensor() && first[0].toTensor().dim() > 0;
+    samples += sized ? first[0].toTensor().size(0) : 1;
+  }
+  return n;
+}
 
 torch::jit::Module prepare_static(const torch::jit::Module& model, const StaticConfig& config) {
   TORCH_CHECK(config.weight_bits >= 2 && config.weight_bits <= 8,
@@ -173,7 +171,7 @@ torch::jit::Module quantize_static(const torch::jit::Module& model,
   torch::jit::Module prepared = prepare_static(model, config);
   calibrate(prepared, calibration_inputs);
   torch::jit::Module out = convert(prepared);
-  const size_t measured = sqnr_batches(calibration_inputs);
+  const size_t measured = sqnr_batch_count(calibration_inputs);
   measure_sqnr(prepared, out, {calibration_inputs.begin(), calibration_inputs.begin() + measured});
   return out;
 }

@@ -19,14 +19,20 @@ void bind_linalg(py::module_& m);  // linalg_bindings.cpp
 PYBIND11_MODULE(_C, m) {
   m.doc() = "qext native bindings (use the qext package, not this module)";
   // I/O failures carry their errno to Python: OSError(errno, message), which
-  // Python turns into FileNotFoundError, PermissionError... as usual. Local:
-  // tried before the global translators other extensions registered.
+  // Python turns into FileNotFoundError, PermissionError... as usual. qext's
+  // checks and the errors of a model run inside a call (calibration, SQNR)
+  // become ValueError with the reason only, not the interpreter's traceback.
+  // Local: tried before the global translators other extensions registered.
   py::register_local_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const std::system_error& e) {
       const py::object error = py::module_::import("builtins").attr("OSError")(e.code().value(), e.what());
       PyErr_SetObject(PyExc_OSError, error.ptr());
+    } catch (const c10::TypeError& e) {
+      PyErr_SetString(PyExc_TypeError, qext::error_summary(e).c_str());
+    } catch (const c10::Error& e) {
+      PyErr_SetString(PyExc_ValueError, qext::error_summary(e).c_str());
     }
   });
   m.def("version", &qext::version);
@@ -98,6 +104,14 @@ PYBIND11_MODULE(_C, m) {
         qext::calibrate(prepared, inputs, first_batch);
       },
       py::arg("prepared"), py::arg("batches"), py::arg("first_batch") = 0);
+  m.def(
+      "sqnr_batch_count",
+      [](const std::vector<std::vector<at::Tensor>>& batches) {
+        std::vector<std::vector<c10::IValue>> inputs;
+        for (const auto& batch : batches) inputs.emplace_back(batch.begin(), batch.end());
+        return qext::sqnr_batch_count(inputs);
+      },
+      py::arg("batches"));
   m.def("convert", &qext::convert, py::arg("prepared"), py::call_guard<py::gil_scoped_release>());
   // The report crosses as the C++ structs (no JSON in between: names keep
   // every character, an infinite SQNR stays inf).

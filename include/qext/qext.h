@@ -175,6 +175,11 @@ torch::jit::Module quantize_static(const torch::jit::Module& model,
 // does this with (up to 16 of) its calibration batches.
 void measure_sqnr(const torch::jit::Module& prepared, torch::jit::Module& quantized,
                   const std::vector<std::vector<c10::IValue>>& inputs);
+// How many of the first calibration batches quantize_static measures the SQNR
+// on: batches are taken while fewer than 16 batches and 32 samples (first
+// dimension of the first input) are taken. Streaming callers keep a batch
+// when the count over kept + [batch] grows.
+size_t sqnr_batch_count(const std::vector<std::vector<c10::IValue>>& inputs);
 
 // The report stored in a module quantized by qext (empty layers otherwise).
 QuantizationReport report(const torch::jit::Module& module);

@@ -91,10 +91,7 @@ def prepare_static(model: Any, config: StaticConfig | None = None, *, example_in
         raise TypeError(f"prepare_static: config must be a qext.StaticConfig; got {type(config).__name__}")
     cpp_config = config._to_cpp()
     script = to_script_module(model, example_inputs, who="qext.prepare_static")
-    try:
-        return torch.jit._recursive.wrap_cpp_module(_C.prepare_static(script._c, cpp_config))
-    except (RuntimeError, ValueError) as e:
-        raise ValueError(str(e).strip().splitlines()[0]) from None
+    return torch.jit._recursive.wrap_cpp_module(_C.prepare_static(script._c, cpp_config))
 
 
 def _as_batch(item: Any, index: int) -> list[torch.Tensor]:
@@ -118,19 +115,16 @@ def calibrate(prepared: torch.jit.ScriptModule, data: Iterable[Any]) -> int:
 
 
 def _calibrate(prepared: torch.jit.ScriptModule, data: Iterable[Any], keep: list | None = None) -> int:
-    """calibrate, also appending the first batches to ``keep`` (up to _SQNR_BATCHES)."""
+    """calibrate, also appending to ``keep`` the first batches the SQNR is measured on."""
     if not isinstance(prepared, torch.jit.ScriptModule):
         raise TypeError("calibrate: expected the ScriptModule returned by qext.prepare_static")
     show = sys.stderr.isatty()
     count = 0
     for count, item in enumerate(data, start=1):
         batch = _as_batch(item, count - 1)
-        if keep is not None and len(keep) < _SQNR_BATCHES and sum(_samples(b) for b in keep) < _SQNR_SAMPLES:
+        if keep is not None and _C.sqnr_batch_count(keep + [batch]) > len(keep):
             keep.append(batch)
-        try:
-            _C.calibrate(prepared._c, [batch], count - 1)
-        except RuntimeError as e:
-            raise ValueError(str(e).strip().splitlines()[0]) from None
+        _C.calibrate(prepared._c, [batch], count - 1)
         if show:
             print(f"\rqext: calibrating, batch {count}", end="", file=sys.stderr, flush=True)
     if show and count:
@@ -146,10 +140,7 @@ def convert(prepared: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
     between them; everything else stays float. ``qext.report`` tells which."""
     if not isinstance(prepared, torch.jit.ScriptModule):
         raise TypeError("convert: expected the ScriptModule returned by qext.prepare_static")
-    try:
-        return torch.jit._recursive.wrap_cpp_module(_C.convert(prepared._c))
-    except RuntimeError as e:
-        raise ValueError(str(e).strip().splitlines()[0]) from None
+    return torch.jit._recursive.wrap_cpp_module(_C.convert(prepared._c))
 
 
 def quantize_static(model: Any, calibration_data: Iterable[Any], config: StaticConfig | None = None, *,
@@ -163,28 +154,13 @@ def quantize_static(model: Any, calibration_data: Iterable[Any], config: StaticC
     return quantized
 
 
-# quantize_static's per-layer SQNR uses the first calibration batches, up to
-# this many samples and batches: enough for a stable figure, little extra time
-# (as qext::quantize_static in C++).
-_SQNR_SAMPLES = 32
-_SQNR_BATCHES = 16
-
-
-def _samples(batch) -> int:
-    first = batch[0] if batch else None
-    return first.shape[0] if isinstance(first, torch.Tensor) and first.dim() > 0 else 1
-
-
 def measure_sqnr(prepared: torch.jit.ScriptModule, quantized: torch.jit.ScriptModule, data: Iterable[Any]) -> None:
     """Store in ``quantized``'s report each int8 layer's SQNR (dB): its output
     vs the float model's (``prepared`` with observers ignored) over ``data``
     (inputs as for :func:`calibrate`). :func:`quantize_static` does this on
     (up to 16 of) its calibration batches."""
     batches = [_as_batch(item, i) for i, item in enumerate(data)]
-    try:
-        _C.measure_sqnr(prepared._c, quantized._c, batches)
-    except RuntimeError as e:
-        raise ValueError(str(e).strip().splitlines()[0]) from None
+    _C.measure_sqnr(prepared._c, quantized._c, batches)
 
 
 def quantize_static_accuracy_aware(model: Any, calibration_data: Iterable[Any], metric: Any, max_drop: float,

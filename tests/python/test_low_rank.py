@@ -73,21 +73,21 @@ def test_factorize_rejects_bad_input():
         qext.linalg.factorize(m)
     with pytest.raises(ValueError, match="exactly one of rank and energy"):
         qext.linalg.factorize(m, rank=2, energy=0.5)
-    with pytest.raises(RuntimeError, match=r"energy must be in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"energy must be in \(0, 1\]"):
         qext.linalg.factorize(m, energy=1.5)
-    with pytest.raises(RuntimeError, match="rank"):
+    with pytest.raises(ValueError, match="rank"):
         qext.linalg.factorize(m, rank=-3)
-    with pytest.raises(RuntimeError, match="2-D"):
+    with pytest.raises(ValueError, match="2-D"):
         qext.linalg.factorize(torch.randn(2, 3, 4), rank=1)
-    with pytest.raises(RuntimeError, match="float32"):
+    with pytest.raises(ValueError, match="float32"):
         qext.linalg.factorize(m.double(), rank=1)
-    with pytest.raises(RuntimeError, match="empty"):
+    with pytest.raises(ValueError, match="empty"):
         qext.linalg.factorize(torch.zeros(0, 3), rank=1)
     bad = m.clone()
     bad[3, 4] = float("nan")
-    with pytest.raises(RuntimeError, match="NaN or Inf"):
+    with pytest.raises(ValueError, match="NaN or Inf"):
         qext.linalg.factorize(bad, rank=2)
-    with pytest.raises(RuntimeError, match="int8 or int4"):
+    with pytest.raises(ValueError, match="int8 or int4"):
         qext.linalg.factorize(m, rank=2, dtype="uint8")
 
 
@@ -127,11 +127,11 @@ def test_low_rank_config_errors():
         qext.quantize_dynamic(scripted, qext.DynamicConfig(low_rank=-1))
     with pytest.raises(ValueError, match=r"low_rank_energy must be in \(0, 1\]"):
         qext.quantize_dynamic(scripted, qext.DynamicConfig(low_rank_energy=1.5))
-    with pytest.raises(RuntimeError, match="not both"):
+    with pytest.raises(ValueError, match="not both"):
         qext.quantize_dynamic(scripted, qext.DynamicConfig(low_rank=8, low_rank_energy=0.9))
-    with pytest.raises(RuntimeError, match="weight_bits=8 and per-channel"):
+    with pytest.raises(ValueError, match="weight_bits=8 and per-channel"):
         qext.quantize_dynamic(scripted, qext.DynamicConfig(low_rank=8, weight_bits=4))
-    with pytest.raises(RuntimeError, match="weight_bits=8 and per-channel"):
+    with pytest.raises(ValueError, match="weight_bits=8 and per-channel"):
         qext.quantize_dynamic(scripted, qext.DynamicConfig(low_rank=8, weight_granularity="per_tensor"))
 
 

@@ -579,7 +579,7 @@ def test_layer_norm_int8_follows_its_rule_and_float_layer_norm(shape, norm, affi
         torch.ops.qext.layer_norm_int8(real, s, z, norm, None, None, eps, so, zo)
 
 
-def test_lut_op_is_a_table_lookup_keeping_the_layout():
+def test_lut_op_is_a_table_lookup_keeping_the_layout(isa):
     g = torch.Generator().manual_seed(9)
     table = torch.randint(0, 256, (256,), dtype=torch.uint8, generator=g)
     x = torch.randint(0, 256, (2, 5, 7, 3), dtype=torch.uint8, generator=g).contiguous(memory_format=torch.channels_last)

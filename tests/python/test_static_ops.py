@@ -240,19 +240,38 @@ def test_pooling_bad_input():
         torch.ops.qext.avg_pool2d_int8(_uint8_images((1, 1, 4, 4)), 0, [2], [2], [2], False, True, None)
 
 
-def test_cat_int8_requantizes_each_input_exactly():
-    a, b = _uint8_images((2, 3, 5, 4), seed=1), _uint8_images((2, 5, 5, 4), seed=2)
-    scales, zps, so, zo = [0.02, 0.05], [10, 200], 0.04, 100
-    got = torch.ops.qext.cat_int8([a, b], scales, zps, 1, so, zo)
+@pytest.mark.parametrize("layout,dim", [("contiguous", 1), ("channels_last", 1), ("channels_last", 2),
+                                        ("contiguous", 0), ("contiguous", -1), ("mixed", 1)])
+def test_cat_int8_requantizes_each_input_exactly(isa, layout, dim):
+    """Parts written straight into the output (contiguous data, channels-last
+    on channels) and the general path give the rule's bytes, in torch.cat's
+    layout; a part already in the output qparams is copied."""
+    sizes = [3, 5, 2]
+    shapes = [[2, 4, 5, 6] for _ in sizes]
+    for shape, k in zip(shapes, sizes):
+        shape[dim] = k
+    parts = [_uint8_images(tuple(s), seed=i + 1) for i, s in enumerate(shapes)]
+    if layout == "channels_last":
+        parts = [p.contiguous(memory_format=torch.channels_last) for p in parts]
+    elif layout == "mixed":
+        parts[1] = parts[1].contiguous(memory_format=torch.channels_last)
+    so, zo = 0.04, 100
+    scales, zps = [0.02, so, 0.05], [10, zo, 200]
+    got = torch.ops.qext.cat_int8(parts, scales, zps, dim, so, zo)
     # reference: qext's own dequantize/quantize (the documented rule)
     ref = torch.cat([
         qext.quantize(qext.dequantize(t, torch.tensor(s), torch.tensor(z)), torch.tensor(so), torch.tensor(zo))
-        for t, s, z in zip([a, b], scales, zps)], dim=1)
+        for t, s, z in zip(parts, scales, zps)], dim=dim)
     assert torch.equal(got, ref)
+    if layout == "channels_last" and dim == 1:
+        assert got.is_contiguous(memory_format=torch.channels_last)
+    a, b = parts[0], parts[2]
     same = torch.ops.qext.cat_int8([a, a], [so, so], [zo, zo], 0, so, zo)  # same qparams: copied as is
     assert torch.equal(same, torch.cat([a, a]))
     with pytest.raises(RuntimeError, match="expected 2 scales"):
         torch.ops.qext.cat_int8([a, b], [0.1], [0], 1, so, zo)
+    with pytest.raises(RuntimeError, match="is Float, expected uint8"):
+        torch.ops.qext.cat_int8([a, b.float()], [0.1, 0.1], [0, 0], 1, so, zo)
 
 
 @pytest.mark.parametrize("x_zp,w_value", [(0, 127), (128, -127), (255, 127), (0, -127)])
@@ -274,7 +293,7 @@ def test_depthwise_extreme_operands_are_exact(isa, x_zp, w_value):
 
 @pytest.mark.parametrize("shape,channels_last", [((2, 5, 7, 3), False), ((2, 5, 7, 3), True), ((9, 5), False),
                                                   ((3, 5, 11), False), ((0, 5, 2, 2), False)])
-def test_lut_u8_per_channel_reads_each_channels_table(shape, channels_last):
+def test_lut_u8_per_channel_reads_each_channels_table(isa, shape, channels_last):
     """A [C, 256] table (unfused BatchNorm) maps channel c (dimension 1) through row c, in any layout."""
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
