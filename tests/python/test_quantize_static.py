@@ -5,6 +5,7 @@ float where needed; accuracy against fp32 (stated bounds) and on real data."""
 import math
 import sys
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import torch
@@ -870,3 +871,31 @@ def test_static_scripted_transformer_encoder_leaves_the_native_fast_path():
     x = torch.randn(4, 16, 64)
     with torch.no_grad():
         assert F.cosine_similarity(model(x).flatten(), q(x).flatten(), 0) > 0.999
+
+
+class LazyOffset(nn.Module):
+    """An Optional attribute its forward fills on the first call: its `is None`
+    test must not be folded as the None it holds at prepare time."""
+
+    offset: Optional[torch.Tensor]
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.offset = None
+
+    def forward(self, x):
+        y = self.conv(x)
+        offset = self.offset
+        if offset is None:
+            self.offset = torch.full((1,), 100.0)
+            return y
+        return y + offset
+
+
+def test_an_attribute_the_forward_assigns_is_not_folded_as_none():
+    torch.manual_seed(0)
+    data = [torch.randn(1, 3, 8, 8) for _ in range(2)]
+    q = qext.quantize_static(torch.jit.script(LazyOffset().eval()), data)
+    # calibration filled the cache, so the int8 model takes the second branch
+    assert float(q(data[0]).mean()) > 50
