@@ -166,7 +166,16 @@ void describe_layer_norm(const torch::jit::Module& root, StaticLayer& l, int ind
 
 std::optional<c10::IValue> constant_or_attr(const torch::jit::Module& root, Value* v) {
   if (auto iv = torch::jit::toIValue(v)) return iv;
-  if (const auto ref = resolve_attr(root, v)) return ref->owner.attr(ref->attr);
+  if (const auto ref = resolve_attr(root, v)) {
+    // An attribute the graph assigns (a cache filled on the first call) has no
+    // value to fold.
+    bool assigned = false;
+    visit_nodes(v->owningGraph()->block(), [&](Node* s) {
+      assigned = assigned || (s->kind() == torch::jit::prim::SetAttr && s->s(torch::jit::attr::name) == ref->attr);
+    });
+    if (assigned) return std::nullopt;
+    return ref->owner.attr(ref->attr);
+  }
   // Module code often rebuilds its tuple attributes: self.stride unpacked and
   // re-listed. Follow those few shapes of graph.
   Node* n = v->node();
@@ -193,17 +202,7 @@ std::optional<c10::IValue> constant_or_attr(const torch::jit::Module& root, Valu
   }
   if (n->kind() == torch::jit::aten::__is__ || n->kind() == torch::jit::aten::__isnot__) {
     // Only None has a known identity: `self.bias_k is not None` with bias_k
-    // unset settles MultiheadAttention's bias_k/bias_v branches. Not for an
-    // attribute the graph assigns (a cache filled on the first call).
-    for (Value* in : n->inputs()) {
-      const auto ref = resolve_attr(root, in);
-      if (!ref) continue;
-      bool assigned = false;
-      visit_nodes(in->owningGraph()->block(), [&](Node* s) {
-        assigned = assigned || (s->kind() == torch::jit::prim::SetAttr && s->s(torch::jit::attr::name) == ref->attr);
-      });
-      if (assigned) return std::nullopt;
-    }
+    // unset settles MultiheadAttention's bias_k/bias_v branches.
     const auto a = constant_or_attr(root, n->input(0)), b = constant_or_attr(root, n->input(1));
     if (!a || !b || !(a->isNone() || b->isNone())) return std::nullopt;
     return (a->isNone() && b->isNone()) == (n->kind() == torch::jit::aten::__is__);

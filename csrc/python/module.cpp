@@ -16,6 +16,17 @@ namespace py = pybind11;
 
 void bind_linalg(py::module_& m);  // linalg_bindings.cpp
 
+namespace {
+
+// Model inputs as the C++ API takes them: one list of arguments per batch.
+std::vector<std::vector<c10::IValue>> as_inputs(const std::vector<std::vector<at::Tensor>>& batches) {
+  std::vector<std::vector<c10::IValue>> inputs;
+  for (const auto& batch : batches) inputs.emplace_back(batch.begin(), batch.end());
+  return inputs;
+}
+
+}  // namespace
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "qext native bindings (use the qext package, not this module)";
   // I/O failures carry their errno to Python: OSError(errno, message), which
@@ -89,8 +100,7 @@ PYBIND11_MODULE(_C, m) {
       "measure_sqnr",
       [](const torch::jit::Module& prepared, torch::jit::Module& quantized,
          const std::vector<std::vector<at::Tensor>>& batches) {
-        std::vector<std::vector<c10::IValue>> inputs;
-        for (const auto& batch : batches) inputs.emplace_back(batch.begin(), batch.end());
+        const auto inputs = as_inputs(batches);
         py::gil_scoped_release release;
         qext::measure_sqnr(prepared, quantized, inputs);
       },
@@ -98,8 +108,7 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "calibrate",
       [](torch::jit::Module& prepared, const std::vector<std::vector<at::Tensor>>& batches, int64_t first_batch) {
-        std::vector<std::vector<c10::IValue>> inputs;
-        for (const auto& batch : batches) inputs.emplace_back(batch.begin(), batch.end());
+        const auto inputs = as_inputs(batches);
         py::gil_scoped_release release;
         qext::calibrate(prepared, inputs, first_batch);
       },
@@ -107,9 +116,7 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "sqnr_batch_count",
       [](const std::vector<std::vector<at::Tensor>>& batches) {
-        std::vector<std::vector<c10::IValue>> inputs;
-        for (const auto& batch : batches) inputs.emplace_back(batch.begin(), batch.end());
-        return qext::sqnr_batch_count(inputs);
+        return qext::sqnr_batch_count(as_inputs(batches));
       },
       py::arg("batches"));
   m.def("convert", &qext::convert, py::arg("prepared"), py::call_guard<py::gil_scoped_release>());

@@ -119,11 +119,14 @@ def _calibrate(prepared: torch.jit.ScriptModule, data: Iterable[Any], keep: list
     if not isinstance(prepared, torch.jit.ScriptModule):
         raise TypeError("calibrate: expected the ScriptModule returned by qext.prepare_static")
     show = sys.stderr.isatty()
+    keeping = keep is not None  # the kept batches are a prefix: once one is left out, all later ones are
     count = 0
     for count, item in enumerate(data, start=1):
         batch = _as_batch(item, count - 1)
-        if keep is not None and _C.sqnr_batch_count(keep + [batch]) > len(keep):
-            keep.append(batch)
+        if keeping:
+            keeping = _C.sqnr_batch_count(keep + [batch]) > len(keep)
+            if keeping:
+                keep.append(batch)
         _C.calibrate(prepared._c, [batch], count - 1)
         if show:
             print(f"\rqext: calibrating, batch {count}", end="", file=sys.stderr, flush=True)

@@ -56,10 +56,6 @@ void lut_u8_avx512_vnni(const uint8_t* in, int64_t n, const uint8_t* table, uint
   }
 }
 
-}  // namespace qext::kernels::detail
-
-namespace qext::kernels::detail {
-
 // 16 channels per step: each byte's index c * 256 + q, the aligned dword
 // holding it gathered and shifted down (never reads past the tables).
 void lut_u8_per_channel_avx512_vnni(const uint8_t* in, int64_t pixels, int64_t channels, const uint8_t* tables,
