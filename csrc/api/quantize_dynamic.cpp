@@ -38,8 +38,8 @@ torch::jit::Module quantize_dynamic(const torch::jit::Module& model, const Dynam
   TORCH_CHECK(config.min_weight_elements >= 0,
               "qext::quantize_dynamic: min_weight_elements must be >= 0; got ",
               config.min_weight_elements);
-  TORCH_CHECK(config.weight_bits == 8 || kernels::lowbit_supported(config.weight_bits),
-              "qext::quantize_dynamic: weight_bits must be 8, 4, 2 or 1; got ", config.weight_bits);
+  TORCH_CHECK(config.weight_bits == 8 || config.weight_bits == 7 || kernels::lowbit_supported(config.weight_bits),
+              "qext::quantize_dynamic: weight_bits must be 8, 7, 4, 2 or 1; got ", config.weight_bits);
   TORCH_CHECK(config.group_size >= 0 && config.group_size % 4 == 0,
               "qext::quantize_dynamic: group_size must be a multiple of 4 (e.g. 32, 64, 128), or 0 for one group "
               "per row; got ", config.group_size);
@@ -49,8 +49,8 @@ torch::jit::Module quantize_dynamic(const torch::jit::Module& model, const Dynam
   TORCH_CHECK(config.low_rank == 0 || config.low_rank_energy == 0.0,
               "qext::quantize_dynamic: give low_rank or low_rank_energy, not both");
   TORCH_CHECK((config.low_rank == 0 && config.low_rank_energy == 0.0) ||
-                  (config.weight_bits == 8 && config.weight_granularity == Granularity::PerChannel),
-              "qext::quantize_dynamic: low-rank layers need weight_bits=8 and per-channel weights");
+                  (config.weight_bits >= 7 && config.weight_granularity == Granularity::PerChannel),
+              "qext::quantize_dynamic: low-rank layers need weight_bits=8 or 7 and per-channel weights");
   // A private copy: rewriting a module that has already run leaves its
   // executor with stale plans, and the caller's model must stay untouched.
   torch::jit::Module out = passes::private_copy(model);

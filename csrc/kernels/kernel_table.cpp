@@ -20,7 +20,8 @@ constexpr KernelTable kAvx2{
     detail::finite_min_max_avx2,
     detail::quantize_u8_avx2, detail::add_requant_u8_avx2, detail::lut_u8_ref,
     detail::lut_u8_per_channel_avx2,
-    "4x24 tiles, vpmaddwd (exact) on int8 weights widened in registers (<= 8 rows) or per 512-k L1 panel",
+    "4x24 tiles, vpmaddwd (exact) on int8 weights widened in registers (<= 8 rows) or per 512-k L1 panel; "
+    "weights within +-64 (7-bit): vpmaddubsw (exact there) + vpmaddwd, nothing widened",
     "2 taps per vpmaddwd, 64 channels in ymm accumulators",
     "8 output lanes x 4 pixels, vpermd to each lane's group, vpmaddwd (groups of 2-16)",
     "16 columns x 4 rows, levels unpacked by vpsrlvd, vpmaddubsw (exact for |level| <= 8) + vpmaddwd",

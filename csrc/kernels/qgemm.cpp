@@ -31,10 +31,10 @@ int64_t offset_in_block(const PackLayout& l, int64_t width, int64_t col, int64_t
 
 }  // namespace
 
-PackLayout pack_layout(Isa isa) {
+PackLayout pack_layout(Isa isa, bool narrow) {
   switch (isa) {
     case Isa::Ref: return detail::kRefLayout;
-    case Isa::Avx2: return detail::kAvx2Layout;
+    case Isa::Avx2: return narrow ? detail::kAvx2NarrowLayout : detail::kAvx2Layout;
     case Isa::Avx512Vnni: return detail::kAvx512VnniLayout;
     case Isa::Amx: return detail::kAmxLayout;
   }
@@ -47,7 +47,7 @@ PackedWeights::PackedWeights(const int8_t* w, int64_t n, int64_t k, Isa isa)
     : PackedWeights(w, n, k, /*row_stride=*/k, /*k_stride=*/1, isa) {}
 
 PackedWeights::PackedWeights(const int8_t* w, int64_t n, int64_t k, int64_t row_stride, int64_t k_stride, Isa isa)
-    : n_(n), k_(k), isa_(isa), layout_(pack_layout(isa)) {
+    : n_(n), k_(k), isa_(isa) {
   if (n <= 0 || k <= 0) {
     throw std::invalid_argument("qext: packed weights need N > 0 and K > 0; got N=" +
                                 std::to_string(n) + ", K=" + std::to_string(k));
@@ -60,6 +60,16 @@ PackedWeights::PackedWeights(const int8_t* w, int64_t n, int64_t k, int64_t row_
     throw std::runtime_error(std::string("qext: cannot pack weights for ISA path '") +
                              isa_name(isa) + "': this CPU does not support it");
   }
+  narrow_ = true;
+  for (int64_t row = 0; row < n && narrow_; ++row)
+    for (int64_t kk = 0; kk < k; ++kk) {
+      const int v = w[row * row_stride + kk * k_stride];
+      if (v < -kNarrowWeightMax || v > kNarrowWeightMax) {
+        narrow_ = false;
+        break;
+      }
+    }
+  layout_ = pack_layout(isa, narrow_);
   num_blocks_ = (n + layout_.block_cols - 1) / layout_.block_cols;
   k_groups_ = (k + layout_.k_group - 1) / layout_.k_group;
   block_bytes_ = round_up(round_up(k_groups_, layout_.k_groups_align) * layout_.block_cols * layout_.k_group, 64);

@@ -30,7 +30,12 @@ struct PackLayout {
   int64_t k_groups_align = 1;
 };
 
-PackLayout pack_layout(Isa isa);
+// Weights are narrow when every value is in [-64, 64] (7-bit weights are): a
+// uint8 x int8 pair sum then fits int16 exactly (255 * 64 * 2 = 32640), and
+// the AVX2 path multiplies them with vpmaddubsw on a layout of its own.
+constexpr int kNarrowWeightMax = 64;
+
+PackLayout pack_layout(Isa isa, bool narrow = false);
 
 // Weights packed once for one ISA path. Move-only; the packed form is internal
 // (what gets saved is the unpacked int8 matrix, see unpack()).
@@ -44,6 +49,7 @@ class PackedWeights {
   int64_t n() const { return n_; }
   int64_t k() const { return k_; }
   Isa isa() const { return isa_; }
+  bool narrow() const { return narrow_; }
   const PackLayout& layout() const { return layout_; }
   int64_t num_blocks() const { return num_blocks_; }
   int64_t k_groups() const { return k_groups_; }
@@ -57,6 +63,7 @@ class PackedWeights {
   struct FreeDeleter { void operator()(void* p) const; };
   int64_t n_, k_;
   Isa isa_;
+  bool narrow_;
   PackLayout layout_;
   int64_t num_blocks_, k_groups_, block_bytes_;
   std::unique_ptr<uint8_t, FreeDeleter> data_;

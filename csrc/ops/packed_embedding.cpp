@@ -22,11 +22,12 @@ PackedEmbedding::PackedEmbedding(const at::Tensor& weight, const at::Tensor& sca
   scales_ = scales.contiguous();
 }
 
-c10::intrusive_ptr<PackedEmbedding> PackedEmbedding::from_float(const at::Tensor& weight) {
+c10::intrusive_ptr<PackedEmbedding> PackedEmbedding::from_float(const at::Tensor& weight, int64_t qmax) {
   TORCH_CHECK(weight.dim() == 2 && weight.scalar_type() == at::kFloat, kClass,
               ": expected a float32 table [V, D]; got ", weight.scalar_type(), " of shape ", weight.sizes());
-  auto [scale, zp] = quant::tensor_qparams(weight, 0, -127, 127, /*symmetric=*/true);
-  const at::Tensor q = quant::quantize(weight, scale, zp, 0, -127, 127);
+  TORCH_CHECK(qmax >= 1 && qmax <= 127, kClass, ": qmax must be in [1, 127]; got ", qmax);
+  auto [scale, zp] = quant::tensor_qparams(weight, 0, -qmax, qmax, /*symmetric=*/true);
+  const at::Tensor q = quant::quantize(weight, scale, zp, 0, -qmax, qmax);
   return c10::make_intrusive<PackedEmbedding>(q, scale.to(at::kFloat));
 }
 

@@ -21,8 +21,8 @@ class PackedEmbedding : public torch::CustomClassHolder {
 
   // weight: int8 [V, D], symmetric per row; scales: float32 [V], finite, > 0.
   PackedEmbedding(const at::Tensor& weight, const at::Tensor& scales);
-  // Symmetric int8 per row of a float [V, D] table.
-  static c10::intrusive_ptr<PackedEmbedding> from_float(const at::Tensor& weight);
+  // Symmetric int8 per row of a float [V, D] table, values in [-qmax, qmax].
+  static c10::intrusive_ptr<PackedEmbedding> from_float(const at::Tensor& weight, int64_t qmax = 127);
   static c10::intrusive_ptr<PackedEmbedding> from_state(State state);
   State state() const { return {kFormatVersion, weight_, scales_}; }
 

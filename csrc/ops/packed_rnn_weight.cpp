@@ -49,7 +49,7 @@ PackedRnnWeight::PackedRnnWeight(Mode mode, int64_t num_layers, bool bidirection
 c10::intrusive_ptr<PackedRnnWeight> PackedRnnWeight::from_float(const std::string& mode,
                                                                 const std::vector<at::Tensor>& params,
                                                                 bool has_biases, int64_t num_layers,
-                                                                bool bidirectional, bool per_channel) {
+                                                                bool bidirectional, bool per_channel, int64_t qmax) {
   const int64_t per_cell = has_biases ? 4 : 2;
   const int64_t cells = num_layers * (bidirectional ? 2 : 1);
   TORCH_CHECK(static_cast<int64_t>(params.size()) == per_cell * cells, kClass, ": expected ", per_cell * cells,
@@ -62,7 +62,7 @@ c10::intrusive_ptr<PackedRnnWeight> PackedRnnWeight::from_float(const std::strin
       const at::Tensor& w = params[c * per_cell + i];
       TORCH_CHECK(w.dim() == 2 && w.scalar_type() == at::kFloat, kClass, ": expected float32 2-D weights; got ",
                   w.scalar_type(), " of shape ", w.sizes());
-      weights.push_back(PackedLinearWeight::from_float(w.contiguous(), per_channel));
+      weights.push_back(PackedLinearWeight::from_float(w.contiguous(), per_channel, qmax));
       if (has_biases) biases.push_back(params[c * per_cell + 2 + i].detach().clone());
     }
   }

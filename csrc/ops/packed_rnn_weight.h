@@ -27,7 +27,7 @@ class PackedRnnWeight : public torch::CustomClassHolder {
   // From aten::lstm / aten::gru's float parameter list (no LSTM projections).
   static c10::intrusive_ptr<PackedRnnWeight> from_float(const std::string& mode, const std::vector<at::Tensor>& params,
                                                         bool has_biases, int64_t num_layers, bool bidirectional,
-                                                        bool per_channel);
+                                                        bool per_channel, int64_t qmax = 127);
   static c10::intrusive_ptr<PackedRnnWeight> from_state(State state);
   State state() const;
 

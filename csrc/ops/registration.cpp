@@ -225,7 +225,7 @@ TORCH_LIBRARY_IMPL(qext, CPU, m) {
                                    int64_t num_layers, bool bidirectional, bool per_channel) {
     return PackedRnnWeight::from_float(std::string(mode), params, has_biases, num_layers, bidirectional, per_channel);
   });
-  m.impl("quantize_embedding", &PackedEmbedding::from_float);
+  m.impl("quantize_embedding", [](const at::Tensor& weight) { return PackedEmbedding::from_float(weight); });
   m.impl("embedding_int8", &embedding_int8);
   m.impl("lstm_dynamic", &lstm_dynamic);
   m.impl("gru_dynamic", &gru_dynamic);

@@ -66,14 +66,14 @@ EmbeddingRewrite rewrite_dynamic_embeddings(Module& root, const DynamicConfig& c
         if (row.reason.empty()) {
           const at::Tensor w = ref->owner.attr(ref->attr).toTensor();
           const std::string attr = unique_attribute_name(root, "_qext_table_" + name);
-          if (cfg.weight_bits < 8) {
+          if (uses_lowbit_weights(cfg)) {
             const auto table = ops::LowBitLinearWeight::from_float(w, cfg.weight_bits, cfg.group_size);
             out.tables.lowbit[w.data_ptr()] = table;
             root.register_attribute(attr, c10::getCustomClassType<decltype(table)>(), table);
             row.status = "int" + std::to_string(cfg.weight_bits);
             row.bytes_after = table->saved_code_bytes() + static_cast<int64_t>(table->scales().nbytes());
           } else {
-            const auto table = ops::PackedEmbedding::from_float(w);
+            const auto table = ops::PackedEmbedding::from_float(w, int8_weight_qmax(cfg));
             out.tables.int8[w.data_ptr()] = table;
             root.register_attribute(attr, c10::getCustomClassType<decltype(table)>(), table);
             row.status = "int8";
@@ -88,7 +88,7 @@ EmbeddingRewrite rewrite_dynamic_embeddings(Module& root, const DynamicConfig& c
       if (rows[row_of[name]].status == "float") continue;
       torch::jit::WithInsertPoint guard(node);
       Value* table = graph->insertGetAttr(graph->inputs()[0], packed_attr[name]);
-      const char* lookup = cfg.weight_bits < 8 ? "qext::embedding_lowbit" : "qext::embedding_int8";
+      const char* lookup = uses_lowbit_weights(cfg) ? "qext::embedding_lowbit" : "qext::embedding_int8";
       Node* op = graph->create(c10::Symbol::fromQualString(lookup), {node->input(1), table});
       graph->insertNode(op);
       op->output()->setType(node->output()->type());

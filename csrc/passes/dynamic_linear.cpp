@@ -179,7 +179,7 @@ PackedLayer register_int8(Module& root, const std::string& name, const at::Tenso
     packed->share_pickled_weight(tied->second->weight());
     row.reason = "int8 values shared with the embedding table of the same weight";
   } else {
-    packed = ops::PackedLinearWeight::from_float(weight, per_channel);
+    packed = ops::PackedLinearWeight::from_float(weight, per_channel, int8_weight_qmax(cfg));
   }
   const std::string attr = unique_attribute_name(root, "_qext_packed_" + name);
   root.register_attribute(attr, c10::getCustomClassType<decltype(packed)>(), packed);
@@ -202,8 +202,9 @@ std::optional<PackedLayer> register_low_rank(Module& root, const std::string& na
                  std::to_string(k) + " weight 2x smaller: kept as one int8 layer";
     return std::nullopt;
   }
-  const auto first = ops::PackedLinearWeight::from_float(split.right, /*per_channel=*/true);  // [r, K]
-  const auto second = ops::PackedLinearWeight::from_float(split.left, /*per_channel=*/true);  // [N, r]
+  const int64_t qmax = int8_weight_qmax(cfg);
+  const auto first = ops::PackedLinearWeight::from_float(split.right, /*per_channel=*/true, qmax);  // [r, K]
+  const auto second = ops::PackedLinearWeight::from_float(split.left, /*per_channel=*/true, qmax);  // [N, r]
   PackedLayer layer{unique_attribute_name(root, "_qext_packed_" + name + "_lr1"), "qext::linear_dynamic", ""};
   root.register_attribute(layer.attr, c10::getCustomClassType<decltype(first)>(), first);
   layer.first_attr = layer.attr;
@@ -241,6 +242,10 @@ PackedLayer register_lowbit(Module& root, const std::string& name, const at::Ten
 }
 
 }  // namespace
+
+int64_t int8_weight_qmax(const DynamicConfig& cfg) { return cfg.weight_bits == 7 ? 63 : 127; }
+
+bool uses_lowbit_weights(const DynamicConfig& cfg) { return cfg.weight_bits < 7; }
 
 std::string config_skip_reason(const DynamicConfig& cfg, const Module& owner, const std::string& name,
                                int64_t weight_elements) {
@@ -284,7 +289,7 @@ std::vector<LayerReport> rewrite_dynamic_linears(Module& root, const DynamicConf
           }
           if (low_rank) {
             packed_layer[key] = *low_rank;
-          } else if (cfg.weight_bits < 8) {
+          } else if (uses_lowbit_weights(cfg)) {
             packed_layer[key] = register_lowbit(root, name, weight, cfg, tables, row);
           } else {
             packed_layer[key] = register_int8(root, name, weight, cfg, tables, row);

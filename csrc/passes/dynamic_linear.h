@@ -19,6 +19,11 @@ namespace qext::passes {
 std::vector<LayerReport> rewrite_dynamic_linears(torch::jit::Module& root, const DynamicConfig& config,
                                                  const EmbeddingTables& tables = {});
 
+// The largest int8 weight value config.weight_bits allows (8: 127, 7: 63);
+// weight_bits 4, 2, 1 are the low-bit formats instead.
+int64_t int8_weight_qmax(const DynamicConfig& config);
+bool uses_lowbit_weights(const DynamicConfig& config);
+
 // Why the config keeps layer `name` (owned by `owner`, `weight_elements`
 // weights) float: module_types, include, exclude, min_weight_elements; empty
 // when it does not. Shared by the dynamic rewrites.

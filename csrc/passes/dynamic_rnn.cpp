@@ -178,7 +178,8 @@ std::vector<LayerReport> rewrite_dynamic_rnns(Module& root, const DynamicConfig&
         if (row.reason.empty()) {
           const auto packed = ops::PackedRnnWeight::from_float(c.kind, c.params, c.has_biases, c.num_layers,
                                                                c.bidirectional,
-                                                               cfg.weight_granularity == Granularity::PerChannel);
+                                                               cfg.weight_granularity == Granularity::PerChannel,
+                                                               int8_weight_qmax(cfg));
           const std::string attr = unique_attribute_name(root, "_qext_packed_" + c.name);
           root.register_attribute(attr, c10::getCustomClassType<decltype(packed)>(), packed);
           packed_attr[key] = attr;

@@ -26,16 +26,20 @@ class DynamicConfig:
         quantize_matmul: also rewrite ``x @ W`` (+ bias) with a constant 2-D ``W``.
         quantize_embeddings: embedding tables become weight-only int8 (per row);
             an output Linear tied to a table (GPT-2's lm_head) shares its values.
-        weight_bits: Linear weight precision: 8 (int8), or 4, 2, 1 (binary)
-            with one scale per group of ``group_size`` inputs, packed in the saved
-            file at that many bits per weight and unpacked in registers by qext's
-            low-bit kernels (activations stay uint8 per row, as with int8).
-        group_size: inputs per weight scale for ``weight_bits`` < 8: a multiple
+        weight_bits: weight precision: 8 (int8); 7 (int8 storage, values in
+            [-63, 63]: AVX2 CPUs without VNNI multiply these with an exact
+            ``vpmaddubsw`` kernel, about 1.3x faster, for one bit of weight
+            precision; the results are the same on every CPU); or 4, 2, 1
+            (binary) with one scale per group of ``group_size`` inputs, packed
+            in the saved file at that many bits per weight and unpacked in
+            registers by qext's low-bit kernels (activations stay uint8 per
+            row, as with int8). LSTM / GRU weights take 8 or 7.
+        group_size: inputs per weight scale for ``weight_bits`` <= 4: a multiple
             of 4 (32, 64, 128 are usual); 0 means one group per output row.
         low_rank: > 0 replaces each Linear ``W [N, K]`` by two int8 Linear
             layers ``K -> r -> N`` from its truncated SVD (``r = low_rank``;
             see :func:`qext.linalg.factorize`); a layer stays plain int8 unless
-            the pair is at most half its size. Needs ``weight_bits=8``, per
+            the pair is at most half its size. Needs ``weight_bits`` 8 or 7, per
             channel. Trained layers often keep their accuracy at ranks far below
             what their energy suggests: try ranks and measure.
         low_rank_energy: instead of ``low_rank``, the smallest rank per layer
@@ -66,8 +70,8 @@ class DynamicConfig:
             )
         if not isinstance(self.min_weight_elements, int) or self.min_weight_elements < 0:
             raise ValueError(f"DynamicConfig.min_weight_elements must be an int >= 0; got {self.min_weight_elements!r}")
-        if isinstance(self.weight_bits, bool) or self.weight_bits not in (8, 4, 2, 1):
-            raise ValueError(f"DynamicConfig.weight_bits must be 8, 4, 2 or 1; got {self.weight_bits!r}")
+        if isinstance(self.weight_bits, bool) or self.weight_bits not in (8, 7, 4, 2, 1):
+            raise ValueError(f"DynamicConfig.weight_bits must be 8, 7, 4, 2 or 1; got {self.weight_bits!r}")
         if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) or self.group_size < 0 \
                 or self.group_size % 4:
             raise ValueError(f"DynamicConfig.group_size must be a multiple of 4 (or 0 for one group per row); "

@@ -8,9 +8,14 @@ import torch
 from . import _C  # noqa: F401  (registers torch.ops.qext)
 
 
-def quantize_linear_weight(weight: torch.Tensor, per_channel: bool = True):
+def quantize_linear_weight(weight: torch.Tensor, per_channel: bool = True, bits: int = 8):
     """Quantize a float ``[out, in]`` weight to symmetric int8 [-127, 127] and pack
     it for this CPU.
+
+    ``bits`` < 8 keeps int8 storage with values in ``[-(2^(bits-1) - 1),
+    2^(bits-1) - 1]``. At 7 bits (and fewer) AVX2 CPUs without VNNI multiply
+    the weight with an exact ``vpmaddubsw`` kernel, about 1.3x faster than the
+    8-bit one; results are the same on every CPU.
 
     Returns a ``torch.classes.qext.PackedLinearWeight``. It can be stored as an
     attribute of a ScriptModule; saving writes the portable int8 weight and
@@ -18,7 +23,9 @@ def quantize_linear_weight(weight: torch.Tensor, per_channel: bool = True):
     """
     if not isinstance(weight, torch.Tensor):
         raise TypeError(f"quantize_linear_weight: expected a torch.Tensor, got {type(weight).__name__}")
-    return torch.ops.qext.quantize_linear_weight(weight.detach(), per_channel)
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
+        raise ValueError(f"quantize_linear_weight: bits must be an int in [2, 8]; got {bits!r}")
+    return torch.ops.qext.quantize_linear_weight(weight.detach(), per_channel, (1 << (bits - 1)) - 1)
 
 
 def linear_dynamic(

@@ -129,9 +129,9 @@ def test_low_rank_config_errors():
         qext.quantize_dynamic(scripted, qext.DynamicConfig(low_rank_energy=1.5))
     with pytest.raises(ValueError, match="not both"):
         qext.quantize_dynamic(scripted, qext.DynamicConfig(low_rank=8, low_rank_energy=0.9))
-    with pytest.raises(ValueError, match="weight_bits=8 and per-channel"):
+    with pytest.raises(ValueError, match="weight_bits=8 or 7 and per-channel"):
         qext.quantize_dynamic(scripted, qext.DynamicConfig(low_rank=8, weight_bits=4))
-    with pytest.raises(ValueError, match="weight_bits=8 and per-channel"):
+    with pytest.raises(ValueError, match="weight_bits=8 or 7 and per-channel"):
         qext.quantize_dynamic(scripted, qext.DynamicConfig(low_rank=8, weight_granularity="per_tensor"))
 
 

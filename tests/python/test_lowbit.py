@@ -146,7 +146,7 @@ def test_bad_inputs_get_clear_errors():
         qext.linear_lowbit(torch.randn(2, 16), p, torch.randn(3))
     y = qext.linear_lowbit(torch.tensor([[float("nan")] * 16, [1.0] * 16]), p)
     assert y[0].isnan().all() and y[1].isfinite().all()
-    with pytest.raises(ValueError, match="weight_bits must be 8, 4, 2 or 1"):
+    with pytest.raises(ValueError, match="weight_bits must be 8, 7, 4, 2 or 1"):
         qext.quantize_dynamic(torch.jit.script(FashionMlp()), qext.DynamicConfig(weight_bits=3))
     with pytest.raises(ValueError, match="group_size must be a multiple of 4"):
         qext.quantize_dynamic(torch.jit.script(FashionMlp()), qext.DynamicConfig(weight_bits=4, group_size=30))

@@ -97,6 +97,54 @@ def test_granularity_options(nested):
         qext.quantize_dynamic(nested, qext.DynamicConfig(exclude="head"))
 
 
+class TiedLstmLm(torch.nn.Module):
+    """Embedding -> LSTM -> Linear tied to the embedding table."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Embedding(100, 32)
+        self.rnn = torch.nn.LSTM(32, 32, batch_first=True)
+        self.head = torch.nn.Linear(32, 100)
+        self.head.weight = self.embed.weight
+
+    def forward(self, ids):
+        y, _ = self.rnn(self.embed(ids))
+        return self.head(y)
+
+
+def test_seven_bit_weights_everywhere_and_the_same_on_every_path(tmp_path):
+    # weight_bits=7 keeps int8 storage with values in [-63, 63] (what AVX2's
+    # vpmaddubsw kernel multiplies exactly): Linear, tied table, LSTM.
+    torch.manual_seed(5)
+    model = TiedLstmLm().eval()
+    ids = torch.randint(0, 100, (3, 11))
+    with torch.no_grad():
+        ref = model(ids)
+    outputs = []
+    before = qext.active_isa()
+    try:
+        for isa in qext.supported_isas():
+            qext.set_isa(isa)
+            q = qext.quantize_dynamic(model, qext.DynamicConfig(weight_bits=7))
+            with torch.no_grad():
+                outputs.append(q(ids))
+    finally:
+        qext.set_isa(before)
+    assert all(torch.equal(outputs[0], o) for o in outputs[1:])
+    rows = {l.name: l for l in qext.report(q).layers}
+    assert {rows[n].status for n in ("embed", "rnn", "head")} == {"int8"}, rows
+    assert "shared with the embedding table" in rows["head"].reason
+    for packed in (q._qext_packed_head, q._qext_table_embed):
+        assert packed.weight().abs().max().item() == 63
+    assert sqnr_db(ref, outputs[0]) > 25.0
+    eight = qext.quantize_dynamic(model)
+    with torch.no_grad():
+        assert sqnr_db(ref, eight(ids)) > sqnr_db(ref, outputs[0])
+    qext.save(q, tmp_path / "q7.pt")
+    with torch.no_grad():
+        assert torch.equal(qext.load(tmp_path / "q7.pt")(ids), outputs[-1])
+
+
 def test_weights_shrink_on_disk(tmp_path):
     torch.manual_seed(1)
     model = torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.ReLU(), torch.nn.Linear(512, 256)).eval()

@@ -12,6 +12,8 @@
 // Activations are widened once per block of rows.
 //
 // Micro-kernel: up to 4 rows x 24 columns in 12 ymm accumulators.
+// Narrow weights (|w| <= 64, e.g. 7-bit) go to qgemm_avx2_narrow.cpp, where
+// vpmaddubsw is exact.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -21,15 +23,13 @@
 #include <memory>
 #include <type_traits>
 
-#include "kernels/isa_paths.h"
-#include "kernels/ref/scalar_rules.h"
+#include "kernels/x86/avx2_epilogue.h"
 
 namespace qext::kernels::detail {
 
 namespace {
 
 constexpr int kRows = 4;
-constexpr int kVecCols = 8;
 
 // Activations widened to int16, K padded to even: pair g of row m is one int32.
 struct WideRows {
@@ -72,79 +72,6 @@ WideRows widen_rows(const GemmArgs& args, int64_t m_begin, int64_t m_end, int64_
   return {buffer, pairs};
 }
 
-// float -> uint8 lanes by the one rounding rule, as AVX-512's Quantizer16:
-// one clamp first, to the activation's bounds narrowed to the floats that
-// quantize into [qmin, qmax] (quantizing is monotonic, so this equals
-// clamp -> quantize -> clamp; NaN -> lo), then the correctly rounded quotient
-// without the divider (q0 = v / s via 1/s, one FMA correction; vdivps on 8
-// lanes dominated short-K epilogues). A dividing fallback where 1/s is not a
-// normal float or the bounds overflow.
-class Quantizer8 {
- public:
-  Quantizer8(float scale, int32_t zero_point, int32_t qmin, int32_t qmax,
-             float clamp_min = -std::numeric_limits<float>::infinity(),
-             float clamp_max = std::numeric_limits<float>::infinity())
-      : scale_(_mm256_set1_ps(scale)),
-        inv_(_mm256_set1_ps(1.0f / scale)),
-        zp_(_mm256_set1_epi32(zero_point)),
-        zp_f_(_mm256_set1_ps(static_cast<float>(zero_point))),
-        qmin_(_mm256_set1_ps(static_cast<float>(qmin))),
-        qmax_(_mm256_set1_ps(static_cast<float>(qmax))) {
-    const ref::QuantizeBounds b = ref::quantize_bounds(scale, zero_point, qmin, qmax, clamp_min, clamp_max);
-    narrowed_ = b.narrowed;
-    lo_ = _mm256_set1_ps(b.lo);
-    hi_ = _mm256_set1_ps(b.hi);
-  }
-
-  __m256i operator()(__m256 v) const {
-    v = _mm256_min_ps(_mm256_max_ps(v, lo_), hi_);  // NaN -> lo
-    if (narrowed_) {
-      const __m256 q0 = _mm256_mul_ps(v, inv_);
-      const __m256 r = _mm256_fnmadd_ps(q0, scale_, v);
-      const __m256 quotient = _mm256_fmadd_ps(r, inv_, q0);
-      const __m256 rounded = _mm256_round_ps(quotient, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      return _mm256_add_epi32(_mm256_cvttps_epi32(rounded), zp_);
-    }
-    __m256 t = _mm256_round_ps(_mm256_div_ps(v, scale_), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    t = _mm256_add_ps(t, zp_f_);
-    t = _mm256_min_ps(_mm256_max_ps(t, qmin_), qmax_);  // NaN -> qmin
-    return _mm256_cvttps_epi32(t);
-  }
-
- private:
-  bool narrowed_;
-  __m256 scale_, inv_;
-  __m256i zp_;
-  __m256 zp_f_, qmin_, qmax_, lo_, hi_;
-};
-
-inline void store_u8x8(uint8_t* dst, __m256i v, int64_t lanes) {
-  const __m128i p16 = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  const __m128i p8 = _mm_packus_epi16(p16, p16);
-  if (lanes >= kVecCols) {
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), p8);
-  } else {
-    alignas(16) uint8_t tmp[16];
-    _mm_store_si128(reinterpret_cast<__m128i*>(tmp), p8);
-    std::memcpy(dst, tmp, static_cast<size_t>(lanes));
-  }
-}
-
-// The first `lanes` (1..8) of v; whole vectors store directly, a block's
-// last partial vector through a lane mask (never past N).
-inline void store_i32x8(int32_t* dst, __m256i v, int64_t lanes) {
-  if (lanes >= kVecCols) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), v);
-  } else {
-    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(lanes)),
-                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    _mm256_maskstore_epi32(dst, mask, v);
-  }
-}
-inline void store_f32x8(float* dst, __m256 v, int64_t lanes) {
-  store_i32x8(reinterpret_cast<int32_t*>(dst), _mm256_castps_si256(v), lanes);
-}
-
 // Weight pairs of one block in one of two forms (both [pair][column][2]):
 // int8 as packed (sign-extended per load) or an int16 panel widened ahead.
 struct Int8Weights {
@@ -159,7 +86,7 @@ struct Int16Weights {
 };
 
 // acc[r][c] (+)= sum over `pairs` k pairs, for MR rows x NB*8 columns of one
-// block; `acc` has row stride 24. Nothing else touches the accumulators inside
+// block; `acc` has row stride kBlockCols. Nothing else touches the accumulators inside
 // the loop, so they stay in registers.
 // `wb` points at the first of the NB vectors; a pair's vectors are `stride`
 // vectors apart (the block's vector count).
@@ -172,7 +99,7 @@ void accumulate(const int32_t* const* a, const uint8_t* wb, int64_t stride, int6
 #pragma GCC unroll 3
     for (int j = 0; j < NB; ++j)
       acc[r][j] = first ? _mm256_setzero_si256()
-                        : _mm256_load_si256(reinterpret_cast<const __m256i*>(out + r * 24 + j * 8));
+                        : _mm256_load_si256(reinterpret_cast<const __m256i*>(out + r * kBlockCols + j * kVecCols));
   for (int64_t g = 0; g < pairs; ++g) {
     __m256i b[NB];
 #pragma GCC unroll 3
@@ -189,7 +116,7 @@ void accumulate(const int32_t* const* a, const uint8_t* wb, int64_t stride, int6
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 3
     for (int j = 0; j < NB; ++j)
-      _mm256_store_si256(reinterpret_cast<__m256i*>(out + r * 24 + j * 8), acc[r][j]);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(out + r * kBlockCols + j * kVecCols), acc[r][j]);
 }
 
 using AccumulateFn = void (*)(const int32_t* const*, const uint8_t*, int64_t, int64_t, bool, int32_t*);
@@ -227,51 +154,6 @@ void accumulate_tile(const int32_t* const* a, int rows, const uint8_t* wb, int n
   accumulate_for<Weights>(rows, nb)(a, wb, nb, pairs, first, out);
 }
 
-// One weight block's column data padded to whole vectors, so the epilogue
-// never reads past N; prepared once per block, not per row tile.
-struct BlockColumns {
-  alignas(32) int32_t sum[3 * kVecCols] = {};
-  alignas(32) float scale[3 * kVecCols] = {};
-  alignas(32) float bias[3 * kVecCols] = {};
-
-  BlockColumns(const PackedWeights& w, const Epilogue& ep, int64_t n0, int64_t ncols) {
-    const bool to_float = ep.output != Epilogue::Output::Int32;
-    for (int64_t c = 0; c < ncols; ++c) {
-      sum[c] = w.col_sums()[n0 + c];
-      if (to_float) scale[c] = ep.col_scale[n0 + c];
-      if (to_float && ep.bias) bias[c] = ep.bias[n0 + c];
-    }
-  }
-};
-
-// Row m's accumulators (24 int32, `acc`) for the block's `ncols` columns at
-// n0: zero-point correction, then the epilogue, stored to C.
-void finish_row(const GemmArgs& args, const Epilogue& ep, const Quantizer8& quantize, const BlockColumns& cols,
-                const int32_t* acc, int64_t m, int64_t n0, int64_t ncols) {
-  const bool to_float = ep.output != Epilogue::Output::Int32;
-  const __m256i zp = _mm256_set1_epi32(args.a_zero_point[m]);
-  const __m256 row_scale = to_float ? _mm256_set1_ps(ep.row_scale[m]) : _mm256_setzero_ps();
-  for (int64_t j = 0; j * kVecCols < ncols; ++j) {
-    const int64_t at = m * args.ldc + n0 + j * kVecCols, lanes = ncols - j * kVecCols;
-    const __m256i cs = _mm256_load_si256(reinterpret_cast<const __m256i*>(cols.sum + j * kVecCols));
-    const __m256i v = _mm256_sub_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(acc + j * kVecCols)),
-                                       _mm256_mullo_epi32(zp, cs));
-    if (!to_float) {
-      store_i32x8(static_cast<int32_t*>(args.c) + at, v, lanes);
-      continue;
-    }
-    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v),
-                             _mm256_mul_ps(row_scale, _mm256_load_ps(cols.scale + j * kVecCols)));
-    if (ep.bias) f = _mm256_add_ps(f, _mm256_load_ps(cols.bias + j * kVecCols));
-    if (ep.output == Epilogue::Output::Float) {
-      f = _mm256_min_ps(_mm256_max_ps(f, _mm256_set1_ps(ep.clamp_min)), _mm256_set1_ps(ep.clamp_max));
-      store_f32x8(static_cast<float*>(args.c) + at, f, lanes);
-    } else {
-      store_u8x8(static_cast<uint8_t*>(args.c) + at, quantize(f), lanes);  // clamps first
-    }
-  }
-}
-
 // K pairs widened into the int16 panel at a time: 24 columns x 512 k x 2 bytes
 // = 24 KB, resident in L1 while every row tile of the block streams it.
 constexpr int64_t kPanelPairs = 256;
@@ -289,15 +171,16 @@ void widen_weights(const uint8_t* w, int64_t bytes, int16_t* panel) {
 
 void qgemm_avx2(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep,
                 int64_t m_begin, int64_t m_end, int64_t block_begin, int64_t block_end) {
+  if (w.narrow()) return qgemm_avx2_narrow(args, w, ep, m_begin, m_end, block_begin, block_end);
   if (m_begin >= m_end) return;
   const Quantizer8 quantize(ep.out_scale, ep.out_zero_point, 0, 255, ep.clamp_min, ep.clamp_max);
   const int64_t pairs = (w.k() + 1) / 2, bc = w.layout().block_cols;
   const int64_t block_rows = std::min(row_block(w.k()), m_end - m_begin);
   // Not value-initialised: every entry is written before it is read.
   const std::unique_ptr<int32_t[]> buffer(new int32_t[static_cast<size_t>(block_rows * pairs)]);
-  std::unique_ptr<int32_t[]> acc_store(new int32_t[static_cast<size_t>(block_rows * 24 + 8)]);
+  std::unique_ptr<int32_t[]> acc_store(new int32_t[static_cast<size_t>(block_rows * kBlockCols + 8)]);
   int32_t* acc = reinterpret_cast<int32_t*>((reinterpret_cast<uintptr_t>(acc_store.get()) + 31) & ~uintptr_t{31});
-  alignas(32) int16_t panel[kPanelPairs * 24 * 2];
+  alignas(32) int16_t panel[kPanelPairs * kBlockCols * 2];
   for (int64_t mb = m_begin; mb < m_end; mb += block_rows) {
     const int64_t me = std::min(m_end, mb + block_rows);
     const WideRows wide = widen_rows(args, mb, me, w.k(), buffer.get());
@@ -318,7 +201,7 @@ void qgemm_avx2(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep
           const int rows = static_cast<int>(std::min<int64_t>(kRows, me - m0));
           const int32_t* a[kRows];
           for (int r = 0; r < rows; ++r) a[r] = wide.data + (m0 + r - mb) * wide.stride + g0;
-          int32_t* tile_acc = acc + (m0 - mb) * 24;
+          int32_t* tile_acc = acc + (m0 - mb) * kBlockCols;
           if (direct) {
             accumulate_tile<Int8Weights>(a, rows, wb, nb, chunk, g0 == 0, tile_acc);
           } else {
@@ -326,7 +209,7 @@ void qgemm_avx2(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep
           }
         }
       }
-      for (int64_t m = mb; m < me; ++m) finish_row(args, ep, quantize, cols, acc + (m - mb) * 24, m, n0, ncols);
+      for (int64_t m = mb; m < me; ++m) finish_row(args, ep, quantize, cols, acc + (m - mb) * kBlockCols, m, n0, ncols);
     }
   }
 }

@@ -23,9 +23,14 @@ struct Problem {
   std::vector<int32_t> zp;    // [m]
 };
 
-Problem random_problem(int64_t m, int64_t k, int64_t n, int32_t zp, uint32_t seed) {
+// Weights in [-128, 127], or in [-w_max, w_max] for a smaller w_max: the
+// narrow weights (|w| <= 64) that the AVX2 path multiplies with vpmaddubsw.
+constexpr int kFullWeights = 127;
+constexpr int kWeightRanges[] = {kFullWeights, kNarrowWeightMax};
+
+Problem random_problem(int64_t m, int64_t k, int64_t n, int32_t zp, uint32_t seed, int w_max = kFullWeights) {
   std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> u8(0, 255), s8(-128, 127);
+  std::uniform_int_distribution<int> u8(0, 255), s8(w_max == kFullWeights ? -128 : -w_max, w_max);
   Problem p{m, k, n, std::vector<uint8_t>(m * k), std::vector<int8_t>(n * k),
             std::vector<int32_t>(m, zp)};
   for (auto& v : p.a) v = static_cast<uint8_t>(u8(rng));
@@ -64,9 +69,9 @@ std::vector<T> run(const Problem& p, Isa isa, const Epilogue& ep = {}) {
   return c;
 }
 
-std::string label(Isa isa, int64_t m, int64_t k, int64_t n, int32_t zp) {
+std::string label(Isa isa, int64_t m, int64_t k, int64_t n, int32_t zp, int w_max = kFullWeights) {
   return std::string(isa_name(isa)) + " M=" + std::to_string(m) + " K=" + std::to_string(k) +
-         " N=" + std::to_string(n) + " zp=" + std::to_string(zp);
+         " N=" + std::to_string(n) + " zp=" + std::to_string(zp) + " |w|<=" + std::to_string(w_max);
 }
 
 }  // namespace
@@ -89,25 +94,27 @@ TEST(Qgemm, EveryPathMatchesTheNaiveReferenceExactly) {
   const int64_t ns[] = {1, 5, 16, 31, 768};
   const int32_t zps[] = {0, 1, 127, 128, 255};
   int idx = 0;
-  for (int64_t m : ms)
-    for (int64_t k : ks)
-      for (int64_t n : ns) {
-        const int32_t zp = zps[idx % 5];
-        const Problem p = random_problem(m, k, n, zp, 1000u + idx++);
-        const std::vector<int32_t> want = naive(p);
-        for (Isa isa : supported_isas()) {
-          ASSERT_EQ(run<int32_t>(p, isa), want) << label(isa, m, k, n, zp);
+  for (int w_max : kWeightRanges)
+    for (int64_t m : ms)
+      for (int64_t k : ks)
+        for (int64_t n : ns) {
+          const int32_t zp = zps[idx % 5];
+          const Problem p = random_problem(m, k, n, zp, 1000u + idx++, w_max);
+          const std::vector<int32_t> want = naive(p);
+          for (Isa isa : supported_isas()) {
+            ASSERT_EQ(run<int32_t>(p, isa), want) << label(isa, m, k, n, zp, w_max);
+          }
         }
-      }
 }
 
 TEST(Qgemm, EveryZeroPointOnAwkwardShapes) {
-  for (int32_t zp : {0, 1, 18, 75, 127, 128, 157, 231, 255})
-    for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{7, 101, 37}, {13, 3, 70}, {6, 64, 64}}) {
-      Problem p = random_problem(m, k, n, zp, static_cast<uint32_t>(zp * 7 + m));
-      const std::vector<int32_t> want = naive(p);
-      for (Isa isa : supported_isas()) EXPECT_EQ(run<int32_t>(p, isa), want) << label(isa, m, k, n, zp);
-    }
+  for (int w_max : kWeightRanges)
+    for (int32_t zp : {0, 1, 18, 75, 127, 128, 157, 231, 255})
+      for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{7, 101, 37}, {13, 3, 70}, {6, 64, 64}}) {
+        Problem p = random_problem(m, k, n, zp, static_cast<uint32_t>(zp * 7 + m), w_max);
+        const std::vector<int32_t> want = naive(p);
+        for (Isa isa : supported_isas()) EXPECT_EQ(run<int32_t>(p, isa), want) << label(isa, m, k, n, zp, w_max);
+      }
 }
 
 TEST(Qgemm, PerRowZeroPoints) {
@@ -131,12 +138,42 @@ TEST(Qgemm, ExtremeValuesDoNotSaturate) {
     }
 }
 
+// Narrow weights take the AVX2 vpmaddubsw kernel; its int16 pair sums are
+// exact only while |w| <= 64. At the bound (255 x +-64 twice = +-32640, and
+// pairs of opposite signs) every path must still equal the reference, and one
+// weight past it (65 or -65) must send the matrix to the int16 kernel.
+TEST(Qgemm, NarrowWeightsAtTheirBoundAreExact) {
+  for (int8_t wv : {int8_t{-64}, int8_t{64}})
+    for (int32_t zp : {0, 128, 255}) {
+      Problem p = random_problem(9, 259, 50, zp, 4, kNarrowWeightMax);
+      std::fill(p.a.begin(), p.a.end(), uint8_t{255});
+      for (size_t i = 0; i < p.w.size(); ++i) p.w[i] = (i / 3) % 4 == 3 ? static_cast<int8_t>(-wv) : wv;
+      const std::vector<int32_t> want = naive(p);
+      for (Isa isa : supported_isas()) {
+        EXPECT_TRUE(PackedWeights(p.w.data(), p.n, p.k, isa).narrow());
+        EXPECT_EQ(run<int32_t>(p, isa), want) << label(isa, p.m, p.k, p.n, zp, kNarrowWeightMax);
+      }
+    }
+  for (int8_t past : {int8_t{-65}, int8_t{65}}) {
+    Problem p = random_problem(9, 259, 50, 0, 5, kNarrowWeightMax);
+    std::fill(p.a.begin(), p.a.end(), uint8_t{255});
+    p.w[p.w.size() / 2] = past;
+    const std::vector<int32_t> want = naive(p);
+    for (Isa isa : supported_isas()) {
+      EXPECT_FALSE(PackedWeights(p.w.data(), p.n, p.k, isa).narrow());
+      EXPECT_EQ(run<int32_t>(p, isa), want) << isa_name(isa) << " one weight " << int{past};
+    }
+  }
+}
+
 TEST(Qgemm, LargestK) {
-  Problem p = random_problem(3, 65536, 17, 0, 3);
-  std::fill(p.a.begin(), p.a.end(), uint8_t{255});
-  std::fill(p.w.begin(), p.w.end(), int8_t{-128});
-  const std::vector<int32_t> want = naive(p);
-  for (Isa isa : supported_isas()) EXPECT_EQ(run<int32_t>(p, isa), want) << isa_name(isa);
+  for (int8_t wv : {int8_t{-128}, int8_t{-kNarrowWeightMax}}) {  // the int16 and the narrow kernels
+    Problem p = random_problem(3, 65536, 17, 0, 3);
+    std::fill(p.a.begin(), p.a.end(), uint8_t{255});
+    std::fill(p.w.begin(), p.w.end(), wv);
+    const std::vector<int32_t> want = naive(p);
+    for (Isa isa : supported_isas()) EXPECT_EQ(run<int32_t>(p, isa), want) << isa_name(isa) << " w=" << int{wv};
+  }
   std::vector<int8_t> w(65537);
   EXPECT_THROW(PackedWeights(w.data(), 1, 65537, Isa::Ref), std::invalid_argument);
   EXPECT_THROW(PackedWeights(w.data(), 0, 4, Isa::Ref), std::invalid_argument);
@@ -165,35 +202,37 @@ TEST(Qgemm, TileRowsPanelsAndKPaddingAreExact) {
 }
 
 TEST(Qgemm, FloatAndUint8EpiloguesAreBitIdenticalAcrossPaths) {
-  for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{1, 768, 768}, {33, 100, 31}, {8, 3, 5}}) {
-    Problem p = random_problem(m, k, n, 0, static_cast<uint32_t>(m + k + n));
-    std::mt19937 rng(5);
-    std::uniform_real_distribution<float> pos(1e-4f, 1e-2f), any(-3.0f, 3.0f);
-    std::vector<float> row_scale(m), col_scale(n), bias(n);
-    for (int64_t i = 0; i < m; ++i) p.zp[i] = static_cast<int32_t>(rng() % 256), row_scale[i] = pos(rng);
-    for (int64_t j = 0; j < n; ++j) col_scale[j] = pos(rng), bias[j] = any(rng);
-    const std::vector<int32_t> acc = naive(p);
+  for (int w_max : kWeightRanges) {
+    for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{1, 768, 768}, {33, 100, 31}, {8, 3, 5}}) {
+      Problem p = random_problem(m, k, n, 0, static_cast<uint32_t>(m + k + n), w_max);
+      std::mt19937 rng(5);
+      std::uniform_real_distribution<float> pos(1e-4f, 1e-2f), any(-3.0f, 3.0f);
+      std::vector<float> row_scale(m), col_scale(n), bias(n);
+      for (int64_t i = 0; i < m; ++i) p.zp[i] = static_cast<int32_t>(rng() % 256), row_scale[i] = pos(rng);
+      for (int64_t j = 0; j < n; ++j) col_scale[j] = pos(rng), bias[j] = any(rng);
+      const std::vector<int32_t> acc = naive(p);
 
-    Epilogue ep;
-    ep.row_scale = row_scale.data();
-    ep.col_scale = col_scale.data();
-    ep.bias = bias.data();
-    ep.clamp_min = 0.0f;  // fused ReLU
-    ep.output = Epilogue::Output::Float;
-    const std::vector<float> want = run<float>(p, Isa::Ref, ep);
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) {
-        const float v = static_cast<float>(acc[i * n + j]) * (row_scale[i] * col_scale[j]) + bias[j];
-        ASSERT_EQ(want[i * n + j], v > 0.0f ? v : 0.0f);
-      }
-    for (Isa isa : supported_isas()) EXPECT_EQ(run<float>(p, isa, ep), want) << isa_name(isa);
+      Epilogue ep;
+      ep.row_scale = row_scale.data();
+      ep.col_scale = col_scale.data();
+      ep.bias = bias.data();
+      ep.clamp_min = 0.0f;  // fused ReLU
+      ep.output = Epilogue::Output::Float;
+      const std::vector<float> want = run<float>(p, Isa::Ref, ep);
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          const float v = static_cast<float>(acc[i * n + j]) * (row_scale[i] * col_scale[j]) + bias[j];
+          ASSERT_EQ(want[i * n + j], v > 0.0f ? v : 0.0f);
+        }
+      for (Isa isa : supported_isas()) EXPECT_EQ(run<float>(p, isa, ep), want) << isa_name(isa);
 
-    ep.output = Epilogue::Output::Uint8;
-    ep.clamp_min = -std::numeric_limits<float>::infinity();
-    ep.out_scale = 0.05f;
-    ep.out_zero_point = 100;
-    const std::vector<uint8_t> want_q = run<uint8_t>(p, Isa::Ref, ep);
-    for (Isa isa : supported_isas()) EXPECT_EQ(run<uint8_t>(p, isa, ep), want_q) << isa_name(isa);
+      ep.output = Epilogue::Output::Uint8;
+      ep.clamp_min = -std::numeric_limits<float>::infinity();
+      ep.out_scale = 0.05f;
+      ep.out_zero_point = 100;
+      const std::vector<uint8_t> want_q = run<uint8_t>(p, Isa::Ref, ep);
+      for (Isa isa : supported_isas()) EXPECT_EQ(run<uint8_t>(p, isa, ep), want_q) << isa_name(isa);
+    }
   }
 }
 
@@ -233,16 +272,18 @@ TEST(Qgemm, Uint8EpilogueClampsTiesAndNonFiniteBiasesMatchTheReference) {
 }
 
 TEST(Qgemm, SubRangesComposeToTheWhole) {
-  const Problem p = random_problem(50, 50, 200, 9, 11);
-  for (Isa isa : supported_isas()) {
-    const PackedWeights packed(p.w.data(), p.n, p.k, isa);
-    std::vector<int32_t> c(p.m * p.n, -1);
-    const GemmArgs args = dense_args(p, c.data());
-    const int64_t mid_m = 20, mid_b = packed.num_blocks() / 2;  // AMX: tiles padded with zero rows
-    qgemm(args, packed, {}, 0, mid_m, 0, mid_b);
-    qgemm(args, packed, {}, mid_m, p.m, 0, mid_b);
-    qgemm(args, packed, {}, 0, p.m, mid_b, packed.num_blocks());
-    EXPECT_EQ(c, naive(p)) << isa_name(isa);
+  for (int w_max : kWeightRanges) {
+    const Problem p = random_problem(50, 50, 200, 9, 11, w_max);
+    for (Isa isa : supported_isas()) {
+      const PackedWeights packed(p.w.data(), p.n, p.k, isa);
+      std::vector<int32_t> c(p.m * p.n, -1);
+      const GemmArgs args = dense_args(p, c.data());
+      const int64_t mid_m = 20, mid_b = packed.num_blocks() / 2;  // AMX: tiles padded with zero rows
+      qgemm(args, packed, {}, 0, mid_m, 0, mid_b);
+      qgemm(args, packed, {}, mid_m, p.m, 0, mid_b);
+      qgemm(args, packed, {}, 0, p.m, mid_b, packed.num_blocks());
+      EXPECT_EQ(c, naive(p)) << isa_name(isa) << " |w|<=" << w_max;
+    }
   }
 }
 
@@ -258,7 +299,8 @@ TEST(Qgemm, RowPointersAndRunsEqualTheRowsWrittenOut) {
   for (auto& v : image) v = static_cast<uint8_t>(u8(rng));
   for (int64_t m : {1, 7, 23, 100}) {
     for (int32_t zp : {0, 77, 255}) {
-      Problem p = random_problem(m, kRuns * kRun, 70, zp, static_cast<uint32_t>(m + zp));
+      const int w_max = kWeightRanges[m % 2];  // (m = 100: full range; the others narrow)
+      Problem p = random_problem(m, kRuns * kRun, 70, zp, static_cast<uint32_t>(m + zp), w_max);
       std::vector<const uint8_t*> rows(m);
       for (int64_t r = 0; r < m; ++r) {
         rows[r] = image.data() + 6 * r + (r % 3);
@@ -276,7 +318,7 @@ TEST(Qgemm, RowPointersAndRunsEqualTheRowsWrittenOut) {
         args.c = c.data();
         args.ldc = p.n;
         qgemm(args, packed, {}, 0, p.m, 0, packed.num_blocks());
-        EXPECT_EQ(c, naive(p)) << label(isa, m, p.k, p.n, zp);
+        EXPECT_EQ(c, naive(p)) << label(isa, m, p.k, p.n, zp, w_max);
         args.a_segments = 2;  // runs of 30 bytes: not whole 4-byte groups
         EXPECT_THROW(qgemm(args, packed, {}, 0, p.m, 0, packed.num_blocks()), std::invalid_argument);
       }
@@ -285,12 +327,14 @@ TEST(Qgemm, RowPointersAndRunsEqualTheRowsWrittenOut) {
 }
 
 TEST(Qgemm, UnpackRestoresTheWeights) {
-  const Problem p = random_problem(1, 101, 77, 0, 2);
-  for (Isa isa : supported_isas()) {
-    const PackedWeights packed(p.w.data(), p.n, p.k, isa);
-    std::vector<int8_t> back(p.w.size());
-    packed.unpack(back.data());
-    EXPECT_EQ(back, p.w) << isa_name(isa);
+  for (int w_max : kWeightRanges) {
+    const Problem p = random_problem(1, 101, 77, 0, 2, w_max);
+    for (Isa isa : supported_isas()) {
+      const PackedWeights packed(p.w.data(), p.n, p.k, isa);
+      std::vector<int8_t> back(p.w.size());
+      packed.unpack(back.data());
+      EXPECT_EQ(back, p.w) << isa_name(isa) << " |w|<=" << w_max;
+    }
   }
 }
 

@@ -1,0 +1,145 @@
+// The AVX2 GEMM epilogue, shared by the two AVX2 GEMMs (exact int16
+// vpmaddwd for any int8 weights, vpmaddubsw for narrow ones): int32 sums ->
+// zero-point correction -> int32, float or requantized uint8
+// (ref::store_one's rule, bit for bit). Everything here has internal linkage:
+// each file that includes it gets its own copy (both are compiled for AVX2).
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstring>
+#include <limits>
+
+#include "kernels/isa_paths.h"
+#include "kernels/ref/scalar_rules.h"
+
+namespace qext::kernels::detail {
+
+namespace {
+
+constexpr int kVecCols = 8;
+// Both GEMMs cut weights into blocks of 24 columns: 3 vectors.
+constexpr int kBlockVecs = 3;
+constexpr int kBlockCols = kBlockVecs * kVecCols;
+
+// float -> uint8 lanes by the one rounding rule, as AVX-512's Quantizer16:
+// one clamp first, to the activation's bounds narrowed to the floats that
+// quantize into [qmin, qmax] (quantizing is monotonic, so this equals
+// clamp -> quantize -> clamp; NaN -> lo), then the correctly rounded quotient
+// without the divider (q0 = v / s via 1/s, one FMA correction; vdivps on 8
+// lanes dominated short-K epilogues). A dividing fallback where 1/s is not a
+// normal float or the bounds overflow.
+class Quantizer8 {
+ public:
+  Quantizer8(float scale, int32_t zero_point, int32_t qmin, int32_t qmax,
+             float clamp_min = -std::numeric_limits<float>::infinity(),
+             float clamp_max = std::numeric_limits<float>::infinity())
+      : scale_(_mm256_set1_ps(scale)),
+        inv_(_mm256_set1_ps(1.0f / scale)),
+        zp_(_mm256_set1_epi32(zero_point)),
+        zp_f_(_mm256_set1_ps(static_cast<float>(zero_point))),
+        qmin_(_mm256_set1_ps(static_cast<float>(qmin))),
+        qmax_(_mm256_set1_ps(static_cast<float>(qmax))) {
+    const ref::QuantizeBounds b = ref::quantize_bounds(scale, zero_point, qmin, qmax, clamp_min, clamp_max);
+    narrowed_ = b.narrowed;
+    lo_ = _mm256_set1_ps(b.lo);
+    hi_ = _mm256_set1_ps(b.hi);
+  }
+
+  __m256i operator()(__m256 v) const {
+    v = _mm256_min_ps(_mm256_max_ps(v, lo_), hi_);  // NaN -> lo
+    if (narrowed_) {
+      const __m256 q0 = _mm256_mul_ps(v, inv_);
+      const __m256 r = _mm256_fnmadd_ps(q0, scale_, v);
+      const __m256 quotient = _mm256_fmadd_ps(r, inv_, q0);
+      const __m256 rounded = _mm256_round_ps(quotient, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      return _mm256_add_epi32(_mm256_cvttps_epi32(rounded), zp_);
+    }
+    __m256 t = _mm256_round_ps(_mm256_div_ps(v, scale_), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    t = _mm256_add_ps(t, zp_f_);
+    t = _mm256_min_ps(_mm256_max_ps(t, qmin_), qmax_);  // NaN -> qmin
+    return _mm256_cvttps_epi32(t);
+  }
+
+ private:
+  bool narrowed_;
+  __m256 scale_, inv_;
+  __m256i zp_;
+  __m256 zp_f_, qmin_, qmax_, lo_, hi_;
+};
+
+inline void store_u8x8(uint8_t* dst, __m256i v, int64_t lanes) {
+  const __m128i p16 = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  const __m128i p8 = _mm_packus_epi16(p16, p16);
+  if (lanes >= kVecCols) {
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), p8);
+  } else {
+    alignas(16) uint8_t tmp[16];
+    _mm_store_si128(reinterpret_cast<__m128i*>(tmp), p8);
+    std::memcpy(dst, tmp, static_cast<size_t>(lanes));
+  }
+}
+
+// The first `lanes` (1..8) of v; whole vectors store directly, a block's
+// last partial vector through a lane mask (never past N).
+inline void store_i32x8(int32_t* dst, __m256i v, int64_t lanes) {
+  if (lanes >= kVecCols) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), v);
+  } else {
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(lanes)),
+                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_maskstore_epi32(dst, mask, v);
+  }
+}
+inline void store_f32x8(float* dst, __m256 v, int64_t lanes) {
+  store_i32x8(reinterpret_cast<int32_t*>(dst), _mm256_castps_si256(v), lanes);
+}
+
+// One weight block's column data padded to whole vectors, so the epilogue
+// never reads past N; prepared once per block, not per row tile.
+struct BlockColumns {
+  alignas(32) int32_t sum[kBlockCols] = {};
+  alignas(32) float scale[kBlockCols] = {};
+  alignas(32) float bias[kBlockCols] = {};
+
+  BlockColumns(const PackedWeights& w, const Epilogue& ep, int64_t n0, int64_t ncols) {
+    const bool to_float = ep.output != Epilogue::Output::Int32;
+    for (int64_t c = 0; c < ncols; ++c) {
+      sum[c] = w.col_sums()[n0 + c];
+      if (to_float) scale[c] = ep.col_scale[n0 + c];
+      if (to_float && ep.bias) bias[c] = ep.bias[n0 + c];
+    }
+  }
+};
+
+// Row m's accumulators (kBlockCols int32, `acc`) for the block's `ncols` columns at
+// n0: zero-point correction, then the epilogue, stored to C.
+void finish_row(const GemmArgs& args, const Epilogue& ep, const Quantizer8& quantize, const BlockColumns& cols,
+                const int32_t* acc, int64_t m, int64_t n0, int64_t ncols) {
+  const bool to_float = ep.output != Epilogue::Output::Int32;
+  const __m256i zp = _mm256_set1_epi32(args.a_zero_point[m]);
+  const __m256 row_scale = to_float ? _mm256_set1_ps(ep.row_scale[m]) : _mm256_setzero_ps();
+  for (int64_t j = 0; j * kVecCols < ncols; ++j) {
+    const int64_t at = m * args.ldc + n0 + j * kVecCols, lanes = ncols - j * kVecCols;
+    const __m256i cs = _mm256_load_si256(reinterpret_cast<const __m256i*>(cols.sum + j * kVecCols));
+    const __m256i v = _mm256_sub_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(acc + j * kVecCols)),
+                                       _mm256_mullo_epi32(zp, cs));
+    if (!to_float) {
+      store_i32x8(static_cast<int32_t*>(args.c) + at, v, lanes);
+      continue;
+    }
+    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v),
+                             _mm256_mul_ps(row_scale, _mm256_load_ps(cols.scale + j * kVecCols)));
+    if (ep.bias) f = _mm256_add_ps(f, _mm256_load_ps(cols.bias + j * kVecCols));
+    if (ep.output == Epilogue::Output::Float) {
+      f = _mm256_min_ps(_mm256_max_ps(f, _mm256_set1_ps(ep.clamp_min)), _mm256_set1_ps(ep.clamp_max));
+      store_f32x8(static_cast<float*>(args.c) + at, f, lanes);
+    } else {
+      store_u8x8(static_cast<uint8_t*>(args.c) + at, quantize(f), lanes);  // clamps first
+    }
+  }
+}
+
+}  // namespace
+
+}  // namespace qext::kernels::detail

@@ -1,0 +1,140 @@
+// AVX2 path for narrow weights: every |w| <= 64, as 7-bit weights are
+// (compiled with -mavx2 -mfma; only called when CPUID reports them).
+//
+// vpmaddubsw multiplies u8 activations by s8 weights and sums each pair into
+// int16, saturating. With |w| <= 64 a pair sum is at most 255 * 64 * 2 = 32640,
+// so it never saturates and the result is exact: bit for bit what the other
+// paths compute. vpmaddwd by ones then adds the two pairs of a 4-k group into
+// int32 -- vpdpbusd in two instructions plus an add, on the VNNI layout
+// ([k/4][column][4 bytes], 8 columns per vector). Against the int16 path
+// (qgemm_avx2.cpp) neither operand is widened, and 32 multiply-adds take one
+// add instead of two.
+//
+// Micro-kernel: up to 4 rows x 24 columns in 12 ymm accumulators; rows are
+// read in place (4-byte broadcasts), like the VNNI kernel.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/x86/avx2_epilogue.h"
+
+namespace qext::kernels::detail {
+
+namespace {
+
+constexpr int kRows = 4;
+constexpr int64_t kVecBytes = 32;
+// Rows whose activations stay in L2 while every weight block of the range
+// streams past them; when all the rows fit in 512 KB they are one chunk, so
+// the weights stream only once.
+constexpr int64_t kChunkBytes = 64 * 1024;
+constexpr int64_t kWholeRowsBytes = 512 * 1024;
+
+inline int32_t load_u32(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// vpdpbusd's sum for 8 columns: acc + sum over the 4 bytes of each lane of
+// a x w, exact because every pair sum fits int16.
+inline __m256i dot4(__m256i acc, __m256i a, const uint8_t* w, __m256i ones) {
+  const __m256i pairs = _mm256_maddubs_epi16(a, _mm256_load_si256(reinterpret_cast<const __m256i*>(w)));
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones));
+}
+
+// acc[r][c] = sum over `segments` runs of `groups` k groups each (run s of row
+// r at a[r] + offsets[s]) for MR rows x NB*8 columns of one block; the tail
+// (k % 4 bytes, single run only) is read without passing the row's end.
+// Stored to `out` with row stride kBlockCols.
+template <int MR, int NB>
+void accumulate(const uint8_t* const* a, const int64_t* offsets, int64_t segments, const uint8_t* wb,
+                int64_t groups, int64_t tail, int32_t* out) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i acc[MR][NB];
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 3
+    for (int j = 0; j < NB; ++j) acc[r][j] = _mm256_setzero_si256();
+  for (int64_t s = 0; s < segments; ++s, wb += groups * NB * kVecBytes) {
+    const uint8_t* as[MR];
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) as[r] = a[r] + offsets[s];
+    for (int64_t g = 0; g < groups; ++g) {
+      const uint8_t* wg = wb + g * NB * kVecBytes;
+#pragma GCC unroll 4
+      for (int r = 0; r < MR; ++r) {
+        const __m256i av = _mm256_set1_epi32(load_u32(as[r] + 4 * g));
+#pragma GCC unroll 3
+        for (int j = 0; j < NB; ++j) acc[r][j] = dot4(acc[r][j], av, wg + j * kVecBytes, ones);
+      }
+    }
+  }
+  if (tail) {
+    // (one run only: wb now points at the group after the last whole one)
+    for (int r = 0; r < MR; ++r) {
+      int32_t bytes = 0;
+      std::memcpy(&bytes, a[r] + offsets[0] + 4 * groups, static_cast<size_t>(tail));
+      const __m256i av = _mm256_set1_epi32(bytes);
+      for (int j = 0; j < NB; ++j) acc[r][j] = dot4(acc[r][j], av, wb + j * kVecBytes, ones);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 3
+    for (int j = 0; j < NB; ++j)
+      _mm256_store_si256(reinterpret_cast<__m256i*>(out + r * kBlockCols + j * kVecCols), acc[r][j]);
+}
+
+using AccumulateFn = void (*)(const uint8_t* const*, const int64_t*, int64_t, const uint8_t*, int64_t, int64_t,
+                              int32_t*);
+
+template <int MR>
+constexpr AccumulateFn accumulate_for_cols(int nb) {
+  return nb == 1 ? accumulate<MR, 1> : nb == 2 ? accumulate<MR, 2> : accumulate<MR, 3>;
+}
+
+AccumulateFn accumulate_for(int rows, int nb) {
+  switch (rows) {
+    case 1: return accumulate_for_cols<1>(nb);
+    case 2: return accumulate_for_cols<2>(nb);
+    case 3: return accumulate_for_cols<3>(nb);
+    default: return accumulate_for_cols<4>(nb);
+  }
+}
+
+}  // namespace
+
+void qgemm_avx2_narrow(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep,
+                       int64_t m_begin, int64_t m_end, int64_t block_begin, int64_t block_end) {
+  if (m_begin >= m_end) return;
+  const Quantizer8 quantize(ep.out_scale, ep.out_zero_point, 0, 255, ep.clamp_min, ep.clamp_max);
+  static constexpr int64_t kNoOffset[1] = {0};
+  const bool runs = args.a_rows && args.a_segment_offsets;  // implicit im2col: runs are whole k groups
+  const int64_t segments = runs ? args.a_segments : 1;
+  const int64_t* offsets = runs ? args.a_segment_offsets : kNoOffset;
+  const int64_t groups = w.k() / 4 / segments, tail = w.k() % 4;
+  const int64_t k = std::max<int64_t>(w.k(), 1);
+  const int64_t chunk = (m_end - m_begin) * k <= kWholeRowsBytes
+                            ? m_end - m_begin
+                            : std::max<int64_t>(kRows, (kChunkBytes / k) / kRows * kRows);
+  alignas(32) int32_t acc[kRows * kBlockCols];
+  for (int64_t c0 = m_begin; c0 < m_end; c0 += chunk) {
+    const int64_t c1 = std::min(m_end, c0 + chunk);
+    for (int64_t b = block_begin; b < block_end; ++b) {
+      const int64_t n0 = b * kBlockCols, ncols = std::min<int64_t>(kBlockCols, w.n() - n0);
+      const int nb = static_cast<int>((ncols + kVecCols - 1) / kVecCols);
+      const BlockColumns cols(w, ep, n0, ncols);
+      for (int64_t m0 = c0; m0 < c1; m0 += kRows) {
+        const int rows = static_cast<int>(std::min<int64_t>(kRows, c1 - m0));
+        const uint8_t* a[kRows];
+        for (int r = 0; r < rows; ++r) a[r] = a_row(args, m0 + r).base;
+        accumulate_for(rows, nb)(a, offsets, segments, w.block(b), groups, tail, acc);
+        for (int r = 0; r < rows; ++r) finish_row(args, ep, quantize, cols, acc + r * kBlockCols, m0 + r, n0, ncols);
+      }
+    }
+  }
+}
+
+}  // namespace qext::kernels::detail
