@@ -15,9 +15,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstring>
 
 #include "kernels/x86/avx2_epilogue.h"
+#include "kernels/x86/row_chunks.h"
 
 namespace qext::kernels::detail {
 
@@ -25,17 +25,6 @@ namespace {
 
 constexpr int kRows = 4;
 constexpr int64_t kVecBytes = 32;
-// Rows whose activations stay in L2 while every weight block of the range
-// streams past them; when all the rows fit in 512 KB they are one chunk, so
-// the weights stream only once.
-constexpr int64_t kChunkBytes = 64 * 1024;
-constexpr int64_t kWholeRowsBytes = 512 * 1024;
-
-inline int32_t load_u32(const uint8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
 
 // vpdpbusd's sum for 8 columns: acc + sum over the 4 bytes of each lane of
 // a x w, exact because every pair sum fits int16.
@@ -74,9 +63,7 @@ void accumulate(const uint8_t* const* a, const int64_t* offsets, int64_t segment
   if (tail) {
     // (one run only: wb now points at the group after the last whole one)
     for (int r = 0; r < MR; ++r) {
-      int32_t bytes = 0;
-      std::memcpy(&bytes, a[r] + offsets[0] + 4 * groups, static_cast<size_t>(tail));
-      const __m256i av = _mm256_set1_epi32(bytes);
+      const __m256i av = _mm256_set1_epi32(load_partial_u32(a[r] + offsets[0] + 4 * groups, tail));
       for (int j = 0; j < NB; ++j) acc[r][j] = dot4(acc[r][j], av, wb + j * kVecBytes, ones);
     }
   }
@@ -115,10 +102,7 @@ void qgemm_avx2_narrow(const GemmArgs& args, const PackedWeights& w, const Epilo
   const int64_t segments = runs ? args.a_segments : 1;
   const int64_t* offsets = runs ? args.a_segment_offsets : kNoOffset;
   const int64_t groups = w.k() / 4 / segments, tail = w.k() % 4;
-  const int64_t k = std::max<int64_t>(w.k(), 1);
-  const int64_t chunk = (m_end - m_begin) * k <= kWholeRowsBytes
-                            ? m_end - m_begin
-                            : std::max<int64_t>(kRows, (kChunkBytes / k) / kRows * kRows);
+  const int64_t chunk = row_chunk(m_end - m_begin, w.k(), kRows);  // L2-sized
   alignas(32) int32_t acc[kRows * kBlockCols];
   for (int64_t c0 = m_begin; c0 < m_end; c0 += chunk) {
     const int64_t c1 = std::min(m_end, c0 + chunk);

@@ -10,30 +10,16 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 
 #include "kernels/x86/avx512_epilogue.h"
+#include "kernels/x86/row_chunks.h"
 
 namespace qext::kernels::detail {
 
 namespace {
 
 constexpr int kRows = 6;
-constexpr int64_t kChunkBytes = 64 * 1024;
-constexpr int64_t kWholeRowsBytes = 512 * 1024;
-
-inline int32_t load_u32(const uint8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-inline int32_t load_partial_u32(const uint8_t* p, int64_t bytes) {
-  int32_t v = 0;
-  std::memcpy(&v, p, static_cast<size_t>(bytes));
-  return v;
-}
 
 // acc[r][c] = sum over `segments` runs of `groups` k groups each (run s of
 // row r at a[r] + offsets[s]), for MR rows x NB*16 columns of one block,
@@ -131,15 +117,9 @@ void qgemm_avx512_vnni(const GemmArgs& args, const PackedWeights& w, const Epilo
                        int64_t m_begin, int64_t m_end, int64_t block_begin, int64_t block_end) {
   const int64_t bc = w.layout().block_cols;
   const Quantizer16 quantize(ep.out_scale, ep.out_zero_point, 0, 255, ep.clamp_min, ep.clamp_max);
-  // Rows in chunks whose activations stay in L2 while every weight block of the
-  // range streams past them; inside a chunk, one block's weights stay in L1/L2
-  // while the chunk's row tiles use them.
-  // When all the rows fit in half of L2 (batch-1 deep convs: 49 x 4608 bytes)
-  // one chunk takes them all, so the weights (MBs there) stream only once.
-  const int64_t k = std::max<int64_t>(w.k(), 1);
-  const int64_t chunk = (m_end - m_begin) * k <= kWholeRowsBytes
-                            ? m_end - m_begin
-                            : std::max<int64_t>(kRows, (kChunkBytes / k) / kRows * kRows);
+  // Rows in L2-sized chunks (row_chunk); inside a chunk, one block's weights
+  // stay in L1/L2 while the chunk's row tiles use them.
+  const int64_t chunk = row_chunk(m_end - m_begin, w.k(), kRows);
   for (int64_t c0 = m_begin; c0 < m_end; c0 += chunk) {
     const int64_t c1 = std::min(m_end, c0 + chunk);
     for (int64_t b = block_begin; b < block_end; ++b) {
