@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "api/prepared_module.h"
 #include "api/report_storage.h"
 #include "ops/observer_class.h"
 #include "passes/module_copy.h"
@@ -20,11 +21,12 @@ namespace qext {
 
 namespace {
 
-constexpr const char* kExcludeAttr = "_qext_static_exclude";
-constexpr const char* kWeightBitsAttr = "_qext_static_weight_bits";
-constexpr const char* kCheckFiniteAttr = "_qext_static_check_finite";
-constexpr const char* kEqualizedAttr = "_qext_static_equalized_pairs";
-constexpr const char* kBiasCorrectionAttr = "_qext_static_bias_correction";
+using api::kBiasCorrectionAttr;
+using api::kCheckFiniteAttr;
+using api::kEqualizedAttr;
+using api::kExcludeAttr;
+using api::kWeightBitsAttr;
+
 // The observers of a prepared module (root attributes), by attribute name.
 std::map<std::string, c10::intrusive_ptr<ops::ObserverClass>> observers_of(const torch::jit::Module& prepared) {
   const auto observer_type = c10::getCustomClassType<c10::intrusive_ptr<ops::ObserverClass>>();
@@ -104,25 +106,28 @@ torch::jit::Module prepare_static(const torch::jit::Module& model, const StaticC
 
 void calibrate(torch::jit::Module& prepared, const std::vector<std::vector<c10::IValue>>& inputs,
                int64_t first_batch) {
-  TORCH_CHECK(prepared.hasattr(kExcludeAttr),
-              "qext::calibrate: the module was not prepared by qext::prepare_static");
+  api::check_prepared(prepared, "qext::calibrate");
   TORCH_CHECK(!inputs.empty(), "qext::calibrate: the calibration data is empty; pass at least one input batch");
-  at::NoGradGuard no_grad;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    try {
-      prepared.forward(inputs[i]);
-    } catch (const std::exception& e) {
-      TORCH_CHECK(false, "qext::calibrate: calibration batch ", first_batch + static_cast<int64_t>(i), " failed: ",
-                  error_summary(e));
-    }
-  }
+  for (size_t i = 0; i < inputs.size(); ++i) api::calibrate_batch(prepared, inputs[i], first_batch + static_cast<int64_t>(i));
 }
 
 namespace api {
 
+void check_prepared(const torch::jit::Module& module, const char* who) {
+  TORCH_CHECK(module.hasattr(kExcludeAttr), who, ": the module was not prepared by qext::prepare_static");
+}
+
+void calibrate_batch(torch::jit::Module& prepared, const std::vector<c10::IValue>& batch, int64_t index) {
+  at::NoGradGuard no_grad;
+  try {
+    prepared.forward(batch);
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, "qext::calibrate: calibration batch ", index, " failed: ", error_summary(e));
+  }
+}
+
 torch::jit::Module convert(const torch::jit::Module& prepared, bool probe) {
-  TORCH_CHECK(prepared.hasattr(kExcludeAttr),
-              "qext::convert: the module was not prepared by qext::prepare_static");
+  check_prepared(prepared, "qext::convert");
   std::vector<std::string> exclude;
   for (const auto& p : prepared.attr(kExcludeAttr).toListRef()) exclude.push_back(p.toStringRef());
   const int64_t weight_bits = prepared.hasattr(kWeightBitsAttr) ? prepared.attr(kWeightBitsAttr).toInt() : 8;
@@ -168,12 +173,9 @@ torch::jit::Module quantize_static(const torch::jit::Module& model,
                                    const StaticConfig& config) {
   TORCH_CHECK(!calibration_inputs.empty(),
               "qext::quantize_static: the calibration data is empty; pass at least one input batch");
-  torch::jit::Module prepared = prepare_static(model, config);
-  calibrate(prepared, calibration_inputs);
-  torch::jit::Module out = convert(prepared);
-  const size_t measured = sqnr_batch_count(calibration_inputs);
-  measure_sqnr(prepared, out, {calibration_inputs.begin(), calibration_inputs.begin() + measured});
-  return out;
+  Calibrator calibrator(prepare_static(model, config));
+  for (const auto& batch : calibration_inputs) calibrator.add(batch);
+  return calibrator.convert();
 }
 
 const char* observer_name(Observer observer) {

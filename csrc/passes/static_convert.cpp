@@ -268,13 +268,15 @@ void guard_boundaries(Graph& graph) {
 
 // Adds a report row for each op that reads int8 data dequantized because it
 // has no int8 version (e.g. tanh, softmax, a matmul of two activations).
-void report_float_ops(Graph& graph, std::vector<LayerReport>& rows) {
+// `layers_kept_float` have rows of their own, with their reason.
+void report_float_ops(Graph& graph, const std::unordered_set<Node*>& layers_kept_float,
+                      std::vector<LayerReport>& rows) {
   static const auto is_op = c10::Symbol::fromQualString("aten::__is__");
   static const auto isnot_op = c10::Symbol::fromQualString("aten::__isnot__");
   static const auto dropout = c10::Symbol::fromQualString("aten::dropout");
   static const auto select = c10::Symbol::fromQualString("aten::select");
   static const auto append = c10::Symbol::fromQualString("aten::append");
-  std::unordered_set<Node*> seen;
+  std::unordered_set<Node*> seen = layers_kept_float;
   std::map<std::string, int> count;
   // The ops computing on v: through layout ops, select and dropout (float
   // here only because what reads them is), past metadata queries (size, dim,
@@ -355,6 +357,7 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
   std::vector<LayerReport> rows;
   std::vector<AttrRef> quantized_weights;
   std::unordered_map<Value*, Value*> quantized_once;
+  std::unordered_set<Node*> kept_float;
   for (const StaticLayer& l : find_static_layers(root, graph)) {
     LayerReport row{l.name, l.kind, "float", l.unsupported};
     if (l.weight) {
@@ -380,6 +383,7 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
     }
     if (!row.reason.empty()) {
       rows.push_back(row);
+      kept_float.insert(l.node);
       continue;
     }
 
@@ -461,7 +465,7 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
   drop_requantize_pairs(root, graph);
   if (check_finite) guard_boundaries(graph);
   for (AttrRef& ref : quantized_weights) release_if_unread(root, ref);
-  report_float_ops(graph, rows);
+  report_float_ops(graph, kept_float, rows);
   return rows;
 }
 

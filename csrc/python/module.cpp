@@ -3,6 +3,7 @@
 // Modules cross as torch._C.ScriptModule (torch::jit::Module), which torch's
 // own bindings register with the pybind11 bundled in torch (so this module is
 // built with torch's pybind11 headers, not PyPI's).
+#include <pybind11/functional.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 #include <torch/csrc/jit/api/module.h>
@@ -119,6 +120,21 @@ PYBIND11_MODULE(_C, m) {
         return qext::sqnr_batch_count(as_inputs(batches));
       },
       py::arg("batches"));
+  // The metric is a Python callable: pybind11 takes the GIL back to call it.
+  py::class_<qext::Calibrator>(m, "Calibrator")
+      .def(py::init<torch::jit::Module>(), py::arg("prepared"))
+      .def(
+          "add",
+          [](qext::Calibrator& self, const std::vector<at::Tensor>& batch) {
+            const std::vector<c10::IValue> inputs(batch.begin(), batch.end());
+            py::gil_scoped_release release;
+            self.add(inputs);
+          },
+          py::arg("batch"))
+      .def_property_readonly("batches", &qext::Calibrator::batches)
+      .def("convert", &qext::Calibrator::convert, py::call_guard<py::gil_scoped_release>())
+      .def("convert_within", &qext::Calibrator::convert_within, py::arg("metric"), py::arg("float_score"),
+           py::arg("max_drop"), py::arg("max_float_layers") = -1, py::call_guard<py::gil_scoped_release>());
   m.def("convert", &qext::convert, py::arg("prepared"), py::call_guard<py::gil_scoped_release>());
   // The report crosses as the C++ structs (no JSON in between: names keep
   // every character, an infinite SQNR stays inf).

@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <exception>
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -173,6 +174,46 @@ std::vector<std::string> static_pass_through_ops();
 torch::jit::Module quantize_static(const torch::jit::Module& model,
                                    const std::vector<std::vector<c10::IValue>>& calibration_inputs,
                                    const StaticConfig& config = {});
+
+// Calibration one batch at a time, for data streamed from a loader (too big
+// to hold, or with progress shown between batches), then conversion as
+// quantize_static does it: the int8 module with every layer's SQNR measured
+// on the first batches (sqnr_batch_count), which the calibrator keeps.
+class Calibrator {
+ public:
+  // `prepared` comes from prepare_static; the calibrator records into it.
+  explicit Calibrator(torch::jit::Module prepared);
+  // Runs one batch through the prepared module; errors name the batch by
+  // its position in the stream.
+  void add(const std::vector<c10::IValue>& batch);
+  int64_t batches() const { return batches_; }
+  const torch::jit::Module& prepared() const { return prepared_; }
+  // The int8 module; throws when no batch was added.
+  torch::jit::Module convert() const;
+  // convert() within an accuracy budget. `metric(module)` scores a module,
+  // higher is better; `float_score` is the float model's score. While the
+  // int8 module scores more than `max_drop` below it, the int8 layer with
+  // the lowest SQNR is kept float (excluded by name, which the report says)
+  // and the module converted again; calibration is not repeated. Stops at
+  // `max_float_layers` layers kept float (< 0: no limit) or when no int8
+  // layer is left. The prepared module's own exclude list is restored after.
+  torch::jit::Module convert_within(const std::function<double(torch::jit::Module)>& metric,
+                                    double float_score, double max_drop, int64_t max_float_layers = -1);
+
+ private:
+  torch::jit::Module prepared_;
+  std::vector<std::vector<c10::IValue>> sqnr_batches_;
+  bool keeping_ = true;  // the kept batches are a prefix of the stream
+  int64_t batches_ = 0;
+};
+
+// quantize_static within an accuracy budget (Calibrator::convert_within),
+// with metric(model) as the float score.
+torch::jit::Module quantize_static_accuracy_aware(const torch::jit::Module& model,
+                                                  const std::vector<std::vector<c10::IValue>>& calibration_inputs,
+                                                  const std::function<double(torch::jit::Module)>& metric,
+                                                  double max_drop, const StaticConfig& config = {},
+                                                  int64_t max_float_layers = -1);
 
 // Runs `inputs` through the float model (the prepared module, observers
 // ignored) and through its int8 conversion, and stores in `quantized`'s report

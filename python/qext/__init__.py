@@ -17,7 +17,7 @@ import torch  # noqa: F401  (libqext links libtorch; load torch's Python side fi
 from . import _C
 from . import fake_ops  # noqa: F401  (shape-only kernels for FakeTensorMode / torch.compile)
 from .benchmark import BenchmarkResult, BenchmarkRow, benchmark
-from .config import DynamicConfig
+from .config import DynamicConfig, Granularity, HistogramMethod, Observer
 from .dynamic import quantize_dynamic
 from .isa import active_isa, kernels_in_use, set_isa, supported_isas
 from .linear import linear_dynamic, linear_lowbit, quantize_linear_weight, quantize_linear_weight_lowbit
@@ -46,7 +46,10 @@ __all__ = [
     "BenchmarkResult",
     "BenchmarkRow",
     "DynamicConfig",
+    "Granularity",
+    "HistogramMethod",
     "LayerReport",
+    "Observer",
     "QuantizationReport",
     "StaticConfig",
     "active_isa",

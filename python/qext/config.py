@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar, Union
 
 from . import _C
+
+# The option enums are the C++ ones (include/qext/qext.h), bound by pybind11.
+# Configs take a member (qext.Observer.histogram) or its name ("histogram").
+Granularity = _C.Granularity
+Observer = _C.Observer
+HistogramMethod = _C.HistogramMethod
+
+_E = TypeVar("_E")
+
+
+def enum_option(owner: str, name: str, value: object, enum: type[_E]) -> _E:
+    """``value`` as a member of the bound C++ ``enum``: a member, or its name."""
+    if isinstance(value, enum):
+        return value
+    if isinstance(value, str) and value in enum.__members__:
+        return enum.__members__[value]
+    raise ValueError(f"{owner}.{name} must be a qext.{enum.__name__} or one of {sorted(enum.__members__)}; "
+                     f"got {value!r}")
 
 
 @dataclass
@@ -19,7 +37,8 @@ class DynamicConfig:
         module_types: class names of the modules owning the weights (e.g.
             ``["Linear"]``, ``["LSTM", "GRU"]``); empty means any module.
         weight_granularity: ``"per_channel"`` (one scale per output channel, the
-            default) or ``"per_tensor"``.
+            default) or ``"per_tensor"`` (or the :class:`qext.Granularity`
+            member of that name).
         per_row_activations: one activation scale per row/token (default, more
             accurate with outlier tokens) instead of one per call.
         min_weight_elements: layers with fewer weights stay float.
@@ -49,7 +68,7 @@ class DynamicConfig:
     include: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
     module_types: list[str] = field(default_factory=list)
-    weight_granularity: Literal["per_channel", "per_tensor"] = "per_channel"
+    weight_granularity: Union[Granularity, Literal["per_channel", "per_tensor"]] = "per_channel"
     per_row_activations: bool = True
     min_weight_elements: int = 0
     quantize_matmul: bool = True
@@ -64,10 +83,6 @@ class DynamicConfig:
             value = getattr(self, name)
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):
                 raise TypeError(f"DynamicConfig.{name} must be a list of strings; got {value!r}")
-        if self.weight_granularity not in ("per_channel", "per_tensor"):
-            raise ValueError(
-                f"DynamicConfig.weight_granularity must be 'per_channel' or 'per_tensor'; got {self.weight_granularity!r}"
-            )
         if not isinstance(self.min_weight_elements, int) or self.min_weight_elements < 0:
             raise ValueError(f"DynamicConfig.min_weight_elements must be an int >= 0; got {self.min_weight_elements!r}")
         if isinstance(self.weight_bits, bool) or self.weight_bits not in (8, 7, 4, 2, 1):
@@ -84,7 +99,7 @@ class DynamicConfig:
         cfg.include = list(self.include)
         cfg.exclude = list(self.exclude)
         cfg.module_types = list(self.module_types)
-        cfg.weight_granularity = getattr(_C.Granularity, self.weight_granularity)
+        cfg.weight_granularity = enum_option("DynamicConfig", "weight_granularity", self.weight_granularity, Granularity)
         cfg.per_row_activations = bool(self.per_row_activations)
         cfg.min_weight_elements = self.min_weight_elements
         cfg.quantize_matmul = bool(self.quantize_matmul)

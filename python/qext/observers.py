@@ -3,17 +3,18 @@ and choose the range to quantize them with."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Union
 
 import torch
 
 from . import _C  # noqa: F401  (registers torch.classes.qext)
+from .config import HistogramMethod, Observer, enum_option
 
 
 def make_observer(
-    kind: Literal["min_max", "moving_average", "histogram"] = "min_max",
+    kind: Union[Observer, Literal["min_max", "moving_average", "histogram"]] = "min_max",
     *,
-    method: Literal["percentile", "entropy", "mse"] = "percentile",
+    method: Union[HistogramMethod, Literal["percentile", "entropy", "mse"]] = "percentile",
     percentile: float = 99.99,
     averaging_constant: float = 0.01,
     bins: int = 2048,
@@ -35,4 +36,6 @@ def make_observer(
     (scale, zero_point) and ``obs.min_max()`` for the chosen range. Observers
     pickle with their state, inside saved ScriptModules too.
     """
+    kind = enum_option("make_observer", "kind", kind, Observer).name
+    method = enum_option("make_observer", "method", method, HistogramMethod).name
     return torch.classes.qext.Observer(kind, method, float(percentile), float(averaging_constant), bins, axis, qmin, qmax, symmetric)

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <torch/script.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -143,6 +144,65 @@ TEST(Api, QuantizeStaticReportsQParamsAndSqnr) {
     out = out.defined() ? torch::cat({out, q.forward(batch).toTensor()}) : q.forward(batch).toTensor();
   }
   EXPECT_NEAR(*report.layers.back().sqnr_db, sqnr_db(ref, out), 0.01);
+}
+
+// A stream of batches through Calibrator gives quantize_static's module and
+// report; misuse is an error that says what is wrong.
+TEST(Api, CalibratorStreamsBatchesLikeQuantizeStatic) {
+  torch::jit::Module model = make_conv_model();
+  std::vector<std::vector<c10::IValue>> calib;
+  for (int i = 0; i < 4; ++i) calib.push_back({torch::randn({4, 3, 8, 8})});
+  torch::jit::Module whole = qext::quantize_static(model, calib);
+  qext::Calibrator calibrator(qext::prepare_static(model));
+  EXPECT_THROW(calibrator.convert(), c10::Error);  // nothing added yet
+  for (const auto& batch : calib) calibrator.add(batch);
+  EXPECT_EQ(calibrator.batches(), 4);
+  torch::jit::Module streamed = calibrator.convert();
+  const torch::Tensor x = torch::randn({2, 3, 8, 8});
+  EXPECT_TRUE(torch::equal(whole.forward({x}).toTensor(), streamed.forward({x}).toTensor()));
+  const auto a = qext::report(whole).layers, b = qext::report(streamed).layers;
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].sqnr_db, b[i].sqnr_db) << a[i].name;
+
+  EXPECT_THROW(qext::Calibrator{make_conv_model()}, c10::Error);  // not prepared
+  try {
+    calibrator.add({torch::randn({4, 5, 8, 8})});  // wrong channel count: batch 4 of the stream
+    FAIL() << "a batch the model cannot run must throw";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("calibration batch 4 failed"), std::string::npos) << e.what();
+  }
+}
+
+// The accuracy budget keeps the least accurate int8 layer (lowest SQNR) float,
+// one per round, and leaves the prepared module's own settings as they were.
+TEST(Api, AccuracyAwareConversionKeepsTheLeastAccurateLayerFloat) {
+  torch::jit::Module model = make_conv_model();
+  std::vector<std::vector<c10::IValue>> calib;
+  for (int i = 0; i < 4; ++i) calib.push_back({torch::randn({4, 3, 8, 8})});
+  const torch::Tensor held_out = torch::randn({8, 3, 8, 8});
+  const torch::Tensor ref = model.forward({held_out}).toTensor();
+  const auto metric = [&](torch::jit::Module m) {
+    return -((m.forward({held_out}).toTensor() - ref).norm() / ref.norm()).item<double>();
+  };
+  qext::Calibrator calibrator(qext::prepare_static(model));
+  for (const auto& batch : calib) calibrator.add(batch);
+  const auto plain = qext::report(calibrator.convert()).layers;
+  const auto worst = std::min_element(plain.begin(), plain.end(), [](const auto& l, const auto& r) {
+    return *l.sqnr_db < *r.sqnr_db;
+  });
+  // A budget nothing meets, capped at one layer kept float.
+  const auto capped = qext::report(calibrator.convert_within(metric, metric(model), 0.0, 1)).layers;
+  int excluded = 0;
+  for (const auto& l : capped) {
+    if (l.status != "float") continue;
+    ++excluded;
+    EXPECT_EQ(l.name, worst->name);
+  }
+  EXPECT_EQ(excluded, 1);
+  EXPECT_EQ(qext::report(calibrator.convert()).quantized(), static_cast<int64_t>(plain.size()));  // restored
+  // A budget the plain int8 model meets changes nothing.
+  const torch::jit::Module q = qext::quantize_static_accuracy_aware(model, calib, metric, 1.0);
+  EXPECT_EQ(qext::report(q).quantized(), static_cast<int64_t>(plain.size()));
 }
 
 // conv -> relu -> conv -> linear with output channels scaled over three decades.

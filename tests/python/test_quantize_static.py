@@ -661,14 +661,30 @@ def test_same_and_valid_padding_run_int8():
             assert sqnr_db(want, got) > 25
 
 
-def test_observer_options_are_checked_names():
+def test_observer_options_are_the_cpp_enums_or_their_names():
     model = LeNet().eval()
-    with pytest.raises(ValueError, match=r"StaticConfig.observer must be one of \['histogram', 'min_max', 'moving_average'\]"):
+    with pytest.raises(ValueError, match=r"StaticConfig.observer must be a qext.Observer or one of "
+                                         r"\['histogram', 'min_max', 'moving_average'\]"):
         qext.prepare_static(model, qext.StaticConfig(observer="median"))
-    with pytest.raises(ValueError, match="StaticConfig.histogram_method must be one of"):
+    with pytest.raises(ValueError, match="StaticConfig.histogram_method must be a qext.HistogramMethod or one of"):
         qext.prepare_static(model, qext.StaticConfig(observer="histogram", histogram_method="kl"))
-    cfg = qext.StaticConfig(observer="histogram", histogram_method="mse")._to_cpp()
-    assert cfg.observer == qext._C.Observer.histogram and cfg.histogram_method == qext._C.HistogramMethod.mse
+    with pytest.raises(ValueError, match="StaticConfig.observer must be"):  # a member of another enum
+        qext.prepare_static(model, qext.StaticConfig(observer=qext.HistogramMethod.mse))
+    by_name = qext.StaticConfig(observer="histogram", histogram_method="mse")._to_cpp()
+    by_enum = qext.StaticConfig(observer=qext.Observer.histogram, histogram_method=qext.HistogramMethod.mse)._to_cpp()
+    for cfg in (by_name, by_enum):
+        assert cfg.observer == qext.Observer.histogram and cfg.histogram_method == qext.HistogramMethod.mse
+    assert qext.Observer is qext._C.Observer  # the bound C++ enum itself
+    dyn = qext.DynamicConfig(weight_granularity=qext.Granularity.per_tensor)._to_cpp()
+    assert dyn.weight_granularity == qext.Granularity.per_tensor
+    x = torch.randn(1000, generator=torch.Generator().manual_seed(0)) ** 3
+    ranges = []
+    for kind, method in ((qext.Observer.histogram, qext.HistogramMethod.entropy), ("histogram", "entropy"),
+                         ("histogram", "percentile")):
+        obs = qext.make_observer(kind, method=method, bins=256)
+        obs.observe(x)
+        ranges.append(obs.min_max())
+    assert ranges[0] == ranges[1] != ranges[2]
 
 
 class OutlierMlp(nn.Module):
@@ -709,6 +725,14 @@ def test_accuracy_aware_mode_keeps_the_most_sensitive_layer_float():
     assert sum("excluded" in layer.reason for layer in qext.report(capped).layers) == 1
     with pytest.raises(ValueError, match="max_drop"):
         qext.quantize_static_accuracy_aware(model, calib, metric, max_drop=-1)
+
+    def broken_metric(m):  # raised inside the C++ search: reaches the caller as itself
+        if isinstance(m, torch.jit.RecursiveScriptModule) and hasattr(m, "_qext_report"):
+            raise KeyError("held-out set missing")
+        return 0.0
+
+    with pytest.raises(KeyError, match="held-out set missing"):
+        qext.quantize_static_accuracy_aware(model, calib, broken_metric, max_drop=0.0)
 
 
 class TinyEncoder(nn.Module):
