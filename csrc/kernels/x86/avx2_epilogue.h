@@ -27,8 +27,9 @@ constexpr int kBlockCols = kBlockVecs * kVecCols;
 // quantize into [qmin, qmax] (quantizing is monotonic, so this equals
 // clamp -> quantize -> clamp; NaN -> lo), then the correctly rounded quotient
 // without the divider (q0 = v / s via 1/s, one FMA correction; vdivps on 8
-// lanes dominated short-K epilogues). A dividing fallback where 1/s is not a
-// normal float or the bounds overflow.
+// lanes dominated short-K epilogues), converted in one instruction when the
+// MXCSR rounds to nearest even (the default; vroundps + vcvttps otherwise).
+// A dividing fallback where 1/s is not a normal float or the bounds overflow.
 class Quantizer8 {
  public:
   Quantizer8(float scale, int32_t zero_point, int32_t qmin, int32_t qmax,
@@ -44,6 +45,7 @@ class Quantizer8 {
     narrowed_ = b.narrowed;
     lo_ = _mm256_set1_ps(b.lo);
     hi_ = _mm256_set1_ps(b.hi);
+    nearest_even_ = (_mm_getcsr() & _MM_ROUND_MASK) == _MM_ROUND_NEAREST;
   }
 
   __m256i operator()(__m256 v) const {
@@ -52,6 +54,8 @@ class Quantizer8 {
       const __m256 q0 = _mm256_mul_ps(v, inv_);
       const __m256 r = _mm256_fnmadd_ps(q0, scale_, v);
       const __m256 quotient = _mm256_fmadd_ps(r, inv_, q0);
+      // (finite and within int32: v was clamped to the narrowed bounds)
+      if (nearest_even_) return _mm256_add_epi32(_mm256_cvtps_epi32(quotient), zp_);
       const __m256 rounded = _mm256_round_ps(quotient, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       return _mm256_add_epi32(_mm256_cvttps_epi32(rounded), zp_);
     }
@@ -62,7 +66,7 @@ class Quantizer8 {
   }
 
  private:
-  bool narrowed_;
+  bool narrowed_, nearest_even_;
   __m256 scale_, inv_;
   __m256i zp_;
   __m256 zp_f_, qmin_, qmax_, lo_, hi_;
@@ -96,13 +100,24 @@ inline void store_f32x8(float* dst, __m256 v, int64_t lanes) {
 }
 
 // One weight block's column data padded to whole vectors, so the epilogue
-// never reads past N; prepared once per block, not per row tile.
+// never reads past N; prepared once per block, not per row tile. It also
+// holds the products with the last row's zero point (za * sum) and scale
+// (row_scale * col_scale), remade only when those change: once per block
+// with per-tensor activations (static quantization), per row with per-row
+// ones. Same operations, same bits; short-K layers are epilogue-bound.
 struct BlockColumns {
   alignas(32) int32_t sum[kBlockCols] = {};
   alignas(32) float scale[kBlockCols] = {};
   alignas(32) float bias[kBlockCols] = {};
+  alignas(32) int32_t zp_sum[kBlockCols];
+  alignas(32) float row_col_scale[kBlockCols];
+  int vecs;
+  bool have_zp = false, have_scale = false;
+  int32_t zp_of_sums = 0;
+  uint32_t scale_bits = 0;  // row_scale's bits (NaN compares unequal to itself)
 
-  BlockColumns(const PackedWeights& w, const Epilogue& ep, int64_t n0, int64_t ncols) {
+  BlockColumns(const PackedWeights& w, const Epilogue& ep, int64_t n0, int64_t ncols)
+      : vecs(static_cast<int>((ncols + kVecCols - 1) / kVecCols)) {
     const bool to_float = ep.output != Epilogue::Output::Int32;
     for (int64_t c = 0; c < ncols; ++c) {
       sum[c] = w.col_sums()[n0 + c];
@@ -110,26 +125,50 @@ struct BlockColumns {
       if (to_float && ep.bias) bias[c] = ep.bias[n0 + c];
     }
   }
+
+  const int32_t* zp_sums(int32_t zp) {
+    if (!have_zp || zp != zp_of_sums) {
+      const __m256i z = _mm256_set1_epi32(zp);
+      for (int j = 0; j < vecs; ++j) {
+        const __m256i s = _mm256_load_si256(reinterpret_cast<const __m256i*>(sum + j * kVecCols));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(zp_sum + j * kVecCols), _mm256_mullo_epi32(z, s));
+      }
+      have_zp = true;
+      zp_of_sums = zp;
+    }
+    return zp_sum;
+  }
+
+  const float* row_col_scales(float row_scale) {
+    uint32_t bits;
+    std::memcpy(&bits, &row_scale, sizeof bits);
+    if (!have_scale || bits != scale_bits) {
+      const __m256 r = _mm256_set1_ps(row_scale);
+      for (int j = 0; j < vecs; ++j)
+        _mm256_store_ps(row_col_scale + j * kVecCols, _mm256_mul_ps(r, _mm256_load_ps(scale + j * kVecCols)));
+      have_scale = true;
+      scale_bits = bits;
+    }
+    return row_col_scale;
+  }
 };
 
 // Row m's accumulators (kBlockCols int32, `acc`) for the block's `ncols` columns at
 // n0: zero-point correction, then the epilogue, stored to C.
-void finish_row(const GemmArgs& args, const Epilogue& ep, const Quantizer8& quantize, const BlockColumns& cols,
+void finish_row(const GemmArgs& args, const Epilogue& ep, const Quantizer8& quantize, BlockColumns& cols,
                 const int32_t* acc, int64_t m, int64_t n0, int64_t ncols) {
   const bool to_float = ep.output != Epilogue::Output::Int32;
-  const __m256i zp = _mm256_set1_epi32(args.a_zero_point[m]);
-  const __m256 row_scale = to_float ? _mm256_set1_ps(ep.row_scale[m]) : _mm256_setzero_ps();
+  const int32_t* zp_sum = cols.zp_sums(args.a_zero_point[m]);
+  const float* scales = to_float ? cols.row_col_scales(ep.row_scale[m]) : nullptr;
   for (int64_t j = 0; j * kVecCols < ncols; ++j) {
     const int64_t at = m * args.ldc + n0 + j * kVecCols, lanes = ncols - j * kVecCols;
-    const __m256i cs = _mm256_load_si256(reinterpret_cast<const __m256i*>(cols.sum + j * kVecCols));
     const __m256i v = _mm256_sub_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(acc + j * kVecCols)),
-                                       _mm256_mullo_epi32(zp, cs));
+                                       _mm256_load_si256(reinterpret_cast<const __m256i*>(zp_sum + j * kVecCols)));
     if (!to_float) {
       store_i32x8(static_cast<int32_t*>(args.c) + at, v, lanes);
       continue;
     }
-    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v),
-                             _mm256_mul_ps(row_scale, _mm256_load_ps(cols.scale + j * kVecCols)));
+    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_load_ps(scales + j * kVecCols));
     if (ep.bias) f = _mm256_add_ps(f, _mm256_load_ps(cols.bias + j * kVecCols));
     if (ep.output == Epilogue::Output::Float) {
       f = _mm256_min_ps(_mm256_max_ps(f, _mm256_set1_ps(ep.clamp_min)), _mm256_set1_ps(ep.clamp_max));

@@ -188,7 +188,7 @@ void qgemm_avx2(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep
     for (int64_t b = block_begin; b < block_end; ++b) {
       const int64_t n0 = b * bc, ncols = std::min(bc, w.n() - n0);
       const int nb = static_cast<int>((ncols + kVecCols - 1) / kVecCols);
-      const BlockColumns cols(w, ep, n0, ncols);
+      BlockColumns cols(w, ep, n0, ncols);
       // Every row tile's accumulators, then every row's epilogue.
       for (int64_t g0 = 0; g0 < pairs; g0 += direct ? pairs : kPanelPairs) {
         const int64_t chunk = direct ? pairs : std::min(kPanelPairs, pairs - g0);

@@ -109,7 +109,7 @@ void qgemm_avx2_narrow(const GemmArgs& args, const PackedWeights& w, const Epilo
     for (int64_t b = block_begin; b < block_end; ++b) {
       const int64_t n0 = b * kBlockCols, ncols = std::min<int64_t>(kBlockCols, w.n() - n0);
       const int nb = static_cast<int>((ncols + kVecCols - 1) / kVecCols);
-      const BlockColumns cols(w, ep, n0, ncols);
+      BlockColumns cols(w, ep, n0, ncols);
       for (int64_t m0 = c0; m0 < c1; m0 += kRows) {
         const int rows = static_cast<int>(std::min<int64_t>(kRows, c1 - m0));
         const uint8_t* a[kRows];

@@ -12,6 +12,10 @@
 #include "kernels/isa.h"
 #include "kernels/qgemm.h"
 
+#if defined(__x86_64__) || defined(_M_X64)
+#include <xmmintrin.h>  // _mm_getcsr / _mm_setcsr
+#endif
+
 using namespace qext::kernels;
 
 namespace {
@@ -270,6 +274,33 @@ TEST(Qgemm, Uint8EpilogueClampsTiesAndNonFiniteBiasesMatchTheReference) {
               << isa_name(isa) << " clamp [" << lo << ", " << hi << "] zp=" << zp << " scale=" << scale;
       }
 }
+
+#if defined(__x86_64__) || defined(_M_X64)
+// The AVX2 epilogue converts with the MXCSR's rounding when that is round to
+// nearest even (the default) and rounds explicitly otherwise: a changed mode
+// must not change its output.
+TEST(Qgemm, Avx2EpilogueDoesNotDependOnTheMxcsrRoundingMode) {
+  if (!cpu_supports(Isa::Avx2)) GTEST_SKIP() << "no AVX2";
+  for (int w_max : kWeightRanges) {
+    Problem p = random_problem(13, 40, 50, 77, 9, w_max);
+    std::vector<float> row_scale(p.m, 1.0f), col_scale(p.n, 1.0f);
+    Epilogue ep;
+    ep.output = Epilogue::Output::Uint8;
+    ep.row_scale = row_scale.data();
+    ep.col_scale = col_scale.data();
+    ep.out_scale = 2.0f;  // odd sums halve to ties
+    ep.out_zero_point = 128;
+    const std::vector<uint8_t> want = run<uint8_t>(p, Isa::Ref, ep);
+    const unsigned int mxcsr = _mm_getcsr();
+    for (unsigned int mode : {_MM_ROUND_DOWN, _MM_ROUND_UP, _MM_ROUND_TOWARD_ZERO}) {
+      _mm_setcsr((mxcsr & ~_MM_ROUND_MASK) | mode);
+      const std::vector<uint8_t> got = run<uint8_t>(p, Isa::Avx2, ep);
+      _mm_setcsr(mxcsr);
+      EXPECT_EQ(got, want) << "MXCSR rounding mode " << mode << " |w|<=" << w_max;
+    }
+  }
+}
+#endif
 
 TEST(Qgemm, SubRangesComposeToTheWhole) {
   for (int w_max : kWeightRanges) {
