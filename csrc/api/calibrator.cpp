@@ -1,7 +1,5 @@
 // qext::Calibrator: streamed calibration, then conversion with the SQNR
 // measured on the first batches, optionally within an accuracy budget.
-#include <algorithm>
-
 #include "api/prepared_module.h"
 #include "qext/qext.h"
 
