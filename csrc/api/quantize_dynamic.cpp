@@ -25,7 +25,7 @@ std::string config_json(const DynamicConfig& c) {
       << (c.weight_granularity == Granularity::PerChannel ? "per_channel" : "per_tensor")
       << "\", \"per_row_activations\": " << (c.per_row_activations ? "true" : "false")
       << ", \"min_weight_elements\": " << c.min_weight_elements << ", \"weight_bits\": " << c.weight_bits
-      << ", \"group_size\": " << c.group_size << ", \"low_rank\": " << c.low_rank
+      << ", \"activation_bits\": " << c.activation_bits << ", \"group_size\": " << c.group_size << ", \"low_rank\": " << c.low_rank
       << ", \"low_rank_energy\": " << c.low_rank_energy
       << ", \"quantize_matmul\": " << (c.quantize_matmul ? "true" : "false")
       << ", \"quantize_embeddings\": " << (c.quantize_embeddings ? "true" : "false") << "}";
@@ -40,6 +40,11 @@ torch::jit::Module quantize_dynamic(const torch::jit::Module& model, const Dynam
               config.min_weight_elements);
   TORCH_CHECK(config.weight_bits == 8 || config.weight_bits == 7 || kernels::lowbit_supported(config.weight_bits),
               "qext::quantize_dynamic: weight_bits must be 8, 7, 4, 2 or 1; got ", config.weight_bits);
+  TORCH_CHECK(config.activation_bits == 8 || config.activation_bits == 7,
+              "qext::quantize_dynamic: activation_bits must be 8 or 7; got ", config.activation_bits);
+  TORCH_CHECK(config.activation_bits == 8 || config.weight_bits >= 7,
+              "qext::quantize_dynamic: activation_bits=7 needs weight_bits 8 or 7 (the low-bit kernels take "
+              "8-bit activations)");
   TORCH_CHECK(config.group_size >= 0 && config.group_size % 4 == 0,
               "qext::quantize_dynamic: group_size must be a multiple of 4 (e.g. 32, 64, 128), or 0 for one group "
               "per row; got ", config.group_size);

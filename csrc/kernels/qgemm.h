@@ -35,6 +35,11 @@ struct PackLayout {
 // the AVX2 path multiplies them with vpmaddubsw on a layout of its own.
 constexpr int kNarrowWeightMax = 64;
 
+// With activations at most this (7-bit: GemmArgs::a_max) as well, 4 products
+// fit int16 (4 * 127 * 64 = 32512) and that kernel sums two k groups per
+// widening.
+constexpr int kPairedActivationMax = 127;
+
 PackLayout pack_layout(Isa isa, bool narrow = false);
 
 // Weights packed once for one ISA path. Move-only; the packed form is internal
@@ -98,6 +103,10 @@ struct GemmArgs {
   const int64_t* a_segment_offsets = nullptr;  // [a_segments]; nullptr means {0}
   int64_t a_segments = 1;
   const int32_t* a_zero_point = nullptr;  // [M]; activation zero point per row
+  // An upper bound on every A byte read (padding included). Only a speed
+  // hint: callers that know a smaller one (7-bit activations, or measured
+  // with max_u8) pass it; a wrong one gives wrong sums on AVX2.
+  uint8_t a_max = 255;
   void* c = nullptr;                   // [M, ldc] output, type given by the epilogue
   int64_t ldc = 0;
 };

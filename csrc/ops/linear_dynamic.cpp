@@ -39,10 +39,17 @@ LinearCall prepare_linear_call(const char* op, const at::Tensor& input, int64_t 
   return call;
 }
 
+int32_t activation_qmax(const char* op, int64_t activation_bits) {
+  TORCH_CHECK(activation_bits == 8 || activation_bits == 7, op, ": activation_bits must be 8 or 7; got ",
+              activation_bits);
+  return (1 << activation_bits) - 1;
+}
+
 at::Tensor linear_dynamic(const at::Tensor& input,
                           const c10::intrusive_ptr<PackedLinearWeight>& weight,
-                          const std::optional<at::Tensor>& bias, bool per_row, bool relu) {
+                          const std::optional<at::Tensor>& bias, bool per_row, bool relu, int64_t activation_bits) {
   TORCH_CHECK(weight, kOp, ": weight is None");
+  const int32_t qmax = activation_qmax(kOp, activation_bits);
   const int64_t k = weight->in_features(), n = weight->out_features();
   const LinearCall call = prepare_linear_call(kOp, input, k, n, bias);
   const int64_t m = call.m;
@@ -52,7 +59,7 @@ at::Tensor linear_dynamic(const at::Tensor& input,
   const float* xp = call.x.data_ptr<float>();
   const kernels::Isa isa = kernels::active_isa();
 
-  const QuantizedRows rows = quantize_rows(xp, m, k, per_row, isa, k);
+  const QuantizedRows rows = quantize_rows(xp, m, k, per_row, isa, k, qmax);
 
   kernels::Epilogue ep;
   ep.output = kernels::Epilogue::Output::Float;
@@ -64,6 +71,7 @@ at::Tensor linear_dynamic(const at::Tensor& input,
   args.a = rows.q.data_ptr<uint8_t>();
   args.lda = k;
   args.a_zero_point = rows.zero_point.data();
+  args.a_max = static_cast<uint8_t>(qmax);
   args.c = out.data_ptr<float>();
   args.ldc = n;
   parallel_qgemm(args, weight->packed(), ep, m);

@@ -19,17 +19,22 @@ LinearCall prepare_linear_call(const char* op, const at::Tensor& input, int64_t 
                                const std::optional<at::Tensor>& bias);
 
 // y = x W^T + b computed in int8: x [..., K] float32 is quantized to uint8 per
-// tensor (or per row when per_row), W is the packed int8 weight [N, K]; y is
-// float32 [..., N]. Rows of x holding NaN or Inf give NaN rows in y; the other
-// rows are unaffected.
+// tensor (or per row when per_row), in [0, 255] or, with activation_bits 7,
+// [0, 127]; W is the packed int8 weight [N, K]; y is float32 [..., N]. Rows of
+// x holding NaN or Inf give NaN rows in y; the other rows are unaffected.
 at::Tensor linear_dynamic(const at::Tensor& input,
                           const c10::intrusive_ptr<PackedLinearWeight>& weight,
-                          const std::optional<at::Tensor>& bias, bool per_row, bool relu);
+                          const std::optional<at::Tensor>& bias, bool per_row, bool relu,
+                          int64_t activation_bits = 8);
+
+// The largest activation value activation_bits (8 or 7) allows; throws for others.
+int32_t activation_qmax(const char* op, int64_t activation_bits);
 
 // The same, bit for bit, composed of ATen ops on the input's device (CUDA:
 // the weight's device copy, at::_int_mm through qmatmul_int32_aten). The
 // activations' ranges come to the host for the one qparams rule.
 at::Tensor linear_dynamic_aten(const at::Tensor& input, const c10::intrusive_ptr<PackedLinearWeight>& weight,
-                               const std::optional<at::Tensor>& bias, bool per_row, bool relu);
+                               const std::optional<at::Tensor>& bias, bool per_row, bool relu,
+                               int64_t activation_bits = 8);
 
 }  // namespace qext::ops

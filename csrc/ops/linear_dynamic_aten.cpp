@@ -20,26 +20,28 @@ namespace {
 
 constexpr const char* kOp = "qext::linear_dynamic";
 
-// quant::choose_qparams(lo, hi, 0, 255, asymmetric) in ATen ops on the
+// quant::choose_qparams(lo, hi, 0, qmax, asymmetric) in ATen ops on the
 // device, per element of lo / hi: the same float operations in the same
 // order (divisions by a device tensor, which PyTorch does not turn into a
 // multiplication by the reciprocal, as it may for a scalar).
-std::pair<at::Tensor, at::Tensor> uint8_qparams(at::Tensor lo, at::Tensor hi) {
+std::pair<at::Tensor, at::Tensor> uint8_qparams(at::Tensor lo, at::Tensor hi, int32_t qmax) {
   const auto scalar = [&](float v) { return at::full({}, v, lo.options()); };
   lo = at::minimum(lo, scalar(0.0f));
   hi = at::maximum(hi, scalar(0.0f));
-  const at::Tensor scale = at::maximum((hi - lo) / scalar(255.0f), scalar(quant::kMinScale));
+  const at::Tensor scale = at::maximum((hi - lo) / scalar(static_cast<float>(qmax)), scalar(quant::kMinScale));
   TORCH_CHECK(at::isfinite(scale).all().item<bool>(), kOp, ": an input row's range is too wide for a float32 "
-              "scale over 255 levels; check the data for overflowed values");
-  const at::Tensor zp = at::clamp(scalar(0.0f) - at::round(lo / scale), 0.0, 255.0).to(at::kInt);
+              "scale over the uint8 levels; check the data for overflowed values");
+  const at::Tensor zp = at::clamp(scalar(0.0f) - at::round(lo / scale), 0.0, qmax).to(at::kInt);
   return {scale, zp};
 }
 
 }  // namespace
 
 at::Tensor linear_dynamic_aten(const at::Tensor& input, const c10::intrusive_ptr<PackedLinearWeight>& weight,
-                               const std::optional<at::Tensor>& bias, bool per_row, bool relu) {
+                               const std::optional<at::Tensor>& bias, bool per_row, bool relu,
+                               int64_t activation_bits) {
   TORCH_CHECK(weight, kOp, ": weight is None");
+  const int32_t qmax = activation_qmax(kOp, activation_bits);
   const int64_t k = weight->in_features(), n = weight->out_features();
   TORCH_CHECK(input.scalar_type() == at::kFloat, kOp, ": expected a float32 input; got ", input.scalar_type());
   TORCH_CHECK(input.dim() >= 1 && input.size(-1) == k, kOp, ": expected input [..., ", k,
@@ -66,8 +68,8 @@ at::Tensor linear_dynamic_aten(const at::Tensor& input, const c10::intrusive_ptr
     lo = lo.amin().expand({m});
     hi = hi.amax().expand({m});
   }
-  const auto [scale, zp] = uint8_qparams(lo.contiguous(), hi.contiguous());
-  const at::Tensor q = quantize_aten(clean, scale, zp, /*axis=*/0, 0, 255);
+  const auto [scale, zp] = uint8_qparams(lo.contiguous(), hi.contiguous(), qmax);
+  const at::Tensor q = quantize_aten(clean, scale, zp, /*axis=*/0, 0, qmax);
   const auto [w_t, w_scale] = weight->on_device(input.device());
   MatmulOperands o;
   o.a = q.reshape({1, m, k});

@@ -138,7 +138,23 @@ struct PackedLayer {
   std::string first_attr;  // low rank only: the K -> r factor
 };
 
-void rewrite(Graph& graph, const Candidate& c, const PackedLayer& packed_layer, bool per_row) {
+// The op's arguments after the packed weight and bias; activation_bits for
+// qext::linear_dynamic only (low-bit layers take 8-bit activations). Saved
+// code leaves out trailing arguments equal to the schema's defaults, so an
+// 8-bit model's file reads as before, in earlier qext versions too.
+std::vector<Value*> trailing_args(Graph& graph, c10::Symbol op, bool per_row, bool relu, int64_t activation_bits) {
+  std::vector<Value*> args{graph.insertConstant(per_row), graph.insertConstant(relu)};
+  if (op == c10::Symbol::fromQualString("qext::linear_dynamic")) args.push_back(graph.insertConstant(activation_bits));
+  return args;
+}
+
+std::vector<Value*> concat(std::vector<Value*> head, const std::vector<Value*>& tail) {
+  head.insert(head.end(), tail.begin(), tail.end());
+  return head;
+}
+
+void rewrite(Graph& graph, const Candidate& c, const PackedLayer& packed_layer, bool per_row,
+             int64_t activation_bits) {
   Node* last = c.bias_add ? c.bias_add : c.node;
   Node* relu = single_relu_user(last->output());
   const bool fuse_relu = relu != nullptr;
@@ -147,14 +163,14 @@ void rewrite(Graph& graph, const Candidate& c, const PackedLayer& packed_layer, 
   Value* input = c.input();
   if (!packed_layer.first_attr.empty()) {
     Value* first = graph.insertGetAttr(graph.inputs()[0], packed_layer.first_attr);
-    Node* reduce = graph.create(op_name, {input, first, graph.insertConstant(c10::IValue()),
-                                          graph.insertConstant(per_row), graph.insertConstant(false)});
+    Node* reduce = graph.create(op_name, concat({input, first, graph.insertConstant(c10::IValue())},
+                                                trailing_args(graph, op_name, per_row, false, activation_bits)));
     graph.insertNode(reduce);
     input = reduce->output()->setType(last->output()->type());
   }
   Value* packed = graph.insertGetAttr(graph.inputs()[0], packed_layer.attr);
   Value* bias = c.has_bias ? c.bias() : graph.insertConstant(c10::IValue());
-  Node* op = graph.create(op_name, {input, packed, bias, graph.insertConstant(per_row), graph.insertConstant(fuse_relu)});
+  Node* op = graph.create(op_name, concat({input, packed, bias}, trailing_args(graph, op_name, per_row, fuse_relu, activation_bits)));
   graph.insertNode(op);
   Value* out = op->output()->setType(last->output()->type());
   if (fuse_relu) {
@@ -299,7 +315,7 @@ std::vector<LayerReport> rewrite_dynamic_linears(Module& root, const DynamicConf
         row_of[key] = rows.size();
         rows.push_back(row);
       }
-      if (packed_layer.count(key)) rewrite(*graph, c, packed_layer[key], cfg.per_row_activations);
+      if (packed_layer.count(key)) rewrite(*graph, c, packed_layer[key], cfg.per_row_activations, cfg.activation_bits);
     }
     std::set<std::string> quantized_names;
     for (const AttrRef& ref : quantized_weights) quantized_names.insert(ref.qualified());

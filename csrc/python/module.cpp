@@ -69,6 +69,7 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("quantize_matmul", &qext::DynamicConfig::quantize_matmul)
       .def_readwrite("quantize_embeddings", &qext::DynamicConfig::quantize_embeddings)
       .def_readwrite("weight_bits", &qext::DynamicConfig::weight_bits)
+      .def_readwrite("activation_bits", &qext::DynamicConfig::activation_bits)
       .def_readwrite("group_size", &qext::DynamicConfig::group_size)
       .def_readwrite("low_rank", &qext::DynamicConfig::low_rank)
       .def_readwrite("low_rank_energy", &qext::DynamicConfig::low_rank_energy);

@@ -34,15 +34,20 @@ def linear_dynamic(
     bias: torch.Tensor | None = None,
     per_row: bool = False,
     relu: bool = False,
+    activation_bits: int = 8,
 ) -> torch.Tensor:
     """``input @ W.T + bias`` with an int8 weight from :func:`quantize_linear_weight`.
 
     ``input`` is float32 ``[..., in]``; it is quantized to uint8 per tensor, or per
     row (one scale per token) when ``per_row``, which is more accurate for
-    activations with outliers. Rows whose input holds NaN or Inf give NaN rows
-    in the output; the other rows are unaffected.
+    activations with outliers; in ``[0, 255]``, or ``[0, 127]`` with
+    ``activation_bits=7`` (with a 7-bit weight, AVX2 CPUs without VNNI then run
+    a faster exact kernel). Rows whose input holds NaN or Inf give NaN rows in
+    the output; the other rows are unaffected.
     """
-    return torch.ops.qext.linear_dynamic(input, weight, bias, per_row, relu)
+    if activation_bits == 8:  # the schema's default: no argument, as files written before it have
+        return torch.ops.qext.linear_dynamic(input, weight, bias, per_row, relu)
+    return torch.ops.qext.linear_dynamic(input, weight, bias, per_row, relu, activation_bits)
 
 
 def quantize_linear_weight_lowbit(weight: torch.Tensor, bits: int = 4, group_size: int = 128):

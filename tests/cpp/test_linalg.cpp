@@ -181,8 +181,9 @@ TEST(Linalg, FactorizeFindsTheRankAndReportsTheError) {
 
 // linear_dynamic's CUDA implementation is ATen ops; on CPU tensors it must
 // give the kernels' floats bit for bit: per row and per tensor, with and
-// without bias and ReLU, odd shapes, and rows holding NaN / Inf (NaN rows out,
-// the others untouched, the shared range taken from the finite rows).
+// without bias and ReLU, 8- and 7-bit activations (7-bit weights with the
+// latter: AVX2's paired kernel), odd shapes, and rows holding NaN / Inf (NaN
+// rows out, the others untouched, the shared range taken from the finite rows).
 TEST(DeviceLinearDynamic, AtenPathEqualsTheKernelsBitForBit) {
   torch::manual_seed(8);
   const auto same = [](const torch::Tensor& a, const torch::Tensor& b) {
@@ -192,7 +193,9 @@ TEST(DeviceLinearDynamic, AtenPathEqualsTheKernelsBitForBit) {
   for (int64_t m : {1, 5, 37})
     for (int64_t k : {1, 17, 300})
       for (int64_t n : {1, 9, 70}) {
-        const auto w = qext::ops::PackedLinearWeight::from_float(torch::randn({n, k}), /*per_channel=*/true);
+        const int64_t activation_bits = (m + k + n) % 2 ? 7 : 8;
+        const auto w = qext::ops::PackedLinearWeight::from_float(torch::randn({n, k}), /*per_channel=*/true,
+                                                                 activation_bits == 7 ? 63 : 127);
         auto x = torch::randn({m, k}) * 3 + 0.5;
         if (m > 3) {
           x[1][0] = std::numeric_limits<float>::quiet_NaN();
@@ -203,10 +206,11 @@ TEST(DeviceLinearDynamic, AtenPathEqualsTheKernelsBitForBit) {
           for (bool relu : {false, true})
             for (bool with_bias : {false, true}) {
               const std::optional<torch::Tensor> b = with_bias ? std::optional<torch::Tensor>(bias) : std::nullopt;
-              const auto want = qext::ops::linear_dynamic(x, w, b, per_row, relu);
-              const auto got = qext::ops::linear_dynamic_aten(x, w, b, per_row, relu);
+              const auto want = qext::ops::linear_dynamic(x, w, b, per_row, relu, activation_bits);
+              const auto got = qext::ops::linear_dynamic_aten(x, w, b, per_row, relu, activation_bits);
               ASSERT_TRUE(same(want, got)) << "M=" << m << " K=" << k << " N=" << n << " per_row=" << per_row
-                                           << " relu=" << relu << " bias=" << with_bias;
+                                           << " relu=" << relu << " bias=" << with_bias
+                                           << " activation_bits=" << activation_bits;
               ++cases;
             }
       }

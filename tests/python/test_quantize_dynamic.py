@@ -145,6 +145,46 @@ def test_seven_bit_weights_everywhere_and_the_same_on_every_path(tmp_path):
         assert torch.equal(qext.load(tmp_path / "q7.pt")(ids), outputs[-1])
 
 
+def activation_bits_args(module: torch.jit.ScriptModule) -> list[int]:
+    """The activation_bits argument of every qext::linear_dynamic."""
+    return [list(n.inputs())[5].toIValue() for n in module.forward.graph.findAllNodes("qext::linear_dynamic")]
+
+
+def test_seven_bit_activations_are_the_quantized_math_on_every_path(nested, tmp_path):
+    # activation_bits=7 with weight_bits=7: the AVX2 kernel sums two k groups
+    # in int16; every path computes the same integers. An 8-bit model's calls
+    # keep the old argument list (files earlier qext versions read).
+    x = torch.randn(10, 32)
+    outputs = []
+    before = qext.active_isa()
+    try:
+        for isa in qext.supported_isas():
+            qext.set_isa(isa)
+            q = qext.quantize_dynamic(nested, qext.DynamicConfig(weight_bits=7, activation_bits=7))
+            with torch.no_grad():
+                outputs.append(q(x))
+    finally:
+        qext.set_isa(before)
+    assert all(torch.equal(outputs[0], o) for o in outputs[1:])
+    assert activation_bits_args(q) == [7] * 9
+    assert activation_bits_args(qext.quantize_dynamic(nested)) == [8] * 9
+    with torch.no_grad():
+        ref = nested(x)
+        assert sqnr_db(ref, outputs[0]) > 20.0
+        assert sqnr_db(ref, qext.quantize_dynamic(nested, qext.DynamicConfig(weight_bits=7))(x)) > sqnr_db(ref, outputs[0])
+    assert '"activation_bits": 7' in q._qext_metadata["config"]
+    qext.save(q, tmp_path / "q77.pt")
+    with torch.no_grad():
+        assert torch.equal(qext.load(tmp_path / "q77.pt")(x), outputs[-1])
+
+
+def test_activation_bits_are_checked(nested):
+    with pytest.raises(ValueError, match="activation_bits must be 8 or 7"):
+        qext.quantize_dynamic(nested, qext.DynamicConfig(activation_bits=6))
+    with pytest.raises(ValueError, match="activation_bits=7 needs weight_bits 8 or 7"):
+        qext.quantize_dynamic(nested, qext.DynamicConfig(weight_bits=4, activation_bits=7))
+
+
 def test_weights_shrink_on_disk(tmp_path):
     torch.manual_seed(1)
     model = torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.ReLU(), torch.nn.Linear(512, 256)).eval()

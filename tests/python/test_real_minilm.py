@@ -29,17 +29,21 @@ def minilm():
 
 
 # weight_bits=7: the weights AVX2 multiplies with its vpmaddubsw kernel; the
-# same bounds hold.
-@pytest.mark.parametrize("weight_bits", [8, 7])
+# same bounds hold. With activation_bits=7 too (AVX2's two-groups-per-widening
+# form, one bit less per token) the bounds are looser, stated here: measured
+# mean 0.9951, min 0.9918, NN agreement 93.3 % (56 of 60) -- still far from
+# torch.ao's ~0.94.
+@pytest.mark.parametrize("weight_bits,activation_bits,min_mean,min_min,min_nn",
+                         [(8, 8, 0.995, 0.99, 0.95), (7, 8, 0.995, 0.99, 0.95), (7, 7, 0.993, 0.988, 0.9)])
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::UserWarning", "ignore::FutureWarning")
-def test_minilm_embeddings_stay_close_to_fp32(minilm, weight_bits):
+def test_minilm_embeddings_stay_close_to_fp32(minilm, weight_bits, activation_bits, min_mean, min_min, min_nn):
     model, inputs = minilm
     assert len(SENTENCES) >= 50
     with torch.no_grad():
         ref = model(*inputs)
     traced = torch.jit.trace(model, inputs, strict=False, check_trace=False)
     start = time.perf_counter()
-    quantized = qext.quantize_dynamic(traced, qext.DynamicConfig(weight_bits=weight_bits))
+    quantized = qext.quantize_dynamic(traced, qext.DynamicConfig(weight_bits=weight_bits, activation_bits=activation_bits))
     seconds = time.perf_counter() - start
     report = qext.report(quantized)
     kinds = [l.kind for l in report.layers if l.status == "int8"]
@@ -56,7 +60,7 @@ def test_minilm_embeddings_stay_close_to_fp32(minilm, weight_bits):
     sim_ref.fill_diagonal_(-2)
     sim_q.fill_diagonal_(-2)
     nn_agreement = (sim_ref.argmax(1) == sim_q.argmax(1)).float().mean().item()
-    print(f"MiniLM int8 ({weight_bits}-bit weights): cosine mean {cos.mean():.5f} min {cos.min():.5f}, NN agreement {nn_agreement:.1%}, quantize {seconds:.2f}s")
-    assert cos.mean() >= 0.995
-    assert cos.min() >= 0.99
-    assert nn_agreement >= 0.95
+    print(f"MiniLM int8 ({weight_bits}-bit weights, {activation_bits}-bit activations): cosine mean {cos.mean():.5f} min {cos.min():.5f}, NN agreement {nn_agreement:.1%}, quantize {seconds:.2f}s")
+    assert cos.mean() >= min_mean
+    assert cos.min() >= min_min
+    assert nn_agreement >= min_nn

@@ -25,6 +25,7 @@ struct Problem {
   std::vector<uint8_t> a;     // [m, k]
   std::vector<int8_t> w;      // [n, k]
   std::vector<int32_t> zp;    // [m]
+  uint8_t a_max = 255;        // every a is at most this (GemmArgs::a_max)
 };
 
 // Weights in [-128, 127], or in [-w_max, w_max] for a smaller w_max: the
@@ -32,11 +33,14 @@ struct Problem {
 constexpr int kFullWeights = 127;
 constexpr int kWeightRanges[] = {kFullWeights, kNarrowWeightMax};
 
-Problem random_problem(int64_t m, int64_t k, int64_t n, int32_t zp, uint32_t seed, int w_max = kFullWeights) {
+// Activations in [0, a_max]: 255, or 127 (7-bit), where the AVX2 narrow
+// kernel also sums two k groups in int16.
+Problem random_problem(int64_t m, int64_t k, int64_t n, int32_t zp, uint32_t seed, int w_max = kFullWeights,
+                       uint8_t a_max = 255) {
   std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> u8(0, 255), s8(w_max == kFullWeights ? -128 : -w_max, w_max);
+  std::uniform_int_distribution<int> u8(0, a_max), s8(w_max == kFullWeights ? -128 : -w_max, w_max);
   Problem p{m, k, n, std::vector<uint8_t>(m * k), std::vector<int8_t>(n * k),
-            std::vector<int32_t>(m, zp)};
+            std::vector<int32_t>(m, zp), a_max};
   for (auto& v : p.a) v = static_cast<uint8_t>(u8(rng));
   for (auto& v : p.w) v = static_cast<int8_t>(s8(rng));
   return p;
@@ -60,6 +64,7 @@ GemmArgs dense_args(const Problem& p, void* c) {
   args.a = p.a.data();
   args.lda = p.k;
   args.a_zero_point = p.zp.data();
+  args.a_max = p.a_max;
   args.c = c;
   args.ldc = p.n;
   return args;
@@ -168,6 +173,35 @@ TEST(Qgemm, NarrowWeightsAtTheirBoundAreExact) {
       EXPECT_EQ(run<int32_t>(p, isa), want) << isa_name(isa) << " one weight " << int{past};
     }
   }
+}
+
+// 7-bit activations (a_max = 127) with narrow weights: the AVX2 kernel adds
+// two k groups' vpmaddubsw results in int16, 4 products of up to 127 x 64 =
+// +-32512 per lane. Shapes with odd group counts (a single group left over),
+// K tails, 1-3 row tiles; then the bound itself with every product of a lane
+// the same sign, and mixed signs.
+TEST(Qgemm, SevenBitActivationsAreExact) {
+  int idx = 0;
+  for (int w_max : kWeightRanges)
+    for (int64_t m : {1, 2, 3, 4, 5, 7, 100})
+      for (int64_t k : {1, 4, 5, 8, 12, 17, 259, 1025})
+        for (int64_t n : {1, 24, 31, 50}) {
+          const int32_t zp = (idx % 3) * 63;  // 0, 63, 126
+          const Problem p = random_problem(m, k, n, zp, 2000u + idx++, w_max, 127);
+          const std::vector<int32_t> want = naive(p);
+          for (Isa isa : supported_isas()) ASSERT_EQ(run<int32_t>(p, isa), want) << label(isa, m, k, n, zp, w_max);
+        }
+  for (int8_t wv : {int8_t{-64}, int8_t{64}})
+    for (bool mixed : {false, true})
+      for (int32_t zp : {0, 127}) {
+        Problem p = random_problem(7, 263, 50, zp, 6, kNarrowWeightMax, 127);
+        std::fill(p.a.begin(), p.a.end(), uint8_t{127});
+        for (size_t i = 0; i < p.w.size(); ++i) p.w[i] = mixed && (i / 5) % 3 == 2 ? static_cast<int8_t>(-wv) : wv;
+        const std::vector<int32_t> want = naive(p);
+        for (Isa isa : supported_isas()) {
+          EXPECT_EQ(run<int32_t>(p, isa), want) << label(isa, p.m, p.k, p.n, zp, kNarrowWeightMax) << " mixed=" << mixed;
+        }
+      }
 }
 
 TEST(Qgemm, LargestK) {
@@ -328,8 +362,10 @@ TEST(Qgemm, RowPointersAndRunsEqualTheRowsWrittenOut) {
   std::uniform_int_distribution<int> u8(0, 255);
   std::vector<uint8_t> image(2048);
   for (auto& v : image) v = static_cast<uint8_t>(u8(rng));
-  for (int64_t m : {1, 7, 23, 100}) {
-    for (int32_t zp : {0, 77, 255}) {
+  for (int64_t m : {1, 7, 23, 100, 5, 22}) {
+    const uint8_t a_max = m < 5 || m > 23 ? 255 : 127;  // runs of 5 groups: one left over when paired
+    if (a_max == 127) std::transform(image.begin(), image.end(), image.begin(), [](uint8_t v) { return v / 2; });
+    for (int32_t zp : {0, 77, int32_t{a_max}}) {
       const int w_max = kWeightRanges[m % 2];  // (m = 100: full range; the others narrow)
       Problem p = random_problem(m, kRuns * kRun, 70, zp, static_cast<uint32_t>(m + zp), w_max);
       std::vector<const uint8_t*> rows(m);
@@ -346,10 +382,11 @@ TEST(Qgemm, RowPointersAndRunsEqualTheRowsWrittenOut) {
         args.a_segment_offsets = offsets.data();
         args.a_segments = kRuns;
         args.a_zero_point = p.zp.data();
+        args.a_max = a_max;
         args.c = c.data();
         args.ldc = p.n;
         qgemm(args, packed, {}, 0, p.m, 0, packed.num_blocks());
-        EXPECT_EQ(c, naive(p)) << label(isa, m, p.k, p.n, zp, w_max);
+        EXPECT_EQ(c, naive(p)) << label(isa, m, p.k, p.n, zp, w_max) << " a<=" << int{a_max};
         args.a_segments = 2;  // runs of 30 bytes: not whole 4-byte groups
         EXPECT_THROW(qgemm(args, packed, {}, 0, p.m, 0, packed.num_blocks()), std::invalid_argument);
       }
