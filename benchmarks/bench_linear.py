@@ -1,7 +1,7 @@
 """qext.linear_dynamic vs fp32 F.linear vs torch.ao's dynamic int8 Linear on
 BERT-base and MiniLM shapes, measured in one run (contenders interleaved).
 
-    python benchmarks/bench_linear.py [--out benchmarks/results/linear.json] [--isa avx2] [--bits 7]
+    python benchmarks/bench_linear.py [--out benchmarks/results/linear.json] [--isa avx2] [--bits 7 [--activation-bits 7]]
 
 Reports GOP/s (2*M*K*N / median time; qext's time includes quantizing the
 activations) and ratios against the peers, per shape and thread count.
@@ -43,12 +43,14 @@ def torch_ao_linear(weight: torch.Tensor, bias: torch.Tensor):
         return q
 
 
-def measured_peak(isa: str, bits: int) -> float | None:
+def measured_peak(isa: str, bits: int, activation_bits: int = 8) -> float | None:
     """One core's peak for the instruction chain of the path's GEMM, from the
     probe built beside qext (qext_amx_peak: tdpbusd; qext_vnni_peak: vpdpbusd;
     qext_avx2_peak: vpmaddwd + vpaddd, or for weights of 7 bits and fewer
-    vpmaddubsw + vpmaddwd + vpaddd)."""
-    avx2_key = "avx2_peak_gops_1core" if bits == 8 else "avx2_narrow_peak_gops_1core"
+    vpmaddubsw + vpmaddwd + vpaddd, and with 7-bit activations too two
+    vpmaddubsw + vpaddw + vpmaddwd + vpaddd)."""
+    avx2_key = ("avx2_peak_gops_1core" if bits == 8 else
+                "avx2_paired_peak_gops_1core" if activation_bits == 7 else "avx2_narrow_peak_gops_1core")
     probe, key = {"amx": ("qext_amx_peak", "amx_peak_gops_1core"),
                   "avx512_vnni": ("qext_vnni_peak", "vnni_peak_gops_1core"),
                   "avx2": ("qext_avx2_peak", avx2_key)}.get(isa, (None, None))
@@ -71,6 +73,9 @@ def main() -> None:
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--bits", type=int, default=8,
                     help="qext weight bits (7: int8 storage in [-63, 63], AVX2's vpmaddubsw kernel)")
+    ap.add_argument("--activation-bits", type=int, default=8,
+                    help="qext activation bits (7: [0, 127], torch.ao's reduce_range; with --bits 7, AVX2 sums two "
+                         "k groups per widening)")
     ap.add_argument("--min-time", type=float, default=0.5, help="seconds per contender and shape")
     args = ap.parse_args()
     if args.isa:
@@ -90,12 +95,13 @@ def main() -> None:
                 ao = torch_ao_linear(w, b)
                 ops = 2.0 * m * k * n
                 contenders = {"fp32": lambda: F.linear(x, w, b), "ao": lambda: ao(x),
-                              "qext": lambda: qext.linear_dynamic(x, packed, b)}
+                              "qext": lambda: qext.linear_dynamic(x, packed, b, activation_bits=args.activation_bits)}
                 if other:  # weights keep the path they were packed for
                     qext.set_isa(other)
                     packed_other = qext.quantize_linear_weight(w, bits=args.bits)
                     qext.set_isa(active)
-                    contenders["other"] = lambda: qext.linear_dynamic(x, packed_other, b)
+                    contenders["other"] = lambda: qext.linear_dynamic(x, packed_other, b,
+                                                                      activation_bits=args.activation_bits)
                 with quiet_peers():
                     t = interleaved_median_seconds(contenders, min_time=args.min_time)
                 t_fp32, t_ao, t_q = t["fp32"], t["ao"], t["qext"]
@@ -112,13 +118,14 @@ def main() -> None:
                 print(f"{nthreads:>3} {m:>4} {k:>5} {n:>5} | {row['fp32_gops']:7.1f} {row['torch_ao_gops']:8.1f} "
                       f"{row['qext_gops']:7.1f}       | {row['qext_vs_fp32']:9.2f} {row['qext_vs_torch_ao']:7.2f}"
                       + (f" {row[f'qext_vs_qext_{other}']:9.2f}" if other else ""))
-    peak = measured_peak(qext.active_isa(), args.bits)
+    peak = measured_peak(qext.active_isa(), args.bits, args.activation_bits)
     if peak:
         print(f"{qext.active_isa()} GEMM instruction peak, one core: {peak:.0f} GOP/s")
         for r in rows:
             r["qext_fraction_of_peak"] = r["qext_gops"] / (peak * r["threads"])
             print(f"  {r['threads']} thr M={r['M']:<4} {r['K']}x{r['N']}: {100 * r['qext_fraction_of_peak']:.0f} % of peak")
-    write_json(args.out, {"isa": qext.active_isa(), "weight_bits": args.bits, "compare_isa": other, "peak_gops_1core": peak, "rows": rows})
+    write_json(args.out, {"isa": qext.active_isa(), "weight_bits": args.bits,
+                          "activation_bits": args.activation_bits, "compare_isa": other, "peak_gops_1core": peak, "rows": rows})
 
 
 if __name__ == "__main__":
