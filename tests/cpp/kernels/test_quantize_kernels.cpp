@@ -101,21 +101,33 @@ TEST(QuantizeKernels, NanQuantizesToQmin) {
 }
 
 TEST(QuantizeKernels, FiniteMinMaxSkipsAndReportsNonFinite) {
-  for (int64_t n : {1, 9, 16, 33, 1000}) {
+  const auto fold = [](const std::vector<float>& x, float* lo, float* hi) {
+    *lo = std::numeric_limits<float>::infinity(), *hi = -*lo;
+    for (float v : x)
+      if (std::isfinite(v)) *lo = std::min(*lo, v), *hi = std::max(*hi, v);
+  };
+  // Sizes around the vector paths' 4-vector unrolls and their tails.
+  for (int64_t n : {1, 9, 16, 31, 32, 33, 64, 65, 95, 384, 1000}) {
     std::vector<float> x = awkward_values(n, 99);
-    float want_lo = std::numeric_limits<float>::infinity(), want_hi = -want_lo;
-    for (float v : x) want_lo = std::min(want_lo, v), want_hi = std::max(want_hi, v);
+    float want_lo, want_hi;
+    fold(x, &want_lo, &want_hi);
     for (Isa isa : supported_isas()) {
       float lo, hi;
       EXPECT_TRUE(finite_min_max(x.data(), n, &lo, &hi, isa));
       EXPECT_EQ(lo, want_lo) << isa_name(isa) << " n=" << n;
       EXPECT_EQ(hi, want_hi) << isa_name(isa) << " n=" << n;
-      for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
-        std::vector<float> y = x;
-        y[n - 1] = bad;
-        float l2, h2;
-        EXPECT_FALSE(finite_min_max(y.data(), n, &l2, &h2, isa)) << isa_name(isa);
-        EXPECT_TRUE(std::isfinite(l2) && std::isfinite(h2));
+      const float inf = std::numeric_limits<float>::infinity();
+      for (float bad : {std::numeric_limits<float>::quiet_NaN(), inf, -inf}) {
+        for (int64_t at : {int64_t{0}, n / 2, n - 1}) {
+          std::vector<float> y = x;
+          y[at] = bad;
+          float l2, h2, w_lo, w_hi;
+          fold(y, &w_lo, &w_hi);
+          if (w_lo > w_hi) w_lo = w_hi = 0.0f;  // nothing finite left
+          EXPECT_FALSE(finite_min_max(y.data(), n, &l2, &h2, isa)) << isa_name(isa) << " n=" << n << " at " << at;
+          EXPECT_EQ(l2, w_lo) << isa_name(isa) << " n=" << n << " at " << at;
+          EXPECT_EQ(h2, w_hi) << isa_name(isa) << " n=" << n << " at " << at;
+        }
       }
     }
   }
