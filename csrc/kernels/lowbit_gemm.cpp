@@ -38,9 +38,7 @@ LowBitWeights::LowBitWeights(const int8_t* levels, const float* scales, int64_t 
   groups_ = (k + group_size_ - 1) / group_size_;
   num_blocks_ = (n + kLowBitBlockCols - 1) / kLowBitBlockCols;
   const size_t code_bytes = static_cast<size_t>(num_blocks_ * k_steps_ * step_bytes() + 63) / 64 * 64;
-  codes_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, code_bytes)));
-  if (!codes_) throw std::bad_alloc();
-  std::memset(codes_.get(), 0, code_bytes);
+  codes_ = AlignedBuffer<uint8_t>(code_bytes, /*zeroed=*/true);
   scales_.assign(static_cast<size_t>(num_blocks_ * groups_ * kLowBitBlockCols), 0.0f);
   code_sums_.assign(scales_.size(), 0);
 
@@ -58,14 +56,13 @@ LowBitWeights::LowBitWeights(const int8_t* levels, const float* scales, int64_t 
                                     "-bit levels [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
       }
       const int64_t t = col * 4 + kk % 4, nbytes = step_bytes();
-      uint8_t& byte = codes_.get()[(b * k_steps_ + kk / 4) * nbytes + t % nbytes];
+      uint8_t& byte = codes_.data()[(b * k_steps_ + kk / 4) * nbytes + t % nbytes];
       byte = static_cast<uint8_t>(byte | (lowbit_code(v, bits) << ((t / nbytes) * bits)));
       code_sums_[(b * groups_ + kk / group_size_) * kLowBitBlockCols + col] += lowbit_code(v, bits);
     }
   }
 }
 
-void LowBitWeights::FreeDeleter::operator()(void* p) const { std::free(p); }
 
 int LowBitWeights::level(int64_t n, int64_t k) const {
   const int64_t b = n / kLowBitBlockCols, t = (n % kLowBitBlockCols) * 4 + k % 4, nbytes = step_bytes();

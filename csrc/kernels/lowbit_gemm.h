@@ -16,6 +16,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/aligned_buffer.h"
 #include "kernels/isa.h"
 
 namespace qext::kernels {
@@ -63,7 +64,7 @@ class LowBitWeights {
   int64_t k_padded() const { return k_steps_ * 4; }
   int64_t num_blocks() const { return num_blocks_; }
   int64_t step_bytes() const { return 8 * bits_; }
-  const uint8_t* block(int64_t b) const { return codes_.get() + b * k_steps_ * step_bytes(); }
+  const uint8_t* block(int64_t b) const { return codes_.data() + b * k_steps_ * step_bytes(); }
   // [groups][16] per block: each group's scale, and the sum of its codes
   // (padding included) for the activation zero-point correction.
   const float* block_scales(int64_t b) const { return scales_.data() + b * groups_ * kLowBitBlockCols; }
@@ -81,8 +82,7 @@ class LowBitWeights {
   int64_t n_, k_;
   int bits_;
   int64_t group_size_, groups_, k_steps_, num_blocks_;
-  struct FreeDeleter { void operator()(void* p) const; };
-  std::unique_ptr<uint8_t, FreeDeleter> codes_;  // 64-byte aligned: a step never straddles two cache lines
+  AlignedBuffer<uint8_t> codes_;  // 64-byte aligned: a step never straddles two cache lines
   std::vector<float> scales_;
   std::vector<int32_t> code_sums_;
 };

@@ -41,7 +41,6 @@ PackLayout pack_layout(Isa isa, bool narrow) {
   throw std::invalid_argument("qext: unknown ISA");
 }
 
-void PackedWeights::FreeDeleter::operator()(void* p) const { std::free(p); }
 
 PackedWeights::PackedWeights(const int8_t* w, int64_t n, int64_t k, Isa isa)
     : PackedWeights(w, n, k, /*row_stride=*/k, /*k_stride=*/1, isa) {}
@@ -74,9 +73,7 @@ PackedWeights::PackedWeights(const int8_t* w, int64_t n, int64_t k, int64_t row_
   k_groups_ = (k + layout_.k_group - 1) / layout_.k_group;
   block_bytes_ = round_up(round_up(k_groups_, layout_.k_groups_align) * layout_.block_cols * layout_.k_group, 64);
   const size_t bytes = static_cast<size_t>(num_blocks_ * block_bytes_);
-  data_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, bytes)));
-  if (!data_) throw std::bad_alloc();
-  std::memset(data_.get(), 0, bytes);  // padding columns and k stay zero
+  data_ = AlignedBuffer<uint8_t>(bytes, /*zeroed=*/true);  // padding columns and k stay zero
   col_sums_.reset(new int32_t[n]());
 
   // Written in the block's own order ([k group][column][k in group]), so the
@@ -87,7 +84,7 @@ PackedWeights::PackedWeights(const int8_t* w, int64_t n, int64_t k, int64_t row_
     const int64_t width = block_width(layout_, n, b);
     const int64_t first = b * layout_.block_cols;
     const int64_t cols = std::min(layout_.block_cols, n - first);
-    uint8_t* dst = data_.get() + b * block_bytes_;
+    uint8_t* dst = data_.data() + b * block_bytes_;
     int32_t* sums = col_sums_.get() + first;
     for (int64_t g = 0; g < k_groups_; ++g) {
       const int64_t ks = std::min(kg, k - g * kg);

@@ -11,6 +11,7 @@
 #include <limits>
 #include <memory>
 
+#include "kernels/aligned_buffer.h"
 #include "kernels/isa.h"
 
 namespace qext::kernels {
@@ -58,20 +59,19 @@ class PackedWeights {
   const PackLayout& layout() const { return layout_; }
   int64_t num_blocks() const { return num_blocks_; }
   int64_t k_groups() const { return k_groups_; }
-  const uint8_t* block(int64_t b) const { return data_.get() + b * block_bytes_; }
+  const uint8_t* block(int64_t b) const { return data_.data() + b * block_bytes_; }
   // sum_k w[n, k], used for the activation zero-point correction.
   const int32_t* col_sums() const { return col_sums_.get(); }
   // Writes the original w[N, K] back out.
   void unpack(int8_t* w) const;
 
  private:
-  struct FreeDeleter { void operator()(void* p) const; };
   int64_t n_, k_;
   Isa isa_;
   bool narrow_;
   PackLayout layout_;
   int64_t num_blocks_, k_groups_, block_bytes_;
-  std::unique_ptr<uint8_t, FreeDeleter> data_;
+  AlignedBuffer<uint8_t> data_;
   std::unique_ptr<int32_t[]> col_sums_;
 };
 

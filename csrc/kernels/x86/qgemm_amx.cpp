@@ -23,6 +23,7 @@
 #include <memory>
 #include <new>
 
+#include "kernels/aligned_buffer.h"
 #include "kernels/x86/avx512_epilogue.h"
 
 namespace qext::kernels::detail {
@@ -134,10 +135,6 @@ void pack_rows(const GemmArgs& args, int64_t k, int64_t m0, int64_t rows, int64_
   }
 }
 
-struct FreeDeleter {
-  void operator()(void* p) const { std::free(p); }
-};
-
 }  // namespace
 
 void qgemm_amx(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, int64_t m_begin,
@@ -156,9 +153,7 @@ void qgemm_amx(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep,
   const int64_t chunk = all_rows * kpad <= kWholeRowsBytes
                             ? all_rows
                             : std::min(all_rows, std::max(kTileRows, kPanelBytes / kpad / kTileRows * kTileRows));
-  std::unique_ptr<uint8_t, FreeDeleter> panel(
-      static_cast<uint8_t*>(std::aligned_alloc(64, static_cast<size_t>(chunk * kpad))));
-  if (!panel) throw std::bad_alloc();
+  const AlignedBuffer<uint8_t> panel(static_cast<size_t>(chunk * kpad));
   const Quantizer16 quantize(ep.out_scale, ep.out_zero_point, 0, 255, ep.clamp_min, ep.clamp_max);
   const int64_t bc = w.layout().block_cols;
   alignas(64) int32_t acc[2 * kTileRows * 64];
@@ -167,14 +162,14 @@ void qgemm_amx(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep,
   // weights stay in L1/L2 while the chunk's row tiles use them.
   for (int64_t c0 = m_begin; c0 < m_end; c0 += chunk) {
     const int64_t rows = std::min(chunk, m_end - c0);
-    pack_rows(args, k, c0, rows, kpad, panel.get());
-    std::memset(panel.get() + rows * kpad, 0, static_cast<size_t>((round_up(rows, kTileRows) - rows) * kpad));
+    pack_rows(args, k, c0, rows, kpad, panel.data());
+    std::memset(panel.data() + rows * kpad, 0, static_cast<size_t>((round_up(rows, kTileRows) - rows) * kpad));
     for (int64_t b = block_begin; b < block_end; ++b) {
       const int64_t n0 = b * bc, ncols = std::min(bc, w.n() - n0);
       const int64_t slices = (ncols + kVecCols - 1) / kVecCols, w_stride = slices * 64;
       for (int64_t r0 = 0; r0 < rows; r0 += 2 * kTileRows) {
         const int64_t tile_rows = std::min(2 * kTileRows, rows - r0), mt = (tile_rows + kTileRows - 1) / kTileRows;
-        const uint8_t* a = panel.get() + r0 * kpad;
+        const uint8_t* a = panel.data() + r0 * kpad;
         for (int64_t j = 0; j < slices; j += 2) {
           const int64_t nt = std::min<int64_t>(2, slices - j);
           tile_block_for(mt, nt)(a, kpad, kpad / kTileK, w.block(b) + j * 64, w_stride, acc + j * 16);

@@ -23,6 +23,7 @@
 #include <memory>
 #include <type_traits>
 
+#include "kernels/aligned_buffer.h"
 #include "kernels/x86/avx2_epilogue.h"
 
 namespace qext::kernels::detail {
@@ -178,8 +179,8 @@ void qgemm_avx2(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep
   const int64_t block_rows = std::min(row_block(w.k()), m_end - m_begin);
   // Not value-initialised: every entry is written before it is read.
   const std::unique_ptr<int32_t[]> buffer(new int32_t[static_cast<size_t>(block_rows * pairs)]);
-  std::unique_ptr<int32_t[]> acc_store(new int32_t[static_cast<size_t>(block_rows * kBlockCols + 8)]);
-  int32_t* acc = reinterpret_cast<int32_t*>((reinterpret_cast<uintptr_t>(acc_store.get()) + 31) & ~uintptr_t{31});
+  const AlignedBuffer<int32_t> acc_store(static_cast<size_t>(block_rows * kBlockCols));
+  int32_t* acc = acc_store.data();
   alignas(32) int16_t panel[kPanelPairs * kBlockCols * 2];
   for (int64_t mb = m_begin; mb < m_end; mb += block_rows) {
     const int64_t me = std::min(m_end, mb + block_rows);

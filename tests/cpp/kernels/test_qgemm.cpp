@@ -354,43 +354,67 @@ TEST(Qgemm, SubRangesComposeToTheWhole) {
 
 // Implicit im2col: rows given by pointers into one buffer (overlapping, as a
 // convolution's windows do), K split into runs at offsets; the result must
-// equal the GEMM over the same rows written out.
+// equal the GEMM over the same rows written out. Layouts: 3 short runs; 9
+// runs of 64 k groups and 3 of 300 (long im2col rows: runs that cross the
+// AVX2 int16 kernel's 512-k weight panels).
 TEST(Qgemm, RowPointersAndRunsEqualTheRowsWrittenOut) {
-  constexpr int64_t kRuns = 3, kRun = 20;
-  const std::vector<int64_t> offsets{0, 301, 750};
+  struct Layout {
+    int64_t run_bytes;
+    std::vector<int64_t> offsets;
+  };
+  const Layout layouts[] = {{20, {0, 301, 750}},
+                            {256, {0, 300, 600, 900, 1200, 1500, 1800, 2100, 2400}},
+                            {1200, {0, 1500, 3100}}};
   std::mt19937 rng(5);
   std::uniform_int_distribution<int> u8(0, 255);
-  std::vector<uint8_t> image(2048);
-  for (auto& v : image) v = static_cast<uint8_t>(u8(rng));
-  for (int64_t m : {1, 7, 23, 100, 5, 22}) {
-    const uint8_t a_max = m < 5 || m > 23 ? 255 : 127;  // runs of 5 groups: one left over when paired
-    if (a_max == 127) std::transform(image.begin(), image.end(), image.begin(), [](uint8_t v) { return v / 2; });
-    for (int32_t zp : {0, 77, int32_t{a_max}}) {
-      const int w_max = kWeightRanges[m % 2];  // (m = 100: full range; the others narrow)
-      Problem p = random_problem(m, kRuns * kRun, 70, zp, static_cast<uint32_t>(m + zp), w_max);
-      std::vector<const uint8_t*> rows(m);
-      for (int64_t r = 0; r < m; ++r) {
-        rows[r] = image.data() + 6 * r + (r % 3);
-        for (int64_t s = 0; s < kRuns; ++s)
-          std::copy_n(rows[r] + offsets[s], kRun, p.a.begin() + r * p.k + s * kRun);
-      }
-      for (Isa isa : supported_isas()) {
-        const PackedWeights packed(p.w.data(), p.n, p.k, isa);
-        std::vector<int32_t> c(p.m * p.n);
-        GemmArgs args;
-        args.a_rows = rows.data();
-        args.a_segment_offsets = offsets.data();
-        args.a_segments = kRuns;
-        args.a_zero_point = p.zp.data();
-        args.a_max = a_max;
-        args.c = c.data();
-        args.ldc = p.n;
-        qgemm(args, packed, {}, 0, p.m, 0, packed.num_blocks());
-        EXPECT_EQ(c, naive(p)) << label(isa, m, p.k, p.n, zp, w_max) << " a<=" << int{a_max};
-        args.a_segments = 2;  // runs of 30 bytes: not whole 4-byte groups
-        EXPECT_THROW(qgemm(args, packed, {}, 0, p.m, 0, packed.num_blocks()), std::invalid_argument);
+  std::vector<uint8_t> image(8192);
+  for (const Layout& layout : layouts) {
+    const int64_t runs = static_cast<int64_t>(layout.offsets.size());
+    for (int64_t m : {1, 7, 23, 100, 5, 22}) {
+      for (auto& v : image) v = static_cast<uint8_t>(u8(rng));
+      const uint8_t a_max = m < 5 || m > 23 ? 255 : 127;  // runs of 5 groups: one left over when paired
+      if (a_max == 127) std::transform(image.begin(), image.end(), image.begin(), [](uint8_t v) { return v / 2; });
+      for (int32_t zp : {0, 77, int32_t{a_max}}) {
+        const int w_max = kWeightRanges[m % 2];  // (m = 100: full range; the others narrow)
+        Problem p = random_problem(m, runs * layout.run_bytes, 70, zp, static_cast<uint32_t>(m + zp), w_max);
+        std::vector<const uint8_t*> rows(m);
+        for (int64_t r = 0; r < m; ++r) {
+          rows[r] = image.data() + 6 * r + (r % 3);
+          for (int64_t s = 0; s < runs; ++s)
+            std::copy_n(rows[r] + layout.offsets[s], layout.run_bytes, p.a.begin() + r * p.k + s * layout.run_bytes);
+        }
+        for (Isa isa : supported_isas()) {
+          const PackedWeights packed(p.w.data(), p.n, p.k, isa);
+          std::vector<int32_t> c(p.m * p.n);
+          GemmArgs args;
+          args.a_rows = rows.data();
+          args.a_segment_offsets = layout.offsets.data();
+          args.a_segments = runs;
+          args.a_zero_point = p.zp.data();
+          args.a_max = a_max;
+          args.c = c.data();
+          args.ldc = p.n;
+          qgemm(args, packed, {}, 0, p.m, 0, packed.num_blocks());
+          EXPECT_EQ(c, naive(p)) << label(isa, m, p.k, p.n, zp, w_max) << " a<=" << int{a_max} << " runs=" << runs;
+        }
       }
     }
+  }
+  // Runs that are not whole 4-byte groups are refused.
+  const Problem p = random_problem(2, 60, 8, 0, 1);
+  std::vector<const uint8_t*> rows{image.data(), image.data() + 7};
+  const std::vector<int64_t> offsets{0, 100};
+  for (Isa isa : supported_isas()) {
+    const PackedWeights packed(p.w.data(), p.n, p.k, isa);
+    std::vector<int32_t> c(p.m * p.n);
+    GemmArgs args;
+    args.a_rows = rows.data();
+    args.a_segment_offsets = offsets.data();
+    args.a_segments = 2;  // runs of 30 bytes
+    args.a_zero_point = p.zp.data();
+    args.c = c.data();
+    args.ldc = p.n;
+    EXPECT_THROW(qgemm(args, packed, {}, 0, p.m, 0, packed.num_blocks()), std::invalid_argument) << isa_name(isa);
   }
 }
 
