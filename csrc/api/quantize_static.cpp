@@ -21,6 +21,7 @@ namespace qext {
 
 namespace {
 
+using api::kActivationBitsAttr;
 using api::kBiasCorrectionAttr;
 using api::kCheckFiniteAttr;
 using api::kEqualizedAttr;
@@ -68,6 +69,8 @@ size_t sqnr_batch_count(const std::vector<std::vector<c10::IValue>>& inputs) {
 torch::jit::Module prepare_static(const torch::jit::Module& model, const StaticConfig& config) {
   TORCH_CHECK(config.weight_bits >= 2 && config.weight_bits <= 8,
               "qext::prepare_static: weight_bits must be in [2, 8]; got ", config.weight_bits);
+  TORCH_CHECK(config.activation_bits == 8 || config.activation_bits == 7,
+              "qext::prepare_static: activation_bits must be 8 or 7; got ", config.activation_bits);
   torch::jit::Module out = passes::private_copy(model);
   out.eval();
   int64_t equalized = 0;
@@ -98,6 +101,7 @@ torch::jit::Module prepare_static(const torch::jit::Module& model, const StaticC
   for (const auto& p : config.exclude) exclude.push_back(p);
   passes::set_attribute(out, kExcludeAttr, c10::ListType::create(c10::StringType::get()), exclude);
   passes::set_attribute(out, kWeightBitsAttr, c10::IntType::get(), config.weight_bits);
+  passes::set_attribute(out, kActivationBitsAttr, c10::IntType::get(), config.activation_bits);
   passes::set_attribute(out, kCheckFiniteAttr, c10::BoolType::get(), config.check_finite);
   passes::set_attribute(out, kEqualizedAttr, c10::IntType::get(), equalized);
   passes::set_attribute(out, kBiasCorrectionAttr, c10::BoolType::get(), config.bias_correction);
@@ -156,8 +160,11 @@ torch::jit::Module convert(const torch::jit::Module& prepared, bool probe) {
   }
   const auto flag = [&](const char* attr) { return prepared.hasattr(attr) && prepared.attr(attr).toBool(); };
   const int64_t equalized = prepared.hasattr(kEqualizedAttr) ? prepared.attr(kEqualizedAttr).toInt() : 0;
+  const int64_t activation_bits =
+      prepared.hasattr(kActivationBitsAttr) ? prepared.attr(kActivationBitsAttr).toInt() : 8;
   api::store_report(out, report, {{"qext_version", version()}, {"mode", "static"},
                                   {"weight_bits", std::to_string(weight_bits)},
+                                  {"activation_bits", std::to_string(activation_bits)},
                                   {"check_finite", check_finite ? "true" : "false"},
                                   {"equalized_pairs", std::to_string(equalized)},
                                   {"bias_correction", flag(kBiasCorrectionAttr) ? "true" : "false"}});

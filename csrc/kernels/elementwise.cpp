@@ -9,4 +9,6 @@ void add_requant_u8(const uint8_t* a, float sa, int32_t za, const uint8_t* b, fl
   kernel_table(isa).add_requant_u8(a, sa, za, b, sb, zb, n, so, zo, relu, out);
 }
 
+uint8_t max_u8(const uint8_t* x, int64_t n, Isa isa) { return kernel_table(isa).max_u8(x, n); }
+
 }  // namespace qext::kernels

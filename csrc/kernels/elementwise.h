@@ -13,4 +13,8 @@ namespace qext::kernels {
 void add_requant_u8(const uint8_t* a, float sa, int32_t za, const uint8_t* b, float sb, int32_t zb,
                     int64_t n, float so, int32_t zo, bool relu, uint8_t* out, Isa isa);
 
+// The largest byte of x[0, n) (0 when n is 0). Ops measure a GEMM's
+// activations with it where a small bound pays (GemmArgs::a_max).
+uint8_t max_u8(const uint8_t* x, int64_t n, Isa isa);
+
 }  // namespace qext::kernels

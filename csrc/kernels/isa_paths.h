@@ -19,6 +19,7 @@ using QuantizeU8Fn = void (*)(const float*, int64_t, float, int32_t, int32_t, in
                               uint8_t*);
 using AddRequantFn = void (*)(const uint8_t*, float, int32_t, const uint8_t*, float, int32_t, int64_t, float,
                               int32_t, bool, uint8_t*);
+using MaxU8Fn = uint8_t (*)(const uint8_t*, int64_t);
 using LutU8Fn = void (*)(const uint8_t*, int64_t, const uint8_t*, uint8_t*);
 using LutPerChannelFn = void (*)(const uint8_t*, int64_t, int64_t, const uint8_t*, uint8_t*);
 using DepthwiseFn = void (*)(const DepthwiseArgs&, int64_t, int64_t);
@@ -44,6 +45,11 @@ QEXT_DECLARE_PATH(ref)
 QEXT_DECLARE_PATH(avx2)
 QEXT_DECLARE_PATH(avx512_vnni)
 #undef QEXT_DECLARE_PATH
+
+// The largest byte: portable, and 32 bytes per vpmaxub (the AVX-512 paths
+// use it too: the measurement runs at memory speed either way).
+uint8_t max_u8_ref(const uint8_t*, int64_t);
+uint8_t max_u8_avx2(const uint8_t*, int64_t);
 
 // The lookup-table kernels. One table: portable on the reference and AVX2
 // paths (AVX2 has no byte permute wider than 16 entries), vpermi2b or vpshufb

@@ -104,8 +104,9 @@ struct GemmArgs {
   int64_t a_segments = 1;
   const int32_t* a_zero_point = nullptr;  // [M]; activation zero point per row
   // An upper bound on every A byte read (padding included). Only a speed
-  // hint: callers that know a smaller one (7-bit activations, or measured
-  // with max_u8) pass it; a wrong one gives wrong sums on AVX2.
+  // hint (see gemm_uses_a_max): callers that know a smaller one (7-bit
+  // activations, or measured with max_u8) pass it; a wrong one gives wrong
+  // sums on AVX2.
   uint8_t a_max = 255;
   void* c = nullptr;                   // [M, ldc] output, type given by the epilogue
   int64_t ldc = 0;
@@ -121,6 +122,11 @@ inline ARow a_row(const GemmArgs& args, int64_t m) {
   if (args.a_rows) return {args.a_rows[m], args.a_segment_offsets};
   return {args.a + m * args.lda, nullptr};
 }
+
+// Whether GemmArgs::a_max <= kPairedActivationMax speeds up weights packed
+// like `w` (the AVX2 path's narrow kernel): only then is it worth a pass over
+// the activations to measure it.
+inline bool gemm_uses_a_max(const PackedWeights& w) { return w.isa() == Isa::Avx2 && w.narrow(); }
 
 // Computes rows [m_begin, m_end) and the columns of weight blocks
 // [block_begin, block_end) with the path the weights were packed for. Disjoint

@@ -195,6 +195,15 @@ PaddedNhwc padded_nhwc(const at::Tensor& x, int64_t ph, int64_t pw, uint8_t zp, 
   return {bytes, hp, wp};
 }
 
+// GemmArgs::a_max for a GEMM reading `bytes` (contiguous) and padding of
+// `pad`: measured where the kernel runs faster on bytes <= 127 (AVX2, narrow
+// weights; 7-bit calibrated activations keep them there), else 255. Measured,
+// not assumed, so a value past the calibrated range costs speed, not exactness.
+uint8_t activation_max(const at::Tensor& bytes, uint8_t pad, const kernels::PackedWeights& w) {
+  if (!kernels::gemm_uses_a_max(w)) return 255;
+  return std::max(pad, kernels::max_u8(bytes.data_ptr<uint8_t>(), bytes.numel(), w.isa()));
+}
+
 }  // namespace
 
 at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point,
@@ -277,6 +286,7 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const PaddedNhwc padded = direct ? padded_nhwc(x, ph, pw, zp, /*overreads=*/w->kernel_row_bytes() != kw * c)
                                    : PaddedNhwc{channels_last_u8(x), h, wd};
   const uint8_t* xp = padded.bytes.data_ptr<uint8_t>();
+  const uint8_t a_max = activation_max(padded.bytes, zp, w->group(0));
   std::vector<int64_t> run_offsets(kh);
   for (int64_t i = 0; i < kh; ++i) run_offsets[i] = i * dh * padded.w * c;
 
@@ -342,6 +352,7 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
                                                       bp ? bp + g * coutg : nullptr, out_scale,
                                                       out_zero_point, relu, clamp_min, clamp_max);
         args.a_zero_point = row_zp.data();
+        args.a_max = a_max;
         args.c = outp + (n * pixels + m0) * cout + g * coutg;
         args.ldc = cout;
         const int64_t group_blocks = w->group(g).num_blocks();
@@ -587,6 +598,7 @@ at::Tensor linear_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
   args.a = xc.data_ptr<uint8_t>();
   args.lda = k;
   args.a_zero_point = row_zp.data();
+  args.a_max = activation_max(xc, 0, w->packed());
   args.c = out.data_ptr<uint8_t>();
   args.ldc = n;
   parallel_qgemm(args, w->packed(), ep, m);

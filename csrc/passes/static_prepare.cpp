@@ -111,7 +111,7 @@ void insert_observers(torch::jit::Module& root, torch::jit::Graph& graph, const 
     auto observer = c10::make_intrusive<ops::ObserverClass>(observer_name(cfg.observer),
                                                             histogram_method_name(cfg.histogram_method),
                                                             cfg.percentile, 0.01, 2048, std::nullopt,
-                                                            0, 255, false);
+                                                            0, cfg.activation_bits == 7 ? 127 : 255, false);
     std::string attr = shared;
     if (attr.empty()) {
       attr = unique_attribute_name(root, "_qext_observer_" + std::to_string(observed.size()));

@@ -92,6 +92,7 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("percentile", &qext::StaticConfig::percentile)
       .def_readwrite("fold_batch_norm", &qext::StaticConfig::fold_batch_norm)
       .def_readwrite("weight_bits", &qext::StaticConfig::weight_bits)
+      .def_readwrite("activation_bits", &qext::StaticConfig::activation_bits)
       .def_readwrite("check_finite", &qext::StaticConfig::check_finite)
       .def_readwrite("equalize", &qext::StaticConfig::equalize)
       .def_readwrite("bias_correction", &qext::StaticConfig::bias_correction);

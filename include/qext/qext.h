@@ -142,6 +142,14 @@ struct StaticConfig {
   // fewer, AVX2 CPUs without VNNI multiply with an exact vpmaddubsw GEMM
   // (about 1.3x faster); results are the same on every CPU.
   int64_t weight_bits = 8;
+  // Activation ranges: 8 (calibrated range onto [0, 255], the default) or 7
+  // (onto [0, 127], torch.ao's x86 reduce_range; uint8 storage, so values
+  // past the calibrated range keep headroom up to 255). With weight_bits <= 7
+  // too, AVX2 CPUs without VNNI add two k groups in int16 before widening in
+  // conv / linear GEMMs (exact; they measure each input's largest byte, so a
+  // value past 127 costs speed, never exactness). One bit of activation
+  // precision is the price. Same results on every CPU.
+  int64_t activation_bits = 8;
   // NaN/Inf cannot be int8: with check_finite, the model raises when one
   // reaches a float -> int8 boundary (its input, or the output of a layer kept
   // float); without, such values clamp to the calibrated range and the output

@@ -4,7 +4,7 @@
                                               [--weight-bits 4 --group-size 128] [--low-rank 64 | --low-rank-energy 0.9]
                                               [--weight-bits 7 --activation-bits 7]
     qext quantize IN.pt OUT.pt --mode static --calib CALIB.pt [--observer histogram [--histogram-method entropy]]
-                                             [--equalize] [--bias-correction] [--weight-bits 4]
+                                             [--equalize] [--bias-correction] [--weight-bits 4 | --weight-bits 7 --activation-bits 7]
     qext report MODEL.pt
     qext bench MODEL.pt --input-shape 1,3,224,224 [--threads 1,2] [--quantized Q.pt | --weight-bits 4] [--plot OUT.svg]
     qext info
@@ -24,7 +24,6 @@ import torch
 _DYNAMIC_ONLY = {"include": "--include", "per_row_activations": "--per-row-activations",
                  "per_tensor_activations": "--per-tensor-activations", "per_tensor_weights": "--per-tensor-weights",
                  "min_weight_elements": "--min-weight-elements", "group_size": "--group-size",
-                 "activation_bits": "--activation-bits",
                  "low_rank": "--low-rank", "low_rank_energy": "--low-rank-energy"}
 _STATIC_ONLY = {"calib": "--calib", "observer": "--observer", "histogram_method": "--histogram-method",
                 "equalize": "--equalize", "bias_correction": "--bias-correction"}
@@ -64,6 +63,7 @@ def _quantize(args: argparse.Namespace) -> int:
         config = qext.StaticConfig(exclude=args.exclude or [], observer=args.observer or "min_max",
                                    histogram_method=args.histogram_method or "percentile",
                                    weight_bits=8 if args.weight_bits is None else args.weight_bits,
+                                   activation_bits=8 if args.activation_bits is None else args.activation_bits,
                                    equalize=args.equalize, bias_correction=args.bias_correction)
         quantized = qext.quantize_static(model, load_calibration(args.calib), config)
     else:
@@ -197,8 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "or 4, 2, 1 packed at that many bits with group-wise scales. 7 (or fewer, stored as int8) "
                         "runs about 1.3x faster on AVX2 CPUs without VNNI")
     q.add_argument("--activation-bits", type=int, metavar="B",
-                   help="dynamic: activation precision of int8 Linear / matmul, 8 (default) or 7; 7 with "
-                        "--weight-bits 7 runs about 1.15x faster again on AVX2 CPUs without VNNI")
+                   help="activation precision, 8 (default) or 7 (torch.ao's x86 reduce_range); 7 with "
+                        "--weight-bits 7 runs about 1.15-1.2x faster again on AVX2 CPUs without VNNI")
     q.add_argument("--group-size", type=int, metavar="G",
                    help="dynamic, --weight-bits < 8: inputs per weight scale, a multiple of 4 (default 128; 0: per row)")
     q.add_argument("--low-rank", type=int, metavar="R",

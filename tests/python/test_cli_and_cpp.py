@@ -160,6 +160,10 @@ def test_cli_refuses_options_of_the_other_mode_and_bad_outputs_up_front(tmp_path
     r = qext_cli("quantize", src, tmp_path / "h.pt", "--mode", "static", "--calib", calib, "--observer", "histogram",
                  "--histogram-method", "entropy", "--weight-bits", "6")
     assert r.returncode == 0, r.stderr
+    r = qext_cli("quantize", src, tmp_path / "a7.pt", "--mode", "static", "--calib", calib, "--weight-bits", "7",
+                 "--activation-bits", "7")
+    assert r.returncode == 0, r.stderr
+    assert qext.load(str(tmp_path / "a7.pt"))._qext_metadata["activation_bits"] == "7"
     r = qext_cli("quantize", src, tmp_path / "e.pt", "--mode", "static", "--calib", calib, "--equalize",
                  "--bias-correction")
     assert r.returncode == 0, r.stderr

@@ -247,6 +247,39 @@ def test_resnet18ish_folds_bn_and_quantizes_residual_adds():
     assert isinstance(model.layers[0].bn1, nn.BatchNorm2d) and model.layers[0].conv1.weight.numel() > 0
 
 
+def test_7bit_activations_calibrate_onto_0_127_and_every_path_agrees():
+    """activation_bits=7 (torch.ao x86's reduce_range): every calibrated range
+    maps onto [0, 127]; with 7-bit weights AVX2 sums two k groups per
+    widening wherever an input's bytes stay <= 127. Inputs 4x past the
+    calibrated range reach 255: the same bits on every path either way."""
+    torch.manual_seed(1)
+    model = randomize_batch_norm(ResNet18ish())
+    data = calibration((2, 3, 64, 64), batches=6)
+    x = torch.randn(2, 3, 64, 64)
+    config = qext.StaticConfig(weight_bits=7, activation_bits=7)
+    before = qext.active_isa()
+    outputs = {}
+    try:
+        for isa in qext.supported_isas():
+            qext.set_isa(isa)
+            q = qext.quantize_static(model, data, config)
+            with torch.no_grad():
+                outputs[isa] = (q(x), q(4 * x))
+    finally:
+        qext.set_isa(before)
+    report = qext.report(q)
+    assert q._qext_metadata["activation_bits"] == "7" and q._qext_metadata["weight_bits"] == "7"
+    assert all(0 <= l.zero_point <= 127 for l in report.layers)
+    first = outputs[qext.supported_isas()[0]]
+    for isa, (out, out_far) in outputs.items():
+        assert torch.equal(out, first[0]) and torch.equal(out_far, first[1]), isa
+    with torch.no_grad():
+        # Bound: as at 8 bits (SQNR > 15 dB through 21 int8 layers, random weights).
+        assert sqnr_db(model(x), first[0]) > 15.0
+    with pytest.raises(ValueError, match="activation_bits must be 8 or 7"):
+        qext.StaticConfig(activation_bits=6)._to_cpp()
+
+
 def test_mobilenet_v2_depthwise_layers_run_int8(isa):
     """MobileNetV2's 17 depthwise convs take the depthwise kernel of each path;
     everything stays int8 and close to float."""

@@ -59,8 +59,10 @@ def test_minilm_embeddings_stay_close_to_fp32(minilm, weight_bits, activation_bi
     sim_q = torch.nn.functional.normalize(out) @ torch.nn.functional.normalize(out).T
     sim_ref.fill_diagonal_(-2)
     sim_q.fill_diagonal_(-2)
-    nn_agreement = (sim_ref.argmax(1) == sim_q.argmax(1)).float().mean().item()
+    # In double: 57 of 60 is 95 %, which float32's mean made 0.94999999.
+    agree, n = int((sim_ref.argmax(1) == sim_q.argmax(1)).sum()), len(SENTENCES)
+    nn_agreement = agree / n
     print(f"MiniLM int8 ({weight_bits}-bit weights, {activation_bits}-bit activations): cosine mean {cos.mean():.5f} min {cos.min():.5f}, NN agreement {nn_agreement:.1%}, quantize {seconds:.2f}s")
     assert cos.mean() >= min_mean
     assert cos.min() >= min_min
-    assert nn_agreement >= min_nn
+    assert nn_agreement >= min_nn, f"{agree} of {n} nearest neighbours agree"

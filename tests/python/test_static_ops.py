@@ -97,6 +97,48 @@ def test_linear_int8_is_exact(isa):
     assert torch.equal(got, want)
 
 
+def pair(v):
+    return list(v) if isinstance(v, tuple) else [v, v]
+
+
+# 7-bit weights: on AVX2 the op measures its input's largest byte (the
+# padding, i.e. the zero point, included) and at <= 127 sums two k groups per
+# widening. Activations at and past 127, and a zero point past 127 over smaller
+# data (only the padding reaches it), on direct, gathered and 1x1 convs: every
+# path equals the exact integer math.
+@pytest.mark.parametrize("case", [CONV_CASES[0], CONV_CASES[5], CONV_CASES[9], CONV_CASES[10]])
+@pytest.mark.parametrize("top,zx", [(127, 60), (128, 60), (100, 200), (255, 0)])
+def test_7bit_weight_conv_is_exact_for_any_activation_range(isa, case, top, zx):
+    n, c, h, w, cout, k, stride, padding, dilation, groups = case
+    g = torch.Generator().manual_seed(zlib.crc32(repr((case, top)).encode()))
+    xq = torch.randint(0, top + 1, (n, c, h, w), dtype=torch.uint8, generator=g)
+    xq.view(-1)[0] = top
+    # all near +63: four padding bytes of 200 in one int16 lane would overflow it
+    weight = 0.8 + 0.2 * torch.rand(cout, c // groups, k, k, generator=g)
+    packed = torch.ops.qext.quantize_conv_weight(weight, pair(stride), pair(padding), pair(dilation), groups, 63)
+    wq, sw = packed.weight(), packed.scales()
+    assert wq.abs().max() <= 63
+    sx, bias = 0.05, torch.randn(cout, generator=g)
+    acc = F.conv2d(xq.double() - zx, wq.double(), None, stride, padding, dilation, groups)
+    real = acc * sx * sw.double().reshape(1, -1, 1, 1)
+    out_scale = float(real.max() - real.min()) / 255
+    out_zp = int(min(255, max(0, round(float(-real.min()) / out_scale))))
+    got = qext.conv2d_int8(xq, sx, zx, packed, bias, out_scale, out_zp, False)
+    assert torch.equal(got, requantize_reference(acc.round().to(torch.int64), sx, sw, bias, out_scale, out_zp, False, 1))
+
+
+@pytest.mark.parametrize("top", [127, 128, 255])
+def test_7bit_weight_linear_is_exact_for_any_activation_range(isa, top):
+    g = torch.Generator().manual_seed(top)
+    xq = torch.randint(0, top + 1, (3, 11, 200), dtype=torch.uint8, generator=g)
+    xq.view(-1)[-1] = top
+    w, b = 0.8 + 0.2 * torch.rand(70, 200, generator=g), torch.randn(70, generator=g)
+    packed = torch.ops.qext.quantize_linear_weight(w, True, 63)
+    got = qext.linear_int8(xq, 0.03, 64, packed, b, 0.5, 128, False)
+    acc = (xq.double() - 64) @ packed.weight().double().T
+    assert torch.equal(got, requantize_reference(acc.round().to(torch.int64), 0.03, packed.scales(), b, 0.5, 128, False, -1))
+
+
 def test_conv_weight_pickles_with_its_geometry(tmp_path):
     class Conv(torch.nn.Module):
         def __init__(self):

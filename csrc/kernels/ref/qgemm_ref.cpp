@@ -53,4 +53,10 @@ void add_requant_u8_ref(const uint8_t* a, float sa, int32_t za, const uint8_t* b
   for (int64_t i = 0; i < n; ++i) out[i] = ref::add_requant_one(a[i], sa, za, b[i], sb, zb, so, zo, lo);
 }
 
+uint8_t max_u8_ref(const uint8_t* x, int64_t n) {
+  uint8_t m = 0;
+  for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+  return m;
+}
+
 }  // namespace qext::kernels::detail

@@ -313,4 +313,21 @@ void add_requant_u8_avx2(const uint8_t* a, float sa, int32_t za, const uint8_t* 
   add_requant_u8_ref(a + i, sa, za, b + i, sb, zb, n - i, so, zo, relu, out + i);
 }
 
+uint8_t max_u8_avx2(const uint8_t* x, int64_t n) {
+  __m256i m0 = _mm256_setzero_si256(), m1 = _mm256_setzero_si256();
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    m0 = _mm256_max_epu8(m0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)));
+    m1 = _mm256_max_epu8(m1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i + 32)));
+  }
+  __m128i m = _mm_max_epu8(_mm256_castsi256_si128(m0), _mm256_extracti128_si256(m0, 1));
+  m = _mm_max_epu8(m, _mm_max_epu8(_mm256_castsi256_si128(m1), _mm256_extracti128_si256(m1, 1)));
+  // Fold the 16 lanes into lane 0.
+  m = _mm_max_epu8(m, _mm_srli_si128(m, 8));
+  m = _mm_max_epu8(m, _mm_srli_si128(m, 4));
+  m = _mm_max_epu8(m, _mm_srli_si128(m, 2));
+  m = _mm_max_epu8(m, _mm_srli_si128(m, 1));
+  return std::max(static_cast<uint8_t>(_mm_cvtsi128_si32(m)), max_u8_ref(x + i, n - i));
+}
+
 }  // namespace qext::kernels::detail

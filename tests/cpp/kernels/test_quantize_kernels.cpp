@@ -2,12 +2,14 @@
 // qparams arithmetic.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <iterator>
 #include <limits>
 #include <random>
 #include <vector>
 
+#include "kernels/elementwise.h"
 #include "kernels/isa_paths.h"
 #include "kernels/lut.h"
 #include "kernels/pooling.h"
@@ -136,6 +138,26 @@ TEST(QuantizeKernels, FiniteMinMaxSkipsAndReportsNonFinite) {
   EXPECT_FALSE(finite_min_max(all_nan, 3, &lo, &hi, Isa::Ref));
   EXPECT_EQ(lo, 0.0f);
   EXPECT_EQ(hi, 0.0f);
+}
+
+// The largest byte, on every path: sizes around the 64-byte AVX2 steps, the
+// maximum alone at the start, middle or end (one lane, one step, the tail).
+TEST(ElementwiseKernels, MaxU8FindsTheLargestByteAnywhere) {
+  std::mt19937 rng(8);
+  std::uniform_int_distribution<int> small(0, 99);
+  for (int64_t n : {0, 1, 15, 31, 32, 63, 64, 65, 127, 128, 129, 1000}) {
+    std::vector<uint8_t> x(n);
+    for (auto& v : x) v = static_cast<uint8_t>(small(rng));
+    for (int64_t at : {int64_t{0}, n / 2, n - 1}) {
+      for (uint8_t top : {uint8_t{100}, uint8_t{127}, uint8_t{128}, uint8_t{255}}) {
+        std::vector<uint8_t> y = x;
+        if (n > 0) y[at] = top;
+        const uint8_t want = n > 0 ? *std::max_element(y.begin(), y.end()) : 0;
+        for (Isa isa : supported_isas())
+          EXPECT_EQ(max_u8(y.data(), n, isa), want) << isa_name(isa) << " n=" << n << " at " << at << " top " << int{top};
+      }
+    }
+  }
 }
 
 TEST(Qparams, ClassicWorkedExample) {
