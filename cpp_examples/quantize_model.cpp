@@ -3,7 +3,8 @@
 //
 //   quantize_model IN.pt OUT.pt --input-shape 1,3,224,224 [--mode dynamic|static]
 //                  [--calib CALIB.pt] [--exclude PATTERN]... [--per-tensor-activations]
-//                  [--weight-bits 8|4|2|1 [--group-size G]] [--check-max-abs-error E]
+//                  [--weight-bits 8|7|4|2|1 [--group-size G]] [--activation-bits 8|7]
+//                  [--check-max-abs-error E]
 //                  [--equalize] [--bias-correction]   (static: the accuracy tools)
 // CALIB.pt (static mode): a list of input tensors saved from Python with
 // torch.save([...], "calib.pt"), one calibration batch each, or one tensor
@@ -36,7 +37,7 @@ struct Options {
   std::cerr << "quantize_model: " << why << "\n"
             << "usage: quantize_model IN.pt OUT.pt --input-shape 1,3,224,224 [--mode dynamic|static]\n"
             << "       [--calib CALIB.pt] [--exclude PATTERN]... [--per-tensor-activations]\n"
-            << "       [--weight-bits 8|4|2|1 [--group-size G]] [--check-max-abs-error E]\n"
+            << "       [--weight-bits 8|7|4|2|1 [--group-size G]] [--activation-bits 8|7] [--check-max-abs-error E]\n"
             << "       [--equalize] [--bias-correction]\n";
   std::exit(2);
 }
@@ -90,6 +91,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--per-tensor-activations") o.config.per_row_activations = false;
     else if (a == "--weight-bits") o.config.weight_bits = parse_integer(a, value());
     else if (a == "--group-size") o.config.group_size = parse_integer(a, value());
+    else if (a == "--activation-bits") o.config.activation_bits = parse_integer(a, value());
     else if (a == "--check-max-abs-error") o.max_abs_error = parse_number(a, value());
     else if (a == "--equalize") o.equalize = true;
     else if (a == "--bias-correction") o.bias_correction = true;
@@ -100,7 +102,6 @@ Options parse(int argc, char** argv) {
   if (o.shape.empty()) usage("--input-shape is required");
   if (o.mode != "dynamic" && o.mode != "static") usage("--mode must be dynamic or static");
   if (o.mode == "static" && o.calib.empty()) usage("--mode static needs --calib CALIB.pt");
-  if (o.mode == "static" && o.config.weight_bits != 8) usage("--weight-bits applies to --mode dynamic only here");
   if (o.mode == "dynamic" && (o.equalize || o.bias_correction)) usage("--equalize and --bias-correction apply to --mode static");
   o.input = positional[0];
   o.output = positional[1];
@@ -163,6 +164,8 @@ int main(int argc, char** argv) {
     if (opt.mode == "static") {
       qext::StaticConfig config;
       config.exclude = opt.config.exclude;
+      config.weight_bits = opt.config.weight_bits;  // static: 2..8, stored as int8
+      config.activation_bits = opt.config.activation_bits;
       config.equalize = opt.equalize;
       config.bias_correction = opt.bias_correction;
       quantized = qext::quantize_static(model, load_calibration(opt.calib), config);

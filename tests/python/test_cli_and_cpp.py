@@ -219,6 +219,14 @@ def test_cpp_example_static_mode(tmp_path):
     )
     assert one.returncode == 0, one.stderr
     assert qext.load(str(tmp_path / "one.pt"))._qext_metadata["bias_correction"] == "true"
+    paired = subprocess.run(
+        [CPP / "quantize_model", src, tmp_path / "a7.pt", "--input-shape", "1,3,64,64", "--mode", "static", "--calib", calib,
+         "--weight-bits", "7", "--activation-bits", "7"],
+        capture_output=True, text=True,
+    )
+    assert paired.returncode == 0, paired.stderr
+    meta = qext.load(str(tmp_path / "a7.pt"))._qext_metadata
+    assert meta["weight_bits"] == "7" and meta["activation_bits"] == "7"
     q = qext.load(out)
     assert qext.report(q).mode == "static"
     with torch.no_grad():
