@@ -159,9 +159,10 @@ torch::jit::Module convert(const torch::jit::Module& prepared, bool probe) {
     }
   }
   const auto flag = [&](const char* attr) { return prepared.hasattr(attr) && prepared.attr(attr).toBool(); };
-  const int64_t equalized = prepared.hasattr(kEqualizedAttr) ? prepared.attr(kEqualizedAttr).toInt() : 0;
-  const int64_t activation_bits =
-      prepared.hasattr(kActivationBitsAttr) ? prepared.attr(kActivationBitsAttr).toInt() : 8;
+  const auto count = [&](const char* attr, int64_t absent) {
+    return prepared.hasattr(attr) ? prepared.attr(attr).toInt() : absent;
+  };
+  const int64_t equalized = count(kEqualizedAttr, 0), activation_bits = count(kActivationBitsAttr, 8);
   api::store_report(out, report, {{"qext_version", version()}, {"mode", "static"},
                                   {"weight_bits", std::to_string(weight_bits)},
                                   {"activation_bits", std::to_string(activation_bits)},

@@ -1,9 +1,6 @@
 // Packing of low-bit weights and the dispatch of lowbit_gemm to its paths.
 #include "kernels/lowbit_gemm.h"
 
-#include <cstdlib>
-#include <cstring>
-#include <new>
 #include <stdexcept>
 #include <vector>
 #include <string>
@@ -37,8 +34,7 @@ LowBitWeights::LowBitWeights(const int8_t* levels, const float* scales, int64_t 
   group_size_ = lowbit_group_size(group_size, k);
   groups_ = (k + group_size_ - 1) / group_size_;
   num_blocks_ = (n + kLowBitBlockCols - 1) / kLowBitBlockCols;
-  const size_t code_bytes = static_cast<size_t>(num_blocks_ * k_steps_ * step_bytes() + 63) / 64 * 64;
-  codes_ = AlignedBuffer<uint8_t>(code_bytes, /*zeroed=*/true);
+  codes_ = AlignedBuffer<uint8_t>(static_cast<size_t>(num_blocks_ * k_steps_ * step_bytes()), /*zeroed=*/true);
   scales_.assign(static_cast<size_t>(num_blocks_ * groups_ * kLowBitBlockCols), 0.0f);
   code_sums_.assign(scales_.size(), 0);
 
@@ -62,7 +58,6 @@ LowBitWeights::LowBitWeights(const int8_t* levels, const float* scales, int64_t 
     }
   }
 }
-
 
 int LowBitWeights::level(int64_t n, int64_t k) const {
   const int64_t b = n / kLowBitBlockCols, t = (n % kLowBitBlockCols) * 4 + k % 4, nbytes = step_bytes();

@@ -3,9 +3,6 @@
 #include "kernels/qgemm.h"
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
-#include <new>
 #include <stdexcept>
 #include <string>
 
@@ -40,7 +37,6 @@ PackLayout pack_layout(Isa isa, bool narrow) {
   }
   throw std::invalid_argument("qext: unknown ISA");
 }
-
 
 PackedWeights::PackedWeights(const int8_t* w, int64_t n, int64_t k, Isa isa)
     : PackedWeights(w, n, k, /*row_stride=*/k, /*k_stride=*/1, isa) {}

@@ -2,6 +2,7 @@
 
 #include <map>
 
+#include "ops/linear_dynamic.h"
 #include "ops/observer_class.h"
 #include "passes/name_match.h"
 #include "passes/static_passes.h"
@@ -111,7 +112,7 @@ void insert_observers(torch::jit::Module& root, torch::jit::Graph& graph, const 
     auto observer = c10::make_intrusive<ops::ObserverClass>(observer_name(cfg.observer),
                                                             histogram_method_name(cfg.histogram_method),
                                                             cfg.percentile, 0.01, 2048, std::nullopt,
-                                                            0, cfg.activation_bits == 7 ? 127 : 255, false);
+                                                            0, ops::activation_qmax("qext::prepare_static", cfg.activation_bits), false);
     std::string attr = shared;
     if (attr.empty()) {
       attr = unique_attribute_name(root, "_qext_observer_" + std::to_string(observed.size()));

@@ -18,10 +18,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
-#include <memory>
-#include <new>
 
 #include "kernels/aligned_buffer.h"
 #include "kernels/x86/avx512_epilogue.h"
