@@ -1,20 +1,49 @@
 #include "kernels/depthwise.h"
 
+#include <cstdlib>
+
 #include "kernels/kernel_table.h"
 
 namespace qext::kernels {
 
-std::vector<int32_t> depthwise_pack_weights(const int8_t* w, int64_t channels, int64_t taps) {
-  const int64_t padded = depthwise_padded_channels(channels), pairs = (taps + 1) / 2;
-  std::vector<int32_t> out(static_cast<size_t>(pairs * padded), 0);
+namespace {
+
+// TapQuads' block for `isa` when its kernel takes these weights; 0 otherwise.
+int64_t quad_block(const int8_t* w, int64_t count, Isa isa) {
+  if (isa == Isa::Avx512Vnni || isa == Isa::Amx) return 64;
+  if (isa != Isa::Avx2) return 0;
+  for (int64_t i = 0; i < count; ++i)
+    if (std::abs(int{w[i]}) > 64) return 0;  // vpmaddubsw's pair sums could saturate
+  return 32;
+}
+
+}  // namespace
+
+DepthwiseWeights depthwise_pack_weights(const int8_t* w, int64_t channels, int64_t taps, Isa isa) {
+  DepthwiseWeights p;
+  p.channels = channels, p.taps = taps;
+  p.block = quad_block(w, channels * taps, isa);
+  p.layout = p.block ? DepthwiseLayout::TapQuads : DepthwiseLayout::TapPairs;
+  const int64_t stride = p.word_stride(), per_word = p.taps_per_word();
+  p.words.assign(static_cast<size_t>(p.tap_words() * stride), 0);
+  p.sums.assign(static_cast<size_t>(channels), 0);
   for (int64_t c = 0; c < channels; ++c) {
+    int64_t slot = c;  // the channel's word within a tap word
+    if (p.block) {
+      const int64_t in_block = c % p.block;
+      slot = c - in_block + (in_block % 16 / 4) * (p.block / 4) + in_block / 16 * 4 + in_block % 4;
+    }
     for (int64_t t = 0; t < taps; ++t) {
-      // Little-endian int16 pair: even tap in the low half, odd tap in the high.
-      const auto half = static_cast<uint32_t>(static_cast<uint16_t>(static_cast<int16_t>(w[c * taps + t])));
-      out[(t / 2) * padded + c] |= static_cast<int32_t>(t % 2 ? half << 16 : half);
+      const int8_t v = w[c * taps + t];
+      p.sums[c] += v;
+      // Little-endian: tap t % per_word in the (t % per_word)-th int16 or byte.
+      const int64_t bits = 32 / per_word, shift = t % per_word * bits;
+      const auto field = static_cast<uint32_t>(v) & ((uint32_t{1} << bits) - 1);
+      auto& word = p.words[(t / per_word) * stride + slot];
+      word = static_cast<int32_t>(static_cast<uint32_t>(word) | field << shift);
     }
   }
-  return out;
+  return p;
 }
 
 void depthwise_conv_u8(const DepthwiseArgs& args, int64_t row_begin, int64_t row_end, Isa isa) {

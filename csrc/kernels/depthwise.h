@@ -20,23 +20,53 @@
 namespace qext::kernels {
 
 // Channels are processed in whole groups of kDepthwiseChannelGroup: the
-// weights are padded with zeros to a multiple of it, and the image must stay
-// readable up to that many bytes past its end (the padded copy's slack).
+// accumulators of one output pixel are padded to a multiple of it. A path may
+// read up to kDepthwiseReadSlack bytes past a pixel's last channel (whole
+// vectors; WindowConvArgs::image keeps 64).
 constexpr int64_t kDepthwiseChannelGroup = 16;
+constexpr int64_t kDepthwiseReadSlack = 32;
 inline int64_t depthwise_padded_channels(int64_t channels) {
   return (channels + kDepthwiseChannelGroup - 1) / kDepthwiseChannelGroup * kDepthwiseChannelGroup;
 }
 
-struct DepthwiseArgs : WindowConvArgs {
-  // Two taps' weights interleaved as int16 pairs, one int32 word per channel:
-  // [(kh * kw + 1) / 2][depthwise_padded_channels(channels)] (an odd last tap
-  // pairs with zeros). depthwise_pack_weights writes it.
-  const int32_t* weights = nullptr;
-  const int32_t* weight_sums = nullptr;  // [channels]: sum over taps, for the zero point
+// How one int32 weight word holds several taps of one channel.
+enum class DepthwiseLayout {
+  // Two taps as little-endian int16 (even tap low): [(taps + 1) / 2][padded
+  // channels], natural channel order. Any int8 weights; every path reads it.
+  TapPairs,
+  // Four taps as int8 bytes (tap t in byte t % 4): [(taps + 3) / 4][blocks of
+  // `block` channels][block words], where in a block word k * block / 4 +
+  // 4 * l + i holds channel 16 * l + 4 * k + i -- the order in which
+  // byte unpacks (vpunpck{l,h}bw, then {l,h}wd, within 128-bit lanes) of 4
+  // taps' pixel bytes leave the channels, so no further shuffle is needed.
+  // AVX2 (block 32) with weights within +-64, where vpmaddubsw's pair sums
+  // are exact; AVX-512 VNNI (block 64) with any, vpdpbusd being exact.
+  TapQuads,
 };
 
-// Packs w [channels][taps] (int8) into DepthwiseArgs::weights' layout.
-std::vector<int32_t> depthwise_pack_weights(const int8_t* w, int64_t channels, int64_t taps);
+// The weights of one depthwise conv packed for one path.
+struct DepthwiseWeights {
+  DepthwiseLayout layout = DepthwiseLayout::TapPairs;
+  int64_t channels = 0, taps = 0;
+  int64_t block = 0;            // TapQuads: channels per block (32 or 64)
+  std::vector<int32_t> words;   // as `layout` says; zero past `channels` and `taps`
+  std::vector<int32_t> sums;    // [channels]: each channel's weight sum, for the zero point
+
+  int64_t taps_per_word() const { return layout == DepthwiseLayout::TapPairs ? 2 : 4; }
+  int64_t tap_words() const { return (taps + taps_per_word() - 1) / taps_per_word(); }
+  // int32 words per tap word: padded channels, or whole blocks.
+  int64_t word_stride() const {
+    return layout == DepthwiseLayout::TapPairs ? depthwise_padded_channels(channels)
+                                               : (channels + block - 1) / block * block;
+  }
+};
+
+struct DepthwiseArgs : WindowConvArgs {
+  const DepthwiseWeights* weights = nullptr;  // packed for the path the call uses
+};
+
+// Packs w [channels][taps] (int8) in the layout `isa` reads fastest.
+DepthwiseWeights depthwise_pack_weights(const int8_t* w, int64_t channels, int64_t taps, Isa isa);
 
 // Output rows [row_begin, row_end) of the n * oh rows, with the given path.
 void depthwise_conv_u8(const DepthwiseArgs& args, int64_t row_begin, int64_t row_end, Isa isa);

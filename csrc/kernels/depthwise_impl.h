@@ -4,6 +4,7 @@
 // ref::quantize_one) and compiles this with its own flags.
 #pragma once
 
+#include <stdexcept>
 #include <vector>
 
 #include "kernels/depthwise.h"
@@ -12,23 +13,27 @@
 
 namespace qext::kernels::detail {
 
-// Each path provides the multiply-accumulate of one output pixel:
-//   acc[c] = sum over tap pairs p of x_{2p}[c] * w_p[c].lo + x_{2p+1}[c] * w_p[c].hi
-// for c in [0, padded channels), `w` the weights of two taps interleaved as
-// int16 pairs ([pair][padded channels] int32 words), the accumulators in
-// registers across the taps. Channels past the last are read (image slack)
-// but multiplied by zero-padded weights.
-using DepthwiseMacFn = void (*)(const uint8_t* const* taps, int64_t pairs, const int32_t* w, int64_t padded,
-                                int32_t* acc);
+// Each path provides the multiply-accumulate of one output pixel for a
+// weight layout (DepthwiseLayout) holding `per_word` taps per word:
+//   acc[c] = sum over tap words p, i < per_word of taps[per_word * p + i][c] * w_p[c].tap(i)
+// for c in [0, padded): `words` tap words of `stride` int32 each (weights in
+// the layout's channel order), the accumulators in registers across the
+// taps, stored in channel order. Channels past the last are read (image
+// slack) but multiplied by zero weights.
+using DepthwiseMacFn = void (*)(const uint8_t* const* taps, int64_t words, const int32_t* w, int64_t stride,
+                                int64_t padded, int32_t* acc);
 
-template <DepthwiseMacFn kMacs, QuantizeU8Fn kQuantize>
+template <int64_t kPerWord, DepthwiseMacFn kMacs, QuantizeU8Fn kQuantize>
 void depthwise_rows(const DepthwiseArgs& a, int64_t row_begin, int64_t row_end) {
-  const int64_t c = a.channels, count = a.kh * a.kw, pairs = (count + 1) / 2;
+  const DepthwiseWeights& w = *a.weights;
+  if (w.taps_per_word() != kPerWord || w.channels != a.channels || w.taps != a.kh * a.kw)
+    throw std::invalid_argument("qext: depthwise weights packed for another path or shape");
+  const int64_t c = a.channels, count = w.taps, words = w.tap_words();
   const int64_t padded = depthwise_padded_channels(c);
-  // An odd tap count repeats the last tap (its pair weight is zero).
-  std::vector<const uint8_t*> taps(static_cast<size_t>(2 * pairs));
+  // Slots past the last tap repeat it (their weights are zero).
+  std::vector<const uint8_t*> taps(static_cast<size_t>(kPerWord * words));
   std::vector<int32_t> acc(static_cast<size_t>(a.ow * padded));
-  RowRequantizer<kQuantize> requantize(a, a.weight_sums);
+  RowRequantizer<kQuantize> requantize(a, w.sums.data());
   for (int64_t row = row_begin; row < row_end; ++row) {
     const int64_t n = row / a.oh, oy = row % a.oh;
     const uint8_t* image = a.image + n * a.hp * a.wp * c;
@@ -37,8 +42,8 @@ void depthwise_rows(const DepthwiseArgs& a, int64_t row_begin, int64_t row_end) 
         const uint8_t* line = image + ((oy * a.sh + i * a.dh) * a.wp + ox * a.sw) * c;
         for (int64_t j = 0; j < a.kw; ++j) taps[i * a.kw + j] = line + j * a.dw * c;
       }
-      if (count % 2) taps[count] = taps[count - 1];
-      kMacs(taps.data(), pairs, a.weights, padded, acc.data() + ox * padded);
+      for (int64_t t = count; t < kPerWord * words; ++t) taps[t] = taps[count - 1];
+      kMacs(taps.data(), words, w.words.data(), w.word_stride(), padded, acc.data() + ox * padded);
     }
     requantize(acc.data(), padded, row);
   }

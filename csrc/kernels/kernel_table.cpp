@@ -23,7 +23,8 @@ constexpr KernelTable kAvx2{
     "4x24 tiles, vpmaddwd (exact) on int8 weights widened in registers (<= 8 rows) or per 512-k L1 panel; "
     "weights within +-64 (7-bit): vpmaddubsw (exact there) + vpmaddwd, nothing widened; activations <= 127 "
     "too: two k groups added (vpaddw) per vpmaddwd, 3x24 tiles",
-    "2 taps per vpmaddwd, 64 channels in ymm accumulators",
+    "weights within +-64: 4 taps per vpmaddubsw + vpmaddwd (byte unpacks), 32 channels; otherwise 2 taps per "
+    "vpmaddwd, 64 channels; ymm accumulators",
     "8 output lanes x 4 pixels, vpermd to each lane's group, vpmaddwd (groups of 2-16)",
     "16 columns x 4 rows, levels unpacked by vpsrlvd, vpmaddubsw (exact for |level| <= 8) + vpmaddwd",
     "8 lanes, divider-free Quantizer8", "8 lanes; max_u8: vpmaxub, 64 bytes per step", "scalar lookups (no 256-entry byte permute in AVX2); per channel: 8-lane vpgatherdd"};
@@ -34,7 +35,7 @@ constexpr KernelTable kAvx512Vnni{
     detail::finite_min_max_avx512_vnni, detail::quantize_u8_avx512_vnni, detail::add_requant_u8_avx512_vnni,
     detail::max_u8_avx2, detail::lut_u8_avx512_vnni, detail::lut_u8_per_channel_avx512_vnni,
     "6x64 tiles, vpdpbusd (u8 x s8, no saturation), fused requantizing epilogue",
-    "2 taps per vpdpwssd, 64 channels in zmm accumulators",
+    "4 taps per vpdpbusd (byte unpacks), 64 channels in zmm accumulators",
     "16 output lanes x 4 pixels, vpermd to each lane's group, vpdpbusd (groups of 4k, <= 64-channel windows)",
     "16 columns x 4 rows, levels unpacked by vpsrlvd, vpdpbusd",
     "16 lanes, divider-free Quantizer16",

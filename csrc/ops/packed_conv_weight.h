@@ -11,6 +11,7 @@
 #include <optional>
 #include <vector>
 
+#include "kernels/depthwise.h"
 #include "kernels/grouped.h"
 #include "kernels/qgemm.h"
 
@@ -63,8 +64,7 @@ class PackedConvWeight : public torch::CustomClassHolder {
   // One filter per channel (groups == Cin == Cout): packed for the depthwise
   // kernel instead of one GEMM per group, which would have a single column.
   bool depthwise() const { return depthwise_; }
-  const int32_t* depthwise_weights() const { return dw_weights_.data(); }  // kernels::depthwise_pack_weights
-  const int32_t* depthwise_sums() const { return dw_sums_.data(); }       // [C]
+  const kernels::DepthwiseWeights& depthwise_weights() const { return dw_weights_; }
   // A few channels per group (Cin/groups == Cout/groups, and this path's
   // window covers them): packed for the grouped kernel instead.
   bool grouped() const { return grouped_.has_value(); }
@@ -77,8 +77,7 @@ class PackedConvWeight : public torch::CustomClassHolder {
   bool depthwise_;
   kernels::Isa isa_;
   std::vector<kernels::PackedWeights> packed_;
-  std::vector<int32_t> dw_weights_;
-  std::vector<int32_t> dw_sums_;
+  kernels::DepthwiseWeights dw_weights_;
   std::optional<kernels::GroupedWeights> grouped_;
   at::Tensor plain_weight_;  // the int8 weight as given, for state(), when not in GEMM packs
   at::Tensor scales_;

@@ -243,7 +243,7 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
   if (w->depthwise() || w->grouped()) {
     // Channels in vector lanes. The kernels read whole channel blocks or
     // windows: the padded copy's 64 bytes of slack cover the last pixel's.
-    static_assert(kernels::kDepthwiseChannelGroup <= 64, "padded_nhwc leaves 64 bytes of slack");
+    static_assert(kernels::kDepthwiseReadSlack <= 64, "padded_nhwc leaves 64 bytes of slack");
     const PaddedNhwc padded = padded_nhwc(x, ph, pw, zp, /*overreads=*/true);
     const kernels::Epilogue ep = requant_epilogue(nullptr, scales, bp, out_scale, out_zero_point, relu, clamp_min, clamp_max);
     const auto fill = [&](kernels::WindowConvArgs& a) {
@@ -268,8 +268,7 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
     if (w->depthwise()) {
       kernels::DepthwiseArgs a;
       fill(a);
-      a.weights = w->depthwise_weights();
-      a.weight_sums = w->depthwise_sums();
+      a.weights = &w->depthwise_weights();
       at::parallel_for(0, a.n_rows(), grain, [&](int64_t r0, int64_t r1) { kernels::depthwise_conv_u8(a, r0, r1, w->isa()); });
     } else {
       kernels::GroupedArgs a;

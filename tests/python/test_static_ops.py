@@ -104,9 +104,10 @@ def pair(v):
 # 7-bit weights: on AVX2 the op measures its input's largest byte (the
 # padding, i.e. the zero point, included) and at <= 127 sums two k groups per
 # widening. Activations at and past 127, and a zero point past 127 over smaller
-# data (only the padding reaches it), on direct, gathered and 1x1 convs: every
+# data (only the padding reaches it), on direct, gathered and 1x1 convs, and on
+# depthwise ones (AVX2's vpmaddubsw layout for weights within +-64): every
 # path equals the exact integer math.
-@pytest.mark.parametrize("case", [CONV_CASES[0], CONV_CASES[5], CONV_CASES[9], CONV_CASES[10]])
+@pytest.mark.parametrize("case", [CONV_CASES[i] for i in (0, 5, 9, 10, 13, 15)])
 @pytest.mark.parametrize("top,zx", [(127, 60), (128, 60), (100, 200), (255, 0)])
 def test_7bit_weight_conv_is_exact_for_any_activation_range(isa, case, top, zx):
     n, c, h, w, cout, k, stride, padding, dilation, groups = case

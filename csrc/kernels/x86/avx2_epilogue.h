@@ -48,21 +48,36 @@ class Quantizer8 {
     nearest_even_ = (_mm_getcsr() & _MM_ROUND_MASK) == _MM_ROUND_NEAREST;
   }
 
+  // Every value takes the divider-free quotient and one conversion.
+  bool divider_free() const { return narrowed_ && nearest_even_; }
+
+  // operator() when divider_free(): no branch.
+  __m256i nearest(__m256 v) const {
+    const __m256 quotient = narrowed_quotient(v);
+    return _mm256_add_epi32(_mm256_cvtps_epi32(quotient), zp_);
+  }
+
   __m256i operator()(__m256 v) const {
-    v = _mm256_min_ps(_mm256_max_ps(v, lo_), hi_);  // NaN -> lo
     if (narrowed_) {
-      const __m256 q0 = _mm256_mul_ps(v, inv_);
-      const __m256 r = _mm256_fnmadd_ps(q0, scale_, v);
-      const __m256 quotient = _mm256_fmadd_ps(r, inv_, q0);
-      // (finite and within int32: v was clamped to the narrowed bounds)
-      if (nearest_even_) return _mm256_add_epi32(_mm256_cvtps_epi32(quotient), zp_);
-      const __m256 rounded = _mm256_round_ps(quotient, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      if (nearest_even_) return nearest(v);
+      const __m256 rounded = _mm256_round_ps(narrowed_quotient(v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       return _mm256_add_epi32(_mm256_cvttps_epi32(rounded), zp_);
     }
+    v = _mm256_min_ps(_mm256_max_ps(v, lo_), hi_);  // NaN -> lo
     __m256 t = _mm256_round_ps(_mm256_div_ps(v, scale_), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     t = _mm256_add_ps(t, zp_f_);
     t = _mm256_min_ps(_mm256_max_ps(t, qmin_), qmax_);  // NaN -> qmin
     return _mm256_cvttps_epi32(t);
+  }
+
+ private:
+  // v / scale correctly rounded, v first clamped to the narrowed bounds
+  // (NaN -> lo), so the quotient is finite and within int32.
+  __m256 narrowed_quotient(__m256 v) const {
+    v = _mm256_min_ps(_mm256_max_ps(v, lo_), hi_);
+    const __m256 q0 = _mm256_mul_ps(v, inv_);
+    const __m256 r = _mm256_fnmadd_ps(q0, scale_, v);
+    return _mm256_fmadd_ps(r, inv_, q0);
   }
 
  private:
@@ -160,6 +175,21 @@ void finish_row(const GemmArgs& args, const Epilogue& ep, const Quantizer8& quan
   const bool to_float = ep.output != Epilogue::Output::Int32;
   const int32_t* zp_sum = cols.zp_sums(args.a_zero_point[m]);
   const float* scales = to_float ? cols.row_col_scales(ep.row_scale[m]) : nullptr;
+  if (ep.output == Epilogue::Output::Uint8 && ncols == kBlockCols && quantize.divider_free()) {
+    // The common case without a branch per vector (short-K layers spend as
+    // long here as in the multiply-adds); a missing bias is cols.bias's
+    // zeros, and adding +0 changes no quantized value.
+    uint8_t* out = static_cast<uint8_t*>(args.c) + m * args.ldc + n0;
+#pragma GCC unroll 3
+    for (int j = 0; j < kBlockVecs; ++j) {
+      const __m256i v = _mm256_sub_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(acc + j * kVecCols)),
+                                         _mm256_load_si256(reinterpret_cast<const __m256i*>(zp_sum + j * kVecCols)));
+      const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_load_ps(scales + j * kVecCols));
+      store_u8x8(out + j * kVecCols, quantize.nearest(_mm256_add_ps(f, _mm256_load_ps(cols.bias + j * kVecCols))),
+                 kVecCols);
+    }
+    return;
+  }
   for (int64_t j = 0; j * kVecCols < ncols; ++j) {
     const int64_t at = m * args.ldc + n0 + j * kVecCols, lanes = ncols - j * kVecCols;
     const __m256i v = _mm256_sub_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(acc + j * kVecCols)),

@@ -18,7 +18,8 @@ namespace {
 struct Case {
   int64_t n, c, hp, wp, k, stride, dilation;
   int32_t x_zero_point;
-  bool extreme;  // all pixels 255 and weights +-127: the largest sums
+  bool extreme;  // all pixels 255 and weights +-127 (+-64 when narrow): the largest sums
+  bool narrow;   // weights within +-64: the AVX2 path's vpmaddubsw layout (TapQuads)
 };
 
 std::vector<uint8_t> reference(const DepthwiseArgs& a, const std::vector<int8_t>& w) {
@@ -47,11 +48,23 @@ std::vector<uint8_t> reference(const DepthwiseArgs& a, const std::vector<int8_t>
 }  // namespace
 
 TEST(DepthwiseKernel, EveryPathMatchesTheDefinition) {
-  const Case cases[] = {
-      {1, 1, 5, 5, 3, 1, 1, 0, false},    {2, 13, 7, 9, 3, 1, 1, 128, false}, {1, 16, 9, 9, 3, 2, 1, 255, false},
-      {1, 77, 11, 11, 5, 1, 2, 37, false}, {2, 80, 8, 8, 3, 2, 1, 3, false},   {1, 144, 6, 6, 3, 1, 1, 200, false},
-      {1, 70, 13, 13, 7, 1, 1, 0, true},   {1, 70, 13, 13, 7, 1, 1, 255, true}, {1, 33, 10, 10, 2, 1, 1, 128, true},
+  // Each shape with full-range and with narrow weights; channel counts with
+  // and without a partial 16- and 32-channel block, tap counts that fill
+  // whole 4-tap words (2x2) and that leave 1 to 3 empty taps.
+  const Case shapes[] = {
+      {1, 1, 5, 5, 3, 1, 1, 0, false, false},    {2, 13, 7, 9, 3, 1, 1, 128, false, false},
+      {1, 16, 9, 9, 3, 2, 1, 255, false, false}, {1, 77, 11, 11, 5, 1, 2, 37, false, false},
+      {2, 80, 8, 8, 3, 2, 1, 3, false, false},   {1, 144, 6, 6, 3, 1, 1, 200, false, false},
+      {1, 32, 6, 6, 1, 1, 1, 9, false, false},   {1, 96, 7, 7, 3, 1, 1, 128, false, false},
+      {1, 70, 13, 13, 7, 1, 1, 0, true, false},  {1, 70, 13, 13, 7, 1, 1, 255, true, false},
+      {1, 33, 10, 10, 2, 1, 1, 128, true, false}, {1, 48, 9, 9, 3, 1, 1, 0, true, false},
   };
+  std::vector<Case> cases;
+  for (Case t : shapes) {
+    cases.push_back(t);
+    t.narrow = true;
+    cases.push_back(t);
+  }
   std::mt19937 rng(7);
   for (const Case& t : cases) {
     const int64_t taps = t.k * t.k;
@@ -60,23 +73,19 @@ TEST(DepthwiseKernel, EveryPathMatchesTheDefinition) {
     a.kh = a.kw = t.k, a.sh = a.sw = t.stride, a.dh = a.dw = t.dilation;
     a.oh = (t.hp - t.dilation * (t.k - 1) - 1) / t.stride + 1;
     a.ow = (t.wp - t.dilation * (t.k - 1) - 1) / t.stride + 1;
-    // The kernel reads whole channel groups: the image keeps that much slack.
-    std::vector<uint8_t> image(t.n * t.hp * t.wp * t.c + kDepthwiseChannelGroup);
+    // The kernel reads whole vectors of channels: the image keeps that much slack.
+    std::vector<uint8_t> image(t.n * t.hp * t.wp * t.c + kDepthwiseReadSlack);
     std::vector<int8_t> w(t.c * taps);
     std::vector<float> w_scale(t.c), bias(t.c);
     for (auto& v : image) v = t.extreme ? 255 : static_cast<uint8_t>(rng() % 256);
-    for (size_t i = 0; i < w.size(); ++i) w[i] = t.extreme ? (i % 2 ? -127 : 127) : static_cast<int8_t>(rng() % 255 - 127);
+    const int w_max = t.narrow ? 64 : 127;
+    for (size_t i = 0; i < w.size(); ++i)
+      w[i] = static_cast<int8_t>(t.extreme ? (i % 2 ? -w_max : w_max) : static_cast<int>(rng() % (2 * w_max + 1)) - w_max);
     for (int64_t c = 0; c < t.c; ++c) {
       w_scale[c] = 0.001f + 0.0001f * static_cast<float>(c);
       bias[c] = static_cast<float>(static_cast<int>(rng() % 200) - 100) * 0.01f;
     }
-    const std::vector<int32_t> packed = depthwise_pack_weights(w.data(), t.c, taps);
-    std::vector<int32_t> sums(t.c, 0);
-    for (int64_t c = 0; c < t.c; ++c)
-      for (int64_t i = 0; i < taps; ++i) sums[c] += w[c * taps + i];
     a.image = image.data();
-    a.weights = packed.data();
-    a.weight_sums = sums.data();
     a.x_zero_point = t.x_zero_point;
     a.x_scale = 0.02f;
     a.w_scale = w_scale.data();
@@ -88,10 +97,16 @@ TEST(DepthwiseKernel, EveryPathMatchesTheDefinition) {
     a.n = t.n;
     const std::vector<uint8_t> want = reference(a, w);
     for (Isa isa : supported_isas()) {
+      const DepthwiseWeights packed = depthwise_pack_weights(w.data(), t.c, taps, isa);
+      // AVX-512 takes 4-tap words always (vpdpbusd), AVX2 for narrow weights (vpmaddubsw).
+      const bool quads = isa == Isa::Avx512Vnni || isa == Isa::Amx || (isa == Isa::Avx2 && t.narrow);
+      EXPECT_EQ(packed.layout == DepthwiseLayout::TapQuads, quads) << isa_name(isa);
+      a.weights = &packed;
       std::vector<uint8_t> got(want.size(), 0);
       a.out = got.data();
       depthwise_conv_u8(a, 0, a.n_rows(), isa);
-      EXPECT_EQ(got, want) << isa_name(isa) << " c=" << t.c << " k=" << t.k << " zp=" << t.x_zero_point;
+      EXPECT_EQ(got, want) << isa_name(isa) << " c=" << t.c << " k=" << t.k << " zp=" << t.x_zero_point
+                           << " narrow=" << t.narrow;
     }
   }
 }
