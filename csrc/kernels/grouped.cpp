@@ -15,13 +15,23 @@ struct GroupedLayout {
   int64_t lanes, step, window;
 };
 
-GroupedLayout layout_of(Isa isa) {
+// Narrow weights (every |w| <= 64) let AVX2 multiply bytes (vpmaddubsw's
+// pair sums are at most 255 * 64 * 2: exact) instead of int16 pairs.
+GroupedLayout layout_of(Isa isa, bool narrow) {
   switch (isa) {
-    case Isa::Avx2: return {8, 2, 16};         // 16 bytes widened to int16: 8 pair words
+    case Isa::Avx2:
+      if (narrow) return {8, 4, 32};  // 32 bytes: 8 quad words
+      return {8, 2, 16};              // 16 bytes widened to int16: 8 pair words
     case Isa::Avx512Vnni:
     case Isa::Amx: return {16, 4, 64};  // 64 bytes: 16 quad words
-    default: return {16, 0, 0};                // the reference reads `plain`
+    default: return {16, 0, 0};         // the reference reads `plain`
   }
+}
+
+bool is_narrow(const int8_t* w, int64_t count) {
+  for (int64_t i = 0; i < count; ++i)
+    if (w[i] < -64 || w[i] > 64) return false;
+  return true;
 }
 
 int32_t word_of(const int8_t* values, int64_t step) {
@@ -33,14 +43,8 @@ int32_t word_of(const int8_t* values, int64_t step) {
   return static_cast<int32_t>(word);
 }
 
-}  // namespace
-
-std::optional<GroupedWeights> grouped_pack_weights(const int8_t* w, int64_t channels, int64_t group_width,
-                                                   int64_t taps, Isa isa) {
-  if (channels <= 0 || group_width <= 0 || taps <= 0 || channels % group_width != 0) {
-    throw std::invalid_argument("grouped_pack_weights: channels must be a positive multiple of the group width");
-  }
-  const GroupedLayout l = layout_of(isa);
+std::optional<GroupedWeights> pack_with(const GroupedLayout& l, const int8_t* w, int64_t channels,
+                                        int64_t group_width, int64_t taps) {
   GroupedWeights p;
   p.channels = channels, p.group_width = group_width, p.taps = taps;
   p.lanes = l.lanes, p.step = l.step;
@@ -75,8 +79,24 @@ std::optional<GroupedWeights> grouped_pack_weights(const int8_t* w, int64_t chan
   return p;
 }
 
+}  // namespace
+
+std::optional<GroupedWeights> grouped_pack_weights(const int8_t* w, int64_t channels, int64_t group_width,
+                                                   int64_t taps, Isa isa) {
+  if (channels <= 0 || group_width <= 0 || taps <= 0 || channels % group_width != 0) {
+    throw std::invalid_argument("grouped_pack_weights: channels must be a positive multiple of the group width");
+  }
+  // AVX2 with narrow weights: bytes where the width allows, else int16 pairs.
+  if (isa == Isa::Avx2 && is_narrow(w, channels * group_width * taps)) {
+    if (auto p = pack_with(layout_of(isa, true), w, channels, group_width, taps)) return p;
+  }
+  return pack_with(layout_of(isa, false), w, channels, group_width, taps);
+}
+
 void grouped_conv_u8(const GroupedArgs& args, int64_t row_begin, int64_t row_end, Isa isa) {
-  if (args.weights->step != layout_of(isa).step || args.weights->lanes != layout_of(isa).lanes) {
+  const GroupedWeights& w = *args.weights;
+  const auto reads = [&](const GroupedLayout& l) { return w.step == l.step && w.lanes == l.lanes; };
+  if (!reads(layout_of(isa, false)) && !reads(layout_of(isa, true))) {
     throw std::invalid_argument(std::string("grouped_conv_u8: weights packed for another path than ") + isa_name(isa));
   }
   kernel_table(isa).grouped_u8(args, row_begin, row_end);

@@ -40,9 +40,10 @@ struct GroupedWeights {
 };
 
 // Packs w [channels][group_width][taps] (int8) for `isa`; nullopt when that
-// path's window cannot cover a block's groups (AVX2: G of 2, 4, 8 or 16;
-// AVX-512: G a multiple of 4 whose blocks span at most 64 channels). The
-// reference path takes every G.
+// path's window cannot cover a block's groups (AVX2: G of 2, 4, 8 or 16 as
+// int16 pairs, and with weights within +-64 as bytes where G is a multiple
+// of 4 whose blocks span at most 32 channels; AVX-512: G a multiple of 4
+// whose blocks span at most 64 channels). The reference path takes every G.
 std::optional<GroupedWeights> grouped_pack_weights(const int8_t* w, int64_t channels, int64_t group_width,
                                                    int64_t taps, Isa isa);
 

@@ -25,7 +25,8 @@ constexpr KernelTable kAvx2{
     "too: two k groups added (vpaddw) per vpmaddwd, 3x24 tiles",
     "weights within +-64: 4 taps per vpmaddubsw + vpmaddwd (byte unpacks), 32 channels; otherwise 2 taps per "
     "vpmaddwd, 64 channels; ymm accumulators",
-    "8 output lanes x 4 pixels, vpermd to each lane's group, vpmaddwd (groups of 2-16)",
+    "8 output lanes x 4 pixels, vpermd to each lane's group; weights within +-64: bytes, vpmaddubsw + vpmaddwd "
+    "(groups of 4k, <= 32-channel windows), otherwise int16 pairs, vpmaddwd (groups of 2-16)",
     "16 columns x 4 rows, levels unpacked by vpsrlvd, vpmaddubsw (exact for |level| <= 8) + vpmaddwd",
     "8 lanes, divider-free Quantizer8", "8 lanes; max_u8: vpmaxub, 64 bytes per step", "scalar lookups (no 256-entry byte permute in AVX2); per channel: 8-lane vpgatherdd"};
 

@@ -16,8 +16,9 @@ class RowRequantizer {
  public:
   // `weight_sums` [channels]: each output's weight sum, for the zero point.
   RowRequantizer(const WindowConvArgs& a, const int32_t* weight_sums)
-      : a_(a), sums_(weight_sums), multiplier_(a.channels), bias_(a.channels, 0.0f), scratch_(a.ow * a.channels) {
+      : a_(a), zp_sums_(a.channels), multiplier_(a.channels), bias_(a.channels, 0.0f), scratch_(a.ow * a.channels) {
     for (int64_t l = 0; l < a.channels; ++l) {
+      zp_sums_[l] = a.x_zero_point * weight_sums[l];
       multiplier_[l] = a.x_scale * a.w_scale[l];
       if (a.bias) bias_[l] = a.bias[l];
     }
@@ -31,7 +32,7 @@ class RowRequantizer {
       const int32_t* in = acc + ox * padded;
       float* f = scratch_.data() + ox * c;
       for (int64_t l = 0; l < c; ++l) {
-        float v = static_cast<float>(in[l] - a_.x_zero_point * sums_[l]) * multiplier_[l] + bias_[l];
+        float v = static_cast<float>(in[l] - zp_sums_[l]) * multiplier_[l] + bias_[l];
         v = v > a_.clamp_min ? v : a_.clamp_min;
         f[l] = v < a_.clamp_max ? v : a_.clamp_max;
       }
@@ -41,7 +42,7 @@ class RowRequantizer {
 
  private:
   const WindowConvArgs& a_;
-  const int32_t* sums_;
+  std::vector<int32_t> zp_sums_;  // x_zero_point * each output's weight sum
   std::vector<float> multiplier_, bias_, scratch_;
 };
 

@@ -247,12 +247,13 @@ def test_resnet18ish_folds_bn_and_quantizes_residual_adds():
     assert isinstance(model.layers[0].bn1, nn.BatchNorm2d) and model.layers[0].conv1.weight.numel() > 0
 
 
-@pytest.mark.parametrize("make_model", [ResNet18ish, lambda: MobileNetV2ish(classes=10)], ids=["resnet18", "mobilenet_v2"])
+@pytest.mark.parametrize("make_model", [ResNet18ish, lambda: MobileNetV2ish(classes=10), lambda: RegNetXish(classes=10)],
+                         ids=["resnet18", "mobilenet_v2", "regnet_x"])
 def test_7bit_activations_calibrate_onto_0_127_and_every_path_agrees(make_model):
     """activation_bits=7 (torch.ao x86's reduce_range): every calibrated range
     maps onto [0, 127]; with 7-bit weights AVX2 sums two k groups per
-    widening wherever an input's bytes stay <= 127, and its depthwise kernel
-    takes 4 taps per vpmaddubsw pair. Inputs 4x past the calibrated range
+    widening wherever an input's bytes stay <= 127, and its depthwise and
+    grouped kernels multiply bytes (vpmaddubsw). Inputs 4x past the calibrated range
     reach 255: the same bits on every path either way."""
     torch.manual_seed(1)
     model = randomize_batch_norm(make_model())

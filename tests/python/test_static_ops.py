@@ -105,9 +105,9 @@ def pair(v):
 # padding, i.e. the zero point, included) and at <= 127 sums two k groups per
 # widening. Activations at and past 127, and a zero point past 127 over smaller
 # data (only the padding reaches it), on direct, gathered and 1x1 convs, and on
-# depthwise ones (AVX2's vpmaddubsw layout for weights within +-64): every
-# path equals the exact integer math.
-@pytest.mark.parametrize("case", [CONV_CASES[i] for i in (0, 5, 9, 10, 13, 15)])
+# depthwise and grouped ones (AVX2 multiplies bytes by weights within +-64):
+# every path equals the exact integer math.
+@pytest.mark.parametrize("case", [CONV_CASES[i] for i in (0, 5, 9, 10, 13, 15, 17, 19)])
 @pytest.mark.parametrize("top,zx", [(127, 60), (128, 60), (100, 200), (255, 0)])
 def test_7bit_weight_conv_is_exact_for_any_activation_range(isa, case, top, zx):
     n, c, h, w, cout, k, stride, padding, dilation, groups = case

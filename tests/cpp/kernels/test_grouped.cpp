@@ -19,7 +19,8 @@ namespace {
 struct Case {
   int64_t n, c, g, hp, wp, k, stride, dilation;
   int32_t x_zero_point;
-  bool extreme;  // all pixels 255 and weights +-127 or -128: the largest sums
+  bool extreme;  // all pixels 255 and weights +-127 or -128 (+-64 when narrow): the largest sums
+  bool narrow;   // weights within +-64: AVX2 packs bytes (4 per word) where the width allows
 };
 
 std::vector<uint8_t> reference(const GroupedArgs& a, const std::vector<int8_t>& w, int64_t g) {
@@ -51,14 +52,22 @@ std::vector<uint8_t> reference(const GroupedArgs& a, const std::vector<int8_t>& 
 }  // namespace
 
 TEST(GroupedKernel, EveryPathMatchesTheDefinition) {
-  const Case cases[] = {
-      {1, 16, 8, 6, 6, 3, 1, 1, 0, false},    {2, 24, 8, 7, 9, 3, 1, 1, 128, false},
-      {1, 48, 16, 9, 9, 3, 2, 1, 255, false}, {1, 40, 4, 11, 11, 3, 1, 2, 37, false},
-      {1, 12, 2, 8, 8, 3, 2, 1, 3, false},    {1, 72, 24, 6, 6, 3, 1, 1, 200, false},
-      {1, 64, 32, 5, 7, 1, 1, 1, 90, false},  {1, 30, 6, 6, 6, 3, 1, 1, 11, false},
-      {1, 80, 40, 5, 5, 3, 1, 1, 0, false},   {1, 64, 16, 9, 9, 5, 1, 1, 0, true},
-      {1, 64, 16, 9, 9, 5, 1, 1, 255, true},  {2, 56, 8, 6, 6, 2, 1, 1, 128, true},
+  // Each shape with full-range and with narrow weights.
+  const Case shapes[] = {
+      {1, 16, 8, 6, 6, 3, 1, 1, 0, false, false},    {2, 24, 8, 7, 9, 3, 1, 1, 128, false, false},
+      {1, 48, 16, 9, 9, 3, 2, 1, 255, false, false}, {1, 40, 4, 11, 11, 3, 1, 2, 37, false, false},
+      {1, 12, 2, 8, 8, 3, 2, 1, 3, false, false},    {1, 72, 24, 6, 6, 3, 1, 1, 200, false, false},
+      {1, 64, 32, 5, 7, 1, 1, 1, 90, false, false},  {1, 30, 6, 6, 6, 3, 1, 1, 11, false, false},
+      {1, 80, 40, 5, 5, 3, 1, 1, 0, false, false},   {1, 36, 12, 6, 6, 3, 1, 1, 7, false, false},
+      {1, 64, 16, 9, 9, 5, 1, 1, 0, true, false},    {1, 64, 16, 9, 9, 5, 1, 1, 255, true, false},
+      {2, 56, 8, 6, 6, 2, 1, 1, 128, true, false},   {1, 96, 24, 6, 6, 3, 1, 1, 255, true, false},
   };
+  std::vector<Case> cases;
+  for (Case t : shapes) {
+    cases.push_back(t);
+    t.narrow = true;
+    cases.push_back(t);
+  }
   std::mt19937 rng(11);
   for (const Case& t : cases) {
     const int64_t taps = t.k * t.k;
@@ -73,7 +82,8 @@ TEST(GroupedKernel, EveryPathMatchesTheDefinition) {
     std::vector<float> w_scale(t.c), bias(t.c);
     for (auto& v : image) v = t.extreme ? 255 : static_cast<uint8_t>(rng() % 256);
     for (size_t i = 0; i < w.size(); ++i) {
-      w[i] = t.extreme ? (t.x_zero_point ? -128 : 127) : static_cast<int8_t>(static_cast<int>(rng() % 256) - 128);
+      const int lo = t.narrow ? -64 : -128, hi = t.narrow ? 64 : 127;
+      w[i] = static_cast<int8_t>(t.extreme ? (t.x_zero_point ? lo : hi) : lo + static_cast<int>(rng() % (hi - lo + 1)));
     }
     for (int64_t c = 0; c < t.c; ++c) {
       w_scale[c] = 0.0005f + 0.00001f * static_cast<float>(c);
@@ -97,25 +107,32 @@ TEST(GroupedKernel, EveryPathMatchesTheDefinition) {
         ASSERT_TRUE(packed) << "the reference path takes every group width";
       }
       if (!packed) continue;  // this path declines the width: conv2d_int8 runs GEMMs per group
+      if (isa == Isa::Avx2) {  // bytes for narrow weights where 4 | G, int16 pairs otherwise
+        EXPECT_EQ(packed->step, t.narrow && t.g % 4 == 0 ? 4 : 2) << "g=" << t.g << " narrow=" << t.narrow;
+      }
       ++packed_paths;
       std::vector<uint8_t> got(want.size(), 0);
       a.weights = &*packed;
       a.out = got.data();
       grouped_conv_u8(a, 0, a.n_rows(), isa);
       EXPECT_EQ(got, want) << isa_name(isa) << " c=" << t.c << " g=" << t.g << " k=" << t.k
-                           << " zp=" << t.x_zero_point;
+                           << " zp=" << t.x_zero_point << " narrow=" << t.narrow;
     }
     EXPECT_GE(packed_paths, 1);
   }
 }
 
 TEST(GroupedKernel, PathsPackTheWidthsTheirWindowsCover) {
-  const std::vector<int8_t> w(96 * 40 * 9, 1);  // the largest channels x width x taps below
+  const std::vector<int8_t> w(96 * 40 * 9, 100);  // the largest channels x width x taps below
+  const std::vector<int8_t> narrow(96 * 40 * 9, -64);
   for (Isa isa : supported_isas()) {
     if (isa == Isa::Avx2) {
       for (int64_t g : {2, 4, 6, 8, 16}) EXPECT_TRUE(grouped_pack_weights(w.data(), 48, g, 9, isa)) << g;
       EXPECT_FALSE(grouped_pack_weights(w.data(), 48, 24, 9, isa));  // a block straddles 2 groups of 24
       EXPECT_FALSE(grouped_pack_weights(w.data(), 30, 3, 9, isa));   // not whole pair words
+      // Narrow weights as bytes: a 32-channel window covers G of 12, 24, 32; 2 and 6 stay int16 pairs.
+      for (int64_t g : {2, 4, 6, 8, 12, 16, 24, 32}) EXPECT_TRUE(grouped_pack_weights(narrow.data(), 96, g, 9, isa)) << g;
+      EXPECT_FALSE(grouped_pack_weights(narrow.data(), 80, 40, 9, isa));  // a block spans 80 channels
     }
     if (isa == Isa::Avx512Vnni || isa == Isa::Amx) {  // AMX runs the VNNI grouped kernel
       for (int64_t g : {4, 8, 16, 24, 32}) EXPECT_TRUE(grouped_pack_weights(w.data(), 96, g, 9, isa)) << g;
