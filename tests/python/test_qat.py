@@ -137,14 +137,23 @@ def test_learnable_ranges_get_lsq_gradients_after_freezing():
     assert all(m.scale.grad is not None for m in fake_quants(qat))
 
 
-@pytest.mark.parametrize("bits", [8, 4])
-def test_resnet_workflow_int8_matches_fake_quant_model(bits, tmp_path):
+# 7/7: activation ranges onto [0, 127] (AVX2's paired kernel), uint8 headroom
+# kept past them in training as in the int8 model.
+@pytest.mark.parametrize("bits,activation_bits", [(8, 8), (4, 8), (7, 7)])
+def test_resnet_workflow_int8_matches_fake_quant_model(bits, activation_bits, tmp_path):
     torch.manual_seed(0)
-    qat = qext.qat.prepare(randomize_batch_norm(ResNet18ish()), qext.qat.QatConfig(weight_bits=bits))
+    config = qext.qat.QatConfig(weight_bits=bits, activation_bits=activation_bits)
+    qat = qext.qat.prepare(randomize_batch_norm(ResNet18ish()), config)
     train_steps(qat, 6, (8, 3, 64, 64))
+    qmax = (1 << activation_bits) - 1
+    for fq in fake_quants(qat):  # each range spans qmax steps of its scale
+        span = float(fq.max_val.clamp_min(0) - fq.min_val.clamp_max(0))
+        assert abs(span / float(fq.qparams()[0]) - qmax) < 1e-3 * qmax
     int8 = qext.qat.convert(qat, torch.randn(1, 3, 64, 64))
     report = qext.report(int8)
     assert report.quantized == len(report.layers) == 29  # 20 conv, 8 add, fc
+    assert int8._qext_metadata["activation_bits"] == str(activation_bits)
+    assert max(l.zero_point for l in report.layers) <= (1 << activation_bits) - 1
     x = torch.randn(64, 3, 64, 64)
     with torch.no_grad():
         simulated, actual = qat(x), int8(x)
@@ -229,6 +238,8 @@ def test_convert_before_training_or_without_inputs_is_a_clear_error():
         qext.qat.convert(LeNet(), torch.randn(1, 3, 32, 32))
     with pytest.raises(ValueError, match="weight_bits"):
         qext.qat.prepare(LeNet(), qext.qat.QatConfig(weight_bits=9))
+    with pytest.raises(ValueError, match="activation_bits must be 8 or 7"):
+        qext.qat.prepare(LeNet(), qext.qat.QatConfig(activation_bits=6))
 
 
 class DataDependent(nn.Module):

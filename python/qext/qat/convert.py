@@ -93,6 +93,7 @@ def convert(model: fx.GraphModule, example_inputs: Any) -> torch.jit.ScriptModul
         warnings.filterwarnings("ignore", message="The TorchScript type system doesn't support instance-level annotations")
         script = to_script_module(float_model, inputs, who="qext.qat.convert")
     keep_float = list(getattr(model, FLOAT_LAYERS, []))
-    prepared = prepare_static(script, StaticConfig(exclude=keep_float, weight_bits=config.weight_bits))
+    prepared = prepare_static(script, StaticConfig(exclude=keep_float, weight_bits=config.weight_bits,
+                                                   activation_bits=config.activation_bits))
     calibrate(prepared, [inputs])
     return static_convert(prepared)

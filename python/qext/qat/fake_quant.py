@@ -20,15 +20,18 @@ class ActivationFakeQuantize(nn.Module):
 
     While observing (training mode, not frozen) the range is the moving
     average of each batch's min/max and the scale/zero point follow it via
-    ``qext.choose_qparams`` (the observers' rule). With ``learnable=True`` the
-    scale and zero point are parameters, trained with LSQ gradients once the
-    observer is frozen.
+    ``qext.choose_qparams`` (the observers' rule), mapping the range onto
+    [0, range_qmax] (255, or 127 for 7-bit activations; values stay clamped
+    to uint8's [0, 255] either way, as in the int8 model). With
+    ``learnable=True`` the scale and zero point are parameters, trained with
+    LSQ gradients once the observer is frozen.
     """
 
-    def __init__(self, averaging_constant: float = 0.01, learnable: bool = False):
+    def __init__(self, averaging_constant: float = 0.01, learnable: bool = False, range_qmax: int = ACTIVATION_QMAX):
         super().__init__()
         self.averaging_constant = averaging_constant
         self.learnable = learnable
+        self.range_qmax = range_qmax
         self.steps_until_frozen: int | None = None
         self.register_buffer("min_val", torch.tensor(float("inf")))
         self.register_buffer("max_val", torch.tensor(float("-inf")))
@@ -49,7 +52,8 @@ class ActivationFakeQuantize(nn.Module):
         torch.ops.qext.observe_moving_average_(x.detach(), self.min_val, self.max_val, self.averaging_constant)
         if not self.observed:
             return
-        scale, zero_point = choose_qparams(torch.stack([self.min_val, self.max_val]), qmin=ACTIVATION_QMIN, qmax=ACTIVATION_QMAX)
+        scale, zero_point = choose_qparams(torch.stack([self.min_val, self.max_val]), qmin=ACTIVATION_QMIN,
+                                           qmax=self.range_qmax)
         self.scale.copy_(scale)
         self.zero_point.copy_(zero_point.float())
         if self.steps_until_frozen is not None:
@@ -58,9 +62,9 @@ class ActivationFakeQuantize(nn.Module):
                 self.freeze()
 
     def qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The (scale, zero point) used now: scale > 0, zero point an integer in [0, 255]."""
+        """The (scale, zero point) used now: scale > 0, zero point an integer in [0, range_qmax]."""
         scale = self.scale.abs().clamp_min(torch.finfo(torch.float32).eps)
-        zp = self.zero_point.clamp(ACTIVATION_QMIN, ACTIVATION_QMAX)
+        zp = self.zero_point.clamp(ACTIVATION_QMIN, self.range_qmax)
         zp = zp + (zp.round() - zp).detach()  # round with a straight-through gradient
         return scale, zp
 
@@ -72,7 +76,7 @@ class ActivationFakeQuantize(nn.Module):
         scale, zp = self.qparams()
         if self.learnable and self.training and not bool(self.observing):
             # LSQ: scale the range gradients by 1 / sqrt(numel * qmax).
-            g = 1.0 / math.sqrt(x.numel() * ACTIVATION_QMAX)
+            g = 1.0 / math.sqrt(x.numel() * self.range_qmax)
             scale = scale * g + (scale - scale * g).detach()
             zp = zp * g + (zp - zp * g).detach()
         return fake_quantize(x, scale, zp, None, ACTIVATION_QMIN, ACTIVATION_QMAX)

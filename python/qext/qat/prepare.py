@@ -157,7 +157,8 @@ class _Inserter:
     def fake_quant_after(self, value: fx.Node, only_for: fx.Node | None = None) -> fx.Node:
         name = f"_qext_fq_{self.count}"
         self.count += 1
-        fq = ActivationFakeQuantize(self.config.averaging_constant, self.config.learnable_ranges)
+        fq = ActivationFakeQuantize(self.config.averaging_constant, self.config.learnable_ranges,
+                                    range_qmax=(1 << self.config.activation_bits) - 1)
         fq.steps_until_frozen = self.config.freeze_observers_after
         self.gm.add_submodule(name, fq)
         with self.gm.graph.inserting_after(value):
