@@ -175,18 +175,25 @@ void finish_row(const GemmArgs& args, const Epilogue& ep, const Quantizer8& quan
   const bool to_float = ep.output != Epilogue::Output::Int32;
   const int32_t* zp_sum = cols.zp_sums(args.a_zero_point[m]);
   const float* scales = to_float ? cols.row_col_scales(ep.row_scale[m]) : nullptr;
-  if (ep.output == Epilogue::Output::Uint8 && ncols == kBlockCols && quantize.divider_free()) {
-    // The common case without a branch per vector (short-K layers spend as
-    // long here as in the multiply-adds); a missing bias is cols.bias's
-    // zeros, and adding +0 changes no quantized value.
-    uint8_t* out = static_cast<uint8_t*>(args.c) + m * args.ldc + n0;
+  const bool to_u8 = ep.output == Epilogue::Output::Uint8;
+  if (ncols == kBlockCols && (ep.output == Epilogue::Output::Float || (to_u8 && quantize.divider_free()))) {
+    // Whole blocks without a branch per vector (short-K layers spend about as
+    // long here as in the multiply-adds). Uint8: a missing bias is
+    // cols.bias's zeros, and adding +0 changes no quantized value; Float
+    // adds only a given bias, as the reference does.
+    const bool add_bias = to_u8 || ep.bias;
+    const __m256 lo = _mm256_set1_ps(ep.clamp_min), hi = _mm256_set1_ps(ep.clamp_max);
+    const int64_t at = m * args.ldc + n0;
 #pragma GCC unroll 3
     for (int j = 0; j < kBlockVecs; ++j) {
       const __m256i v = _mm256_sub_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(acc + j * kVecCols)),
                                          _mm256_load_si256(reinterpret_cast<const __m256i*>(zp_sum + j * kVecCols)));
-      const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_load_ps(scales + j * kVecCols));
-      store_u8x8(out + j * kVecCols, quantize.nearest(_mm256_add_ps(f, _mm256_load_ps(cols.bias + j * kVecCols))),
-                 kVecCols);
+      __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_load_ps(scales + j * kVecCols));
+      if (add_bias) f = _mm256_add_ps(f, _mm256_load_ps(cols.bias + j * kVecCols));
+      if (to_u8)
+        store_u8x8(static_cast<uint8_t*>(args.c) + at + j * kVecCols, quantize.nearest(f), kVecCols);
+      else
+        _mm256_storeu_ps(static_cast<float*>(args.c) + at + j * kVecCols, _mm256_min_ps(_mm256_max_ps(f, lo), hi));
     }
     return;
   }
