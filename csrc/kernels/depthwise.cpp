@@ -23,7 +23,6 @@ DepthwiseWeights depthwise_pack_weights(const int8_t* w, int64_t channels, int64
   DepthwiseWeights p;
   p.channels = channels, p.taps = taps;
   p.block = quad_block(w, channels * taps, isa);
-  p.layout = p.block ? DepthwiseLayout::TapQuads : DepthwiseLayout::TapPairs;
   const int64_t stride = p.word_stride(), per_word = p.taps_per_word();
   p.words.assign(static_cast<size_t>(p.tap_words() * stride), 0);
   p.sums.assign(static_cast<size_t>(channels), 0);

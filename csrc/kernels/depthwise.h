@@ -46,17 +46,17 @@ enum class DepthwiseLayout {
 
 // The weights of one depthwise conv packed for one path.
 struct DepthwiseWeights {
-  DepthwiseLayout layout = DepthwiseLayout::TapPairs;
   int64_t channels = 0, taps = 0;
-  int64_t block = 0;            // TapQuads: channels per block (32 or 64)
-  std::vector<int32_t> words;   // as `layout` says; zero past `channels` and `taps`
+  int64_t block = 0;            // TapQuads: channels per block (32 or 64); 0: TapPairs
+  std::vector<int32_t> words;   // as layout() says; zero past `channels` and `taps`
   std::vector<int32_t> sums;    // [channels]: each channel's weight sum, for the zero point
 
-  int64_t taps_per_word() const { return layout == DepthwiseLayout::TapPairs ? 2 : 4; }
+  DepthwiseLayout layout() const { return block ? DepthwiseLayout::TapQuads : DepthwiseLayout::TapPairs; }
+  int64_t taps_per_word() const { return layout() == DepthwiseLayout::TapPairs ? 2 : 4; }
   int64_t tap_words() const { return (taps + taps_per_word() - 1) / taps_per_word(); }
   // int32 words per tap word: padded channels, or whole blocks.
   int64_t word_stride() const {
-    return layout == DepthwiseLayout::TapPairs ? depthwise_padded_channels(channels)
+    return layout() == DepthwiseLayout::TapPairs ? depthwise_padded_channels(channels)
                                                : (channels + block - 1) / block * block;
   }
 };

@@ -40,6 +40,38 @@ void each_block(const GroupedWeights& w, const int64_t* tap_offsets, const uint8
   }
 }
 
+// The x86 paths' Block for each_block: `kPixels` pixels of lane block b,
+// from a path's Chain, which supplies its vector type Vec, kLanes output
+// lanes per vector and zero(), load(pixel bytes: the window), words(int32
+// words), permute(x, index: each lane's input word), mac(sum, x, w) and
+// store(int32*, sum). Chains are named per path (see each_block's note).
+template <class Chain>
+struct BlockPixels {
+  template <int kPixels>
+  struct Run {
+    static void run(const GroupedWeights& w, const int64_t* tap_offsets, const uint8_t* window, int64_t pixel_step,
+                    int64_t b, int32_t* acc) {
+      using Vec = typename Chain::Vec;
+      constexpr int64_t kLanes = Chain::kLanes;
+      const int64_t padded = w.padded_channels(), steps = w.steps;
+      const int32_t* words = w.words.data() + b * w.taps * steps * kLanes;
+      const int32_t* lane_word = w.lane_word.data() + b * steps * kLanes;
+      Vec sum[kPixels];
+      for (int p = 0; p < kPixels; ++p) sum[p] = Chain::zero();
+      for (int64_t t = 0; t < w.taps; ++t) {
+        Vec x[kPixels];
+        for (int p = 0; p < kPixels; ++p) x[p] = Chain::load(window + tap_offsets[t] + p * pixel_step);
+        for (int64_t s = 0; s < steps; ++s) {
+          const Vec index = Chain::words(lane_word + s * kLanes);
+          const Vec wv = Chain::words(words + (t * steps + s) * kLanes);
+          for (int p = 0; p < kPixels; ++p) sum[p] = Chain::mac(sum[p], Chain::permute(x[p], index), wv);
+        }
+      }
+      for (int p = 0; p < kPixels; ++p) Chain::store(acc + p * padded + b * kLanes, sum[p]);
+    }
+  };
+};
+
 template <GroupedMacFn kMacs, QuantizeU8Fn kQuantize>
 void grouped_rows(const GroupedArgs& a, int64_t row_begin, int64_t row_end) {
   const GroupedWeights& w = *a.weights;

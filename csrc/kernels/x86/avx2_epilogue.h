@@ -80,7 +80,6 @@ class Quantizer8 {
     return _mm256_fmadd_ps(r, inv_, q0);
   }
 
- private:
   bool narrowed_, nearest_even_;
   __m256 scale_, inv_;
   __m256i zp_;

@@ -84,7 +84,7 @@ void pair_macs(const uint8_t* const* taps, int64_t pairs, const int32_t* w, int6
 }  // namespace
 
 void depthwise_u8_avx2(const DepthwiseArgs& args, int64_t row_begin, int64_t row_end) {
-  if (args.weights->layout == DepthwiseLayout::TapQuads)
+  if (args.weights->layout() == DepthwiseLayout::TapQuads)
     depthwise_rows<4, quad_macs, quantize_u8_avx2>(args, row_begin, row_end);
   else
     depthwise_rows<2, pair_macs, quantize_u8_avx2>(args, row_begin, row_end);

@@ -100,7 +100,7 @@ TEST(DepthwiseKernel, EveryPathMatchesTheDefinition) {
       const DepthwiseWeights packed = depthwise_pack_weights(w.data(), t.c, taps, isa);
       // AVX-512 takes 4-tap words always (vpdpbusd), AVX2 for narrow weights (vpmaddubsw).
       const bool quads = isa == Isa::Avx512Vnni || isa == Isa::Amx || (isa == Isa::Avx2 && t.narrow);
-      EXPECT_EQ(packed.layout == DepthwiseLayout::TapQuads, quads) << isa_name(isa);
+      EXPECT_EQ(packed.layout() == DepthwiseLayout::TapQuads, quads) << isa_name(isa);
       a.weights = &packed;
       std::vector<uint8_t> got(want.size(), 0);
       a.out = got.data();
