@@ -111,6 +111,9 @@ void PackedWeights::unpack(int8_t* w) const {
 void qgemm(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, int64_t m_begin,
            int64_t m_end, int64_t block_begin, int64_t block_end) {
   if (m_begin >= m_end || block_begin >= block_end) return;
+  if (ep.gelu && ep.output != Epilogue::Output::Float) {
+    throw std::invalid_argument("qext: a fused GELU needs the GEMM's Float output");
+  }
   if (args.a_rows) {
     const int64_t segs = args.a_segments;
     if (segs < 1 || w.k() % segs != 0 || (segs > 1 && ((w.k() / segs) % 4 != 0 || !args.a_segment_offsets))) {

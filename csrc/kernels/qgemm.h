@@ -88,6 +88,9 @@ struct Epilogue {
   const float* bias = nullptr;       // [N] or nullptr
   float clamp_min = -std::numeric_limits<float>::infinity();  // fused ReLU / ReLU6
   float clamp_max = std::numeric_limits<float>::infinity();
+  // Float only: c = gelu::gelu_erf(the clamped value), a fused GELU (erf form;
+  // kernels/gelu_erf.h), the same bits on every path.
+  bool gelu = false;
   float out_scale = 1.0f;       // Uint8 only
   int32_t out_zero_point = 0;   // Uint8 only; in [0, 255]
 };

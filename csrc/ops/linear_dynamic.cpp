@@ -39,6 +39,10 @@ LinearCall prepare_linear_call(const char* op, const at::Tensor& input, int64_t 
   return call;
 }
 
+void check_one_activation(const char* op, bool relu, bool gelu) {
+  TORCH_CHECK(!(relu && gelu), op, ": relu and gelu are exclusive; got both");
+}
+
 int32_t activation_qmax(const char* op, int64_t activation_bits) {
   TORCH_CHECK(activation_bits == 8 || activation_bits == 7, op, ": activation_bits must be 8 or 7; got ",
               activation_bits);
@@ -47,8 +51,10 @@ int32_t activation_qmax(const char* op, int64_t activation_bits) {
 
 at::Tensor linear_dynamic(const at::Tensor& input,
                           const c10::intrusive_ptr<PackedLinearWeight>& weight,
-                          const std::optional<at::Tensor>& bias, bool per_row, bool relu, int64_t activation_bits) {
+                          const std::optional<at::Tensor>& bias, bool per_row, bool relu, int64_t activation_bits,
+                          bool gelu) {
   TORCH_CHECK(weight, kOp, ": weight is None");
+  check_one_activation(kOp, relu, gelu);
   const int32_t qmax = activation_qmax(kOp, activation_bits);
   const int64_t k = weight->in_features(), n = weight->out_features();
   const LinearCall call = prepare_linear_call(kOp, input, k, n, bias);
@@ -67,6 +73,7 @@ at::Tensor linear_dynamic(const at::Tensor& input,
   ep.col_scale = weight->scales().data_ptr<float>();
   ep.bias = b.defined() ? b.data_ptr<float>() : nullptr;
   if (relu) ep.clamp_min = 0.0f;
+  ep.gelu = gelu;
   kernels::GemmArgs args;
   args.a = rows.q.data_ptr<uint8_t>();
   args.lda = k;

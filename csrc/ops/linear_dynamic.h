@@ -20,12 +20,17 @@ LinearCall prepare_linear_call(const char* op, const at::Tensor& input, int64_t 
 
 // y = x W^T + b computed in int8: x [..., K] float32 is quantized to uint8 per
 // tensor (or per row when per_row), in [0, 255] or, with activation_bits 7,
-// [0, 127]; W is the packed int8 weight [N, K]; y is float32 [..., N]. Rows of
-// x holding NaN or Inf give NaN rows in y; the other rows are unaffected.
+// [0, 127]; W is the packed int8 weight [N, K]; y is float32 [..., N],
+// through ReLU (relu) or GELU (gelu, erf form: kernels/gelu_erf.h) when asked.
+// Rows of x holding NaN or Inf give NaN rows in y; the other rows are
+// unaffected.
 at::Tensor linear_dynamic(const at::Tensor& input,
                           const c10::intrusive_ptr<PackedLinearWeight>& weight,
                           const std::optional<at::Tensor>& bias, bool per_row, bool relu,
-                          int64_t activation_bits = 8);
+                          int64_t activation_bits = 8, bool gelu = false);
+
+// Throws when both fused activations are asked for.
+void check_one_activation(const char* op, bool relu, bool gelu);
 
 // The largest activation value activation_bits (8 or 7) allows; throws for others.
 int32_t activation_qmax(const char* op, int64_t activation_bits);
@@ -35,6 +40,6 @@ int32_t activation_qmax(const char* op, int64_t activation_bits);
 // activations' ranges come to the host for the one qparams rule.
 at::Tensor linear_dynamic_aten(const at::Tensor& input, const c10::intrusive_ptr<PackedLinearWeight>& weight,
                                const std::optional<at::Tensor>& bias, bool per_row, bool relu,
-                               int64_t activation_bits = 8);
+                               int64_t activation_bits = 8, bool gelu = false);
 
 }  // namespace qext::ops

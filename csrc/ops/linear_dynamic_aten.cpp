@@ -9,6 +9,7 @@
 
 #include <limits>
 
+#include "kernels/gelu_erf.h"
 #include "ops/device_quantize.h"
 #include "ops/linear_dynamic.h"
 #include "ops/qmatmul.h"
@@ -35,12 +36,26 @@ std::pair<at::Tensor, at::Tensor> uint8_qparams(at::Tensor lo, at::Tensor hi, in
   return {scale, zp};
 }
 
+// kernels::gelu::gelu_erf's arithmetic on tensors: one ATen op per float
+// operation (none fused), constants as 0-dim tensors on the device, the
+// comparisons written as the kernels' a > b ? a : b.
+struct TensorOps {
+  at::TensorOptions options;
+  at::Tensor splat(float v) const { return at::full({}, v, options); }
+  static at::Tensor mul(const at::Tensor& a, const at::Tensor& b) { return a * b; }
+  static at::Tensor add(const at::Tensor& a, const at::Tensor& b) { return a + b; }
+  static at::Tensor div(const at::Tensor& a, const at::Tensor& b) { return a / b; }
+  static at::Tensor max(const at::Tensor& a, const at::Tensor& b) { return at::where(a > b, a, b); }
+  static at::Tensor min(const at::Tensor& a, const at::Tensor& b) { return at::where(a < b, a, b); }
+};
+
 }  // namespace
 
 at::Tensor linear_dynamic_aten(const at::Tensor& input, const c10::intrusive_ptr<PackedLinearWeight>& weight,
                                const std::optional<at::Tensor>& bias, bool per_row, bool relu,
-                               int64_t activation_bits) {
+                               int64_t activation_bits, bool gelu) {
   TORCH_CHECK(weight, kOp, ": weight is None");
+  check_one_activation(kOp, relu, gelu);
   const int32_t qmax = activation_qmax(kOp, activation_bits);
   const int64_t k = weight->in_features(), n = weight->out_features();
   TORCH_CHECK(input.scalar_type() == at::kFloat, kOp, ": expected a float32 input; got ", input.scalar_type());
@@ -90,6 +105,7 @@ at::Tensor linear_dynamic_aten(const at::Tensor& input, const c10::intrusive_ptr
   y = at::where(y > lo_clamp, y, lo_clamp);
   const at::Tensor hi_clamp = at::full({}, inf, y.options());
   y = at::where(y < hi_clamp, y, hi_clamp);
+  if (gelu) y = kernels::gelu::gelu_erf(TensorOps{y.options()}, y);
   y = at::where(finite.unsqueeze(1), y, at::full({}, std::numeric_limits<float>::quiet_NaN(), y.options()));
   return y.reshape(out_shape);
 }

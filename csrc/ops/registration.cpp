@@ -167,7 +167,7 @@ TORCH_LIBRARY(qext, m) {
   m.def("dequantize(Tensor q, Tensor scale, Tensor zero_point, int? axis=None) -> Tensor");
   m.def("fake_quantize(Tensor x, Tensor scale, Tensor zero_point, int? axis=None, int qmin=0, int qmax=255) -> Tensor");
   m.def("quantize_linear_weight(Tensor weight, bool per_channel=True, int qmax=127) -> __torch__.torch.classes.qext.PackedLinearWeight");
-  m.def("linear_dynamic(Tensor input, __torch__.torch.classes.qext.PackedLinearWeight weight, Tensor? bias=None, bool per_row=False, bool relu=False, int activation_bits=8) -> Tensor");
+  m.def("linear_dynamic(Tensor input, __torch__.torch.classes.qext.PackedLinearWeight weight, Tensor? bias=None, bool per_row=False, bool relu=False, int activation_bits=8, bool gelu=False) -> Tensor");
   m.def("quantize_linear_weight_lowbit(Tensor weight, int bits=4, int group_size=128) -> __torch__.torch.classes.qext.LowBitLinearWeight");
   m.def("linear_lowbit(Tensor input, __torch__.torch.classes.qext.LowBitLinearWeight weight, Tensor? bias=None, bool per_row=True, bool relu=False) -> Tensor");
   m.def("embedding_lowbit(Tensor indices, __torch__.torch.classes.qext.LowBitLinearWeight table) -> Tensor");

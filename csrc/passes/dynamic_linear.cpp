@@ -138,13 +138,35 @@ struct PackedLayer {
   std::string first_attr;  // low rank only: the K -> r factor
 };
 
-// The op's arguments after the packed weight and bias; activation_bits for
-// qext::linear_dynamic only (low-bit layers take 8-bit activations). Saved
-// code leaves out trailing arguments equal to the schema's defaults, so an
-// 8-bit model's file reads as before, in earlier qext versions too.
-std::vector<Value*> trailing_args(Graph& graph, c10::Symbol op, bool per_row, bool relu, int64_t activation_bits) {
-  std::vector<Value*> args{graph.insertConstant(per_row), graph.insertConstant(relu)};
-  if (op == c10::Symbol::fromQualString("qext::linear_dynamic")) args.push_back(graph.insertConstant(activation_bits));
+// The fused activation a layer's output goes through, if any. ReLU fuses into
+// either op; GELU (erf form) into qext::linear_dynamic only.
+struct FusedActivation {
+  Node* node = nullptr;
+  bool relu = false, gelu = false;
+};
+
+FusedActivation fused_activation(Value* out, bool int8) {
+  Node* user = single_data_user(out);
+  if (!user) return {};
+  if (user == single_relu_user(out)) return {user, true, false};
+  if (int8 && user->kind() == torch::jit::aten::gelu) {
+    const auto approximate = torch::jit::toIValue(user->input(1));
+    if (approximate && approximate->isString() && approximate->toStringRef() == "none") return {user, false, true};
+  }
+  return {};
+}
+
+// The op's arguments after the packed weight and bias; activation_bits and
+// gelu for qext::linear_dynamic only (low-bit layers take 8-bit activations).
+// Saved code leaves out trailing arguments equal to the schema's defaults, so
+// an 8-bit model without GELU reads as before, in earlier qext versions too.
+std::vector<Value*> trailing_args(Graph& graph, c10::Symbol op, bool per_row, const FusedActivation& act,
+                                  int64_t activation_bits) {
+  std::vector<Value*> args{graph.insertConstant(per_row), graph.insertConstant(act.relu)};
+  if (op == c10::Symbol::fromQualString("qext::linear_dynamic")) {
+    args.push_back(graph.insertConstant(activation_bits));
+    args.push_back(graph.insertConstant(act.gelu));
+  }
   return args;
 }
 
@@ -156,26 +178,26 @@ std::vector<Value*> concat(std::vector<Value*> head, const std::vector<Value*>& 
 void rewrite(Graph& graph, const Candidate& c, const PackedLayer& packed_layer, bool per_row,
              int64_t activation_bits) {
   Node* last = c.bias_add ? c.bias_add : c.node;
-  Node* relu = single_relu_user(last->output());
-  const bool fuse_relu = relu != nullptr;
-  torch::jit::WithInsertPoint guard(last);
   const c10::Symbol op_name = c10::Symbol::fromQualString(packed_layer.op);
+  const FusedActivation act =
+      fused_activation(last->output(), op_name == c10::Symbol::fromQualString("qext::linear_dynamic"));
+  torch::jit::WithInsertPoint guard(last);
   Value* input = c.input();
   if (!packed_layer.first_attr.empty()) {
     Value* first = graph.insertGetAttr(graph.inputs()[0], packed_layer.first_attr);
     Node* reduce = graph.create(op_name, concat({input, first, graph.insertConstant(c10::IValue())},
-                                                trailing_args(graph, op_name, per_row, false, activation_bits)));
+                                                trailing_args(graph, op_name, per_row, {}, activation_bits)));
     graph.insertNode(reduce);
     input = reduce->output()->setType(last->output()->type());
   }
   Value* packed = graph.insertGetAttr(graph.inputs()[0], packed_layer.attr);
   Value* bias = c.has_bias ? c.bias() : graph.insertConstant(c10::IValue());
-  Node* op = graph.create(op_name, concat({input, packed, bias}, trailing_args(graph, op_name, per_row, fuse_relu, activation_bits)));
+  Node* op = graph.create(op_name, concat({input, packed, bias}, trailing_args(graph, op_name, per_row, act, activation_bits)));
   graph.insertNode(op);
   Value* out = op->output()->setType(last->output()->type());
-  if (fuse_relu) {
-    relu->output()->replaceAllUsesWith(out);
-    relu->destroy();
+  if (act.node) {
+    act.node->output()->replaceAllUsesWith(out);
+    act.node->destroy();
   }
   last->output()->replaceAllUsesWith(out);
   if (c.bias_add) c.bias_add->destroy();

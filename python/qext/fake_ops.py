@@ -209,7 +209,7 @@ def _register() -> None:
         return a.new_empty((a.shape[0], w.shape[0]), dtype=torch.int32)
 
     @fake("qext::linear_dynamic")
-    def _(x, weight, bias=None, per_row=False, relu=False, activation_bits=8):
+    def _(x, weight, bias=None, per_row=False, relu=False, activation_bits=8, gelu=False):
         return x.new_empty((*x.shape[:-1], weight.out_features()))
 
     @fake("qext::linear_lowbit")

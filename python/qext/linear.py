@@ -35,6 +35,7 @@ def linear_dynamic(
     per_row: bool = False,
     relu: bool = False,
     activation_bits: int = 8,
+    gelu: bool = False,
 ) -> torch.Tensor:
     """``input @ W.T + bias`` with an int8 weight from :func:`quantize_linear_weight`.
 
@@ -42,10 +43,17 @@ def linear_dynamic(
     row (one scale per token) when ``per_row``, which is more accurate for
     activations with outliers; in ``[0, 255]``, or ``[0, 127]`` with
     ``activation_bits=7`` (with a 7-bit weight, AVX2 CPUs without VNNI then run
-    a faster exact kernel). Rows whose input holds NaN or Inf give NaN rows in
-    the output; the other rows are unaffected.
+    a faster exact kernel). ``relu`` or ``gelu`` (erf form, as
+    ``F.gelu(approximate="none")``, within 1.2e-6 of the exact function) is applied to the
+    float result inside the GEMM's epilogue, not as a pass of its own. Rows
+    whose input holds NaN or Inf give NaN rows in the output; the other rows
+    are unaffected.
     """
-    if activation_bits == 8:  # the schema's default: no argument, as files written before it have
+    # Arguments equal to the schema's defaults are left out, as files written
+    # before they existed have them.
+    if gelu:
+        return torch.ops.qext.linear_dynamic(input, weight, bias, per_row, relu, activation_bits, gelu)
+    if activation_bits == 8:
         return torch.ops.qext.linear_dynamic(input, weight, bias, per_row, relu)
     return torch.ops.qext.linear_dynamic(input, weight, bias, per_row, relu, activation_bits)
 

@@ -203,18 +203,19 @@ TEST(DeviceLinearDynamic, AtenPathEqualsTheKernelsBitForBit) {
         }
         const auto bias = torch::randn({n});
         for (bool per_row : {false, true})
-          for (bool relu : {false, true})
+          for (int activation : {0, 1, 2})  // none, ReLU, GELU
             for (bool with_bias : {false, true}) {
               const std::optional<torch::Tensor> b = with_bias ? std::optional<torch::Tensor>(bias) : std::nullopt;
-              const auto want = qext::ops::linear_dynamic(x, w, b, per_row, relu, activation_bits);
-              const auto got = qext::ops::linear_dynamic_aten(x, w, b, per_row, relu, activation_bits);
+              const bool relu = activation == 1, gelu = activation == 2;
+              const auto want = qext::ops::linear_dynamic(x, w, b, per_row, relu, activation_bits, gelu);
+              const auto got = qext::ops::linear_dynamic_aten(x, w, b, per_row, relu, activation_bits, gelu);
               ASSERT_TRUE(same(want, got)) << "M=" << m << " K=" << k << " N=" << n << " per_row=" << per_row
-                                           << " relu=" << relu << " bias=" << with_bias
+                                           << " relu=" << relu << " gelu=" << gelu << " bias=" << with_bias
                                            << " activation_bits=" << activation_bits;
               ++cases;
             }
       }
-  EXPECT_EQ(cases, 216);
+  EXPECT_EQ(cases, 324);
   const auto w = qext::ops::PackedLinearWeight::from_float(torch::randn({6, 8}), true);
   const auto x3 = torch::randn({2, 3, 8});
   EXPECT_TRUE(torch::equal(qext::ops::linear_dynamic_aten(x3, w, std::nullopt, true, false),

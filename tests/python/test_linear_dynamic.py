@@ -117,6 +117,37 @@ def test_relu_and_threads_agree():
     assert torch.equal(y, y1)
 
 
+@pytest.mark.parametrize("activation_bits", [8, 7])
+def test_fused_gelu_is_bit_identical_across_paths_and_matches_f_gelu(activation_bits):
+    """gelu=True applies GELU (erf form) in the GEMM's epilogue: the same bits
+    on every path, and within the two float GELUs' errors (1.2e-6 each of the
+    exact function) of F.gelu on the unfused output, which also checks that
+    the bias and scales come before it."""
+    g = torch.Generator().manual_seed(5)
+    x, w, b = torch.randn(37, 300, generator=g) * 3, torch.randn(70, 300, generator=g) * 0.2, torch.randn(70, generator=g)
+    outputs = []
+    before = qext.active_isa()
+    try:
+        for isa in qext.supported_isas():
+            qext.set_isa(isa)
+            packed = qext.quantize_linear_weight(w)
+            fused = qext.linear_dynamic(x, packed, b, per_row=True, activation_bits=activation_bits, gelu=True)
+            plain = qext.linear_dynamic(x, packed, b, per_row=True, activation_bits=activation_bits)
+            assert plain.abs().max() > 5  # outputs reach well past erf's clamp (3.925 * sqrt(2))
+            torch.testing.assert_close(fused, F.gelu(plain), rtol=0, atol=2.5e-6)
+            assert not torch.equal(fused, plain.clamp_min(0))
+            outputs.append(fused)
+    finally:
+        qext.set_isa(before)
+    assert all(torch.equal(outputs[0], o) for o in outputs[1:])
+
+
+def test_relu_and_gelu_together_are_refused():
+    packed = qext.quantize_linear_weight(torch.randn(4, 8))
+    with pytest.raises(RuntimeError, match="relu and gelu are exclusive"):
+        qext.linear_dynamic(torch.randn(2, 8), packed, None, relu=True, gelu=True)
+
+
 def test_empty_batch():
     packed = qext.quantize_linear_weight(torch.randn(8, 16))
     y = qext.linear_dynamic(torch.empty(0, 16), packed)
@@ -224,11 +255,12 @@ def test_cuda_linear_dynamic_gives_the_cpu_floats(per_row):
         x, b = torch.randn(m, k) * 2, torch.randn(n)
         if m > 3:
             x[2, 5] = float("nan")
-        want = qext.linear_dynamic(x, w, b, per_row=per_row, relu=True)
-        got = qext.linear_dynamic(x.cuda(), w, b.cuda(), per_row=per_row, relu=True)
-        assert got.is_cuda
-        assert torch.equal(got.cpu().isnan(), want.isnan())
-        assert torch.equal(got.cpu().nan_to_num(0), want.nan_to_num(0)), (m, k, n)
+        for relu, gelu in [(True, False), (False, True)]:
+            want = qext.linear_dynamic(x, w, b, per_row=per_row, relu=relu, gelu=gelu)
+            got = qext.linear_dynamic(x.cuda(), w, b.cuda(), per_row=per_row, relu=relu, gelu=gelu)
+            assert got.is_cuda
+            assert torch.equal(got.cpu().isnan(), want.isnan())
+            assert torch.equal(got.cpu().nan_to_num(0), want.nan_to_num(0)), (m, k, n, gelu)
 
 
 @CUDA

@@ -216,6 +216,40 @@ def test_save_load_round_trip_in_a_fresh_process(nested, tmp_path):
     assert result.stdout.split() == ["dynamic", "9"]
 
 
+class GeluMlp(torch.nn.Module):
+    """An FFN three ways: erf GELU after a Linear (fused), tanh GELU (not
+    fused: the epilogue computes the erf form only), and a GELU whose input
+    is also read elsewhere (not fused: the raw output is needed)."""
+
+    def __init__(self):
+        super().__init__()
+        self.up, self.up_tanh, self.up_shared = (torch.nn.Linear(32, 96) for _ in range(3))
+        self.down = torch.nn.Linear(96, 32)
+
+    def forward(self, x):
+        h = torch.nn.functional.gelu(self.up(x))
+        t = torch.nn.functional.gelu(self.up_tanh(x), approximate="tanh")
+        raw = self.up_shared(x)
+        return self.down(h + t + torch.nn.functional.gelu(raw) + raw)
+
+
+def test_erf_gelu_after_a_linear_is_fused_into_its_epilogue(tmp_path):
+    torch.manual_seed(0)
+    model = GeluMlp().eval()
+    x = torch.randn(16, 32)
+    q = qext.quantize_dynamic(model)
+    nodes = q.forward.graph.findAllNodes("qext::linear_dynamic")
+    gelu_args = [list(n.inputs())[6].toIValue() if len(list(n.inputs())) > 6 else False for n in nodes]
+    assert sorted(gelu_args) == [False, False, False, True]
+    assert len(q.forward.graph.findAllNodes("aten::gelu")) == 2  # tanh and shared stay float
+    with torch.no_grad():
+        want = model(x)
+        got = q(x)
+        assert sqnr_db(want, got) > 30.0
+        qext.save(q, tmp_path / "gelu.pt")
+        assert torch.equal(qext.load(tmp_path / "gelu.pt")(x), got)
+
+
 def test_nothing_to_quantize_is_a_report_not_an_error():
     q = qext.quantize_dynamic(NoLinear())
     report = qext.report(q)

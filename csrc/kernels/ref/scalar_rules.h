@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstdint>
 
+#include "kernels/gelu_erf.h"
 #include "kernels/qgemm.h"
 
 namespace qext::kernels::ref {
@@ -88,7 +89,7 @@ inline void store_one(const Epilogue& ep, int32_t acc, int64_t m, int64_t n, voi
   const float v = epilogue_float(acc, ep.row_scale[m], ep.col_scale[n], ep.bias, n,
                                  ep.clamp_min, ep.clamp_max);
   if (ep.output == Epilogue::Output::Float) {
-    static_cast<float*>(c)[at] = v;
+    static_cast<float*>(c)[at] = ep.gelu ? gelu::gelu_erf_one(v) : v;
   } else {
     static_cast<uint8_t*>(c)[at] =
         static_cast<uint8_t>(quantize_one(v, ep.out_scale, ep.out_zero_point, 0, 255));

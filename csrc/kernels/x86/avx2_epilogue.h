@@ -10,6 +10,7 @@
 #include <cstring>
 #include <limits>
 
+#include "kernels/gelu_erf.h"
 #include "kernels/isa_paths.h"
 #include "kernels/ref/scalar_rules.h"
 
@@ -85,6 +86,23 @@ class Quantizer8 {
   __m256i zp_;
   __m256 zp_f_, qmin_, qmax_, lo_, hi_;
 };
+
+// gelu::gelu_erf's arithmetic on 8 lanes (vmaxps / vminps return the second
+// operand on NaN, as the scalar a > b ? a : b).
+struct Avx2FloatOps {
+  static __m256 splat(float v) { return _mm256_set1_ps(v); }
+  static __m256 mul(__m256 a, __m256 b) { return _mm256_mul_ps(a, b); }
+  static __m256 add(__m256 a, __m256 b) { return _mm256_add_ps(a, b); }
+  static __m256 div(__m256 a, __m256 b) { return _mm256_div_ps(a, b); }
+  static __m256 max(__m256 a, __m256 b) { return _mm256_max_ps(a, b); }
+  static __m256 min(__m256 a, __m256 b) { return _mm256_min_ps(a, b); }
+};
+
+// The Float output's last steps: the clamps (NaN -> lo), then the fused GELU.
+inline __m256 finish_float(__m256 f, __m256 lo, __m256 hi, bool gelu) {
+  f = _mm256_min_ps(_mm256_max_ps(f, lo), hi);
+  return gelu ? gelu::gelu_erf(Avx2FloatOps{}, f) : f;
+}
 
 inline void store_u8x8(uint8_t* dst, __m256i v, int64_t lanes) {
   const __m128i p16 = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -192,7 +210,7 @@ void finish_row(const GemmArgs& args, const Epilogue& ep, const Quantizer8& quan
       if (to_u8)
         store_u8x8(static_cast<uint8_t*>(args.c) + at + j * kVecCols, quantize.nearest(f), kVecCols);
       else
-        _mm256_storeu_ps(static_cast<float*>(args.c) + at + j * kVecCols, _mm256_min_ps(_mm256_max_ps(f, lo), hi));
+        _mm256_storeu_ps(static_cast<float*>(args.c) + at + j * kVecCols, finish_float(f, lo, hi, ep.gelu));
     }
     return;
   }
@@ -207,8 +225,8 @@ void finish_row(const GemmArgs& args, const Epilogue& ep, const Quantizer8& quan
     __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_load_ps(scales + j * kVecCols));
     if (ep.bias) f = _mm256_add_ps(f, _mm256_load_ps(cols.bias + j * kVecCols));
     if (ep.output == Epilogue::Output::Float) {
-      f = _mm256_min_ps(_mm256_max_ps(f, _mm256_set1_ps(ep.clamp_min)), _mm256_set1_ps(ep.clamp_max));
-      store_f32x8(static_cast<float*>(args.c) + at, f, lanes);
+      store_f32x8(static_cast<float*>(args.c) + at,
+                  finish_float(f, _mm256_set1_ps(ep.clamp_min), _mm256_set1_ps(ep.clamp_max), ep.gelu), lanes);
     } else {
       store_u8x8(static_cast<uint8_t*>(args.c) + at, quantize(f), lanes);  // clamps first
     }

@@ -8,6 +8,7 @@
 
 #include <limits>
 
+#include "kernels/gelu_erf.h"
 #include "kernels/isa_paths.h"
 #include "kernels/ref/scalar_rules.h"
 
@@ -21,6 +22,17 @@ inline __mmask16 lanes_mask(int64_t lanes) {
   return lanes >= kVecCols ? static_cast<__mmask16>(0xFFFF)
                            : static_cast<__mmask16>((1u << lanes) - 1u);
 }
+
+// gelu::gelu_erf's arithmetic on 16 lanes (vmaxps / vminps return the second
+// operand on NaN, as the scalar a > b ? a : b).
+struct Avx512FloatOps {
+  static __m512 splat(float v) { return _mm512_set1_ps(v); }
+  static __m512 mul(__m512 a, __m512 b) { return _mm512_mul_ps(a, b); }
+  static __m512 add(__m512 a, __m512 b) { return _mm512_add_ps(a, b); }
+  static __m512 div(__m512 a, __m512 b) { return _mm512_div_ps(a, b); }
+  static __m512 max(__m512 a, __m512 b) { return _mm512_max_ps(a, b); }
+  static __m512 min(__m512 a, __m512 b) { return _mm512_min_ps(a, b); }
+};
 
 // round-half-even(clamp(v, clamp_min, clamp_max) / scale) + zero_point,
 // clamped to [qmin, qmax]: ref::quantize_one after a fused activation's clamp
@@ -143,8 +155,9 @@ void store_rows_nb(const GemmArgs& args, const PackedWeights& w, const Epilogue&
     }
     if (ep.output == Epilogue::Output::Float) {
       for (int j = 0; j < NB; ++j) {
-        _mm512_mask_storeu_ps(static_cast<float*>(args.c) + at + j * 16, mask[j],
-                              _mm512_min_ps(_mm512_max_ps(f[j], clamp_min), clamp_max));
+        __m512 y = _mm512_min_ps(_mm512_max_ps(f[j], clamp_min), clamp_max);
+        if (ep.gelu) y = gelu::gelu_erf(Avx512FloatOps{}, y);
+        _mm512_mask_storeu_ps(static_cast<float*>(args.c) + at + j * 16, mask[j], y);
       }
     } else if (whole_row_u8) {
       store_u8x64(static_cast<uint8_t*>(args.c) + at, quantize(f[0]), quantize(f[1 % NB]), quantize(f[2 % NB]),

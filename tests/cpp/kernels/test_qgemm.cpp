@@ -3,12 +3,15 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <limits>
 #include <random>
 #include <utility>
 #include <vector>
 
+#include "kernels/gelu_erf.h"
 #include "kernels/isa.h"
 #include "kernels/qgemm.h"
 
@@ -272,6 +275,76 @@ TEST(Qgemm, FloatAndUint8EpiloguesAreBitIdenticalAcrossPaths) {
       for (Isa isa : supported_isas()) EXPECT_EQ(run<uint8_t>(p, isa, ep), want_q) << isa_name(isa);
     }
   }
+}
+
+// The fused GELU (Float output): the same bits on every path, NaN where the
+// reference has NaN, over outputs across erf's clamp (|v| / sqrt(2) past
+// 3.925), a ReLU-free clamp pair, non-finite biases, narrow and full
+// weights, 8- and 7-bit activations (AVX2's paired kernel).
+TEST(Qgemm, FusedGeluIsBitIdenticalAcrossPaths) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  const auto same = [](const std::vector<float>& a, const std::vector<float>& b) {
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (std::isnan(a[i]) != std::isnan(b[i])) return false;
+      if (!std::isnan(a[i]) && std::memcmp(&a[i], &b[i], sizeof(float)) != 0) return false;
+    }
+    return a.size() == b.size();
+  };
+  int cases = 0;
+  for (int w_max : kWeightRanges)
+    for (uint8_t a_max : {uint8_t{255}, uint8_t{kPairedActivationMax}})
+      for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{1, 384, 1536}, {37, 100, 70}, {8, 3, 5}}) {
+        Problem p = random_problem(m, k, n, 0, static_cast<uint32_t>(m * k + n), w_max, a_max);
+        std::mt19937 rng(7);
+        std::uniform_real_distribution<float> pos(1e-5f, 3e-4f), any(-12.0f, 12.0f);
+        std::vector<float> row_scale(m), col_scale(n), bias(n);
+        for (int64_t i = 0; i < m; ++i) p.zp[i] = static_cast<int32_t>(rng() % (a_max + 1)), row_scale[i] = pos(rng);
+        for (int64_t j = 0; j < n; ++j) col_scale[j] = pos(rng), bias[j] = any(rng);
+        if (n > 4) bias[1] = nan, bias[2] = inf, bias[3] = -inf, bias[4] = 1e30f;
+        Epilogue ep;
+        ep.output = Epilogue::Output::Float;
+        ep.row_scale = row_scale.data();
+        ep.col_scale = col_scale.data();
+        ep.bias = bias.data();
+        ep.gelu = true;
+        const std::vector<float> want = run<float>(p, Isa::Ref, ep);
+        for (Isa isa : supported_isas()) {
+          EXPECT_TRUE(same(run<float>(p, isa, ep), want)) << label(isa, m, k, n, 0, w_max) << " a_max=" << int{a_max};
+          ++cases;
+        }
+        ep.clamp_min = -1.0f;  // the clamps come first, then GELU
+        ep.clamp_max = 2.0f;
+        const std::vector<float> clamped = run<float>(p, Isa::Ref, ep);
+        for (size_t i = 0; i < clamped.size(); ++i)
+          if (!std::isnan(clamped[i])) ASSERT_LE(clamped[i], gelu::gelu_erf_one(2.0f));
+        for (Isa isa : supported_isas()) EXPECT_TRUE(same(run<float>(p, isa, ep), clamped)) << isa_name(isa);
+      }
+  EXPECT_GE(cases, 12);
+  Epilogue to_u8;
+  to_u8.output = Epilogue::Output::Uint8;
+  to_u8.gelu = true;
+  const Problem p = random_problem(2, 8, 3, 0, 1);
+  EXPECT_THROW(run<uint8_t>(p, Isa::Ref, to_u8), std::invalid_argument);
+}
+
+// gelu_erf against the exact function in double: within 1.2e-6 over
+// [-10, 10] (docs/numerics.md), exactly x for large x and -0..-1e-6 for
+// large negative x, NaN for NaN.
+TEST(Qgemm, GeluErfIsWithinItsStatedBound) {
+  double worst = 0.0;
+  for (int i = -2000000; i <= 2000000; ++i) {
+    const float x = static_cast<float>(i) * 5e-6f;
+    const double exact = 0.5 * x * (1.0 + std::erf(static_cast<double>(x) / std::sqrt(2.0)));
+    worst = std::max(worst, std::abs(static_cast<double>(gelu::gelu_erf_one(x)) - exact));
+  }
+  EXPECT_LE(worst, 1.2e-6);
+  EXPECT_GT(worst, 0.0);  // an approximation: if this is 0, the reference is not what it claims
+  for (float x : {20.0f, 1e4f, 3e38f}) EXPECT_EQ(gelu::gelu_erf_one(x), x);
+  for (float x : {-20.0f, -1e4f}) {
+    EXPECT_LE(gelu::gelu_erf_one(x), 0.0f);
+    EXPECT_GE(gelu::gelu_erf_one(x), -1e-6f * -x);
+  }
+  EXPECT_TRUE(std::isnan(gelu::gelu_erf_one(std::numeric_limits<float>::quiet_NaN())));
 }
 
 // The uint8 epilogue over its corners: fused clamps inside, across and
