@@ -46,11 +46,15 @@ def torch_ao_linear(weight: torch.Tensor, bias: torch.Tensor):
 def measured_peak(isa: str, bits: int, activation_bits: int = 8) -> float | None:
     """One core's peak for the instruction chain of the path's GEMM, from the
     probe built beside qext (qext_amx_peak: tdpbusd; qext_vnni_peak: vpdpbusd;
-    qext_avx2_peak: vpmaddwd + vpaddd, or for weights of 7 bits and fewer
-    vpmaddubsw + vpmaddwd + vpaddd, and with 7-bit activations too two
-    vpmaddubsw + vpaddw + vpmaddwd + vpaddd)."""
-    avx2_key = ("avx2_peak_gops_1core" if bits == 8 else
-                "avx2_paired_peak_gops_1core" if activation_bits == 7 else "avx2_narrow_peak_gops_1core")
+    qext_avx2_peak: vpmaddwd + vpaddd for 8-bit weights and activations;
+    vpmaddubsw + vpmaddwd + vpaddd where one operand is 7-bit (weights packed
+    as bytes); two vpmaddubsw + vpaddw + vpmaddwd + vpaddd where both are)."""
+    if bits < 8 and activation_bits == 7:
+        avx2_key = "avx2_paired_peak_gops_1core"
+    elif bits < 8 or activation_bits == 7:
+        avx2_key = "avx2_narrow_peak_gops_1core"
+    else:
+        avx2_key = "avx2_peak_gops_1core"
     probe, key = {"amx": ("qext_amx_peak", "amx_peak_gops_1core"),
                   "avx512_vnni": ("qext_vnni_peak", "vnni_peak_gops_1core"),
                   "avx2": ("qext_avx2_peak", avx2_key)}.get(isa, (None, None))
@@ -91,14 +95,14 @@ def main() -> None:
             for m, k, n in SHAPES_MKN:
                 w, b = torch.randn(n, k) / k**0.5, torch.randn(n)
                 x = torch.randn(m, k)
-                packed = qext.quantize_linear_weight(w, bits=args.bits)
+                packed = qext.quantize_linear_weight(w, bits=args.bits, activation_bits=args.activation_bits)
                 ao = torch_ao_linear(w, b)
                 ops = 2.0 * m * k * n
                 contenders = {"fp32": lambda: F.linear(x, w, b), "ao": lambda: ao(x),
                               "qext": lambda: qext.linear_dynamic(x, packed, b, activation_bits=args.activation_bits)}
                 if other:  # weights keep the path they were packed for
                     qext.set_isa(other)
-                    packed_other = qext.quantize_linear_weight(w, bits=args.bits)
+                    packed_other = qext.quantize_linear_weight(w, bits=args.bits, activation_bits=args.activation_bits)
                     qext.set_isa(active)
                     contenders["other"] = lambda: qext.linear_dynamic(x, packed_other, b,
                                                                       activation_bits=args.activation_bits)

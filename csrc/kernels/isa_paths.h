@@ -63,8 +63,8 @@ void lut_u8_per_channel_avx512_vnni(const uint8_t*, int64_t, int64_t, const uint
 // cover it on CPUs that have VBMI too.
 void lut_u8_avx512_shuffle(const uint8_t*, int64_t, const uint8_t*, uint8_t*);
 
-// The AVX2 GEMM for narrow weights (PackedWeights::narrow()): vpmaddubsw,
-// exact there. qgemm_avx2 hands such weights to it.
+// The AVX2 GEMM for weights packed as bytes (PackedWeights::bytes()):
+// vpmaddubsw, exact there. qgemm_avx2 hands such weights to it.
 void qgemm_avx2_narrow(const GemmArgs&, const PackedWeights&, const Epilogue&, int64_t, int64_t, int64_t, int64_t);
 
 // The AMX path has its own GEMM; its other kernels are the AVX-512 VNNI ones.

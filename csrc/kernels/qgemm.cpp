@@ -28,21 +28,26 @@ int64_t offset_in_block(const PackLayout& l, int64_t width, int64_t col, int64_t
 
 }  // namespace
 
-PackLayout pack_layout(Isa isa, bool narrow) {
+PackLayout pack_layout(Isa isa, bool bytes) {
   switch (isa) {
     case Isa::Ref: return detail::kRefLayout;
-    case Isa::Avx2: return narrow ? detail::kAvx2NarrowLayout : detail::kAvx2Layout;
+    case Isa::Avx2: return bytes ? detail::kAvx2NarrowLayout : detail::kAvx2Layout;
     case Isa::Avx512Vnni: return detail::kAvx512VnniLayout;
     case Isa::Amx: return detail::kAmxLayout;
   }
   throw std::invalid_argument("qext: unknown ISA");
 }
 
-PackedWeights::PackedWeights(const int8_t* w, int64_t n, int64_t k, Isa isa)
-    : PackedWeights(w, n, k, /*row_stride=*/k, /*k_stride=*/1, isa) {}
+PackedWeights::PackedWeights(const int8_t* w, int64_t n, int64_t k, Isa isa, int activation_bits)
+    : PackedWeights(w, n, k, /*row_stride=*/k, /*k_stride=*/1, isa, activation_bits) {}
 
-PackedWeights::PackedWeights(const int8_t* w, int64_t n, int64_t k, int64_t row_stride, int64_t k_stride, Isa isa)
+PackedWeights::PackedWeights(const int8_t* w, int64_t n, int64_t k, int64_t row_stride, int64_t k_stride, Isa isa,
+                             int activation_bits)
     : n_(n), k_(k), isa_(isa) {
+  if (activation_bits != 8 && activation_bits != 7) {
+    throw std::invalid_argument("qext: weights are packed for 8- or 7-bit activations; got " +
+                                std::to_string(activation_bits));
+  }
   if (n <= 0 || k <= 0) {
     throw std::invalid_argument("qext: packed weights need N > 0 and K > 0; got N=" +
                                 std::to_string(n) + ", K=" + std::to_string(k));
@@ -64,7 +69,8 @@ PackedWeights::PackedWeights(const int8_t* w, int64_t n, int64_t k, int64_t row_
         break;
       }
     }
-  layout_ = pack_layout(isa, narrow_);
+  bytes_ = isa == Isa::Avx2 && (narrow_ || activation_bits == 7);
+  layout_ = pack_layout(isa, bytes_);
   num_blocks_ = (n + layout_.block_cols - 1) / layout_.block_cols;
   k_groups_ = (k + layout_.k_group - 1) / layout_.k_group;
   block_bytes_ = round_up(round_up(k_groups_, layout_.k_groups_align) * layout_.block_cols * layout_.k_group, 64);

@@ -38,24 +38,37 @@ constexpr int kNarrowWeightMax = 64;
 
 // With activations at most this (7-bit: GemmArgs::a_max) as well, 4 products
 // fit int16 (4 * 127 * 64 = 32512) and that kernel sums two k groups per
-// widening.
+// widening. With activations this small, any int8 weights fit a pair sum
+// (2 * 127 * 128 = 32512), so the AVX2 path can multiply them as bytes too.
 constexpr int kPairedActivationMax = 127;
 
-PackLayout pack_layout(Isa isa, bool narrow = false);
+// `bytes`: the AVX2 path's vpmaddubsw layout (PackedWeights::bytes()).
+PackLayout pack_layout(Isa isa, bool bytes = false);
 
 // Weights packed once for one ISA path. Move-only; the packed form is internal
 // (what gets saved is the unpacked int8 matrix, see unpack()).
+//
+// `activation_bits` is what the caller will mostly multiply them with: 7
+// (GemmArgs::a_max <= 127) lets the AVX2 path pack any int8 weights as bytes
+// for vpmaddubsw (torch.ao x86's reduce_range recipe, exact there); a call
+// with larger activations then splits each byte into its low 7 bits and its
+// top bit (two exact products; slower, same integers). Other paths ignore it.
 class PackedWeights {
  public:
-  PackedWeights(const int8_t* w, int64_t n, int64_t k, Isa isa);
+  PackedWeights(const int8_t* w, int64_t n, int64_t k, Isa isa, int activation_bits = 8);
   // w[row, kk] read at w[row * row_stride + kk * k_stride]: (n, 1) packs a
   // [K, N] matrix's columns as the rows.
-  PackedWeights(const int8_t* w, int64_t n, int64_t k, int64_t row_stride, int64_t k_stride, Isa isa);
+  PackedWeights(const int8_t* w, int64_t n, int64_t k, int64_t row_stride, int64_t k_stride, Isa isa,
+                int activation_bits = 8);
 
   int64_t n() const { return n_; }
   int64_t k() const { return k_; }
   Isa isa() const { return isa_; }
+  // Every |w| <= kNarrowWeightMax.
   bool narrow() const { return narrow_; }
+  // Packed as bytes for the AVX2 vpmaddubsw kernel: narrow weights, or any
+  // weights packed for 7-bit activations.
+  bool bytes() const { return bytes_; }
   const PackLayout& layout() const { return layout_; }
   int64_t num_blocks() const { return num_blocks_; }
   int64_t k_groups() const { return k_groups_; }
@@ -68,7 +81,7 @@ class PackedWeights {
  private:
   int64_t n_, k_;
   Isa isa_;
-  bool narrow_;
+  bool narrow_, bytes_;
   PackLayout layout_;
   int64_t num_blocks_, k_groups_, block_bytes_;
   AlignedBuffer<uint8_t> data_;
@@ -127,9 +140,9 @@ inline ARow a_row(const GemmArgs& args, int64_t m) {
 }
 
 // Whether GemmArgs::a_max <= kPairedActivationMax speeds up weights packed
-// like `w` (the AVX2 path's narrow kernel): only then is it worth a pass over
+// like `w` (the AVX2 path's byte kernel): only then is it worth a pass over
 // the activations to measure it.
-inline bool gemm_uses_a_max(const PackedWeights& w) { return w.isa() == Isa::Avx2 && w.narrow(); }
+inline bool gemm_uses_a_max(const PackedWeights& w) { return w.isa() == Isa::Avx2 && w.bytes(); }
 
 // Computes rows [m_begin, m_end) and the columns of weight blocks
 // [block_begin, block_end) with the path the weights were packed for. Disjoint

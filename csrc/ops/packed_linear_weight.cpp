@@ -9,7 +9,9 @@ namespace qext::ops {
 namespace {
 
 // Checks come before any size is read (the weight may come from a file).
-kernels::PackedWeights checked_pack(const at::Tensor& weight) {
+kernels::PackedWeights checked_pack(const at::Tensor& weight, int64_t activation_bits) {
+  TORCH_CHECK(activation_bits == 8 || activation_bits == 7,
+              "qext::PackedLinearWeight: activation_bits must be 8 or 7; got ", activation_bits);
   TORCH_CHECK(weight.dim() == 2, "qext::PackedLinearWeight: expected a 2-D [out, in] weight; got ",
               weight.dim(), "-D");
   TORCH_CHECK(weight.scalar_type() == at::kChar,
@@ -17,13 +19,15 @@ kernels::PackedWeights checked_pack(const at::Tensor& weight) {
   TORCH_CHECK(weight.size(0) > 0 && weight.size(1) > 0,
               "qext::PackedLinearWeight: weight must not be empty; got shape ", weight.sizes());
   const at::Tensor w = weight.contiguous();
-  return kernels::PackedWeights(w.data_ptr<int8_t>(), w.size(0), w.size(1), kernels::active_isa());
+  return kernels::PackedWeights(w.data_ptr<int8_t>(), w.size(0), w.size(1), kernels::active_isa(),
+                                static_cast<int>(activation_bits));
 }
 
 }  // namespace
 
-PackedLinearWeight::PackedLinearWeight(const at::Tensor& weight, const at::Tensor& scales)
-    : packed_(checked_pack(weight)),
+PackedLinearWeight::PackedLinearWeight(const at::Tensor& weight, const at::Tensor& scales, int64_t activation_bits)
+    : activation_bits_(activation_bits),
+      packed_(checked_pack(weight, activation_bits)),
       scales_(scales.to(at::kFloat).contiguous().clone()) {
   TORCH_CHECK(scales_.dim() == 1 && scales_.numel() == weight.size(0),
               "qext::PackedLinearWeight: expected ", weight.size(0), " scales; got shape ",
@@ -32,8 +36,8 @@ PackedLinearWeight::PackedLinearWeight(const at::Tensor& weight, const at::Tenso
               "qext::PackedLinearWeight: scales must be finite and > 0");
 }
 
-c10::intrusive_ptr<PackedLinearWeight> PackedLinearWeight::from_float(const at::Tensor& weight,
-                                                                      bool per_channel, int64_t qmax) {
+c10::intrusive_ptr<PackedLinearWeight> PackedLinearWeight::from_float(const at::Tensor& weight, bool per_channel,
+                                                                      int64_t qmax, int64_t activation_bits) {
   TORCH_CHECK(weight.dim() == 2, "qext::quantize_linear_weight: expected a 2-D [out, in] weight; got ",
               weight.dim(), "-D");
   TORCH_CHECK(weight.scalar_type() == at::kFloat,
@@ -43,15 +47,17 @@ c10::intrusive_ptr<PackedLinearWeight> PackedLinearWeight::from_float(const at::
   auto [scale, zp] = quant::tensor_qparams(weight, axis, -qmax, qmax, /*symmetric=*/true);
   at::Tensor q = quant::quantize(weight, scale, zp, axis, -qmax, qmax);
   at::Tensor scales = per_channel ? scale : scale.reshape({1}).expand({weight.size(0)});
-  return c10::make_intrusive<PackedLinearWeight>(q, scales);
+  return c10::make_intrusive<PackedLinearWeight>(q, scales, activation_bits);
 }
 
 c10::intrusive_ptr<PackedLinearWeight> PackedLinearWeight::from_state(State state) {
   const int64_t version = std::get<0>(state);
-  TORCH_CHECK(version == kFormatVersion, "qext::PackedLinearWeight: saved with format version ",
-              version, ", this qext reads version ", kFormatVersion,
+  TORCH_CHECK(version == kFormatVersion || version == kFormatVersionSevenBitActivations,
+              "qext::PackedLinearWeight: saved with format version ", version, ", this qext reads versions ",
+              kFormatVersion, " and ", kFormatVersionSevenBitActivations,
               "; re-quantize the model with this qext version");
-  return c10::make_intrusive<PackedLinearWeight>(std::get<1>(state), std::get<2>(state));
+  return c10::make_intrusive<PackedLinearWeight>(std::get<1>(state), std::get<2>(state),
+                                                 version == kFormatVersionSevenBitActivations ? 7 : 8);
 }
 
 std::pair<at::Tensor, at::Tensor> PackedLinearWeight::on_device(const c10::Device& device) const {
@@ -72,7 +78,11 @@ at::Tensor PackedLinearWeight::weight() const {
 }
 
 PackedLinearWeight::State PackedLinearWeight::state() const {
-  return {kFormatVersion, shared_weight_.defined() ? shared_weight_ : weight(), scales_};
+  // Narrow weights take the byte kernel whatever the hint: their files stay
+  // version 1.
+  const bool hint_matters = activation_bits_ == 7 && !packed_.narrow();
+  return {hint_matters ? kFormatVersionSevenBitActivations : kFormatVersion,
+          shared_weight_.defined() ? shared_weight_ : weight(), scales_};
 }
 
 }  // namespace qext::ops

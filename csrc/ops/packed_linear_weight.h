@@ -18,17 +18,25 @@ namespace qext::ops {
 
 class PackedLinearWeight : public torch::CustomClassHolder {
  public:
+  // Version 2 holds the same fields for a weight packed for 7-bit
+  // activations whose values are not narrow (|w| > 64 somewhere: the hint
+  // changes the AVX2 packing); others are written as version 1, which
+  // earlier qext versions read too.
   static constexpr int64_t kFormatVersion = 1;
+  static constexpr int64_t kFormatVersionSevenBitActivations = 2;
   using State = std::tuple<int64_t, at::Tensor, at::Tensor>;
 
-  // weight: int8 [N, K] (symmetric, zero point 0); scales: float32 [N], > 0.
-  PackedLinearWeight(const at::Tensor& weight, const at::Tensor& scales);
+  // weight: int8 [N, K] (symmetric, zero point 0); scales: float32 [N], > 0;
+  // activation_bits: what linear_dynamic will mostly be called with (8 or
+  // 7; kernels::PackedWeights): 7 lets AVX2 multiply 8-bit weights with
+  // vpmaddubsw. Any activations still give exact results.
+  PackedLinearWeight(const at::Tensor& weight, const at::Tensor& scales, int64_t activation_bits = 8);
 
   // Quantizes a float [N, K] weight: symmetric [-qmax, qmax] (127: int8;
   // smaller for lower-bit weights), one scale per output channel (or one
   // shared scale when per_channel is false).
-  static c10::intrusive_ptr<PackedLinearWeight> from_float(const at::Tensor& weight,
-                                                           bool per_channel, int64_t qmax = 127);
+  static c10::intrusive_ptr<PackedLinearWeight> from_float(const at::Tensor& weight, bool per_channel,
+                                                           int64_t qmax = 127, int64_t activation_bits = 8);
   static c10::intrusive_ptr<PackedLinearWeight> from_state(State state);
 
   State state() const;
@@ -37,6 +45,7 @@ class PackedLinearWeight : public torch::CustomClassHolder {
   int64_t in_features() const { return packed_.k(); }
   int64_t out_features() const { return packed_.n(); }
   const kernels::PackedWeights& packed() const { return packed_; }
+  int64_t activation_bits() const { return activation_bits_; }
   // Pickle `weight` (equal to this one's int8 weight, e.g. a tied embedding
   // table's) instead of an unpacked copy, so a file holds the values once.
   void share_pickled_weight(const at::Tensor& weight) { shared_weight_ = weight; }
@@ -45,6 +54,7 @@ class PackedLinearWeight : public torch::CustomClassHolder {
   std::pair<at::Tensor, at::Tensor> on_device(const c10::Device& device) const;
 
  private:
+  int64_t activation_bits_;
   kernels::PackedWeights packed_;
   at::Tensor scales_;
   at::Tensor shared_weight_;

@@ -59,8 +59,8 @@ at::Tensor qgemm_int32(const at::Tensor& a, const at::Tensor& a_zero_point, cons
 }
 
 c10::intrusive_ptr<PackedLinearWeight> quantize_linear_weight(const at::Tensor& w, bool per_channel,
-                                                              int64_t qmax) {
-  return PackedLinearWeight::from_float(w, per_channel, qmax);
+                                                              int64_t qmax, int64_t activation_bits) {
+  return PackedLinearWeight::from_float(w, per_channel, qmax, activation_bits);
 }
 
 }  // namespace
@@ -166,7 +166,7 @@ TORCH_LIBRARY(qext, m) {
   m.def("quantize(Tensor x, Tensor scale, Tensor zero_point, int? axis=None, int qmin=0, int qmax=255) -> Tensor");
   m.def("dequantize(Tensor q, Tensor scale, Tensor zero_point, int? axis=None) -> Tensor");
   m.def("fake_quantize(Tensor x, Tensor scale, Tensor zero_point, int? axis=None, int qmin=0, int qmax=255) -> Tensor");
-  m.def("quantize_linear_weight(Tensor weight, bool per_channel=True, int qmax=127) -> __torch__.torch.classes.qext.PackedLinearWeight");
+  m.def("quantize_linear_weight(Tensor weight, bool per_channel=True, int qmax=127, int activation_bits=8) -> __torch__.torch.classes.qext.PackedLinearWeight");
   m.def("linear_dynamic(Tensor input, __torch__.torch.classes.qext.PackedLinearWeight weight, Tensor? bias=None, bool per_row=False, bool relu=False, int activation_bits=8, bool gelu=False) -> Tensor");
   m.def("quantize_linear_weight_lowbit(Tensor weight, int bits=4, int group_size=128) -> __torch__.torch.classes.qext.LowBitLinearWeight");
   m.def("linear_lowbit(Tensor input, __torch__.torch.classes.qext.LowBitLinearWeight weight, Tensor? bias=None, bool per_row=True, bool relu=False) -> Tensor");

@@ -213,11 +213,12 @@ PackedLayer register_int8(Module& root, const std::string& name, const at::Tenso
   c10::intrusive_ptr<ops::PackedLinearWeight> packed;
   const bool shared = tied != tables.int8.end() && tied->second->weight().sizes() == weight.sizes();
   if (shared) {
-    packed = c10::make_intrusive<ops::PackedLinearWeight>(tied->second->weight(), tied->second->scales());
+    packed = c10::make_intrusive<ops::PackedLinearWeight>(tied->second->weight(), tied->second->scales(),
+                                                          cfg.activation_bits);
     packed->share_pickled_weight(tied->second->weight());
     row.reason = "int8 values shared with the embedding table of the same weight";
   } else {
-    packed = ops::PackedLinearWeight::from_float(weight, per_channel, int8_weight_qmax(cfg));
+    packed = ops::PackedLinearWeight::from_float(weight, per_channel, int8_weight_qmax(cfg), cfg.activation_bits);
   }
   const std::string attr = unique_attribute_name(root, "_qext_packed_" + name);
   root.register_attribute(attr, c10::getCustomClassType<decltype(packed)>(), packed);
@@ -241,8 +242,8 @@ std::optional<PackedLayer> register_low_rank(Module& root, const std::string& na
     return std::nullopt;
   }
   const int64_t qmax = int8_weight_qmax(cfg);
-  const auto first = ops::PackedLinearWeight::from_float(split.right, /*per_channel=*/true, qmax);  // [r, K]
-  const auto second = ops::PackedLinearWeight::from_float(split.left, /*per_channel=*/true, qmax);  // [N, r]
+  const auto first = ops::PackedLinearWeight::from_float(split.right, true, qmax, cfg.activation_bits);  // [r, K]
+  const auto second = ops::PackedLinearWeight::from_float(split.left, true, qmax, cfg.activation_bits);  // [N, r]
   PackedLayer layer{unique_attribute_name(root, "_qext_packed_" + name + "_lr1"), "qext::linear_dynamic", ""};
   root.register_attribute(layer.attr, c10::getCustomClassType<decltype(first)>(), first);
   layer.first_attr = layer.attr;

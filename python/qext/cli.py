@@ -173,8 +173,9 @@ def _info(args: argparse.Namespace) -> int:
         print(f"  {family:12} {kernel}")
     if qext.active_isa() == "avx2":
         print("hint: AVX2 without VNNI: quantize with --weight-bits 7 --activation-bits 7 (StaticConfig / "
-              "DynamicConfig / QatConfig: weight_bits=7, activation_bits=7) for the faster exact kernels; "
-              "8-bit weights take the int16 ones")
+              "DynamicConfig / QatConfig: weight_bits=7, activation_bits=7) for the fastest exact kernels; "
+              "dynamic models with --activation-bits 7 alone (8-bit weights, torch.ao's x86 recipe) take the "
+              "byte kernel too; other 8-bit weights take the int16 ones")
     return 0
 
 
@@ -203,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "on AMD Zen only with --activation-bits 7 too")
     q.add_argument("--activation-bits", type=int, metavar="B",
                    help="activation precision, 8 (default) or 7 (torch.ao's x86 reduce_range); 7 with "
-                        "--weight-bits 7 runs about 1.15-1.3x faster again on AVX2 CPUs without VNNI")
+                        "--weight-bits 7 runs about 1.15-1.3x faster again on AVX2 CPUs without VNNI; dynamic, "
+                        "with 8-bit weights: the byte kernel instead of the int16 one there")
     q.add_argument("--group-size", type=int, metavar="G",
                    help="dynamic, --weight-bits < 8: inputs per weight scale, a multiple of 4 (default 128; 0: per row)")
     q.add_argument("--low-rank", type=int, metavar="R",

@@ -8,7 +8,7 @@ import torch
 from . import _C  # noqa: F401  (registers torch.ops.qext)
 
 
-def quantize_linear_weight(weight: torch.Tensor, per_channel: bool = True, bits: int = 8):
+def quantize_linear_weight(weight: torch.Tensor, per_channel: bool = True, bits: int = 8, activation_bits: int = 8):
     """Quantize a float ``[out, in]`` weight to symmetric int8 [-127, 127] and pack
     it for this CPU.
 
@@ -16,6 +16,12 @@ def quantize_linear_weight(weight: torch.Tensor, per_channel: bool = True, bits:
     2^(bits-1) - 1]``. At 7 bits (and fewer) AVX2 CPUs without VNNI multiply
     the weight with an exact ``vpmaddubsw`` kernel, about 1.3x faster than the
     8-bit one; results are the same on every CPU.
+
+    ``activation_bits=7`` packs the weight for :func:`linear_dynamic` calls
+    with ``activation_bits=7`` (torch.ao x86's ``reduce_range``): AVX2 CPUs
+    then multiply 8-bit weights with ``vpmaddubsw`` too (exact with
+    activations <= 127). Calls with 8-bit activations still give the same
+    results, more slowly there; other CPUs ignore it.
 
     Returns a ``torch.classes.qext.PackedLinearWeight``. It can be stored as an
     attribute of a ScriptModule; saving writes the portable int8 weight and
@@ -25,7 +31,12 @@ def quantize_linear_weight(weight: torch.Tensor, per_channel: bool = True, bits:
         raise TypeError(f"quantize_linear_weight: expected a torch.Tensor, got {type(weight).__name__}")
     if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
         raise ValueError(f"quantize_linear_weight: bits must be an int in [2, 8]; got {bits!r}")
-    return torch.ops.qext.quantize_linear_weight(weight.detach(), per_channel, (1 << (bits - 1)) - 1)
+    if activation_bits not in (8, 7):
+        raise ValueError(f"quantize_linear_weight: activation_bits must be 8 or 7; got {activation_bits!r}")
+    qmax = (1 << (bits - 1)) - 1
+    if activation_bits == 8:  # the schema's default, left out as before
+        return torch.ops.qext.quantize_linear_weight(weight.detach(), per_channel, qmax)
+    return torch.ops.qext.quantize_linear_weight(weight.detach(), per_channel, qmax, activation_bits)
 
 
 def linear_dynamic(

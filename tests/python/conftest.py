@@ -17,6 +17,19 @@ def isa(request):
     qext.set_isa(before)
 
 
+def on_every_path(make):
+    """[make() with each kernel path this CPU supports active], restoring the default."""
+    before = qext.active_isa()
+    try:
+        results = []
+        for path in qext.supported_isas():
+            qext.set_isa(path)
+            results.append(make())
+        return results
+    finally:
+        qext.set_isa(before)
+
+
 def sqnr_db(reference: torch.Tensor, approx: torch.Tensor) -> float:
     """Signal-to-quantization-noise ratio in dB."""
     noise = (reference - approx).double().pow(2).mean()

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import qext
-from conftest import run_python, sqnr_db
+from conftest import on_every_path, run_python, sqnr_db
 
 
 def quantized_math_reference(x, w, b, per_row, bits=8, activation_bits=8):
@@ -90,15 +90,8 @@ def test_sqnr_on_gaussian_data_bert_shape():
 def test_every_path_gives_bit_identical_outputs(bits, activation_bits):
     g = torch.Generator().manual_seed(3)
     x, w = torch.randn(33, 300, generator=g), torch.randn(70, 300, generator=g)
-    outputs = []
-    before = qext.active_isa()
-    try:
-        for isa in qext.supported_isas():
-            qext.set_isa(isa)
-            outputs.append(qext.linear_dynamic(x, qext.quantize_linear_weight(w, bits=bits), None, per_row=True,
-                                               activation_bits=activation_bits))
-    finally:
-        qext.set_isa(before)
+    outputs = on_every_path(lambda: qext.linear_dynamic(x, qext.quantize_linear_weight(w, bits=bits), None,
+                                                        per_row=True, activation_bits=activation_bits))
     assert all(torch.equal(outputs[0], o) for o in outputs[1:])
 
 
@@ -117,6 +110,29 @@ def test_relu_and_threads_agree():
     assert torch.equal(y, y1)
 
 
+@pytest.mark.parametrize("activation_bits", [7, 8])
+def test_weights_packed_for_seven_bit_activations_give_the_same_results(activation_bits):
+    """quantize_linear_weight(activation_bits=7) changes the packing only (AVX2:
+    bytes for vpmaddubsw), never the result: calls with 7-bit activations, and
+    with 8-bit ones (the split chain there), equal the default packing's on
+    every path."""
+    g = torch.Generator().manual_seed(6)
+    x, w, b = torch.randn(37, 300, generator=g), torch.randn(70, 300, generator=g), torch.randn(70, generator=g)
+
+    def one_path():
+        default = qext.quantize_linear_weight(w)
+        for_7 = qext.quantize_linear_weight(w, activation_bits=7)
+        assert torch.equal(for_7.weight(), default.weight())
+        got = qext.linear_dynamic(x, for_7, b, activation_bits=activation_bits)
+        assert torch.equal(got, qext.linear_dynamic(x, default, b, activation_bits=activation_bits))
+        return got
+
+    outputs = on_every_path(one_path)
+    assert all(torch.equal(outputs[0], o) for o in outputs[1:])
+    with pytest.raises(ValueError, match="activation_bits must be 8 or 7"):
+        qext.quantize_linear_weight(w, activation_bits=6)
+
+
 @pytest.mark.parametrize("activation_bits", [8, 7])
 def test_fused_gelu_is_bit_identical_across_paths_and_matches_f_gelu(activation_bits):
     """gelu=True applies GELU (erf form) in the GEMM's epilogue: the same bits
@@ -125,20 +141,17 @@ def test_fused_gelu_is_bit_identical_across_paths_and_matches_f_gelu(activation_
     the bias and scales come before it."""
     g = torch.Generator().manual_seed(5)
     x, w, b = torch.randn(37, 300, generator=g) * 3, torch.randn(70, 300, generator=g) * 0.2, torch.randn(70, generator=g)
-    outputs = []
-    before = qext.active_isa()
-    try:
-        for isa in qext.supported_isas():
-            qext.set_isa(isa)
-            packed = qext.quantize_linear_weight(w)
-            fused = qext.linear_dynamic(x, packed, b, per_row=True, activation_bits=activation_bits, gelu=True)
-            plain = qext.linear_dynamic(x, packed, b, per_row=True, activation_bits=activation_bits)
-            assert plain.abs().max() > 5  # outputs reach well past erf's clamp (3.925 * sqrt(2))
-            torch.testing.assert_close(fused, F.gelu(plain), rtol=0, atol=2.5e-6)
-            assert not torch.equal(fused, plain.clamp_min(0))
-            outputs.append(fused)
-    finally:
-        qext.set_isa(before)
+
+    def one_path():
+        packed = qext.quantize_linear_weight(w)
+        fused = qext.linear_dynamic(x, packed, b, per_row=True, activation_bits=activation_bits, gelu=True)
+        plain = qext.linear_dynamic(x, packed, b, per_row=True, activation_bits=activation_bits)
+        assert plain.abs().max() > 5  # outputs reach well past erf's clamp (3.925 * sqrt(2))
+        torch.testing.assert_close(fused, F.gelu(plain), rtol=0, atol=2.5e-6)
+        assert not torch.equal(fused, plain.clamp_min(0))
+        return fused
+
+    outputs = on_every_path(one_path)
     assert all(torch.equal(outputs[0], o) for o in outputs[1:])
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import qext
-from conftest import run_python, sqnr_db
+from conftest import on_every_path, run_python, sqnr_db
 from models import Block, Nested, NoLinear, NotScriptable, transformer_encoder
 
 
@@ -15,6 +15,17 @@ def ops_in(module: torch.jit.ScriptModule, method: str = "forward") -> list[str]
     return [n.kind() for n in getattr(module, method).graph.findAllNodes("qext::linear_dynamic")] + [
         n.kind() for n in getattr(module, method).graph.nodes() if n.kind() in ("aten::linear", "aten::matmul")
     ]
+
+
+def quantized_on_every_path(model, config, *inputs):
+    """(the last quantized model, [its output]): quantized and run with each kernel path active."""
+    def quantize_and_run():
+        q = qext.quantize_dynamic(model, config)
+        with torch.no_grad():
+            return q, q(*inputs)
+
+    runs = on_every_path(quantize_and_run)
+    return runs[-1][0], [out for _, out in runs]
 
 
 @pytest.fixture
@@ -120,16 +131,7 @@ def test_seven_bit_weights_everywhere_and_the_same_on_every_path(tmp_path):
     ids = torch.randint(0, 100, (3, 11))
     with torch.no_grad():
         ref = model(ids)
-    outputs = []
-    before = qext.active_isa()
-    try:
-        for isa in qext.supported_isas():
-            qext.set_isa(isa)
-            q = qext.quantize_dynamic(model, qext.DynamicConfig(weight_bits=7))
-            with torch.no_grad():
-                outputs.append(q(ids))
-    finally:
-        qext.set_isa(before)
+    q, outputs = quantized_on_every_path(model, qext.DynamicConfig(weight_bits=7), ids)
     assert all(torch.equal(outputs[0], o) for o in outputs[1:])
     rows = {l.name: l for l in qext.report(q).layers}
     assert {rows[n].status for n in ("embed", "rnn", "head")} == {"int8"}, rows
@@ -155,16 +157,7 @@ def test_seven_bit_activations_are_the_quantized_math_on_every_path(nested, tmp_
     # in int16; every path computes the same integers. An 8-bit model's calls
     # keep the old argument list (files earlier qext versions read).
     x = torch.randn(10, 32)
-    outputs = []
-    before = qext.active_isa()
-    try:
-        for isa in qext.supported_isas():
-            qext.set_isa(isa)
-            q = qext.quantize_dynamic(nested, qext.DynamicConfig(weight_bits=7, activation_bits=7))
-            with torch.no_grad():
-                outputs.append(q(x))
-    finally:
-        qext.set_isa(before)
+    q, outputs = quantized_on_every_path(nested, qext.DynamicConfig(weight_bits=7, activation_bits=7), x)
     assert all(torch.equal(outputs[0], o) for o in outputs[1:])
     assert activation_bits_args(q) == [7] * 9
     assert activation_bits_args(qext.quantize_dynamic(nested)) == [8] * 9
@@ -176,6 +169,37 @@ def test_seven_bit_activations_are_the_quantized_math_on_every_path(nested, tmp_
     qext.save(q, tmp_path / "q77.pt")
     with torch.no_grad():
         assert torch.equal(qext.load(tmp_path / "q77.pt")(x), outputs[-1])
+
+
+def packed_weight_versions(module):
+    """The format version each PackedLinearWeight of the model pickles with."""
+    names = sorted(n.s("name") for n in module.forward.graph.findAllNodes("prim::GetAttr"))
+    states = [module._c.getattr(name).__getstate__() for name in names if name.startswith("_qext_packed_")]
+    return [(s[0] if isinstance(s[0], tuple) else s)[0] for s in states]  # (version, int8 weight, scales)
+
+
+def test_eight_bit_weights_with_seven_bit_activations(nested, tmp_path):
+    """weight_bits=8, activation_bits=7 (torch.ao x86's recipe): the weights are
+    packed for 7-bit activations (AVX2: bytes for vpmaddubsw, exact there), the
+    same integers on every path, more accurate than 7-bit weights; the file
+    marks the packing (format version 2) so the CPU that loads it packs the
+    same way, while 8/8 and 7/7 files keep version 1, as earlier qext wrote."""
+    x = torch.randn(10, 32)
+    q, outputs = quantized_on_every_path(nested, qext.DynamicConfig(activation_bits=7), x)
+    assert all(torch.equal(outputs[0], o) for o in outputs[1:])
+    assert activation_bits_args(q) == [7] * 9
+    with torch.no_grad():
+        ref = nested(x)
+        w7a7 = qext.quantize_dynamic(nested, qext.DynamicConfig(weight_bits=7, activation_bits=7))(x)
+        assert sqnr_db(ref, outputs[0]) > sqnr_db(ref, w7a7) > 20.0
+    assert packed_weight_versions(q) == [2] * 9
+    assert packed_weight_versions(qext.quantize_dynamic(nested)) == [1] * 9
+    assert packed_weight_versions(qext.quantize_dynamic(nested, qext.DynamicConfig(weight_bits=7, activation_bits=7))) == [1] * 9
+    qext.save(q, tmp_path / "q87.pt")
+    loaded = qext.load(tmp_path / "q87.pt")
+    assert packed_weight_versions(loaded) == [2] * 9
+    with torch.no_grad():
+        assert torch.equal(loaded(x), outputs[-1])
 
 
 def test_activation_bits_are_checked(nested):

@@ -12,8 +12,9 @@
 // Activations are widened once per block of rows.
 //
 // Micro-kernel: up to 4 rows x 24 columns in 12 ymm accumulators.
-// Narrow weights (|w| <= 64, e.g. 7-bit) go to qgemm_avx2_narrow.cpp, where
-// vpmaddubsw is exact.
+// Weights packed as bytes (narrow ones, |w| <= 64, e.g. 7-bit; or any packed
+// for 7-bit activations) go to qgemm_avx2_narrow.cpp, where vpmaddubsw is
+// exact.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -172,7 +173,7 @@ void widen_weights(const uint8_t* w, int64_t bytes, int16_t* panel) {
 
 void qgemm_avx2(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep,
                 int64_t m_begin, int64_t m_end, int64_t block_begin, int64_t block_end) {
-  if (w.narrow()) return qgemm_avx2_narrow(args, w, ep, m_begin, m_end, block_begin, block_end);
+  if (w.bytes()) return qgemm_avx2_narrow(args, w, ep, m_begin, m_end, block_begin, block_end);
   if (m_begin >= m_end) return;
   const Quantizer8 quantize(ep.out_scale, ep.out_zero_point, 0, 255, ep.clamp_min, ep.clamp_max);
   const int64_t pairs = (w.k() + 1) / 2, bc = w.layout().block_cols;

@@ -1,25 +1,34 @@
-// AVX2 path for narrow weights: every |w| <= 64, as 7-bit weights are
-// (compiled with -mavx2 -mfma; only called when CPUID reports them).
+// AVX2 path for weights packed as bytes (PackedWeights::bytes()): narrow
+// weights, every |w| <= 64 as 7-bit weights are, or any int8 weights packed
+// for 7-bit activations (compiled with -mavx2 -mfma; only called when CPUID
+// reports them).
 //
 // vpmaddubsw multiplies u8 activations by s8 weights and sums each pair into
-// int16, saturating. With |w| <= 64 a pair sum is at most 255 * 64 * 2 = 32640,
-// so it never saturates and the result is exact: bit for bit what the other
-// paths compute. vpmaddwd by ones then adds the two pairs of a 4-k group into
-// int32 -- vpdpbusd in two instructions plus an add, on the VNNI layout
-// ([k/4][column][4 bytes], 8 columns per vector). Against the int16 path
-// (qgemm_avx2.cpp) neither operand is widened, and 32 multiply-adds take one
-// add instead of two.
+// int16, saturating. A pair sum is exact when it cannot pass 32767: with
+// |w| <= 64 it is at most 255 * 64 * 2 = 32640, and with activations <= 127
+// (GemmArgs::a_max) at most 127 * 128 * 2 = 32512 for any int8 weight. Then
+// the result is bit for bit what the other paths compute. vpmaddwd by ones
+// adds the two pairs of a 4-k group into int32 -- vpdpbusd in two
+// instructions plus an add, on the VNNI layout ([k/4][column][4 bytes], 8
+// columns per vector). Against the int16 path (qgemm_avx2.cpp) neither
+// operand is widened, and 32 multiply-adds take one add instead of two.
 //
-// Activations known to be at most 127 (GemmArgs::a_max; 7-bit activations)
-// leave room for two k groups in int16: 4 products of at most 127 * 64 sum to
-// 32512, so two vpmaddubsw results are added with vpaddw before the one
-// vpmaddwd widening -- 5 instructions per 64 multiply-adds instead of 6, and
-// still exact.
+// Which chain a call takes (Chain):
+//   Paired -- narrow weights and activations <= 127: 4 products of at most
+//     127 * 64 sum to 32512, so two vpmaddubsw results are added with vpaddw
+//     before the one vpmaddwd widening -- 5 instructions per 64 multiply-adds
+//     instead of 6, and still exact;
+//   Pairs  -- narrow weights, or activations <= 127: one group per widening;
+//   Split  -- full-range weights with activations up to 255 (a call the
+//     packing was not made for): each byte a = 128 * (a >> 7) + (a & 127),
+//     both parts multiplied exactly and recombined in int32. Twice the
+//     multiplies, the same integers.
 //
 // Micro-kernel: up to 4 rows x 24 columns in 12 ymm accumulators (3 rows when
 // paired: two broadcasts and two products more are live, and 16 registers do
-// not hold 4 rows without spilling accumulators); rows are read in place
-// (4-byte broadcasts), like the VNNI kernel.
+// not hold 4 rows without spilling accumulators; 1 when split, which keeps two
+// accumulators per column vector); rows are read in place (4-byte
+// broadcasts), like the VNNI kernel.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -31,7 +40,9 @@ namespace qext::kernels::detail {
 
 namespace {
 
-constexpr int kRows = 4, kPairedRows = 3;
+enum class Chain { Pairs, Paired, Split };
+
+constexpr int kRows = 4, kPairedRows = 3, kSplitRows = 1;
 constexpr int64_t kVecBytes = 32;
 
 // vpdpbusd's sum for 8 columns: acc + sum over the 4 bytes of each lane of
@@ -49,25 +60,46 @@ inline __m256i dot8(__m256i acc, __m256i a0, __m256i a1, const uint8_t* w, int64
   return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_add_epi16(p0, p1), ones));
 }
 
+// One k group of one row into its NB column vectors: `low` gathers a x w
+// (Split: (a & 127) x w) and, for Split only, `top` gathers (a >> 7) x w.
+template <int NB, Chain C>
+inline void group(__m256i* low, __m256i* top, __m256i a, const uint8_t* wg, __m256i ones) {
+  if constexpr (C == Chain::Split) {
+    const __m256i lo = _mm256_and_si256(a, _mm256_set1_epi8(0x7f));
+    // each byte's top bit shifted to bit 0 of the same byte; the bits that
+    // crossed in from the next byte are masked off
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi32(a, 7), _mm256_set1_epi8(1));
+#pragma GCC unroll 3
+    for (int j = 0; j < NB; ++j) {
+      low[j] = dot4(low[j], lo, wg + j * kVecBytes, ones);
+      top[j] = dot4(top[j], hi, wg + j * kVecBytes, ones);
+    }
+  } else {
+#pragma GCC unroll 3
+    for (int j = 0; j < NB; ++j) low[j] = dot4(low[j], a, wg + j * kVecBytes, ones);
+  }
+}
+
 // acc[r][c] = sum over `segments` runs of `groups` k groups each (run s of row
 // r at a[r] + offsets[s]) for MR rows x NB*8 columns of one block; the tail
 // (k % 4 bytes, single run only) is read without passing the row's end.
 // Stored to `out` with row stride kBlockCols.
-template <int MR, int NB, bool Paired>
+template <int MR, int NB, Chain C>
 void accumulate(const uint8_t* const* a, const int64_t* offsets, int64_t segments, const uint8_t* wb,
                 int64_t groups, int64_t tail, int32_t* out) {
+  constexpr bool kSplit = C == Chain::Split;
   const __m256i ones = _mm256_set1_epi16(1);
-  __m256i acc[MR][NB];
+  __m256i acc[MR][NB], top[kSplit ? MR : 1][NB];
 #pragma GCC unroll 4
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 3
-    for (int j = 0; j < NB; ++j) acc[r][j] = _mm256_setzero_si256();
+    for (int j = 0; j < NB; ++j) acc[r][j] = top[kSplit ? r : 0][j] = _mm256_setzero_si256();
   for (int64_t s = 0; s < segments; ++s, wb += groups * NB * kVecBytes) {
     const uint8_t* as[MR];
 #pragma GCC unroll 4
     for (int r = 0; r < MR; ++r) as[r] = a[r] + offsets[s];
     int64_t g = 0;
-    if constexpr (Paired) {
+    if constexpr (C == Chain::Paired) {
       constexpr int64_t kGroupStride = NB * kVecBytes;
       for (; g + 1 < groups; g += 2) {
         const uint8_t* wg = wb + g * kGroupStride;
@@ -83,49 +115,57 @@ void accumulate(const uint8_t* const* a, const int64_t* offsets, int64_t segment
     for (; g < groups; ++g) {
       const uint8_t* wg = wb + g * NB * kVecBytes;
 #pragma GCC unroll 4
-      for (int r = 0; r < MR; ++r) {
-        const __m256i av = _mm256_set1_epi32(load_u32(as[r] + 4 * g));
-#pragma GCC unroll 3
-        for (int j = 0; j < NB; ++j) acc[r][j] = dot4(acc[r][j], av, wg + j * kVecBytes, ones);
-      }
+      for (int r = 0; r < MR; ++r)
+        group<NB, C>(acc[r], top[kSplit ? r : 0], _mm256_set1_epi32(load_u32(as[r] + 4 * g)), wg, ones);
     }
   }
   if (tail) {
     // (one run only: wb now points at the group after the last whole one)
     for (int r = 0; r < MR; ++r) {
       const __m256i av = _mm256_set1_epi32(load_partial_u32(a[r] + offsets[0] + 4 * groups, tail));
-      for (int j = 0; j < NB; ++j) acc[r][j] = dot4(acc[r][j], av, wb + j * kVecBytes, ones);
+      group<NB, C == Chain::Paired ? Chain::Pairs : C>(acc[r], top[kSplit ? r : 0], av, wb, ones);
     }
   }
 #pragma GCC unroll 4
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 3
-    for (int j = 0; j < NB; ++j)
-      _mm256_store_si256(reinterpret_cast<__m256i*>(out + r * kBlockCols + j * kVecCols), acc[r][j]);
+    for (int j = 0; j < NB; ++j) {
+      // Split: low + 128 * top, the exact sum (within int32 for K <= kMaxGemmK)
+      const __m256i v = kSplit ? _mm256_add_epi32(acc[r][j], _mm256_slli_epi32(top[kSplit ? r : 0][j], 7)) : acc[r][j];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(out + r * kBlockCols + j * kVecCols), v);
+    }
 }
 
 using AccumulateFn = void (*)(const uint8_t* const*, const int64_t*, int64_t, const uint8_t*, int64_t, int64_t,
                               int32_t*);
 
-template <int MR, bool Paired>
+template <int MR, Chain C>
 constexpr AccumulateFn accumulate_for_cols(int nb) {
-  return nb == 1 ? accumulate<MR, 1, Paired> : nb == 2 ? accumulate<MR, 2, Paired> : accumulate<MR, 3, Paired>;
+  return nb == 1 ? accumulate<MR, 1, C> : nb == 2 ? accumulate<MR, 2, C> : accumulate<MR, 3, C>;
 }
 
-AccumulateFn accumulate_for(bool paired, int rows, int nb) {
-  if (paired) {
+AccumulateFn accumulate_for(Chain chain, int rows, int nb) {
+  if (chain == Chain::Split) return accumulate_for_cols<kSplitRows, Chain::Split>(nb);
+  if (chain == Chain::Paired) {
     switch (rows) {
-      case 1: return accumulate_for_cols<1, true>(nb);
-      case 2: return accumulate_for_cols<2, true>(nb);
-      default: return accumulate_for_cols<kPairedRows, true>(nb);
+      case 1: return accumulate_for_cols<1, Chain::Paired>(nb);
+      case 2: return accumulate_for_cols<2, Chain::Paired>(nb);
+      default: return accumulate_for_cols<kPairedRows, Chain::Paired>(nb);
     }
   }
   switch (rows) {
-    case 1: return accumulate_for_cols<1, false>(nb);
-    case 2: return accumulate_for_cols<2, false>(nb);
-    case 3: return accumulate_for_cols<3, false>(nb);
-    default: return accumulate_for_cols<kRows, false>(nb);
+    case 1: return accumulate_for_cols<1, Chain::Pairs>(nb);
+    case 2: return accumulate_for_cols<2, Chain::Pairs>(nb);
+    case 3: return accumulate_for_cols<3, Chain::Pairs>(nb);
+    default: return accumulate_for_cols<kRows, Chain::Pairs>(nb);
   }
+}
+
+// The exact chain for these weights and activations (see the top of the file).
+Chain chain_for(const PackedWeights& w, uint8_t a_max) {
+  const bool small_a = a_max <= kPairedActivationMax;
+  if (w.narrow()) return small_a ? Chain::Paired : Chain::Pairs;
+  return small_a ? Chain::Pairs : Chain::Split;
 }
 
 }  // namespace
@@ -139,8 +179,8 @@ void qgemm_avx2_narrow(const GemmArgs& args, const PackedWeights& w, const Epilo
   const int64_t segments = runs ? args.a_segments : 1;
   const int64_t* offsets = runs ? args.a_segment_offsets : kNoOffset;
   const int64_t groups = w.k() / 4 / segments, tail = w.k() % 4;
-  const bool paired = args.a_max <= kPairedActivationMax;
-  const int tile_rows = paired ? kPairedRows : kRows;
+  const Chain chain = chain_for(w, args.a_max);
+  const int tile_rows = chain == Chain::Paired ? kPairedRows : chain == Chain::Split ? kSplitRows : kRows;
   const int64_t chunk = row_chunk(m_end - m_begin, w.k(), tile_rows);  // L2-sized
   alignas(32) int32_t acc[kRows * kBlockCols];
   for (int64_t c0 = m_begin; c0 < m_end; c0 += chunk) {
@@ -153,7 +193,7 @@ void qgemm_avx2_narrow(const GemmArgs& args, const PackedWeights& w, const Epilo
         const int rows = static_cast<int>(std::min<int64_t>(tile_rows, c1 - m0));
         const uint8_t* a[kRows];
         for (int r = 0; r < rows; ++r) a[r] = a_row(args, m0 + r).base;
-        accumulate_for(paired, rows, nb)(a, offsets, segments, w.block(b), groups, tail, acc);
+        accumulate_for(chain, rows, nb)(a, offsets, segments, w.block(b), groups, tail, acc);
         for (int r = 0; r < rows; ++r) finish_row(args, ep, quantize, cols, acc + r * kBlockCols, m0 + r, n0, ncols);
       }
     }

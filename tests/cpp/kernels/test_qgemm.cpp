@@ -74,8 +74,8 @@ GemmArgs dense_args(const Problem& p, void* c) {
 }
 
 template <typename T>
-std::vector<T> run(const Problem& p, Isa isa, const Epilogue& ep = {}) {
-  const PackedWeights packed(p.w.data(), p.n, p.k, isa);
+std::vector<T> run(const Problem& p, Isa isa, const Epilogue& ep = {}, int activation_bits = 8) {
+  const PackedWeights packed(p.w.data(), p.n, p.k, isa, activation_bits);
   std::vector<T> c(p.m * p.n);
   qgemm(dense_args(p, c.data()), packed, ep, 0, p.m, 0, packed.num_blocks());
   return c;
@@ -207,13 +207,57 @@ TEST(Qgemm, SevenBitActivationsAreExact) {
       }
 }
 
+// Any int8 weights packed for 7-bit activations: the AVX2 path packs them as
+// bytes. With activations <= 127 every vpmaddubsw pair sum is within
+// 2 x 127 x 128 (exact); with larger ones (a call the packing was not made
+// for) each byte splits into its low 7 bits and its top bit. Both must equal
+// the reference on every path, over odd shapes and K tails, and at the
+// bounds: a = 127 with w = -128 / 127 (same and mixed signs), a = 255 and
+// 128 (only the top bit set) with w = -128.
+TEST(Qgemm, FullRangeWeightsPackedForSevenBitActivationsAreExact) {
+  int idx = 0;
+  for (uint8_t a_max : {uint8_t{127}, uint8_t{255}})
+    for (int64_t m : {1, 2, 3, 5, 100})
+      for (int64_t k : {1, 4, 5, 17, 259, 1025})
+        for (int64_t n : {1, 24, 31, 50}) {
+          const int32_t zp = a_max == 255 ? (idx % 3) * 127 : (idx % 3) * 63;
+          const Problem p = random_problem(m, k, n, zp, 4000u + idx++, kFullWeights, a_max);
+          const std::vector<int32_t> want = naive(p);
+          for (Isa isa : supported_isas())
+            ASSERT_EQ(run<int32_t>(p, isa, {}, 7), want) << label(isa, m, k, n, zp) << " a_max=" << int{a_max};
+        }
+  for (Isa isa : supported_isas()) {
+    const Problem p = random_problem(2, 8, 3, 0, 1);
+    const PackedWeights packed(p.w.data(), p.n, p.k, isa, 7);
+    EXPECT_FALSE(packed.narrow());
+    EXPECT_EQ(packed.bytes(), isa == Isa::Avx2) << isa_name(isa);
+    EXPECT_FALSE(PackedWeights(p.w.data(), p.n, p.k, isa).bytes()) << isa_name(isa);  // 8-bit: int16 pairs
+  }
+  for (uint8_t a : {uint8_t{127}, uint8_t{128}, uint8_t{255}})
+    for (int8_t wv : {int8_t{-128}, int8_t{127}})
+      for (bool mixed : {false, true}) {
+        Problem p = random_problem(5, 263, 50, 0, 7, kFullWeights, a);
+        std::fill(p.a.begin(), p.a.end(), a);
+        for (size_t i = 0; i < p.w.size(); ++i) p.w[i] = mixed && (i / 5) % 3 == 2 ? static_cast<int8_t>(-wv - 1) : wv;
+        const std::vector<int32_t> want = naive(p);
+        for (Isa isa : supported_isas())
+          EXPECT_EQ(run<int32_t>(p, isa, {}, 7), want) << isa_name(isa) << " a=" << int{a} << " w=" << int{wv};
+      }
+  const Problem p = random_problem(2, 8, 3, 0, 1);
+  EXPECT_THROW(PackedWeights(p.w.data(), p.n, p.k, Isa::Ref, 6), std::invalid_argument);
+}
+
 TEST(Qgemm, LargestK) {
   for (int8_t wv : {int8_t{-128}, int8_t{-kNarrowWeightMax}}) {  // the int16 and the narrow kernels
     Problem p = random_problem(3, 65536, 17, 0, 3);
     std::fill(p.a.begin(), p.a.end(), uint8_t{255});
     std::fill(p.w.begin(), p.w.end(), wv);
     const std::vector<int32_t> want = naive(p);
-    for (Isa isa : supported_isas()) EXPECT_EQ(run<int32_t>(p, isa), want) << isa_name(isa) << " w=" << int{wv};
+    for (Isa isa : supported_isas()) {
+      EXPECT_EQ(run<int32_t>(p, isa), want) << isa_name(isa) << " w=" << int{wv};
+      // packed for 7-bit activations: the AVX2 split chain at its largest sums
+      EXPECT_EQ(run<int32_t>(p, isa, {}, 7), want) << isa_name(isa) << " w=" << int{wv} << " packed for 7 bits";
+    }
   }
   std::vector<int8_t> w(65537);
   EXPECT_THROW(PackedWeights(w.data(), 1, 65537, Isa::Ref), std::invalid_argument);
