@@ -21,8 +21,9 @@ constexpr KernelTable kAvx2{
     detail::quantize_u8_avx2, detail::add_requant_u8_avx2, detail::max_u8_avx2, detail::lut_u8_ref,
     detail::lut_u8_per_channel_avx2,
     "4x24 tiles, vpmaddwd (exact) on int8 weights widened in registers (<= 8 rows) or per 512-k L1 panel; "
-    "weights within +-64 (7-bit): vpmaddubsw (exact there) + vpmaddwd, nothing widened; activations <= 127 "
-    "too: two k groups added (vpaddw) per vpmaddwd, 3x24 tiles",
+    "weights within +-64 (7-bit), or packed for 7-bit activations: vpmaddubsw (exact there) + vpmaddwd, "
+    "nothing widened; 7-bit weights and activations: two k groups added (vpaddw) per vpmaddwd, 3x24 tiles; "
+    "full-range bytes with activations > 127: low 7 bits and top bit multiplied apart",
     "weights within +-64: 4 taps per vpmaddubsw + vpmaddwd (byte unpacks), 32 channels; otherwise 2 taps per "
     "vpmaddwd, 64 channels; ymm accumulators",
     "8 output lanes x 4 pixels, vpermd to each lane's group; weights within +-64: bytes, vpmaddubsw + vpmaddwd "
