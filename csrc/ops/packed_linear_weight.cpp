@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include "ops/linear_dynamic.h"
 #include "quant/tensor_quant.h"
 
 namespace qext::ops {
@@ -10,8 +11,7 @@ namespace {
 
 // Checks come before any size is read (the weight may come from a file).
 kernels::PackedWeights checked_pack(const at::Tensor& weight, int64_t activation_bits) {
-  TORCH_CHECK(activation_bits == 8 || activation_bits == 7,
-              "qext::PackedLinearWeight: activation_bits must be 8 or 7; got ", activation_bits);
+  activation_qmax("qext::PackedLinearWeight", activation_bits);  // 8 or 7, else a clear error
   TORCH_CHECK(weight.dim() == 2, "qext::PackedLinearWeight: expected a 2-D [out, in] weight; got ",
               weight.dim(), "-D");
   TORCH_CHECK(weight.scalar_type() == at::kChar,

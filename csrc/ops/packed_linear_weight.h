@@ -45,7 +45,6 @@ class PackedLinearWeight : public torch::CustomClassHolder {
   int64_t in_features() const { return packed_.k(); }
   int64_t out_features() const { return packed_.n(); }
   const kernels::PackedWeights& packed() const { return packed_; }
-  int64_t activation_bits() const { return activation_bits_; }
   // Pickle `weight` (equal to this one's int8 weight, e.g. a tied embedding
   // table's) instead of an unpacked copy, so a file holds the values once.
   void share_pickled_weight(const at::Tensor& weight) { shared_weight_ = weight; }

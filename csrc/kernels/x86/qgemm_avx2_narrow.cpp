@@ -87,13 +87,12 @@ inline void group(__m256i* low, __m256i* top, __m256i a, const uint8_t* wg, __m2
 template <int MR, int NB, Chain C>
 void accumulate(const uint8_t* const* a, const int64_t* offsets, int64_t segments, const uint8_t* wb,
                 int64_t groups, int64_t tail, int32_t* out) {
-  constexpr bool kSplit = C == Chain::Split;
   const __m256i ones = _mm256_set1_epi16(1);
-  __m256i acc[MR][NB], top[kSplit ? MR : 1][NB];
+  __m256i acc[MR][NB], top[MR][NB];  // top: Split only (otherwise never read, and dropped)
 #pragma GCC unroll 4
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 3
-    for (int j = 0; j < NB; ++j) acc[r][j] = top[kSplit ? r : 0][j] = _mm256_setzero_si256();
+    for (int j = 0; j < NB; ++j) acc[r][j] = top[r][j] = _mm256_setzero_si256();
   for (int64_t s = 0; s < segments; ++s, wb += groups * NB * kVecBytes) {
     const uint8_t* as[MR];
 #pragma GCC unroll 4
@@ -116,14 +115,14 @@ void accumulate(const uint8_t* const* a, const int64_t* offsets, int64_t segment
       const uint8_t* wg = wb + g * NB * kVecBytes;
 #pragma GCC unroll 4
       for (int r = 0; r < MR; ++r)
-        group<NB, C>(acc[r], top[kSplit ? r : 0], _mm256_set1_epi32(load_u32(as[r] + 4 * g)), wg, ones);
+        group<NB, C>(acc[r], top[r], _mm256_set1_epi32(load_u32(as[r] + 4 * g)), wg, ones);
     }
   }
   if (tail) {
     // (one run only: wb now points at the group after the last whole one)
     for (int r = 0; r < MR; ++r) {
       const __m256i av = _mm256_set1_epi32(load_partial_u32(a[r] + offsets[0] + 4 * groups, tail));
-      group<NB, C == Chain::Paired ? Chain::Pairs : C>(acc[r], top[kSplit ? r : 0], av, wb, ones);
+      group<NB, C == Chain::Paired ? Chain::Pairs : C>(acc[r], top[r], av, wb, ones);
     }
   }
 #pragma GCC unroll 4
@@ -131,8 +130,8 @@ void accumulate(const uint8_t* const* a, const int64_t* offsets, int64_t segment
 #pragma GCC unroll 3
     for (int j = 0; j < NB; ++j) {
       // Split: low + 128 * top, the exact sum (within int32 for K <= kMaxGemmK)
-      const __m256i v = kSplit ? _mm256_add_epi32(acc[r][j], _mm256_slli_epi32(top[kSplit ? r : 0][j], 7)) : acc[r][j];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(out + r * kBlockCols + j * kVecCols), v);
+      if constexpr (C == Chain::Split) acc[r][j] = _mm256_add_epi32(acc[r][j], _mm256_slli_epi32(top[r][j], 7));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(out + r * kBlockCols + j * kVecCols), acc[r][j]);
     }
 }
 
