@@ -34,6 +34,7 @@
 #include <algorithm>
 
 #include "kernels/x86/avx2_epilogue.h"
+#include "kernels/x86/output_prefetch.h"
 #include "kernels/x86/row_chunks.h"
 
 namespace qext::kernels::detail {
@@ -182,14 +183,19 @@ void qgemm_avx2_narrow(const GemmArgs& args, const PackedWeights& w, const Epilo
   const int tile_rows = chain == Chain::Paired ? kPairedRows : chain == Chain::Split ? kSplitRows : kRows;
   const int64_t chunk = row_chunk(m_end - m_begin, w.k(), tile_rows);  // L2-sized
   alignas(32) int32_t acc[kRows * kBlockCols];
+  const bool prefetch = prefetch_pays(ep, m_end - m_begin, (block_end - block_begin) * kBlockCols);
   for (int64_t c0 = m_begin; c0 < m_end; c0 += chunk) {
     const int64_t c1 = std::min(m_end, c0 + chunk);
     for (int64_t b = block_begin; b < block_end; ++b) {
       const int64_t n0 = b * kBlockCols, ncols = std::min<int64_t>(kBlockCols, w.n() - n0);
       const int nb = static_cast<int>((ncols + kVecCols - 1) / kVecCols);
       BlockColumns cols(w, ep, n0, ncols);
+      if (prefetch) prefetch_output_rows(args, ep, c0, std::min(c1, c0 + tile_rows), n0, ncols);
       for (int64_t m0 = c0; m0 < c1; m0 += tile_rows) {
         const int rows = static_cast<int>(std::min<int64_t>(tile_rows, c1 - m0));
+        // the next tile's output lines, while this one multiplies
+        if (prefetch)
+          prefetch_output_rows(args, ep, std::min(c1, m0 + tile_rows), std::min(c1, m0 + 2 * tile_rows), n0, ncols);
         const uint8_t* a[kRows];
         for (int r = 0; r < rows; ++r) a[r] = a_row(args, m0 + r).base;
         accumulate_for(chain, rows, nb)(a, offsets, segments, w.block(b), groups, tail, acc);
