@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "kernels/attention.h"
 #include "kernels/depthwise.h"
 #include "kernels/grouped.h"
 #include "kernels/lowbit_gemm.h"
@@ -23,6 +24,7 @@ using MaxU8Fn = uint8_t (*)(const uint8_t*, int64_t);
 using LutU8Fn = void (*)(const uint8_t*, int64_t, const uint8_t*, uint8_t*);
 using LutPerChannelFn = void (*)(const uint8_t*, int64_t, int64_t, const uint8_t*, uint8_t*);
 using DepthwiseFn = void (*)(const DepthwiseArgs&, int64_t, int64_t);
+using AttentionFn = void (*)(const AttentionArgs&, int64_t, int64_t);
 using GroupedFn = void (*)(const GroupedArgs&, int64_t, int64_t);
 // row_group_sums: [m - m_begin][group], each row's activation sum per weight group.
 using LowBitGemmFn = void (*)(const LowBitGemmArgs&, const LowBitWeights&, const int32_t* row_group_sums, int64_t,
@@ -62,6 +64,11 @@ void lut_u8_per_channel_avx512_vnni(const uint8_t*, int64_t, int64_t, const uint
 // The AVX-512 fallback for CPUs without VBMI, callable directly so that tests
 // cover it on CPUs that have VBMI too.
 void lut_u8_avx512_shuffle(const uint8_t*, int64_t, const uint8_t*, uint8_t*);
+
+// Float attention: one implementation over 8 lanes (attention_impl.h); the
+// AVX-512 paths run the AVX2 one.
+void attention_f32_ref(const AttentionArgs&, int64_t, int64_t);
+void attention_f32_avx2(const AttentionArgs&, int64_t, int64_t);
 
 // The AVX2 GEMM for weights packed as bytes (PackedWeights::bytes()):
 // vpmaddubsw, exact there. qgemm_avx2 hands such weights to it.

@@ -1,6 +1,6 @@
 // One table of kernel entry points per ISA path (MLAS-style): filled at
 // compile time from the paths built for this architecture, looked up by the
-// dispatchers (qgemm, depthwise, grouped, low-bit GEMM, quantize, elementwise) for the path a call
+// dispatchers (qgemm, depthwise, grouped, low-bit GEMM, quantize, elementwise, attention) for the path a call
 // uses. The active path itself is chosen once at start (isa.cpp).
 #pragma once
 
@@ -20,6 +20,7 @@ struct KernelTable {
   detail::MaxU8Fn max_u8;
   detail::LutU8Fn lut_u8;
   detail::LutPerChannelFn lut_u8_per_channel;
+  detail::AttentionFn attention_f32;
   // What each family runs on this path, for `qext info`.
   const char* gemm_kernel;
   const char* depthwise_kernel;
@@ -28,6 +29,7 @@ struct KernelTable {
   const char* quantize_kernel;
   const char* elementwise_kernel;
   const char* lut_kernel;
+  const char* attention_kernel;
 };
 
 // The table of `isa`; throws std::runtime_error when that path was not built

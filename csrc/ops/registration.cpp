@@ -6,6 +6,7 @@
 
 #include "kernels/isa.h"
 #include "kernels/qgemm.h"
+#include "ops/attention.h"
 #include "ops/linear_dynamic.h"
 #include "ops/device_quantize.h"
 #include "ops/channel_sums.h"
@@ -168,6 +169,8 @@ TORCH_LIBRARY(qext, m) {
   m.def("fake_quantize(Tensor x, Tensor scale, Tensor zero_point, int? axis=None, int qmin=0, int qmax=255) -> Tensor");
   m.def("quantize_linear_weight(Tensor weight, bool per_channel=True, int qmax=127, int activation_bits=8) -> __torch__.torch.classes.qext.PackedLinearWeight");
   m.def("linear_dynamic(Tensor input, __torch__.torch.classes.qext.PackedLinearWeight weight, Tensor? bias=None, bool per_row=False, bool relu=False, int activation_bits=8, bool gelu=False) -> Tensor");
+  // scaled_dot_product_attention without dropout (ops/attention.h).
+  m.def("attention(Tensor query, Tensor key, Tensor value, Tensor? attn_mask=None, bool is_causal=False, *, float? scale=None) -> Tensor");
   m.def("quantize_linear_weight_lowbit(Tensor weight, int bits=4, int group_size=128) -> __torch__.torch.classes.qext.LowBitLinearWeight");
   m.def("linear_lowbit(Tensor input, __torch__.torch.classes.qext.LowBitLinearWeight weight, Tensor? bias=None, bool per_row=True, bool relu=False) -> Tensor");
   m.def("embedding_lowbit(Tensor indices, __torch__.torch.classes.qext.LowBitLinearWeight table) -> Tensor");
@@ -263,8 +266,15 @@ TORCH_LIBRARY_IMPL(qext, CUDA, m) {
   m.impl("linear_dynamic", &linear_dynamic_aten);
 }
 
+// qext::attention runs ATen's attention whenever a gradient is needed, so
+// autograd goes through to that call instead of stopping at the op.
+TORCH_LIBRARY_IMPL(qext, Autograd, m) {
+  m.impl("attention", torch::CppFunction::makeFallthrough());
+}
+
 // Device-generic compositions of other ops (fake kernels in qext.fake_ops).
 TORCH_LIBRARY_IMPL(qext, CompositeExplicitAutograd, m) {
+  m.impl("attention", &attention);
   m.impl("qmatmul", &qmatmul);
   m.impl("pack_int4", &pack_int4);
   m.impl("observe_moving_average_", &observe_moving_average_);

@@ -122,6 +122,10 @@ def _register() -> None:
     def _(a, a_scale, a_zero_point, b, b_scale, b_zero_point, bias=None):
         return a.new_empty((*a.shape[:-1], b.shape[-1]), dtype=torch.float32)
 
+    @fake("qext::attention")
+    def _(query, key, value, attn_mask=None, is_causal=False, *, scale=None):
+        return query.new_empty((*query.shape[:-1], value.shape[-1]))
+
     @fake("qext::pack_int4")
     def _(q):
         return q.new_empty((*q.shape[:-1], (q.shape[-1] + 1) // 2), dtype=torch.uint8)

@@ -37,6 +37,8 @@ TENSOR_OPS = [
     ("qmatmul", (U8[:, 0], torch.tensor(0.1), torch.tensor(3), U8[0, 1:3], torch.rand(9) + 0.1,
                  torch.randint(0, 256, (9,), dtype=torch.int32, generator=g), torch.randn(9))),
     ("pack_int4", (torch.randint(-8, 8, (3, 7), dtype=torch.int8, generator=g),)),
+    ("attention", (X, X[:, :, :5], X[:, :, :5, :6].contiguous(), torch.randn(2, 1, 9, 5) > 0, False)),
+    ("attention", (X, X, X, None, True)),
     ("unpack_int4", (U8[0, 0, :, :4], 7)),
     ("observe_moving_average_", (X, torch.tensor(-0.5), torch.tensor(0.7), 0.1)),
     ("observe_channel_sum_", (X, torch.zeros(5, dtype=torch.float64), 1)),
