@@ -31,7 +31,7 @@ constexpr KernelTable kAvx2{
     "(groups of 4k, <= 32-channel windows), otherwise int16 pairs, vpmaddwd (groups of 2-16)",
     "16 columns x 4 rows, levels unpacked by vpsrlvd, vpmaddubsw (exact for |level| <= 8) + vpmaddwd",
     "8 lanes, divider-free Quantizer8", "8 lanes; max_u8: vpmaxub, 64 bytes per step", "scalar lookups (no 256-entry byte permute in AVX2); per channel: 8-lane vpgatherdd",
-    "float, 8 lanes, vfmadd: 4 query rows x 24 keys, then 4 rows x 16 value columns"};
+    "float, 8 lanes, vfmadd: 6 query rows x 16 keys, then 6 rows x 16 value columns"};
 
 constexpr KernelTable kAvx512Vnni{
     Isa::Avx512Vnni, detail::qgemm_avx512_vnni, detail::depthwise_u8_avx512_vnni, detail::grouped_u8_avx512_vnni,

@@ -81,6 +81,9 @@ def test_what_the_kernel_does_not_take_runs_on_aten():
         attention(q, rand(2, 3, 6, 7), v)
     with pytest.raises(RuntimeError, match="must match"):
         attention(q, k, v, torch.zeros(4, 6))
+    # a mask with more dimensions than the query: ATen's error too
+    with pytest.raises(RuntimeError, match="broadcast shape"):
+        attention(q[0], k[0], v[0], torch.zeros(1, 1, 5, 6))
 
 
 class Encoder(nn.Module):

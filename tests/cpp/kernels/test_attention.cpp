@@ -107,7 +107,7 @@ std::vector<double> exact(const Problem& p) {
 }  // namespace
 
 TEST(AttentionKernel, EveryPathMatchesTheReferenceBitForBit) {
-  // Sizes around the 8 lanes, the 4-row tiles and the 128-row items, with
+  // Sizes around the 8 lanes, the 6-row tiles and the 128-row items, with
   // and without strides, masks and causal masking.
   const Problem problems[] = {
       make(1, 1, 1, 1, 1, 1, Problem::None, false, 0, 1),    make(2, 3, 5, 7, 3, 9, Problem::Row, false, 1, 2),
