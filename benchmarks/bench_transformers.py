@@ -28,7 +28,7 @@ import warnings
 import torch
 
 import qext
-from common import add_ratios_and_print, median_seconds, quiet_peers, threads, write_json
+from common import add_ratios_and_print, interleaved_median_seconds, quiet_peers, threads, write_json
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
 from minilm_embeddings import load_minilm, sentences  # noqa: E402
@@ -137,15 +137,14 @@ def run_model(name, build, thread_counts, min_time, weight_bits, paired):
                     "onnxruntime_dynamic": onnxruntime_session(model, inputs, nthreads, tmp),
                     **{qname: functools.partial(q, *inputs) for qname, q in quantized.items()},
                 }
-                times = {}
-                for cname, fn in contenders.items():
-                    if fn is None:
-                        continue
-                    with quiet_peers():
-                        out = fn()
-                        times[cname] = median_seconds(fn, warmup=2, min_reps=5, min_time=min_time)
-                    row = {"model": name, "threads": nthreads, "contender": cname, "seconds": times[cname], **errors(ref, out)}
-                    rows.append(row)
+                contenders = {cname: fn for cname, fn in contenders.items() if fn is not None}
+                with quiet_peers():
+                    outs = {cname: fn() for cname, fn in contenders.items()}
+                    # every contender in each round: a neighbour's burst of load hits all alike
+                    times = interleaved_median_seconds(contenders, min_time=min_time)
+                for cname in contenders:
+                    rows.append({"model": name, "threads": nthreads, "contender": cname, "seconds": times[cname],
+                                 **errors(ref, outs[cname])})
                 add_ratios_and_print(rows[-len(times):], times, f"{name:8}")
     print(f"{name}: qext.quantize_dynamic took {qext_seconds:.2f} s")
     return rows, qext_seconds

@@ -148,7 +148,8 @@ RowState softmax_row(float* row, int64_t s_pad, float* total) {
 }
 
 // out rows [i0, i0 + R) (those not null) = p v / total, for the `cols` value
-// columns from c0 (NV vectors; the last one partial when cols < NV * 8).
+// columns from c0 (NV vectors; the last one partial when cols < NV * 8); v is
+// the head's values packed [S][Ev].
 template <class V, int R, int NV>
 void weigh_columns(const AttentionArgs& a, const float* v, const float* scores, int64_t s_pad, const float* total,
                    float* const* out, int64_t c0, int64_t cols) {
@@ -159,7 +160,7 @@ void weigh_columns(const AttentionArgs& a, const float* v, const float* scores, 
     for (int x = 0; x < NV; ++x) acc[r][x] = V::zero();
   const int64_t last = cols - (NV - 1) * kLanes;  // lanes of the last vector
   for (int64_t j = 0; j < a.s; ++j) {
-    const float* vr = v + j * a.v_row + c0;
+    const float* vr = v + j * a.ev + c0;
     typename V::T vx[NV];
 #pragma GCC unroll 2
     for (int x = 0; x < NV; ++x) vx[x] = x + 1 < NV || last == kLanes ? V::load(vr + x * kLanes) : V::load_n(vr + x * kLanes, last);
@@ -192,8 +193,8 @@ void weigh_values(const AttentionArgs& a, const float* v, const float* scores, i
 }
 
 template <class V, int R>
-void attend_rows(const AttentionArgs& a, int64_t b, int64_t h, int64_t i0, const float* kt, int64_t s_pad,
-                 float* scores) {
+void attend_rows(const AttentionArgs& a, int64_t b, int64_t h, int64_t i0, const float* kt, const float* vp,
+                 int64_t s_pad, float* scores) {
   const float* q[R];
   const float* mask[R];
   float* out[R];
@@ -215,7 +216,21 @@ void attend_rows(const AttentionArgs& a, int64_t b, int64_t h, int64_t i0, const
       std::fill(out[r], out[r] + a.ev, state == RowState::Nan ? std::numeric_limits<float>::quiet_NaN() : 0.0f);
     }
   }
-  weigh_values<V, R>(a, a.v + b * a.v_batch + h * a.v_head, scores, s_pad, total, normal);
+  weigh_values<V, R>(a, vp, scores, s_pad, total, normal);
+}
+
+// Head (b, h)'s keys transposed into kt [e][s_pad] (padding left as zeros)
+// and its values copied into vp [S][Ev]. Copies only: no arithmetic.
+inline void pack_head(const AttentionArgs& a, int64_t b, int64_t h, int64_t s_pad, float* kt, float* vp) {
+  const float* k = a.k + b * a.k_batch + h * a.k_head;
+  const float* v = a.v + b * a.v_batch + h * a.v_head;
+  constexpr int64_t kKeys = 8;  // keys per pass: eight rows read, eight short runs written per e
+  for (int64_t j0 = 0; j0 < a.s; j0 += kKeys) {
+    const int64_t keys = std::min(kKeys, a.s - j0);
+    for (int64_t e = 0; e < a.e; ++e)
+      for (int64_t j = 0; j < keys; ++j) kt[e * s_pad + j0 + j] = k[(j0 + j) * a.k_row + e];
+  }
+  for (int64_t j = 0; j < a.s; ++j) std::copy(v + j * a.v_row, v + j * a.v_row + a.ev, vp + j * a.ev);
 }
 
 }  // namespace attention
@@ -225,27 +240,29 @@ void attention_items(const AttentionArgs& a, int64_t begin, int64_t end) {
   using namespace attention;
   const int64_t s_pad = (a.s + kLanes - 1) / kLanes * kLanes;
   const int64_t blocks = (a.l + kAttentionRowBlock - 1) / kAttentionRowBlock;
-  // K transposed ([e][key], keys padded with zeros to whole vectors), made
-  // once per head; a tile's score rows.
-  std::vector<float> kt(static_cast<size_t>(a.e * s_pad), 0.0f), scores(static_cast<size_t>(kTileRows * s_pad));
-  int64_t head_of_kt = -1;
+  // Made once per head: K transposed ([e][key], keys padded with zeros to
+  // whole vectors) and V packed ([key][Ev]; the rows of a [batch, S, heads,
+  // Ev] view are heads * Ev floats apart, and at such strides a head's rows
+  // share a few cache sets and fall out of L1 between row tiles). Then a
+  // tile's score rows.
+  std::vector<float> kt(static_cast<size_t>(a.e * s_pad), 0.0f), vp(static_cast<size_t>(a.s * a.ev)),
+      scores(static_cast<size_t>(kTileRows * s_pad));
+  int64_t head_packed = -1;
   for (int64_t item = begin; item < end; ++item) {
     const int64_t head = item / blocks, b = head / a.heads, h = head % a.heads;
-    if (head != head_of_kt) {
-      const float* k = a.k + b * a.k_batch + h * a.k_head;
-      for (int64_t j = 0; j < a.s; ++j)
-        for (int64_t e = 0; e < a.e; ++e) kt[e * s_pad + j] = k[j * a.k_row + e];
-      head_of_kt = head;
+    if (head != head_packed) {
+      pack_head(a, b, h, s_pad, kt.data(), vp.data());
+      head_packed = head;
     }
     const int64_t i_end = std::min(a.l, (item % blocks + 1) * kAttentionRowBlock);
     for (int64_t i0 = item % blocks * kAttentionRowBlock; i0 < i_end; i0 += kTileRows) {
       switch (std::min<int64_t>(kTileRows, i_end - i0)) {
-        case 1: attend_rows<V, 1>(a, b, h, i0, kt.data(), s_pad, scores.data()); break;
-        case 2: attend_rows<V, 2>(a, b, h, i0, kt.data(), s_pad, scores.data()); break;
-        case 3: attend_rows<V, 3>(a, b, h, i0, kt.data(), s_pad, scores.data()); break;
-        case 4: attend_rows<V, 4>(a, b, h, i0, kt.data(), s_pad, scores.data()); break;
-        case 5: attend_rows<V, 5>(a, b, h, i0, kt.data(), s_pad, scores.data()); break;
-        default: attend_rows<V, kTileRows>(a, b, h, i0, kt.data(), s_pad, scores.data()); break;
+        case 1: attend_rows<V, 1>(a, b, h, i0, kt.data(), vp.data(), s_pad, scores.data()); break;
+        case 2: attend_rows<V, 2>(a, b, h, i0, kt.data(), vp.data(), s_pad, scores.data()); break;
+        case 3: attend_rows<V, 3>(a, b, h, i0, kt.data(), vp.data(), s_pad, scores.data()); break;
+        case 4: attend_rows<V, 4>(a, b, h, i0, kt.data(), vp.data(), s_pad, scores.data()); break;
+        case 5: attend_rows<V, 5>(a, b, h, i0, kt.data(), vp.data(), s_pad, scores.data()); break;
+        default: attend_rows<V, kTileRows>(a, b, h, i0, kt.data(), vp.data(), s_pad, scores.data()); break;
       }
     }
   }

@@ -13,9 +13,9 @@ namespace qext::ops {
 
 namespace {
 
-// The kernel keeps K transposed and a tile's score rows (at most 8) per
-// thread: heads up to 16 MB of them stay on it, longer ones go to ATen's
-// flash attention.
+// The kernel keeps a head's K transposed, its V packed and a tile's score
+// rows (at most 8) per thread: heads up to 16 MB of them stay on it, longer
+// ones go to ATen's flash attention.
 constexpr int64_t kMaxBufferBytes = int64_t{16} << 20;
 
 bool runs_on_kernel(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -30,7 +30,7 @@ bool runs_on_kernel(const at::Tensor& q, const at::Tensor& k, const at::Tensor& 
     return false;
   if (k.size(-1) != q.size(-1) || v.size(-2) != k.size(-2)) return false;
   if (q.numel() == 0 || k.numel() == 0 || v.numel() == 0) return false;
-  if ((k.size(-2) + 8) * (q.size(-1) + 8) * int64_t{sizeof(float)} > kMaxBufferBytes) return false;
+  if ((k.size(-2) + 8) * (q.size(-1) + v.size(-1) + 8) * int64_t{sizeof(float)} > kMaxBufferBytes) return false;
   if (mask) {
     // (a mask with more dimensions than q would add dimensions to the output)
     if (is_causal || !mask->device().is_cpu() || mask->dim() > d) return false;
