@@ -55,8 +55,8 @@ def quantized_activations(x: torch.Tensor, activation_bits: int) -> tuple[torch.
     """x as a static model hands it to qext::linear_int8: uint8 over
     [0, 2**activation_bits - 1], one scale and zero point for the tensor."""
     qmax = (1 << activation_bits) - 1
-    scale, zp = torch.ops.qext.choose_qparams(x, None, 0, qmax, False)
-    return torch.ops.qext.quantize(x, scale, zp, None, 0, qmax), float(scale), int(zp)
+    scale, zp = qext.choose_qparams(x, qmax=qmax)
+    return qext.quantize(x, scale, zp, qmax=qmax), float(scale), int(zp)
 
 
 def measured_peak(isa: str, bits: int, activation_bits: int = 8) -> float | None:
@@ -118,7 +118,7 @@ def main() -> None:
                 xq, x_scale, x_zp = quantized_activations(x, args.activation_bits)
                 contenders = {"fp32": lambda: F.linear(x, w, b), "ao": lambda: ao(x),
                               "qext": lambda: qext.linear_dynamic(x, packed, b, activation_bits=args.activation_bits),
-                              "gemm": lambda: torch.ops.qext.linear_int8(xq, x_scale, x_zp, packed, b, OUT_SCALE, 128)}
+                              "gemm": lambda: qext.linear_int8(xq, x_scale, x_zp, packed, b, OUT_SCALE, 128)}
                 if other:  # weights keep the path they were packed for
                     qext.set_isa(other)
                     packed_other = qext.quantize_linear_weight(w, bits=args.bits, activation_bits=args.activation_bits)
