@@ -211,7 +211,7 @@ void qgemm_avx2(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep
           }
         }
       }
-      for (int64_t m = mb; m < me; ++m) finish_row(args, ep, quantize, cols, acc + (m - mb) * kBlockCols, m, n0, ncols);
+      finish_rows(args, ep, quantize, cols, acc, me - mb, mb, n0, ncols);
     }
   }
 }

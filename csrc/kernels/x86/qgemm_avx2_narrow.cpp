@@ -121,6 +121,7 @@ void accumulate(const uint8_t* const* a, const int64_t* offsets, int64_t segment
   }
   if (tail) {
     // (one run only: wb now points at the group after the last whole one)
+#pragma GCC unroll 4
     for (int r = 0; r < MR; ++r) {
       const __m256i av = _mm256_set1_epi32(load_partial_u32(a[r] + offsets[0] + 4 * groups, tail));
       group<NB, C == Chain::Paired ? Chain::Pairs : C>(acc[r], top[r], av, wb, ones);
@@ -199,7 +200,7 @@ void qgemm_avx2_narrow(const GemmArgs& args, const PackedWeights& w, const Epilo
         const uint8_t* a[kRows];
         for (int r = 0; r < rows; ++r) a[r] = a_row(args, m0 + r).base;
         accumulate_for(chain, rows, nb)(a, offsets, segments, w.block(b), groups, tail, acc);
-        for (int r = 0; r < rows; ++r) finish_row(args, ep, quantize, cols, acc + r * kBlockCols, m0 + r, n0, ncols);
+        finish_rows(args, ep, quantize, cols, acc, rows, m0, n0, ncols);
       }
     }
   }

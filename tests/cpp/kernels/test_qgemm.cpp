@@ -286,39 +286,60 @@ TEST(Qgemm, TileRowsPanelsAndKPaddingAreExact) {
   }
 }
 
+// Float (with and without a bias, with and without a ReLU) and uint8
+// outputs: whole 24-column blocks take the AVX2 epilogue's block form, the
+// partial last block its per-row form; 7-bit activations take the paired
+// kernel.
 TEST(Qgemm, FloatAndUint8EpiloguesAreBitIdenticalAcrossPaths) {
-  for (int w_max : kWeightRanges) {
-    for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{1, 768, 768}, {33, 100, 31}, {8, 3, 5}}) {
-      Problem p = random_problem(m, k, n, 0, static_cast<uint32_t>(m + k + n), w_max);
-      std::mt19937 rng(5);
-      std::uniform_real_distribution<float> pos(1e-4f, 1e-2f), any(-3.0f, 3.0f);
-      std::vector<float> row_scale(m), col_scale(n), bias(n);
-      for (int64_t i = 0; i < m; ++i) p.zp[i] = static_cast<int32_t>(rng() % 256), row_scale[i] = pos(rng);
-      for (int64_t j = 0; j < n; ++j) col_scale[j] = pos(rng), bias[j] = any(rng);
-      const std::vector<int32_t> acc = naive(p);
+  const auto bits = [](const std::vector<float>& v) {
+    std::vector<uint32_t> b(v.size());
+    std::memcpy(b.data(), v.data(), v.size() * sizeof(float));
+    return b;
+  };
+  for (int w_max : kWeightRanges)
+    for (uint8_t a_max : {uint8_t{255}, uint8_t{kPairedActivationMax}})
+      for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{1, 768, 768}, {33, 100, 31}, {8, 3, 5}}) {
+        Problem p = random_problem(m, k, n, 0, static_cast<uint32_t>(m + k + n), w_max, a_max);
+        std::mt19937 rng(5);
+        std::uniform_real_distribution<float> pos(1e-4f, 1e-2f), any(-3.0f, 3.0f);
+        std::vector<float> row_scale(m), col_scale(n), bias(n);
+        for (int64_t i = 0; i < m; ++i) p.zp[i] = static_cast<int32_t>(rng() % (a_max + 1)), row_scale[i] = pos(rng);
+        for (int64_t j = 0; j < n; ++j) col_scale[j] = pos(rng), bias[j] = any(rng);
+        const std::vector<int32_t> acc = naive(p);
+        const std::string what = label(Isa::Ref, m, k, n, 0, w_max) + " a_max=" + std::to_string(a_max);
 
-      Epilogue ep;
-      ep.row_scale = row_scale.data();
-      ep.col_scale = col_scale.data();
-      ep.bias = bias.data();
-      ep.clamp_min = 0.0f;  // fused ReLU
-      ep.output = Epilogue::Output::Float;
-      const std::vector<float> want = run<float>(p, Isa::Ref, ep);
-      for (int64_t i = 0; i < m; ++i)
-        for (int64_t j = 0; j < n; ++j) {
-          const float v = static_cast<float>(acc[i * n + j]) * (row_scale[i] * col_scale[j]) + bias[j];
-          ASSERT_EQ(want[i * n + j], v > 0.0f ? v : 0.0f);
+        Epilogue ep;
+        ep.row_scale = row_scale.data();
+        ep.col_scale = col_scale.data();
+        ep.bias = bias.data();
+        ep.clamp_min = 0.0f;  // fused ReLU
+        ep.output = Epilogue::Output::Float;
+        const std::vector<float> want = run<float>(p, Isa::Ref, ep);
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t j = 0; j < n; ++j) {
+            const float v = static_cast<float>(acc[i * n + j]) * (row_scale[i] * col_scale[j]) + bias[j];
+            ASSERT_EQ(want[i * n + j], v > 0.0f ? v : 0.0f) << what;
+          }
+        for (Isa isa : supported_isas()) EXPECT_EQ(run<float>(p, isa, ep), want) << isa_name(isa) << " " << what;
+
+        // No bias and no clamp: the scaled product alone.
+        ep.bias = nullptr;
+        ep.clamp_min = -std::numeric_limits<float>::infinity();
+        const std::vector<float> plain = run<float>(p, Isa::Ref, ep);
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t j = 0; j < n; ++j)
+            ASSERT_EQ(plain[i * n + j], static_cast<float>(acc[i * n + j]) * (row_scale[i] * col_scale[j])) << what;
+        for (Isa isa : supported_isas()) EXPECT_EQ(bits(run<float>(p, isa, ep)), bits(plain)) << isa_name(isa) << " " << what;
+
+        ep.output = Epilogue::Output::Uint8;
+        ep.out_scale = 0.05f;
+        ep.out_zero_point = 100;
+        for (const float* b : {static_cast<const float*>(bias.data()), static_cast<const float*>(nullptr)}) {
+          ep.bias = b;
+          const std::vector<uint8_t> want_q = run<uint8_t>(p, Isa::Ref, ep);
+          for (Isa isa : supported_isas()) EXPECT_EQ(run<uint8_t>(p, isa, ep), want_q) << isa_name(isa) << " " << what;
         }
-      for (Isa isa : supported_isas()) EXPECT_EQ(run<float>(p, isa, ep), want) << isa_name(isa);
-
-      ep.output = Epilogue::Output::Uint8;
-      ep.clamp_min = -std::numeric_limits<float>::infinity();
-      ep.out_scale = 0.05f;
-      ep.out_zero_point = 100;
-      const std::vector<uint8_t> want_q = run<uint8_t>(p, Isa::Ref, ep);
-      for (Isa isa : supported_isas()) EXPECT_EQ(run<uint8_t>(p, isa, ep), want_q) << isa_name(isa);
-    }
-  }
+      }
 }
 
 // The fused GELU (Float output): the same bits on every path, NaN where the
