@@ -51,6 +51,10 @@ struct RefVec8 {
     for (float v : x.l) nan = nan || v != v;
     return nan;
   }
+  static void transpose8(const float* src, int64_t src_stride, float* dst, int64_t dst_stride) {
+    for (int i = 0; i < attention::kLanes; ++i)
+      for (int j = 0; j < attention::kLanes; ++j) dst[i * dst_stride + j] = src[j * src_stride + i];
+  }
   static float hsum(const T& x) {
     const float a0 = x.l[0] + x.l[4], a1 = x.l[1] + x.l[5], a2 = x.l[2] + x.l[6], a3 = x.l[3] + x.l[7];
     return (a0 + a2) + (a1 + a3);

@@ -47,6 +47,25 @@ struct Avx2Vec8 {
     return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
   }
   static bool any_nan(T x) { return _mm256_movemask_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q)) != 0; }
+  // Pairs of rows interleaved, then pairs of pairs, then the 128-bit halves.
+  static void transpose8(const float* src, int64_t src_stride, float* dst, int64_t dst_stride) {
+    __m256 r[8], t[8];
+    for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(src + j * src_stride);
+    for (int j = 0; j < 8; j += 2) {
+      t[j] = _mm256_unpacklo_ps(r[j], r[j + 1]);      // a0 b0 a1 b1 | a4 b4 a5 b5
+      t[j + 1] = _mm256_unpackhi_ps(r[j], r[j + 1]);  // a2 b2 a3 b3 | a6 b6 a7 b7
+    }
+    for (int j = 0; j < 8; j += 4)
+      for (int h = 0; h < 2; ++h) {
+        r[j + 2 * h] = _mm256_shuffle_ps(t[j + h], t[j + 2 + h], _MM_SHUFFLE(1, 0, 1, 0));      // a b c d, first of a pair
+        r[j + 2 * h + 1] = _mm256_shuffle_ps(t[j + h], t[j + 2 + h], _MM_SHUFFLE(3, 2, 3, 2));  // second
+      }
+    // r[0..3]: columns (0,4) (1,5) (2,6) (3,7) of rows 0-3; r[4..7] of rows 4-7.
+    for (int i = 0; i < 4; ++i) {
+      _mm256_storeu_ps(dst + i * dst_stride, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+      _mm256_storeu_ps(dst + (i + 4) * dst_stride, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+    }
+  }
   static float hsum(T x) {
     const __m128 a = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));  // (l, l + 4)
     const __m128 b = _mm_add_ps(a, _mm_movehl_ps(a, a));                                  // (l, l + 2)
