@@ -215,9 +215,10 @@ void finish_row(const GemmArgs& args, const Epilogue& ep, const Quantizer8& quan
 // finish_row for `rows` rows of a whole block, to float or (divider-free)
 // uint8, with every choice made once per call instead of per vector and each
 // row's zero-point products and scales made in registers. Same operations,
-// same bits. At K = 384 the per-row form took about 15 % of a GEMM's time,
-// mostly in its branches and reloads: the float stores may alias `ep`, so
-// its fields were read again for every vector.
+// same bits. The per-row form branched on the output per vector and, since
+// the float stores may alias `ep`, read its fields again for every vector:
+// at K = 384 this form is 1.03-1.065x faster, and dropping the epilogue
+// altogether would be 1.07-1.15x (docs/benchmarks.md).
 template <Epilogue::Output kOut, bool kBias, bool kGelu>
 void finish_block_rows(const GemmArgs& args, const Epilogue& ep, const Quantizer8& quantize,
                        const BlockColumns& cols, const int32_t* acc, int64_t rows, int64_t m0, int64_t n0) {
