@@ -2,7 +2,7 @@
 // core with no memory traffic: shared by qext_avx2_peak (the peaks) and
 // qext_gemm_fraction (the GEMM against its chain, in alternating rounds).
 // Each function runs `iters` loops and returns the seconds taken; the
-// *_OPS_PER_ITER constants turn that into ops (1 MAC = 2 ops).
+// k*OpsPerIter constants turn that into ops (1 MAC = 2 ops).
 #pragma once
 
 #include <chrono>

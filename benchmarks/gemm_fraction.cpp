@@ -134,7 +134,7 @@ void run_shape(const Options& o, const Chain& chain, const Shape& s, std::mt1993
 
   const double ops = 2.0 * s.m * s.k * s.n;
   auto gemm = [&] { qext::kernels::qgemm(args, packed, ep, 0, s.m, 0, packed.num_blocks()); };
-  // ~20 ms of each per round.
+  // Per round: about 20 ms of the GEMM, then 2M loops of the chain (5-15 ms).
   gemm();
   auto t0 = std::chrono::steady_clock::now();
   gemm();
