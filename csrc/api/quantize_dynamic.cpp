@@ -5,6 +5,7 @@
 #include "passes/dynamic_attention.h"
 #include "passes/dynamic_embedding.h"
 #include "passes/dynamic_linear.h"
+#include "passes/dynamic_linear_group.h"
 #include "passes/dynamic_rnn.h"
 #include "passes/module_copy.h"
 #include "qext/qext.h"
@@ -67,6 +68,7 @@ torch::jit::Module quantize_dynamic(const torch::jit::Module& model, const Dynam
   passes::EmbeddingRewrite tables = passes::rewrite_dynamic_embeddings(out, config);
   for (LayerReport& row : passes::rewrite_dynamic_linears(out, config, tables.tables)) report.layers.push_back(std::move(row));
   passes::release_float_tables(out, tables);
+  passes::group_sibling_linears(out);
   passes::rewrite_attention(out);
   report.layers.insert(report.layers.end(), tables.rows.begin(), tables.rows.end());
   api::store_report(out, report,

@@ -39,6 +39,14 @@ LinearCall prepare_linear_call(const char* op, const at::Tensor& input, int64_t 
   return call;
 }
 
+void check_group_arguments(const char* op, const std::vector<c10::intrusive_ptr<PackedLinearWeight>>& weights,
+                           const std::vector<std::optional<at::Tensor>>& biases) {
+  TORCH_CHECK(!weights.empty(), op, ": expected at least one weight");
+  TORCH_CHECK(biases.size() == weights.size(), op, ": expected one bias (or None) per weight; got ", biases.size(),
+              " biases for ", weights.size(), " weights");
+  for (const auto& w : weights) TORCH_CHECK(w, op, ": a weight is None");
+}
+
 void check_one_activation(const char* op, bool relu, bool gelu) {
   TORCH_CHECK(!(relu && gelu), op, ": relu and gelu are exclusive; got both");
 }
@@ -48,6 +56,32 @@ int32_t activation_qmax(const char* op, int64_t activation_bits) {
               activation_bits);
   return (1 << activation_bits) - 1;
 }
+
+namespace {
+
+// The GEMM of one weight over quantized rows: dequantize, bias and the fused
+// activation in its epilogue, float rows into out.
+GemmJob linear_job(const QuantizedRows& rows, int32_t qmax, const PackedLinearWeight& weight, const at::Tensor& bias,
+                   const at::Tensor& out, bool relu, bool gelu) {
+  GemmJob job{{}, &weight.packed(), {}};
+  kernels::Epilogue& ep = job.ep;
+  ep.output = kernels::Epilogue::Output::Float;
+  ep.row_scale = rows.scale.data();
+  ep.col_scale = weight.scales().data_ptr<float>();
+  ep.bias = bias.defined() ? bias.data_ptr<float>() : nullptr;
+  if (relu) ep.clamp_min = 0.0f;
+  ep.gelu = gelu;
+  kernels::GemmArgs& args = job.args;
+  args.a = rows.q.data_ptr<uint8_t>();
+  args.lda = weight.in_features();
+  args.a_zero_point = rows.zero_point.data();
+  args.a_max = static_cast<uint8_t>(qmax);
+  args.c = out.data_ptr<float>();
+  args.ldc = weight.out_features();
+  return job;
+}
+
+}  // namespace
 
 at::Tensor linear_dynamic(const at::Tensor& input,
                           const c10::intrusive_ptr<PackedLinearWeight>& weight,
@@ -60,31 +94,38 @@ at::Tensor linear_dynamic(const at::Tensor& input,
   const LinearCall call = prepare_linear_call(kOp, input, k, n, bias);
   const int64_t m = call.m;
   if (m == 0) return call.out;
-  const at::Tensor& b = call.bias;
-  const at::Tensor& out = call.out;
-  const float* xp = call.x.data_ptr<float>();
-  const kernels::Isa isa = kernels::active_isa();
+  const QuantizedRows rows = quantize_rows(call.x.data_ptr<float>(), m, k, per_row, kernels::active_isa(), k, qmax);
+  parallel_qgemm_group({linear_job(rows, qmax, *weight, call.bias, call.out, relu, gelu)}, m);
+  mark_nonfinite_rows(rows, call.out.data_ptr<float>(), m, n);
+  return call.out;
+}
 
-  const QuantizedRows rows = quantize_rows(xp, m, k, per_row, isa, k, qmax);
-
-  kernels::Epilogue ep;
-  ep.output = kernels::Epilogue::Output::Float;
-  ep.row_scale = rows.scale.data();
-  ep.col_scale = weight->scales().data_ptr<float>();
-  ep.bias = b.defined() ? b.data_ptr<float>() : nullptr;
-  if (relu) ep.clamp_min = 0.0f;
-  ep.gelu = gelu;
-  kernels::GemmArgs args;
-  args.a = rows.q.data_ptr<uint8_t>();
-  args.lda = k;
-  args.a_zero_point = rows.zero_point.data();
-  args.a_max = static_cast<uint8_t>(qmax);
-  args.c = out.data_ptr<float>();
-  args.ldc = n;
-  parallel_qgemm(args, weight->packed(), ep, m);
-
-  mark_nonfinite_rows(rows, out.data_ptr<float>(), m, n);
-  return out;
+std::vector<at::Tensor> linear_dynamic_group(const at::Tensor& input,
+                                             const std::vector<c10::intrusive_ptr<PackedLinearWeight>>& weights,
+                                             const std::vector<std::optional<at::Tensor>>& biases, bool per_row,
+                                             int64_t activation_bits) {
+  constexpr const char* op = "qext::linear_dynamic_group";
+  check_group_arguments(op, weights, biases);
+  const int32_t qmax = activation_qmax(op, activation_bits);
+  const int64_t k = weights[0]->in_features();
+  std::vector<LinearCall> calls;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    TORCH_CHECK(weights[i]->in_features() == k, op, ": every weight must take ", k, " input features; weight ", i,
+                " takes ", weights[i]->in_features());
+    calls.push_back(prepare_linear_call(op, input, k, weights[i]->out_features(), biases[i]));
+  }
+  std::vector<at::Tensor> outs;
+  for (const LinearCall& c : calls) outs.push_back(c.out);
+  const int64_t m = calls[0].m;
+  if (m == 0) return outs;
+  const QuantizedRows rows = quantize_rows(calls[0].x.data_ptr<float>(), m, k, per_row, kernels::active_isa(), k, qmax);
+  std::vector<GemmJob> jobs;
+  for (size_t i = 0; i < weights.size(); ++i)
+    jobs.push_back(linear_job(rows, qmax, *weights[i], calls[i].bias, calls[i].out, false, false));
+  parallel_qgemm_group(jobs, m);
+  for (size_t i = 0; i < weights.size(); ++i)
+    mark_nonfinite_rows(rows, outs[i].data_ptr<float>(), m, weights[i]->out_features());
+  return outs;
 }
 
 }  // namespace qext::ops

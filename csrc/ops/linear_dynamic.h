@@ -3,6 +3,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <optional>
+#include <vector>
 
 #include "ops/packed_linear_weight.h"
 
@@ -29,6 +30,20 @@ at::Tensor linear_dynamic(const at::Tensor& input,
                           const std::optional<at::Tensor>& bias, bool per_row, bool relu,
                           int64_t activation_bits = 8, bool gelu = false);
 
+// linear_dynamic of one input with several weights (a Transformer's Q, K and
+// V projections): the input is quantized once and the GEMMs share one
+// parallel region. Output i is bit for bit linear_dynamic(input, weights[i],
+// biases[i], per_row, false, activation_bits); no fused activation.
+std::vector<at::Tensor> linear_dynamic_group(const at::Tensor& input,
+                                             const std::vector<c10::intrusive_ptr<PackedLinearWeight>>& weights,
+                                             const std::vector<std::optional<at::Tensor>>& biases, bool per_row,
+                                             int64_t activation_bits = 8);
+
+// Throws unless there is at least one weight, none is None, and one bias (or
+// None) per weight.
+void check_group_arguments(const char* op, const std::vector<c10::intrusive_ptr<PackedLinearWeight>>& weights,
+                           const std::vector<std::optional<at::Tensor>>& biases);
+
 // Throws when both fused activations are asked for.
 void check_one_activation(const char* op, bool relu, bool gelu);
 
@@ -41,5 +56,11 @@ int32_t activation_qmax(const char* op, int64_t activation_bits);
 at::Tensor linear_dynamic_aten(const at::Tensor& input, const c10::intrusive_ptr<PackedLinearWeight>& weight,
                                const std::optional<at::Tensor>& bias, bool per_row, bool relu,
                                int64_t activation_bits = 8, bool gelu = false);
+
+// linear_dynamic_group on the input's device, one linear_dynamic_aten per weight.
+std::vector<at::Tensor> linear_dynamic_group_aten(const at::Tensor& input,
+                                                  const std::vector<c10::intrusive_ptr<PackedLinearWeight>>& weights,
+                                                  const std::vector<std::optional<at::Tensor>>& biases, bool per_row,
+                                                  int64_t activation_bits = 8);
 
 }  // namespace qext::ops

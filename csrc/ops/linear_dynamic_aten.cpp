@@ -110,4 +110,16 @@ at::Tensor linear_dynamic_aten(const at::Tensor& input, const c10::intrusive_ptr
   return y.reshape(out_shape);
 }
 
+std::vector<at::Tensor> linear_dynamic_group_aten(const at::Tensor& input,
+                                                  const std::vector<c10::intrusive_ptr<PackedLinearWeight>>& weights,
+                                                  const std::vector<std::optional<at::Tensor>>& biases, bool per_row,
+                                                  int64_t activation_bits) {
+  check_group_arguments("qext::linear_dynamic_group", weights, biases);
+  // One call per weight: the same values; the input is quantized each time.
+  std::vector<at::Tensor> outs;
+  for (size_t i = 0; i < weights.size(); ++i)
+    outs.push_back(linear_dynamic_aten(input, weights[i], biases[i], per_row, false, activation_bits, false));
+  return outs;
+}
+
 }  // namespace qext::ops

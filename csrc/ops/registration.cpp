@@ -169,6 +169,7 @@ TORCH_LIBRARY(qext, m) {
   m.def("fake_quantize(Tensor x, Tensor scale, Tensor zero_point, int? axis=None, int qmin=0, int qmax=255) -> Tensor");
   m.def("quantize_linear_weight(Tensor weight, bool per_channel=True, int qmax=127, int activation_bits=8) -> __torch__.torch.classes.qext.PackedLinearWeight");
   m.def("linear_dynamic(Tensor input, __torch__.torch.classes.qext.PackedLinearWeight weight, Tensor? bias=None, bool per_row=False, bool relu=False, int activation_bits=8, bool gelu=False) -> Tensor");
+  m.def("linear_dynamic_group(Tensor input, __torch__.torch.classes.qext.PackedLinearWeight[] weights, Tensor?[] biases, bool per_row=False, int activation_bits=8) -> Tensor[]");
   // scaled_dot_product_attention without dropout (ops/attention.h).
   m.def("attention(Tensor query, Tensor key, Tensor value, Tensor? attn_mask=None, bool is_causal=False, *, float? scale=None) -> Tensor");
   m.def("quantize_linear_weight_lowbit(Tensor weight, int bits=4, int group_size=128) -> __torch__.torch.classes.qext.LowBitLinearWeight");
@@ -218,6 +219,7 @@ TORCH_LIBRARY_IMPL(qext, CPU, m) {
   m.impl("dequantize", &quant::dequantize);
   m.impl("fake_quantize", &quant::fake_quantize);
   m.impl("linear_dynamic", &linear_dynamic);
+  m.impl("linear_dynamic_group", &linear_dynamic_group);
   m.impl("linear_lowbit", &linear_lowbit);
   m.impl("embedding_lowbit", &embedding_lowbit);
   m.impl("quantize_linear_weight_lowbit", &LowBitLinearWeight::from_float);
@@ -264,6 +266,7 @@ TORCH_LIBRARY_IMPL(qext, CUDA, m) {
   m.impl("dequantize", &dequantize_aten);
   m.impl("qmatmul_int32", &qmatmul_int32_aten);
   m.impl("linear_dynamic", &linear_dynamic_aten);
+  m.impl("linear_dynamic_group", &linear_dynamic_group_aten);
 }
 
 // qext::attention runs ATen's attention whenever a gradient is needed, so

@@ -20,7 +20,7 @@ from .benchmark import BenchmarkResult, BenchmarkRow, benchmark
 from .config import DynamicConfig, Granularity, HistogramMethod, Observer
 from .dynamic import quantize_dynamic
 from .isa import active_isa, kernels_in_use, set_isa, supported_isas
-from .linear import linear_dynamic, linear_lowbit, quantize_linear_weight, quantize_linear_weight_lowbit
+from .linear import linear_dynamic, linear_dynamic_group, linear_lowbit, quantize_linear_weight, quantize_linear_weight_lowbit
 from .model_io import load, save
 from .numerics import choose_qparams, dequantize, fake_quantize, quantize
 from .observers import make_observer
@@ -65,6 +65,7 @@ __all__ = [
     "fake_quantize",
     "fold_batch_norm",
     "linear_dynamic",
+    "linear_dynamic_group",
     "linear_lowbit",
     "linear_int8",
     "load",

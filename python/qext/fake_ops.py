@@ -216,6 +216,10 @@ def _register() -> None:
     def _(x, weight, bias=None, per_row=False, relu=False, activation_bits=8, gelu=False):
         return x.new_empty((*x.shape[:-1], weight.out_features()))
 
+    @fake("qext::linear_dynamic_group")
+    def _(x, weights, biases, per_row=False, activation_bits=8):
+        return [x.new_empty((*x.shape[:-1], w.out_features())) for w in weights]
+
     @fake("qext::linear_lowbit")
     def _(x, weight, bias=None, per_row=True, relu=False):
         return x.new_empty((*x.shape[:-1], weight.out_features()))

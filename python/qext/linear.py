@@ -69,6 +69,28 @@ def linear_dynamic(
     return torch.ops.qext.linear_dynamic(input, weight, bias, per_row, relu, activation_bits)
 
 
+def linear_dynamic_group(
+    input: torch.Tensor,
+    weights,
+    biases=None,
+    per_row: bool = False,
+    activation_bits: int = 8,
+) -> list[torch.Tensor]:
+    """:func:`linear_dynamic` of one ``input`` with several weights (a
+    Transformer's Q, K and V projections), as a list of outputs.
+
+    The input is quantized once and the GEMMs run in one parallel region; output
+    ``i`` is bit for bit ``linear_dynamic(input, weights[i], biases[i], per_row,
+    activation_bits=activation_bits)``. ``biases`` holds one tensor or ``None``
+    per weight (``None``: no biases). Every weight must take the same number of
+    input features. ``quantize_dynamic`` makes these calls itself wherever
+    Linears share an input.
+    """
+    weights = list(weights)
+    biases = [None] * len(weights) if biases is None else list(biases)
+    return torch.ops.qext.linear_dynamic_group(input, weights, biases, per_row, activation_bits)
+
+
 def quantize_linear_weight_lowbit(weight: torch.Tensor, bits: int = 4, group_size: int = 128):
     """Quantize a float ``[out, in]`` weight to ``bits`` (4, 2 or 1) per value with
     one float scale per group of ``group_size`` inputs (a multiple of 4; 0: one

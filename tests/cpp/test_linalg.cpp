@@ -225,4 +225,23 @@ TEST(DeviceLinearDynamic, AtenPathEqualsTheKernelsBitForBit) {
   EXPECT_THROW(qext::ops::linear_dynamic_aten(torch::randn({2, 7}), w, std::nullopt, true, false), c10::Error);
 }
 
+// The grouped op's device path: one linear_dynamic_aten per weight, so on CPU
+// tensors the same bits as the kernels' grouped call.
+TEST(DeviceLinearDynamic, GroupAtenPathEqualsTheKernelsBitForBit) {
+  torch::manual_seed(9);
+  const std::vector<c10::intrusive_ptr<qext::ops::PackedLinearWeight>> ws = {
+      qext::ops::PackedLinearWeight::from_float(torch::randn({30, 20}), true),
+      qext::ops::PackedLinearWeight::from_float(torch::randn({7, 20}), true)};
+  const std::vector<std::optional<torch::Tensor>> bs = {torch::randn({30}), std::nullopt};
+  const auto x = torch::randn({2, 9, 20});
+  for (bool per_row : {false, true}) {
+    const auto want = qext::ops::linear_dynamic_group(x, ws, bs, per_row, 8);
+    const auto got = qext::ops::linear_dynamic_group_aten(x, ws, bs, per_row, 8);
+    ASSERT_EQ(want.size(), 2u);
+    ASSERT_EQ(got.size(), 2u);
+    for (size_t i = 0; i < 2; ++i) EXPECT_TRUE(torch::equal(want[i], got[i])) << "weight " << i;
+  }
+  EXPECT_THROW(qext::ops::linear_dynamic_group_aten(x, ws, {std::nullopt}, true, 8), c10::Error);
+}
+
 }  // namespace

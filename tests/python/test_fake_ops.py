@@ -70,6 +70,7 @@ def _class_op_calls():
     x16 = torch.randn(3, 5, 16)
     calls = [
         ("linear_dynamic", (x16, linear, torch.randn(10), True, True)),
+        ("linear_dynamic_group", (x16, [linear, linear], [None, torch.randn(10)], True, 7)),
         ("linear_lowbit", (x16, lowbit, torch.randn(10), True, False)),
         ("embedding_lowbit", (torch.randint(0, 10, (2, 7)), lowbit)),
         ("linear_int8", (torch.randint(0, 256, (4, 16), dtype=torch.uint8), 0.1, 3, linear, None, 0.2, 4, False, None, None)),
@@ -90,8 +91,9 @@ def test_class_ops_fake_shapes_match_the_real_ones():
                          [mode.from_tensor(t) for t in a] if isinstance(a, list) and a and isinstance(a[0], torch.Tensor)
                          else a for a in args]
             fake = op(*fake_args)
-        reals = real if isinstance(real, tuple) else (real,)
-        fakes = fake if isinstance(fake, tuple) else (fake,)
+        reals = real if isinstance(real, (tuple, list)) else (real,)
+        fakes = fake if isinstance(fake, (tuple, list)) else (fake,)
+        assert len(fakes) == len(reals), name
         for r, f in zip(reals, fakes):
             assert (f.shape, f.dtype) == (r.shape, r.dtype), name
 

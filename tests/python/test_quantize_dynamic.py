@@ -264,7 +264,10 @@ def test_erf_gelu_after_a_linear_is_fused_into_its_epilogue(tmp_path):
     q = qext.quantize_dynamic(model)
     nodes = q.forward.graph.findAllNodes("qext::linear_dynamic")
     gelu_args = [list(n.inputs())[6].toIValue() if len(list(n.inputs())) > 6 else False for n in nodes]
-    assert sorted(gelu_args) == [False, False, False, True]
+    assert sorted(gelu_args) == [False, True]  # down; up with its GELU
+    # up_tanh and up_shared read x with nothing fused: one grouped call
+    (group,) = q.forward.graph.findAllNodes("qext::linear_dynamic_group")
+    assert len(list(list(group.inputs())[1].node().inputs())) == 2
     assert len(q.forward.graph.findAllNodes("aten::gelu")) == 2  # tanh and shared stay float
     with torch.no_grad():
         want = model(x)
