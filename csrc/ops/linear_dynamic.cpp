@@ -112,7 +112,9 @@ std::vector<at::Tensor> linear_dynamic_group(const at::Tensor& input,
   for (size_t i = 0; i < weights.size(); ++i) {
     TORCH_CHECK(weights[i]->in_features() == k, op, ": every weight must take ", k, " input features; weight ", i,
                 " takes ", weights[i]->in_features());
-    calls.push_back(prepare_linear_call(op, input, k, weights[i]->out_features(), biases[i]));
+    // (a non-contiguous input is made contiguous once, by the first call)
+    const at::Tensor& x = calls.empty() || !calls[0].x.defined() ? input : calls[0].x;
+    calls.push_back(prepare_linear_call(op, x, k, weights[i]->out_features(), biases[i]));
   }
   std::vector<at::Tensor> outs;
   for (const LinearCall& c : calls) outs.push_back(c.out);

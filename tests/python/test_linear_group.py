@@ -55,6 +55,13 @@ def test_non_finite_rows_are_nan_in_every_output_and_others_are_exact():
             torch.testing.assert_close(out, L(x, w, b, per_row, False, 8, False), rtol=0, atol=0, equal_nan=True)
 
 
+def test_a_strided_input_gives_the_contiguous_ones_outputs():
+    ws, bs = _weights((10, 33), 24, 8, 8, seed=6)
+    x = torch.randn(24, 9).T  # [9, 24], column-major
+    for out, w, b in zip(qext.linear_dynamic_group(x, ws, bs, per_row=True), ws, bs):
+        assert torch.equal(out, L(x.contiguous(), w, b, True, False, 8, False))
+
+
 def test_empty_input_gives_empty_outputs():
     ws, bs = _weights((3, 4), 8, 8, 8, seed=2)
     outs = qext.linear_dynamic_group(torch.empty(0, 8), ws, bs)
