@@ -60,6 +60,38 @@ TEST(Api, QuantizeDynamicRewritesEveryLayerAndStaysAccurate) {
   EXPECT_TRUE(torch::equal(model.forward({x}).toTensor(), ref));
 }
 
+// Two Linears reading one input (attention's Q and K) run as one grouped call
+// that quantizes the input once; a third on another input stays on its own.
+TEST(Api, QuantizeDynamicGroupsLinearsThatShareAnInput) {
+  torch::manual_seed(1);
+  torch::jit::Module m("Siblings");
+  m.register_parameter("wq", torch::randn({24, 32}) / 6, false);
+  m.register_parameter("bq", torch::randn({24}), false);
+  m.register_parameter("wk", torch::randn({24, 32}) / 6, false);
+  m.register_parameter("wo", torch::randn({8, 24}) / 5, false);
+  m.define(R"(
+    def forward(self, x):
+        return torch.linear(torch.linear(x, self.wq, self.bq) * torch.linear(x, self.wk, None), self.wo, None)
+  )");
+  const torch::Tensor x = torch::randn({5, 32});
+  const torch::Tensor ref = m.forward({x}).toTensor();
+  torch::jit::Module q = qext::quantize_dynamic(m);
+  const auto count = [&](const char* kind) {
+    const auto nodes = q.get_method("forward").graph()->nodes();
+    return std::count_if(nodes.begin(), nodes.end(),
+                         [&](const torch::jit::Node* n) { return n->kind() == c10::Symbol::fromQualString(kind); });
+  };
+  EXPECT_EQ(count("qext::linear_dynamic_group"), 1);
+  EXPECT_EQ(count("qext::linear_dynamic"), 1);
+  EXPECT_EQ(qext::report(q).quantized(), 3);
+  const torch::Tensor got = q.forward({x}).toTensor();
+  EXPECT_GT(sqnr_db(ref, got), 25.0);
+  const auto path = temp_path("grouped.pt");
+  qext::save(q, path.string());
+  EXPECT_TRUE(torch::equal(qext::load(path.string()).forward({x}).toTensor(), got));
+  std::filesystem::remove(path);
+}
+
 TEST(Api, ConfigExcludesByName) {
   qext::DynamicConfig cfg;
   cfg.exclude = {"w*"};
