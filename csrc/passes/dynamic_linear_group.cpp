@@ -85,15 +85,23 @@ int64_t group_sibling_linears(torch::jit::Module& root) {
   for (const auto& method : root.get_methods()) {
     const std::shared_ptr<torch::jit::Graph> graph = method.graph();
     torch::jit::Inline(*graph);
-    // (input, block, per_row, activation_bits) -> its calls, in graph order
-    std::map<std::tuple<Value*, torch::jit::Block*, bool, int64_t>, std::vector<Node*>> siblings;
+    // (input, block, per_row, activation_bits) -> its calls, in graph order;
+    // the keys in the order they first appear, so the rewritten code (and a
+    // saved file) is the same on every run
+    using Key = std::tuple<Value*, torch::jit::Block*, bool, int64_t>;
+    std::map<Key, std::vector<Node*>> siblings;
+    std::vector<Key> keys;
     visit_nodes(graph->block(), [&](Node* n) {
       if (n->kind() != linear) return;
-      if (const auto settings = groupable(n))
-        siblings[{n->input(0), n->owningBlock(), settings->first, settings->second}].push_back(n);
+      if (const auto settings = groupable(n)) {
+        const Key key{n->input(0), n->owningBlock(), settings->first, settings->second};
+        if (!siblings.count(key)) keys.push_back(key);
+        siblings[key].push_back(n);
+      }
     });
     torch::jit::AliasDb aliases(graph);
-    for (auto& [key, calls] : siblings) {
+    for (const Key& key : keys) {
+      const std::vector<Node*>& calls = siblings[key];
       // an input written in place between two calls would differ between them
       if (calls.size() < 2 || aliases.hasWriters(std::get<0>(key))) continue;
       std::vector<Node*> group{calls[0]};

@@ -131,6 +131,22 @@ def test_quantize_dynamic_groups_siblings_and_keeps_the_bits(tmp_path, frontend)
         assert torch.equal(qext.load(tmp_path / "q.pt")(x), expected)
 
 
+class TwoGroups(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a1, self.a2, self.b1, self.b2 = (nn.Linear(16, 16) for _ in range(4))
+
+    def forward(self, x, y):
+        return self.a1(x) * self.a2(x) + self.b1(y) * self.b2(y)
+
+
+def test_the_rewritten_code_is_the_same_on_every_run():
+    script = torch.jit.script(TwoGroups().eval())
+    codes = {qext.quantize_dynamic(script).code for _ in range(4)}
+    assert len(codes) == 1
+    assert next(iter(codes)).count("linear_dynamic_group") == 2
+
+
 class WritesBetween(nn.Module):
     """The input changes in place between the two Linears that read it."""
 
