@@ -108,12 +108,11 @@ std::vector<at::Tensor> linear_dynamic_group(const at::Tensor& input,
   check_group_arguments(op, weights, biases);
   const int32_t qmax = activation_qmax(op, activation_bits);
   const int64_t k = weights[0]->in_features();
+  const at::Tensor x = input.contiguous();  // once for all the calls
   std::vector<LinearCall> calls;
   for (size_t i = 0; i < weights.size(); ++i) {
     TORCH_CHECK(weights[i]->in_features() == k, op, ": every weight must take ", k, " input features; weight ", i,
                 " takes ", weights[i]->in_features());
-    // (a non-contiguous input is made contiguous once, by the first call)
-    const at::Tensor& x = calls.empty() || !calls[0].x.defined() ? input : calls[0].x;
     calls.push_back(prepare_linear_call(op, x, k, weights[i]->out_features(), biases[i]));
   }
   std::vector<at::Tensor> outs;

@@ -4,7 +4,6 @@
 #include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/passes/inliner.h>
 
-#include <algorithm>
 #include <map>
 #include <optional>
 #include <tuple>
