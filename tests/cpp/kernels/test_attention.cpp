@@ -107,13 +107,15 @@ std::vector<double> exact(const Problem& p) {
 }  // namespace
 
 TEST(AttentionKernel, EveryPathMatchesTheReferenceBitForBit) {
-  // Sizes around the 8 lanes, the 6-row tiles and the 128-row items, with
-  // and without strides, masks and causal masking.
+  // Sizes around the 8 lanes and 16-key tiles, the 6-row tiles and the 128-row items,
+  // with and without strides, masks and causal masking; MiniLM's heads.
   const Problem problems[] = {
       make(1, 1, 1, 1, 1, 1, Problem::None, false, 0, 1),    make(2, 3, 5, 7, 3, 9, Problem::Row, false, 1, 2),
       make(1, 2, 9, 17, 33, 17, Problem::Full, false, 0, 3), make(2, 1, 13, 13, 8, 16, Problem::None, true, 3, 4),
       make(1, 4, 130, 24, 16, 8, Problem::Row, false, 0, 5), make(1, 1, 33, 130, 64, 40, Problem::Full, false, 2, 6),
       make(3, 2, 6, 25, 7, 3, Problem::Full, true, 0, 7),    make(1, 2, 200, 9, 5, 31, Problem::None, true, 1, 8),
+      make(2, 2, 20, 32, 32, 32, Problem::Row, false, 0, 9), make(1, 3, 7, 48, 12, 33, Problem::Full, true, 1, 10),
+      make(1, 1, 12, 16, 16, 48, Problem::None, false, 0, 11), make(1, 2, 128, 128, 32, 32, Problem::Row, false, 0, 12),
   };
   for (const Problem& p : problems) {
     const std::vector<float> want = run(p, Isa::Ref);

@@ -58,6 +58,13 @@ TEST(DepthwiseKernel, EveryPathMatchesTheDefinition) {
       {1, 32, 6, 6, 1, 1, 1, 9, false, false},   {1, 96, 7, 7, 3, 1, 1, 128, false, false},
       {1, 70, 13, 13, 7, 1, 1, 0, true, false},  {1, 70, 13, 13, 7, 1, 1, 255, true, false},
       {1, 33, 10, 10, 2, 1, 1, 128, true, false}, {1, 48, 9, 9, 3, 1, 1, 0, true, false},
+      // 5 to 32 channels (one partial vector block) at strides 1 and 2,
+      // even and odd row widths, dilation, an 8 x 8 kernel (16 tap quads).
+      {2, 32, 9, 8, 3, 1, 1, 128, false, false},  {1, 32, 12, 11, 3, 2, 1, 7, false, false},
+      {1, 24, 9, 10, 3, 1, 1, 255, false, false}, {1, 16, 7, 10, 3, 1, 1, 64, false, false},
+      {1, 8, 7, 8, 3, 2, 1, 0, false, false},     {1, 5, 9, 12, 3, 1, 2, 31, false, false},
+      {1, 12, 10, 11, 8, 1, 1, 90, false, false}, {1, 32, 9, 13, 3, 1, 1, 0, true, false},
+      {1, 16, 6, 9, 3, 1, 1, 255, true, false},
   };
   std::vector<Case> cases;
   for (Case t : shapes) {
