@@ -288,6 +288,10 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const uint8_t a_max = activation_max(padded.bytes, zp, w->group(0));
   std::vector<int64_t> run_offsets(kh);
   for (int64_t i = 0; i < kh; ++i) run_offsets[i] = i * dh * padded.w * c;
+  // A 1x1, stride-1, unpadded conv's image is its GEMM's A as it stands
+  // (pixel p's channels at p * c): no row pointers to make per pixel.
+  const bool plain_rows = direct && kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 &&
+                          w->kernel_row_bytes() == c;
 
   // Output pixels in chunks of whole 6-row tiles, at most 16 tiles each, the
   // tiles shared out as evenly as whole tiles allow. With several chunks per
@@ -311,7 +315,7 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const int64_t splits = std::min(blocks, uneven ? threads : std::max<int64_t>(1, (threads + pixel_tasks - 1) / pixel_tasks));
   at::parallel_for(0, pixel_tasks * splits, 1, [&](int64_t t0, int64_t t1) {
     std::vector<uint8_t> patches(direct ? 0 : max_rows * k);
-    std::vector<const uint8_t*> row_starts(direct ? max_rows : 0);
+    std::vector<const uint8_t*> row_starts(direct && !plain_rows ? max_rows : 0);
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t split = t % splits, pixel_task = t / splits;
       const int64_t n = pixel_task / chunks, chunk = pixel_task % chunks;
@@ -319,7 +323,10 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
       const int64_t rows = std::min(pixels, tiles * (chunk + 1) / chunks * kTileRows) - m0;
       for (int64_t g = 0; g < groups; ++g) {
         kernels::GemmArgs args;
-        if (direct) {
+        if (plain_rows) {
+          args.a = xp + (n * pixels + m0) * c;
+          args.lda = c;
+        } else if (direct) {
           const uint8_t* image = xp + n * padded.h * padded.w * c;
           for (int64_t r = 0; r < rows; ++r) {
             const int64_t y = (m0 + r) / ow, xo = (m0 + r) % ow;

@@ -212,18 +212,30 @@ void finish_row(const GemmArgs& args, const Epilogue& ep, const Quantizer8& quan
   }
 }
 
+// Three vectors of int32 lanes in [0, 255] stored as 24 bytes in order: two
+// dword packs, a word pack and a dword permute, then a 16- and an 8-byte
+// store (one vector at a time took an extract, two packs and a store each).
+inline void store_u8x24(uint8_t* dst, __m256i q0, __m256i q1, __m256i q2) {
+  const __m256i words = _mm256_packus_epi32(q0, q1);  // 128-bit lane L: q0's then q1's 4 lanes of L
+  const __m256i bytes = _mm256_packus_epi16(words, _mm256_packus_epi32(q2, q2));  // lane L: q0, q1, q2, q2
+  const __m256i ordered = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm256_castsi256_si128(ordered));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(dst + 16), _mm256_extracti128_si256(ordered, 1));
+}
+
 // finish_row for `rows` rows of a whole block, to float or (divider-free)
-// uint8, with every choice made once per call instead of per vector and each
-// row's zero-point products and scales made in registers. Same operations,
-// same bits. The per-row form branched on the output per vector and, since
-// the float stores may alias `ep`, read its fields again for every vector:
-// at K = 384 this form is 1.03-1.065x faster, and dropping the epilogue
-// altogether would be 1.07-1.15x (docs/benchmarks.md).
+// uint8, with every choice made once per call instead of per vector. Each
+// row's zero-point products and scales are made in registers, and only when
+// they differ from the row before (per-tensor activations: once per call).
+// Same operations, same bits. The per-row form branched on the output per
+// vector and, since the float stores may alias `ep`, read its fields again
+// for every vector: at K = 384 this form is 1.03-1.065x faster, and dropping
+// the epilogue altogether would be 1.07-1.15x (docs/benchmarks.md).
 template <Epilogue::Output kOut, bool kBias, bool kGelu>
 void finish_block_rows(const GemmArgs& args, const Epilogue& ep, const Quantizer8& quantize,
                        const BlockColumns& cols, const int32_t* acc, int64_t rows, int64_t m0, int64_t n0) {
-  __m256i sum[kBlockVecs];
-  __m256 scale[kBlockVecs], bias[kBlockVecs];
+  __m256i sum[kBlockVecs], zp_sum[kBlockVecs];
+  __m256 scale[kBlockVecs], bias[kBlockVecs], mult[kBlockVecs];
   for (int j = 0; j < kBlockVecs; ++j) {
     sum[j] = _mm256_load_si256(reinterpret_cast<const __m256i*>(cols.sum + j * kVecCols));
     scale[j] = _mm256_load_ps(cols.scale + j * kVecCols);
@@ -235,21 +247,31 @@ void finish_block_rows(const GemmArgs& args, const Epilogue& ep, const Quantizer
   const int64_t ldc = args.ldc;
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t m = m0 + r;
-    const __m256i zp = _mm256_set1_epi32(zero_points[m]);
-    const __m256 row_scale = _mm256_set1_ps(row_scales[m]);
+    if (r == 0 || zero_points[m] != zero_points[m - 1]) {
+      const __m256i zp = _mm256_set1_epi32(zero_points[m]);
+      for (int j = 0; j < kBlockVecs; ++j) zp_sum[j] = _mm256_mullo_epi32(zp, sum[j]);
+    }
+    if (r == 0 || std::memcmp(row_scales + m, row_scales + m - 1, sizeof(float)) != 0) {
+      const __m256 row_scale = _mm256_set1_ps(row_scales[m]);
+      for (int j = 0; j < kBlockVecs; ++j) mult[j] = _mm256_mul_ps(row_scale, scale[j]);
+    }
+    __m256 f[kBlockVecs];
 #pragma GCC unroll 3
     for (int j = 0; j < kBlockVecs; ++j) {
       const __m256i v = _mm256_sub_epi32(
-          _mm256_load_si256(reinterpret_cast<const __m256i*>(acc + r * kBlockCols + j * kVecCols)),
-          _mm256_mullo_epi32(zp, sum[j]));
-      __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_mul_ps(row_scale, scale[j]));
-      if constexpr (kBias) f = _mm256_add_ps(f, bias[j]);
-      const int64_t at = m * ldc + n0 + j * kVecCols;
-      if constexpr (kOut == Epilogue::Output::Uint8) {
-        store_u8x8(static_cast<uint8_t*>(args.c) + at, quantize.nearest(f), kVecCols);
-      } else {
-        _mm256_storeu_ps(static_cast<float*>(args.c) + at, finish_float(f, lo, hi, kGelu));
-      }
+          _mm256_load_si256(reinterpret_cast<const __m256i*>(acc + r * kBlockCols + j * kVecCols)), zp_sum[j]);
+      f[j] = _mm256_mul_ps(_mm256_cvtepi32_ps(v), mult[j]);
+      if constexpr (kBias) f[j] = _mm256_add_ps(f[j], bias[j]);
+    }
+    const int64_t at = m * ldc + n0;
+    if constexpr (kOut == Epilogue::Output::Uint8) {
+      static_assert(kBlockVecs == 3, "store_u8x24 stores three vectors");
+      store_u8x24(static_cast<uint8_t*>(args.c) + at, quantize.nearest(f[0]), quantize.nearest(f[1]),
+                  quantize.nearest(f[2]));
+    } else {
+#pragma GCC unroll 3
+      for (int j = 0; j < kBlockVecs; ++j)
+        _mm256_storeu_ps(static_cast<float*>(args.c) + at + j * kVecCols, finish_float(f[j], lo, hi, kGelu));
     }
   }
 }
