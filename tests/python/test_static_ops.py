@@ -34,6 +34,9 @@ CONV_CASES = [
     # (N, C, H, W, Cout, k, stride, padding, dilation, groups)
     (2, 3, 9, 11, 8, 3, 1, 1, 1, 1),
     (1, 16, 8, 8, 32, 1, 1, 0, 1, 1),
+    (2, 32, 30, 30, 16, 1, 1, 0, 1, 1),  # 1x1 stride 1: the image read as plain GEMM rows, 2 images x 900 pixels
+    (2, 24, 9, 7, 40, 1, 1, 0, 1, 1),  # ... 63 pixels per image (a partial tile at each image's end)
+    (1, 6, 5, 5, 8, 1, 1, 0, 1, 1),  # 1x1, 6 channels: rows padded to 8 bytes, so a padded copy
     (2, 8, 10, 7, 12, 3, 2, 0, 1, 4),
     (1, 6, 12, 12, 6, 3, 1, 2, 2, 6),  # depthwise, dilated
     (3, 5, 6, 6, 7, 5, 2, 2, 1, 1),
