@@ -224,43 +224,31 @@ inline void store_u8x24(uint8_t* dst, __m256i q0, __m256i q1, __m256i q2) {
 }
 
 // finish_row for `rows` rows of a whole block, to float or (divider-free)
-// uint8, with every choice made once per call instead of per vector. Each
-// row's zero-point products and scales are made in registers, and only when
-// they differ from the row before (per-tensor activations: once per call).
-// Same operations, same bits. The per-row form branched on the output per
-// vector and, since the float stores may alias `ep`, read its fields again
-// for every vector: at K = 384 this form is 1.03-1.065x faster, and dropping
-// the epilogue altogether would be 1.07-1.15x (docs/benchmarks.md).
+// uint8, with every choice made once per call instead of per vector. The
+// zero-point products and scales come from `cols`, remade only when a row's
+// differ from the last ones (per-tensor activations: once per block). Same
+// operations, same bits. The per-row form branched on the output per vector
+// and, since the float stores may alias `ep`, read its fields again for every
+// vector: at K = 384 this form is 1.03-1.065x faster, and dropping the
+// epilogue altogether would be 1.07-1.15x (docs/benchmarks.md).
 template <Epilogue::Output kOut, bool kBias, bool kGelu>
-void finish_block_rows(const GemmArgs& args, const Epilogue& ep, const Quantizer8& quantize,
-                       const BlockColumns& cols, const int32_t* acc, int64_t rows, int64_t m0, int64_t n0) {
-  __m256i sum[kBlockVecs], zp_sum[kBlockVecs];
-  __m256 scale[kBlockVecs], bias[kBlockVecs], mult[kBlockVecs];
-  for (int j = 0; j < kBlockVecs; ++j) {
-    sum[j] = _mm256_load_si256(reinterpret_cast<const __m256i*>(cols.sum + j * kVecCols));
-    scale[j] = _mm256_load_ps(cols.scale + j * kVecCols);
-    bias[j] = _mm256_load_ps(cols.bias + j * kVecCols);  // zeros without a bias
-  }
+void finish_block_rows(const GemmArgs& args, const Epilogue& ep, const Quantizer8& quantize, BlockColumns& cols,
+                       const int32_t* acc, int64_t rows, int64_t m0, int64_t n0) {
+  __m256 bias[kBlockVecs];
+  for (int j = 0; j < kBlockVecs; ++j) bias[j] = _mm256_load_ps(cols.bias + j * kVecCols);  // zeros without a bias
   const __m256 lo = _mm256_set1_ps(ep.clamp_min), hi = _mm256_set1_ps(ep.clamp_max);
-  const int32_t* zero_points = args.a_zero_point;
-  const float* row_scales = ep.row_scale;
   const int64_t ldc = args.ldc;
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t m = m0 + r;
-    if (r == 0 || zero_points[m] != zero_points[m - 1]) {
-      const __m256i zp = _mm256_set1_epi32(zero_points[m]);
-      for (int j = 0; j < kBlockVecs; ++j) zp_sum[j] = _mm256_mullo_epi32(zp, sum[j]);
-    }
-    if (r == 0 || std::memcmp(row_scales + m, row_scales + m - 1, sizeof(float)) != 0) {
-      const __m256 row_scale = _mm256_set1_ps(row_scales[m]);
-      for (int j = 0; j < kBlockVecs; ++j) mult[j] = _mm256_mul_ps(row_scale, scale[j]);
-    }
+    const int32_t* zp_sum = cols.zp_sums(args.a_zero_point[m]);
+    const float* mult = cols.row_col_scales(ep.row_scale[m]);
     __m256 f[kBlockVecs];
 #pragma GCC unroll 3
     for (int j = 0; j < kBlockVecs; ++j) {
-      const __m256i v = _mm256_sub_epi32(
-          _mm256_load_si256(reinterpret_cast<const __m256i*>(acc + r * kBlockCols + j * kVecCols)), zp_sum[j]);
-      f[j] = _mm256_mul_ps(_mm256_cvtepi32_ps(v), mult[j]);
+      const __m256i v =
+          _mm256_sub_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(acc + r * kBlockCols + j * kVecCols)),
+                           _mm256_load_si256(reinterpret_cast<const __m256i*>(zp_sum + j * kVecCols)));
+      f[j] = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_load_ps(mult + j * kVecCols));
       if constexpr (kBias) f[j] = _mm256_add_ps(f[j], bias[j]);
     }
     const int64_t at = m * ldc + n0;
