@@ -20,6 +20,8 @@ using QuantizeU8Fn = void (*)(const float*, int64_t, float, int32_t, int32_t, in
                               uint8_t*);
 using AddRequantFn = void (*)(const uint8_t*, float, int32_t, const uint8_t*, float, int32_t, int64_t, float,
                               int32_t, bool, uint8_t*);
+using MulRequantFn = void (*)(const uint8_t*, float, int32_t, const float*, int64_t, int64_t, float, int32_t,
+                              uint8_t*);
 using MaxU8Fn = uint8_t (*)(const uint8_t*, int64_t);
 using LutU8Fn = void (*)(const uint8_t*, int64_t, const uint8_t*, uint8_t*);
 using LutPerChannelFn = void (*)(const uint8_t*, int64_t, int64_t, const uint8_t*, uint8_t*);
@@ -38,6 +40,8 @@ using LowBitGemmFn = void (*)(const LowBitGemmArgs&, const LowBitWeights&, const
                             uint8_t*);                                                   \
   void add_requant_u8_##suffix(const uint8_t*, float, int32_t, const uint8_t*, float,    \
                                int32_t, int64_t, float, int32_t, bool, uint8_t*);           \
+  void mul_requant_u8_##suffix(const uint8_t*, float, int32_t, const float*, int64_t, int64_t, \
+                               float, int32_t, uint8_t*);                                  \
   void depthwise_u8_##suffix(const DepthwiseArgs&, int64_t, int64_t);                  \
   void grouped_u8_##suffix(const GroupedArgs&, int64_t, int64_t);                       \
   void lowbit_gemm_##suffix(const LowBitGemmArgs&, const LowBitWeights&, const int32_t*, int64_t, \

@@ -17,6 +17,7 @@ struct KernelTable {
   detail::MinMaxFn finite_min_max;
   detail::QuantizeU8Fn quantize_u8;
   detail::AddRequantFn add_requant_u8;
+  detail::MulRequantFn mul_requant_u8;
   detail::MaxU8Fn max_u8;
   detail::LutU8Fn lut_u8;
   detail::LutPerChannelFn lut_u8_per_channel;

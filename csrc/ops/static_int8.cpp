@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "kernels/depthwise.h"
@@ -485,25 +486,78 @@ at::Tensor dequantize_per_tensor(const at::Tensor& q, double scale, int64_t zero
   });
 }
 
-at::Tensor mul_int8(const at::Tensor& a, double a_scale, int64_t a_zero_point, const at::Tensor& b,
+namespace {
+
+// b as an SE gate for a 4-d a with C channels: [N or 1, C] values, or
+// nullopt when b is not [N or 1, C, 1, 1] once its shape is aligned to a's
+// (ConvNeXt's layer scale is [C, 1, 1]).
+std::optional<at::Tensor> channel_gate(const at::Tensor& a, const at::Tensor& b) {
+  if (a.dim() != 4 || b.dim() > 4) return std::nullopt;
+  std::vector<int64_t> shape(4 - b.dim(), 1);
+  for (int64_t s : b.sizes()) shape.push_back(s);
+  if (shape[1] != a.size(1) || shape[2] != 1 || shape[3] != 1 || (shape[0] != 1 && shape[0] != a.size(0))) {
+    return std::nullopt;
+  }
+  return b.reshape({shape[0], shape[1]}).contiguous();
+}
+
+}  // namespace
+
+at::Tensor mul_int8(const at::Tensor& a_in, double a_scale, int64_t a_zero_point, const at::Tensor& b_in,
                     double b_scale, int64_t b_zero_point, double out_scale, int64_t out_zero_point) {
   constexpr const char* op = "qext::mul_int8";
-  check_binary_u8(op, a, a_scale, a_zero_point, b, b_scale, b_zero_point, out_scale, out_zero_point);
-  // Broadcast (an SE block's [N, C, 1, 1] gate over [N, C, H, W]) in a's layout.
-  const auto both = at::broadcast_tensors({a, b});
-  const auto format = both[0].dim() == 4 ? a.suggest_memory_format() : at::MemoryFormat::Contiguous;
-  const at::Tensor ac = both[0].contiguous(format), bc = both[1].contiguous(format);
-  at::Tensor out = at::empty(ac.sizes(), a.options().memory_format(format));
-  const uint8_t* ap = ac.data_ptr<uint8_t>();
-  const uint8_t* bp = bc.data_ptr<uint8_t>();
-  uint8_t* o = out.data_ptr<uint8_t>();
-  const auto sa = static_cast<float>(a_scale), sb = static_cast<float>(b_scale), so = static_cast<float>(out_scale);
-  const auto za = static_cast<int32_t>(a_zero_point), zb = static_cast<int32_t>(b_zero_point);
+  check_binary_u8(op, a_in, a_scale, a_zero_point, b_in, b_scale, b_zero_point, out_scale, out_zero_point);
+  // One float multiply per element, which commutes bit for bit: the operand
+  // that broadcasts (an SE gate) goes second and is dequantized once.
+  const bool swap = b_in.numel() > a_in.numel();
+  const at::Tensor& b = swap ? a_in : b_in;
+  const auto sa = static_cast<float>(swap ? b_scale : a_scale), sb = static_cast<float>(swap ? a_scale : b_scale);
+  const auto za = static_cast<int32_t>(swap ? b_zero_point : a_zero_point);
+  const auto zb = static_cast<int32_t>(swap ? a_zero_point : b_zero_point);
+  const auto so = static_cast<float>(out_scale);
   const auto zo = static_cast<int32_t>(out_zero_point);
-  at::parallel_for(0, out.numel(), 1 << 14, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const float v = kernels::ref::dequantize_one(ap[i], sa, za) * kernels::ref::dequantize_one(bp[i], sb, zb);
-      o[i] = static_cast<uint8_t>(kernels::ref::quantize_one(v, so, zo, 0, 255));
+  const std::vector<int64_t> shape = at::infer_size((swap ? b_in : a_in).sizes(), b.sizes());
+  at::Tensor a = swap ? b_in : a_in;
+  if (a.sizes() != at::IntArrayRef(shape)) a = a.expand(shape);  // both broadcast: a is materialised below
+  const auto format = a.dim() == 4 ? a.suggest_memory_format() : at::MemoryFormat::Contiguous;
+  const at::Tensor ac = a.contiguous(format);
+  at::Tensor out = at::empty(shape, a.options().memory_format(format));
+  if (out.numel() == 0) return out;
+  const uint8_t* ap = ac.data_ptr<uint8_t>();
+  uint8_t* o = out.data_ptr<uint8_t>();
+  const kernels::Isa isa = kernels::active_isa();
+  constexpr int64_t kGrain = 1 << 14;  // elements per task
+  if (const std::optional<at::Tensor> gate = channel_gate(ac, b)) {
+    std::vector<float> f(static_cast<size_t>(gate->numel()));
+    kernels::dequantize_u8(gate->data_ptr<uint8_t>(), gate->numel(), sb, zb, f.data());
+    const int64_t n = ac.size(0), c = ac.size(1), plane = ac.size(2) * ac.size(3);
+    const auto gate_of = [&](int64_t image) { return f.data() + (gate->size(0) == 1 ? 0 : image * c); };
+    if (format == at::MemoryFormat::ChannelsLast) {  // each pixel's C bytes against the image's C gates
+      at::parallel_for(0, n * plane, std::max<int64_t>(1, kGrain / c), [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1;) {
+          const int64_t image = p / plane, last = std::min(p1, (image + 1) * plane);
+          kernels::mul_requant_u8(ap + p * c, sa, za, gate_of(image), c, (last - p) * c, so, zo, o + p * c, isa);
+          p = last;
+        }
+      });
+    } else {  // each channel's plane against its one gate
+      at::parallel_for(0, n * c, std::max<int64_t>(1, kGrain / plane), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          kernels::mul_requant_u8(ap + r * plane, sa, za, gate_of(r / c) + r % c, 1, plane, so, zo, o + r * plane, isa);
+        }
+      });
+    }
+    return out;
+  }
+  // Anything else: b laid out like a, dequantized a chunk at a time.
+  const at::Tensor bc = b.expand(shape).contiguous(format);
+  const uint8_t* bp = bc.data_ptr<uint8_t>();
+  at::parallel_for(0, out.numel(), kGrain, [&](int64_t begin, int64_t end) {
+    std::vector<float> f(static_cast<size_t>(std::min<int64_t>(kGrain, end - begin)));
+    for (int64_t i = begin; i < end; i += kGrain) {
+      const int64_t len = std::min<int64_t>(kGrain, end - i);
+      kernels::dequantize_u8(bp + i, len, sb, zb, f.data());
+      kernels::mul_requant_u8(ap + i, sa, za, f.data(), len, len, so, zo, o + i, isa);
     }
   });
   return out;

@@ -656,14 +656,45 @@ def test_squeeze_excite_multiplies_in_int8(isa):
         assert sqnr_db(model(x), q(x)) > 25.0
 
 
-def test_mul_op_broadcasts_and_follows_the_scalar_rules():
+def _mul_rule(a, sa, za, b, sb, zb, so, zo):
+    """qext::mul_int8's rule: one float product of the dequantized operands, quantized."""
+    return torch.ops.qext.quantize_per_tensor(
+        (torch.ops.qext.dequantize_per_tensor(a, sa, za) * torch.ops.qext.dequantize_per_tensor(b, sb, zb)).contiguous(),
+        so, zo)
+
+
+CL = torch.channels_last
+MUL_SHAPES = [  # (a's shape, a channels-last?, b's shape): SE gates, either order, any broadcast
+    ((2, 72, 9, 7), True, (2, 72, 1, 1)),
+    ((2, 40, 5, 5), True, (1, 40, 1, 1)),
+    ((3, 24, 6, 5), False, (3, 24, 1, 1)),
+    ((1, 17, 3, 3), False, (1, 17, 1, 1)),
+    ((2, 33, 1, 1), False, (2, 33, 4, 5)),  # the gate first
+    ((2, 16, 5, 6), True, (16, 1, 1)),  # ConvNeXt's layer scale
+    ((2, 16, 5, 6), False, (16, 1, 1)),
+    ((2, 3, 5, 6), True, (5, 1)),  # not a gate
+    ((2, 6, 5, 5), True, (2, 6, 5, 5)),
+    ((2, 1, 5, 5), False, (1, 6, 1, 1)),  # both broadcast
+    ((4, 70), False, (70,)),
+    ((3, 5, 7), False, (3, 5, 7)),
+    ((0, 8, 2, 2), False, (1, 8, 1, 1)),
+]
+
+
+@pytest.mark.parametrize("a_shape,channels_last,b_shape", MUL_SHAPES)
+def test_mul_op_broadcasts_and_follows_the_scalar_rules(isa, a_shape, channels_last, b_shape):
     g = torch.Generator().manual_seed(11)
-    a = torch.randint(0, 256, (2, 6, 5, 5), dtype=torch.uint8, generator=g).contiguous(memory_format=torch.channels_last)
-    b = torch.randint(0, 256, (2, 6, 1, 1), dtype=torch.uint8, generator=g)
-    got = torch.ops.qext.mul_int8(a, 0.02, 7, b, 0.01, 128, 0.005, 100)
-    want = torch.ops.qext.quantize_per_tensor(
-        torch.ops.qext.dequantize_per_tensor(a, 0.02, 7) * torch.ops.qext.dequantize_per_tensor(b, 0.01, 128), 0.005, 100)
-    assert torch.equal(got, want) and got.is_contiguous(memory_format=torch.channels_last)
+    a = torch.randint(0, 256, a_shape, dtype=torch.uint8, generator=g)
+    b = torch.randint(0, 256, b_shape, dtype=torch.uint8, generator=g)
+    if channels_last:
+        a = a.contiguous(memory_format=CL)
+    for sa, za, sb, zb, so, zo in [(0.02, 7, 0.01, 128, 0.005, 100), (0.5, 0, 1.0, 255, 1.0, 128),
+                                   (0.013, 255, 0.0041, 0, 0.0007, 0)]:
+        got = torch.ops.qext.mul_int8(a, sa, za, b, sb, zb, so, zo)
+        want = _mul_rule(a, sa, za, b, sb, zb, so, zo)
+        assert got.shape == want.shape and torch.equal(got, want), (sa, za, sb, zb, so, zo)
+    if channels_last:
+        assert got.is_contiguous(memory_format=CL)
 
 
 class SamePadding(nn.Module):

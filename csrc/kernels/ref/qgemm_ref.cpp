@@ -1,7 +1,5 @@
 // The scalar reference: the specification every fast path is tested against.
 #include <algorithm>
-#include <cmath>
-#include <limits>
 
 #include "kernels/isa_paths.h"
 #include "kernels/ref/scalar_rules.h"
@@ -29,34 +27,6 @@ void qgemm_ref(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep,
       }
     }
   }
-}
-
-bool finite_min_max_ref(const float* x, int64_t n, float* min_out, float* max_out) {
-  float lo = std::numeric_limits<float>::infinity(), hi = -lo;
-  const bool finite = ref::fold_finite_min_max(x, n, &lo, &hi);
-  if (lo > hi) lo = hi = 0.0f;  // no finite value
-  *min_out = lo;
-  *max_out = hi;
-  return finite;
-}
-
-void quantize_u8_ref(const float* x, int64_t n, float scale, int32_t zero_point, int32_t qmin,
-                     int32_t qmax, uint8_t* q) {
-  for (int64_t i = 0; i < n; ++i) {
-    q[i] = static_cast<uint8_t>(ref::quantize_one(x[i], scale, zero_point, qmin, qmax));
-  }
-}
-
-void add_requant_u8_ref(const uint8_t* a, float sa, int32_t za, const uint8_t* b, float sb,
-                        int32_t zb, int64_t n, float so, int32_t zo, bool relu, uint8_t* out) {
-  const float lo = relu ? 0.0f : -std::numeric_limits<float>::infinity();
-  for (int64_t i = 0; i < n; ++i) out[i] = ref::add_requant_one(a[i], sa, za, b[i], sb, zb, so, zo, lo);
-}
-
-uint8_t max_u8_ref(const uint8_t* x, int64_t n) {
-  uint8_t m = 0;
-  for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
-  return m;
 }
 
 }  // namespace qext::kernels::detail

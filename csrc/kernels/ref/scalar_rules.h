@@ -78,6 +78,12 @@ inline uint8_t add_requant_one(uint8_t a, float sa, int32_t za, uint8_t b, float
   return static_cast<uint8_t>(quantize_one(v, so, zo, 0, 255));
 }
 
+// The requantizing product of a uint8 value and a second factor given
+// dequantized (f = float(b - zb) * sb; static x * gate, x * y).
+inline uint8_t mul_requant_one(uint8_t a, float sa, int32_t za, float f, float so, int32_t zo) {
+  return static_cast<uint8_t>(quantize_one(dequantize_one(a, sa, za) * f, so, zo, 0, 255));
+}
+
 // Stores one accumulator through the epilogue.
 inline void store_one(const Epilogue& ep, int32_t acc, int64_t m, int64_t n, void* c,
                       int64_t ldc) {

@@ -116,6 +116,14 @@ inline void store_u8x8(uint8_t* dst, __m256i v, int64_t lanes) {
   }
 }
 
+// Four vectors of int32 lanes in [0, 255] stored as 32 bytes in order: two
+// dword packs, a word pack and one dword permute.
+inline void store_u8x32(uint8_t* dst, __m256i q0, __m256i q1, __m256i q2, __m256i q3) {
+  const __m256i bytes = _mm256_packus_epi16(_mm256_packus_epi32(q0, q1), _mm256_packus_epi32(q2, q3));
+  const __m256i ordered = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), ordered);
+}
+
 // The first `lanes` (1..8) of v; whole vectors store directly, a block's
 // last partial vector through a lane mask (never past N).
 inline void store_i32x8(int32_t* dst, __m256i v, int64_t lanes) {
@@ -266,7 +274,7 @@ void finish_block_rows(const GemmArgs& args, const Epilogue& ep, const Quantizer
 
 // Rows [m0, m0 + rows) of one block; their accumulators are `acc` with row
 // stride kBlockCols.
-void finish_rows(const GemmArgs& args, const Epilogue& ep, const Quantizer8& quantize, BlockColumns& cols,
+inline void finish_rows(const GemmArgs& args, const Epilogue& ep, const Quantizer8& quantize, BlockColumns& cols,
                  const int32_t* acc, int64_t rows, int64_t m0, int64_t n0, int64_t ncols) {
   using Out = Epilogue::Output;
   if (ncols == kBlockCols && ep.output == Out::Float) {

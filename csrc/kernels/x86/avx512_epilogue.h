@@ -168,7 +168,7 @@ void store_rows_nb(const GemmArgs& args, const PackedWeights& w, const Epilogue&
   }
 }
 
-void store_rows(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, const Quantizer16& quantize,
+inline void store_rows(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, const Quantizer16& quantize,
                 int64_t m0, int64_t rows, int64_t n0, int64_t ncols, const int32_t* acc, int64_t acc_stride) {
   switch ((ncols + kVecCols - 1) / kVecCols) {
     case 1: return store_rows_nb<1>(args, w, ep, quantize, m0, rows, n0, ncols, acc, acc_stride);

@@ -18,9 +18,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
-#include <limits>
 #include <memory>
 #include <type_traits>
 
@@ -214,133 +212,6 @@ void qgemm_avx2(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep
       finish_rows(args, ep, quantize, cols, acc, me - mb, mb, n0, ncols);
     }
   }
-}
-
-namespace {
-
-// The careful pass: skips NaN/inf lane by lane (one blend chain, slow).
-bool finite_min_max_skipping(const float* x, int64_t n, float* min_out, float* max_out) {
-  const float inf = std::numeric_limits<float>::infinity();
-  __m256 lo = _mm256_set1_ps(inf), hi = _mm256_set1_ps(-inf);
-  __m256 bad = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + kVecCols <= n; i += kVecCols) {
-    const __m256 v = _mm256_loadu_ps(x + i);
-    // v - v is 0 for finite values and NaN for NaN and +-inf.
-    const __m256 finite = _mm256_cmp_ps(_mm256_sub_ps(v, v), _mm256_setzero_ps(), _CMP_EQ_OQ);
-    bad = _mm256_or_ps(bad, _mm256_andnot_ps(finite, _mm256_castsi256_ps(_mm256_set1_epi32(-1))));
-    lo = _mm256_blendv_ps(lo, _mm256_min_ps(lo, v), finite);
-    hi = _mm256_blendv_ps(hi, _mm256_max_ps(hi, v), finite);
-  }
-  alignas(32) float l8[kVecCols], h8[kVecCols];
-  _mm256_store_ps(l8, lo);
-  _mm256_store_ps(h8, hi);
-  float l = inf, h = -inf;
-  for (int j = 0; j < kVecCols; ++j) {
-    l = std::min(l, l8[j]);
-    h = std::max(h, h8[j]);
-  }
-  const bool tail_finite = ref::fold_finite_min_max(x + i, n - i, &l, &h);
-  if (l > h) l = h = 0.0f;
-  *min_out = l;
-  *max_out = h;
-  return _mm256_movemask_ps(bad) == 0 && tail_finite;
-}
-
-}  // namespace
-
-// Rows are finite nearly always: four independent min/max chains and an OR of
-// v - v (0 when finite, NaN bits otherwise) run at load speed; a row with any
-// NaN/inf is redone by the careful pass.
-bool finite_min_max_avx2(const float* x, int64_t n, float* min_out, float* max_out) {
-  constexpr int64_t kStep = 4 * kVecCols;
-  if (n < kStep) return finite_min_max_skipping(x, n, min_out, max_out);
-  __m256 lo[4], hi[4];
-  __m256i bad = _mm256_setzero_si256();
-  for (int j = 0; j < 4; ++j) lo[j] = hi[j] = _mm256_loadu_ps(x + j * kVecCols);
-  int64_t i = 0;
-  for (; i + kStep <= n; i += kStep) {
-    for (int j = 0; j < 4; ++j) {
-      const __m256 v = _mm256_loadu_ps(x + i + j * kVecCols);
-      bad = _mm256_or_si256(bad, _mm256_castps_si256(_mm256_sub_ps(v, v)));
-      lo[j] = _mm256_min_ps(lo[j], v);
-      hi[j] = _mm256_max_ps(hi[j], v);
-    }
-  }
-  for (; i + kVecCols <= n; i += kVecCols) {
-    const __m256 v = _mm256_loadu_ps(x + i);
-    bad = _mm256_or_si256(bad, _mm256_castps_si256(_mm256_sub_ps(v, v)));
-    lo[0] = _mm256_min_ps(lo[0], v);
-    hi[0] = _mm256_max_ps(hi[0], v);
-  }
-  if (!_mm256_testz_si256(bad, bad)) return finite_min_max_skipping(x, n, min_out, max_out);
-  const __m256 l4 = _mm256_min_ps(_mm256_min_ps(lo[0], lo[1]), _mm256_min_ps(lo[2], lo[3]));
-  const __m256 h4 = _mm256_max_ps(_mm256_max_ps(hi[0], hi[1]), _mm256_max_ps(hi[2], hi[3]));
-  alignas(32) float l8[kVecCols], h8[kVecCols];
-  _mm256_store_ps(l8, l4);
-  _mm256_store_ps(h8, h4);
-  float l = l8[0], h = h8[0];
-  for (int j = 1; j < kVecCols; ++j) {
-    l = std::min(l, l8[j]);
-    h = std::max(h, h8[j]);
-  }
-  if (!ref::fold_finite_min_max(x + i, n - i, &l, &h)) return finite_min_max_skipping(x, n, min_out, max_out);
-  *min_out = l;
-  *max_out = h;
-  return true;
-}
-
-void quantize_u8_avx2(const float* x, int64_t n, float scale, int32_t zero_point, int32_t qmin,
-                      int32_t qmax, uint8_t* q) {
-  const Quantizer8 quantize(scale, zero_point, qmin, qmax);
-  int64_t i = 0;
-  if (quantize.divider_free()) {
-    // 32 at a time: two 32-bit packs, one 16-bit pack and a lane permute put
-    // the 32 bytes in order for one store (dynamic Linears quantize every
-    // activation row with this; the row is in L1 from its min/max pass).
-    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    for (; i + 4 * kVecCols <= n; i += 4 * kVecCols) {
-      const __m256i q0 = quantize.nearest(_mm256_loadu_ps(x + i)), q1 = quantize.nearest(_mm256_loadu_ps(x + i + 8));
-      const __m256i q2 = quantize.nearest(_mm256_loadu_ps(x + i + 16)), q3 = quantize.nearest(_mm256_loadu_ps(x + i + 24));
-      const __m256i bytes = _mm256_packus_epi16(_mm256_packus_epi32(q0, q1), _mm256_packus_epi32(q2, q3));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i), _mm256_permutevar8x32_epi32(bytes, order));
-    }
-  }
-  for (; i + kVecCols <= n; i += kVecCols) store_u8x8(q + i, quantize(_mm256_loadu_ps(x + i)), kVecCols);
-  quantize_u8_ref(x + i, n - i, scale, zero_point, qmin, qmax, q + i);
-}
-
-void add_requant_u8_avx2(const uint8_t* a, float sa, int32_t za, const uint8_t* b, float sb,
-                         int32_t zb, int64_t n, float so, int32_t zo, bool relu, uint8_t* out) {
-  const __m256 vsa = _mm256_set1_ps(sa), vsb = _mm256_set1_ps(sb);
-  const __m256i vza = _mm256_set1_epi32(za), vzb = _mm256_set1_epi32(zb);
-  const Quantizer8 quantize(so, zo, 0, 255, relu ? 0.0f : -std::numeric_limits<float>::infinity());
-  int64_t i = 0;
-  for (; i + kVecCols <= n; i += kVecCols) {
-    const __m256i ai = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(a + i)));
-    const __m256i bi = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + i)));
-    __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(ai, vza)), vsa),
-                             _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(bi, vzb)), vsb));
-    store_u8x8(out + i, quantize(v), kVecCols);  // the ReLU is the quantizer's clamp
-  }
-  add_requant_u8_ref(a + i, sa, za, b + i, sb, zb, n - i, so, zo, relu, out + i);
-}
-
-uint8_t max_u8_avx2(const uint8_t* x, int64_t n) {
-  __m256i m0 = _mm256_setzero_si256(), m1 = _mm256_setzero_si256();
-  int64_t i = 0;
-  for (; i + 64 <= n; i += 64) {
-    m0 = _mm256_max_epu8(m0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)));
-    m1 = _mm256_max_epu8(m1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i + 32)));
-  }
-  __m128i m = _mm_max_epu8(_mm256_castsi256_si128(m0), _mm256_extracti128_si256(m0, 1));
-  m = _mm_max_epu8(m, _mm_max_epu8(_mm256_castsi256_si128(m1), _mm256_extracti128_si256(m1, 1)));
-  // Fold the 16 lanes into lane 0.
-  m = _mm_max_epu8(m, _mm_srli_si128(m, 8));
-  m = _mm_max_epu8(m, _mm_srli_si128(m, 4));
-  m = _mm_max_epu8(m, _mm_srli_si128(m, 2));
-  m = _mm_max_epu8(m, _mm_srli_si128(m, 1));
-  return std::max(static_cast<uint8_t>(_mm_cvtsi128_si32(m)), max_u8_ref(x + i, n - i));
 }
 
 }  // namespace qext::kernels::detail

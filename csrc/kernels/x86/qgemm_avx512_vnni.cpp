@@ -9,8 +9,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cmath>
-#include <limits>
 
 #include "kernels/x86/avx512_epilogue.h"
 #include "kernels/x86/row_chunks.h"
@@ -130,95 +128,6 @@ void qgemm_avx512_vnni(const GemmArgs& args, const PackedWeights& w, const Epilo
         tile_for(rows, nb)(args, w, ep, quantize, m0, b, n0, ncols);
       }
     }
-  }
-}
-
-namespace {
-
-// The careful pass: skips NaN/inf lane by lane (one masked chain, slow).
-bool finite_min_max_skipping(const float* x, int64_t n, float* min_out, float* max_out) {
-  const float inf = std::numeric_limits<float>::infinity();
-  __m512 lo = _mm512_set1_ps(inf), hi = _mm512_set1_ps(-inf);
-  __mmask16 bad = 0;
-  for (int64_t i = 0; i < n; i += kVecCols) {
-    const __mmask16 mask = lanes_mask(n - i);
-    const __m512 v = _mm512_maskz_loadu_ps(mask, x + i);
-    // v - v is 0 for finite values and NaN for NaN and +-inf.
-    const __mmask16 finite =
-        _mm512_mask_cmp_ps_mask(mask, _mm512_sub_ps(v, v), _mm512_setzero_ps(), _CMP_EQ_OQ);
-    bad |= static_cast<__mmask16>(mask & ~finite);
-    lo = _mm512_mask_min_ps(lo, finite, lo, v);
-    hi = _mm512_mask_max_ps(hi, finite, hi, v);
-  }
-  float l = _mm512_reduce_min_ps(lo), h = _mm512_reduce_max_ps(hi);
-  if (l > h) l = h = 0.0f;
-  *min_out = l;
-  *max_out = h;
-  return bad == 0;
-}
-
-}  // namespace
-
-// Rows are finite nearly always: four independent min/max chains and an OR of
-// v - v (0 when finite, NaN bits otherwise) run at load speed; a row with any
-// NaN/inf is redone by the careful pass.
-bool finite_min_max_avx512_vnni(const float* x, int64_t n, float* min_out, float* max_out) {
-  constexpr int64_t kStep = 4 * kVecCols;
-  if (n < kStep) return finite_min_max_skipping(x, n, min_out, max_out);
-  __m512 lo[4], hi[4];
-  __m512i bad = _mm512_setzero_si512();
-  for (int j = 0; j < 4; ++j) lo[j] = hi[j] = _mm512_loadu_ps(x + j * kVecCols);
-  int64_t i = 0;
-  for (; i + kStep <= n; i += kStep) {
-    for (int j = 0; j < 4; ++j) {
-      const __m512 v = _mm512_loadu_ps(x + i + j * kVecCols);
-      bad = _mm512_or_si512(bad, _mm512_castps_si512(_mm512_sub_ps(v, v)));
-      lo[j] = _mm512_min_ps(lo[j], v);
-      hi[j] = _mm512_max_ps(hi[j], v);
-    }
-  }
-  for (; i < n; i += kVecCols) {
-    const __mmask16 mask = lanes_mask(n - i);
-    const __m512 v = _mm512_maskz_loadu_ps(mask, x + i);
-    bad = _mm512_or_si512(bad, _mm512_castps_si512(_mm512_sub_ps(v, v)));  // masked lanes are 0
-    lo[0] = _mm512_mask_min_ps(lo[0], mask, lo[0], v);
-    hi[0] = _mm512_mask_max_ps(hi[0], mask, hi[0], v);
-  }
-  if (_mm512_test_epi32_mask(bad, bad) != 0) return finite_min_max_skipping(x, n, min_out, max_out);
-  *min_out = _mm512_reduce_min_ps(_mm512_min_ps(_mm512_min_ps(lo[0], lo[1]), _mm512_min_ps(lo[2], lo[3])));
-  *max_out = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(hi[0], hi[1]), _mm512_max_ps(hi[2], hi[3])));
-  return true;
-}
-
-void quantize_u8_avx512_vnni(const float* x, int64_t n, float scale, int32_t zero_point,
-                             int32_t qmin, int32_t qmax, uint8_t* q) {
-  const Quantizer16 quantize(scale, zero_point, qmin, qmax);
-  for (int64_t i = 0; i < n; i += kVecCols) {
-    const __mmask16 mask = lanes_mask(n - i);
-    store_u8x16(q + i, mask, quantize(_mm512_maskz_loadu_ps(mask, x + i)));
-  }
-}
-
-void add_requant_u8_avx512_vnni(const uint8_t* a, float sa, int32_t za, const uint8_t* b, float sb,
-                                int32_t zb, int64_t n, float so, int32_t zo, bool relu, uint8_t* out) {
-  const __m512 vsa = _mm512_set1_ps(sa), vsb = _mm512_set1_ps(sb);
-  const __m512i vza = _mm512_set1_epi32(za), vzb = _mm512_set1_epi32(zb);
-  // ReLU is the quantizer's lower clamp (NaN -> 0, as the reference's v > lo ? v : lo).
-  const Quantizer16 quantize(so, zo, 0, 255, relu ? 0.0f : -std::numeric_limits<float>::infinity());
-  const auto requant16 = [&](__m128i a16, __m128i b16) {
-    const __m512i ai = _mm512_cvtepu8_epi32(a16), bi = _mm512_cvtepu8_epi32(b16);
-    return quantize(_mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ai, vza)), vsa),
-                                  _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(bi, vzb)), vsb)));
-  };
-  const auto load16 = [](const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); };
-  int64_t i = 0;
-  for (; i + 64 <= n; i += 64) {
-    store_u8x64(out + i, requant16(load16(a + i), load16(b + i)), requant16(load16(a + i + 16), load16(b + i + 16)),
-                requant16(load16(a + i + 32), load16(b + i + 32)), requant16(load16(a + i + 48), load16(b + i + 48)));
-  }
-  for (; i < n; i += kVecCols) {
-    const __mmask16 mask = lanes_mask(n - i);
-    store_u8x16(out + i, mask, requant16(_mm_maskz_loadu_epi8(mask, a + i), _mm_maskz_loadu_epi8(mask, b + i)));
   }
 }
 

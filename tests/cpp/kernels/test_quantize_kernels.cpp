@@ -160,6 +160,46 @@ TEST(ElementwiseKernels, MaxU8FindsTheLargestByteAnywhere) {
   }
 }
 
+// The requantizing product on every path against ref::mul_requant_one, byte
+// for byte: second factors repeating every f_len values (1: one for all;
+// around the 8- and 16-lane steps and their 4-vector unrolls), zero points
+// 0 / 128 / 255, exact ties (sa = 0.5, f = +-1, so = 1), zeros of both signs,
+// products past the output's range and NaN-free extremes; nothing written
+// past n.
+TEST(ElementwiseKernels, MulRequantOnEveryPathFollowsTheScalarRule) {
+  std::mt19937 rng(21);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  struct Scales {
+    float sa, so;
+  };
+  for (int64_t f_len : {1, 3, 7, 8, 15, 16, 17, 33, 64, 65, 72, 100}) {
+    for (int64_t rows : {1, 3}) {
+      const int64_t n = f_len == 1 ? 131 * rows : f_len * rows;
+      std::vector<uint8_t> a(n);
+      for (int64_t i = 0; i < n; ++i) a[i] = static_cast<uint8_t>(i < 256 ? (i * 37) % 256 : rng());
+      std::vector<float> f(f_len);
+      for (int64_t i = 0; i < f_len; ++i) f[i] = g(rng);
+      const float extremes[] = {1.0f, -1.0f, 0.0f, -0.0f, 1e30f, -1e30f, 1e-30f};
+      for (int64_t i = 0; i < f_len && i < 7; ++i) f[(i * 5) % f_len] = extremes[i];
+      for (int32_t za : {0, 128, 255}) {
+        for (int32_t zo : {0, 128, 255}) {
+          for (Scales sc : {Scales{0.5f, 1.0f}, Scales{0.02f, 0.031f}, Scales{3.0f, 4.7f}, Scales{0.0123f, 0.0077f}}) {
+            for (Isa isa : supported_isas()) {
+              std::vector<uint8_t> got(n + 1, 0xAB);
+              mul_requant_u8(a.data(), sc.sa, za, f.data(), f_len, n, sc.so, zo, got.data(), isa);
+              for (int64_t i = 0; i < n; ++i) {
+                ASSERT_EQ(got[i], ref::mul_requant_one(a[i], sc.sa, za, f[i % f_len], sc.so, zo))
+                    << isa_name(isa) << " f_len=" << f_len << " n=" << n << " i=" << i << " za=" << za << " zo=" << zo;
+              }
+              ASSERT_EQ(got[n], 0xAB) << isa_name(isa) << " wrote past the end, f_len=" << f_len;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(Qparams, ClassicWorkedExample) {
   // [-6, 6] onto [0, 255]: scale 12/255 ~ 0.047, zero point 128.
   const auto p = choose_qparams(-6.0f, 6.0f, 0, 255, false);
