@@ -57,10 +57,12 @@ QEXT_DECLARE_PATH(avx512_vnni)
 uint8_t max_u8_ref(const uint8_t*, int64_t);
 uint8_t max_u8_avx2(const uint8_t*, int64_t);
 
-// The lookup-table kernels. One table: portable on the reference and AVX2
-// paths (AVX2 has no byte permute wider than 16 entries), vpermi2b or vpshufb
-// on AVX-512. A table per channel: dword gathers on AVX2 and AVX-512.
+// The lookup-table kernels. One table: portable on the reference path,
+// sixteen vpshufb and a tree of blends on AVX2 (no byte permute wider than
+// 16 entries), vpermi2b or vpshufb on AVX-512. A table per channel: dword
+// gathers on AVX2 and AVX-512.
 void lut_u8_ref(const uint8_t*, int64_t, const uint8_t*, uint8_t*);
+void lut_u8_avx2(const uint8_t*, int64_t, const uint8_t*, uint8_t*);
 void lut_u8_avx512_vnni(const uint8_t*, int64_t, const uint8_t*, uint8_t*);
 void lut_u8_per_channel_ref(const uint8_t*, int64_t, int64_t, const uint8_t*, uint8_t*);
 void lut_u8_per_channel_avx2(const uint8_t*, int64_t, int64_t, const uint8_t*, uint8_t*);

@@ -21,7 +21,7 @@ constexpr KernelTable kAvx2{
     Isa::Avx2, detail::qgemm_avx2, detail::depthwise_u8_avx2, detail::grouped_u8_avx2, detail::lowbit_gemm_avx2,
     detail::finite_min_max_avx2,
     detail::quantize_u8_avx2, detail::add_requant_u8_avx2, detail::mul_requant_u8_avx2,
-    detail::max_u8_avx2, detail::lut_u8_ref,
+    detail::max_u8_avx2, detail::lut_u8_avx2,
     detail::lut_u8_per_channel_avx2, detail::attention_f32_avx2,
     "4x24 tiles, vpmaddwd (exact) on int8 weights widened in registers (<= 8 rows) or per 512-k L1 panel; "
     "weights within +-64 (7-bit), or packed for 7-bit activations: vpmaddubsw (exact there) + vpmaddwd, "
@@ -32,7 +32,8 @@ constexpr KernelTable kAvx2{
     "8 output lanes x 4 pixels, vpermd to each lane's group; weights within +-64: bytes, vpmaddubsw + vpmaddwd "
     "(groups of 4k, <= 32-channel windows), otherwise int16 pairs, vpmaddwd (groups of 2-16)",
     "16 columns x 4 rows, levels unpacked by vpsrlvd, vpmaddubsw (exact for |level| <= 8) + vpmaddwd",
-    "8 lanes, divider-free Quantizer8", "add, product: 8 lanes, 32 bytes per store; max_u8: vpmaxub, 64 bytes per step", "scalar lookups (no 256-entry byte permute in AVX2); per channel: 8-lane vpgatherdd",
+    "8 lanes, divider-free Quantizer8", "add, product: 8 lanes, 32 bytes per store; max_u8: vpmaxub, 64 bytes per step", "32 bytes per step: 16 vpshufb (a 16-entry table row each) and a tree of 15 vpblendvb on the high nibble; "
+    "per channel: 8-lane vpgatherdd",
     "float, 8 lanes, vfmadd: 6 query rows x 16 keys, then 6 rows x 16 value columns"};
 
 constexpr KernelTable kAvx512Vnni{

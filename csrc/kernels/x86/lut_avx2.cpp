@@ -1,4 +1,8 @@
-// Tables per channel on AVX2: 8 channels per step, each byte's index
+// Byte tables on AVX2. One table: AVX2 has no byte permute over more than 16
+// entries, so each 32 bytes are looked up by their low nibble in all sixteen
+// 16-entry rows of the table (vpshufb), and the high nibble's four bits pick
+// among them in a tree of byte blends (8 + 4 + 2 + 1 vpblendvb, each on bit 7
+// after a shift). Tables per channel: 8 channels per step, each byte's index
 // c * 256 + q, the aligned dword holding it gathered and shifted down (never
 // reads past the tables). Exact: the scalar loop's bytes.
 #include <immintrin.h>
@@ -8,6 +12,32 @@
 #include "kernels/isa_paths.h"
 
 namespace qext::kernels::detail {
+
+void lut_u8_avx2(const uint8_t* in, int64_t n, const uint8_t* table, uint8_t* out) {
+  const __m256i nibble = _mm256_set1_epi8(0x0f);
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i));
+    const __m256i low = _mm256_and_si256(x, nibble);
+    // Table row r (entries 16r..16r+15) in both 128-bit lanes, looked up by
+    // the low nibble.
+    const auto row = [&](int r) {
+      return _mm256_shuffle_epi8(
+          _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(table + 16 * r))), low);
+    };
+    // Bit b of the high nibble (bit 4 + b of x) moved to bit 7, where vpblendvb looks.
+    const __m256i bit0 = _mm256_slli_epi16(x, 3), bit1 = _mm256_slli_epi16(x, 2), bit2 = _mm256_slli_epi16(x, 1);
+    __m256i by2[4];
+    for (int r4 = 0; r4 < 4; ++r4) {
+      const __m256i a = _mm256_blendv_epi8(row(4 * r4), row(4 * r4 + 1), bit0);
+      const __m256i b = _mm256_blendv_epi8(row(4 * r4 + 2), row(4 * r4 + 3), bit0);
+      by2[r4] = _mm256_blendv_epi8(a, b, bit1);
+    }
+    const __m256i lo = _mm256_blendv_epi8(by2[0], by2[1], bit2), hi = _mm256_blendv_epi8(by2[2], by2[3], bit2);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_blendv_epi8(lo, hi, x));
+  }
+  lut_u8_ref(in + i, n - i, table, out + i);
+}
 
 void lut_u8_per_channel_avx2(const uint8_t* in, int64_t pixels, int64_t channels, const uint8_t* tables,
                              uint8_t* out) {

@@ -238,7 +238,7 @@ TEST(LutKernels, EveryPathLooksUpLikeTheScalarLoop) {
   std::mt19937 rng(5);
   std::vector<uint8_t> table(256);
   for (auto& t : table) t = static_cast<uint8_t>(rng());
-  for (int64_t n : {0, 1, 15, 16, 63, 64, 65, 127, 128, 200, 1000}) {
+  for (int64_t n : {0, 1, 15, 16, 31, 32, 33, 63, 64, 65, 127, 128, 200, 255, 256, 257, 1000}) {
     std::vector<uint8_t> in(n);
     for (int64_t i = 0; i < n; ++i) in[i] = static_cast<uint8_t>(i < 256 ? i : rng());  // every byte value
     std::vector<uint8_t> want(n);
