@@ -91,7 +91,10 @@ torch::jit::Module prepare_static(const torch::jit::Module& model, const StaticC
       if (l.weight && l.unsupported.empty()) weights.insert(l.weight->qualified());
     }
     passes::disable_native_fast_paths(out, *graph, weights);
-    if (config.fold_batch_norm) passes::fold_batch_norms(out, *graph);
+    if (config.fold_batch_norm) {
+      passes::fold_batch_norms(out, *graph);
+      passes::fold_channel_scales(out, *graph);
+    }
     if (config.equalize) equalized += passes::equalize_layers(out, *graph, config.exclude);
     passes::insert_observers(out, *graph, config);
     if (config.bias_correction) passes::insert_channel_sums(out, *graph, config.exclude);

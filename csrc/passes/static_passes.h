@@ -17,6 +17,12 @@ namespace qext::passes {
 // clone are replaced); returns how many were folded.
 int fold_batch_norms(torch::jit::Module& root, torch::jit::Graph& graph);
 
+// Folds a constant per-output-channel scale multiplying a conv/linear's
+// output (a layer scale: `gamma * linear(x)` with gamma [C]; ConvNeXt's
+// `layer_scale * linear(x).permute(0, 3, 1, 2)` with layer_scale [C, 1, 1])
+// into its weights and bias; returns how many were folded.
+int fold_channel_scales(torch::jit::Module& root, torch::jit::Graph& graph);
+
 // Cross-layer equalization (quant/equalization.h) of every pair of
 // conv/linear layers where the first's output, through a ReLU or nothing, is
 // read only by the second (which may be depthwise or grouped), neither

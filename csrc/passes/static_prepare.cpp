@@ -71,6 +71,73 @@ int fold_batch_norms(torch::jit::Module& root, torch::jit::Graph& graph) {
   return folded;
 }
 
+namespace {
+
+// True when `scale` multiplies channel dimension `channel_dim` (-1: last, as a
+// linear's output; -3: an NCHW image's) of a value with c channels, and
+// broadcasts along nothing else without adding dimensions: [C] for the last
+// dimension; [C, 1, 1] or [1, C, 1, 1] for NCHW.
+bool is_channel_scale(const at::Tensor& scale, int64_t c, int64_t channel_dim) {
+  if (scale.scalar_type() != at::kFloat || scale.numel() != c) return false;
+  if (channel_dim == -1) return scale.dim() == 1;
+  return (scale.dim() == 3 || (scale.dim() == 4 && scale.size(0) == 1)) && scale.size(-3) == c &&
+         scale.size(-2) == 1 && scale.size(-1) == 1;
+}
+
+bool is_nhwc_to_nchw(torch::jit::Node* permute) {
+  const auto dims = torch::jit::toIValue(permute->input(1));
+  return dims && dims->isIntList() && dims->toIntVector() == std::vector<int64_t>{0, 3, 1, 2};
+}
+
+}  // namespace
+
+int fold_channel_scales(torch::jit::Module& root, torch::jit::Graph& graph) {
+  struct Fold {
+    StaticLayer layer;
+    Node* mul;
+    Value* scaled;  // what the mul multiplies: the layer's output, or its NCHW permute
+    at::Tensor scale;
+  };
+  std::vector<Fold> folds;
+  for (StaticLayer& l : find_static_layers(root, graph)) {
+    if ((l.kind != "linear" && l.kind != "conv2d") || !l.weight || !l.unsupported.empty() || l.activation) continue;
+    Value* scaled = l.node->output();
+    Node* user = single_data_user(scaled);
+    int64_t channel_dim = l.kind == "linear" ? -1 : -3;
+    if (user && l.kind == "linear" && user->kind() == torch::jit::aten::permute && is_nhwc_to_nchw(user)) {
+      scaled = user->output();  // ConvNeXt: linear on NHWC, permuted back to NCHW, then scaled
+      user = single_data_user(scaled);
+      channel_dim = -3;
+    }
+    if (!user || user->kind() != torch::jit::aten::mul || user->inputs().size() != 2) continue;
+    Value* other = user->input(0) == scaled ? user->input(1) : user->input(0);
+    if (other == scaled) continue;
+    const auto scale = optional_tensor(root, other);
+    const at::Tensor w = l.weight->owner.attr(l.weight->attr).toTensor();
+    if (!scale || !is_channel_scale(*scale, w.size(0), channel_dim)) continue;
+    if (weight_reads(root, graph, *l.weight) != 1) continue;  // a shared weight cannot absorb one scale
+    folds.push_back({l, user, scaled, *scale});
+  }
+  at::NoGradGuard no_grad;
+  for (Fold& f : folds) {
+    StaticLayer& l = f.layer;
+    const at::Tensor w = l.weight->owner.attr(l.weight->attr).toTensor();
+    const at::Tensor s = f.scale.reshape({w.size(0)});
+    std::vector<int64_t> per_row(static_cast<size_t>(w.dim()), 1);
+    per_row[0] = w.size(0);
+    l.weight->owner.setattr(l.weight->attr, (w * s.view(per_row)).contiguous());  // this instance's slot only
+    if (const auto bias = optional_tensor(root, l.bias())) {
+      const std::string bias_attr = unique_attribute_name(root, "_qext_scaled_bias_" + l.name);
+      root.register_attribute(bias_attr, c10::TensorType::get(), (*bias * s).contiguous());
+      torch::jit::WithInsertPoint guard(l.node);
+      l.node->replaceInput(2, graph.insertGetAttr(graph.inputs()[0], bias_attr));
+    }
+    f.mul->output()->replaceAllUsesWith(f.scaled);
+    f.mul->destroy();
+  }
+  return static_cast<int>(folds.size());
+}
+
 void insert_observers(torch::jit::Module& root, torch::jit::Graph& graph, const StaticConfig& cfg) {
   std::map<Value*, bool> observed;
   const auto class_type = c10::getCustomClassType<c10::intrusive_ptr<ops::ObserverClass>>();

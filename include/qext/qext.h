@@ -136,7 +136,7 @@ struct StaticConfig {
   Observer observer = Observer::MinMax;
   HistogramMethod histogram_method = HistogramMethod::Percentile;  // with Observer::Histogram
   double percentile = 99.99;
-  bool fold_batch_norm = true;           // conv/linear + eval BatchNorm folded at prepare
+  bool fold_batch_norm = true;           // conv/linear + eval BatchNorm, and constant per-channel scales, folded at prepare
   // Weight precision, 2..8 bits: symmetric per-channel values in
   // [-(2^(b-1) - 1), 2^(b-1) - 1], stored and computed as int8. At 7 bits or
   // fewer, AVX2 CPUs without VNNI multiply with an exact vpmaddubsw GEMM

@@ -29,7 +29,9 @@ class StaticConfig:
         histogram_method: ``"percentile"``, ``"entropy"`` or ``"mse"`` (or the
             :class:`qext.HistogramMethod` member).
         percentile: share of values kept by the percentile method, in %.
-        fold_batch_norm: fold eval-mode BatchNorm into the conv/linear before it.
+        fold_batch_norm: fold eval-mode BatchNorm into the conv/linear before it,
+            and a constant per-channel scale of its output (a layer scale:
+            ``gamma * linear(x)``, ConvNeXt's ``layer_scale * linear(x).permute(0, 3, 1, 2)``).
         weight_bits: weight precision, 2..8 (default 8): symmetric per-channel
             values in ``[-(2**(b-1) - 1), 2**(b-1) - 1]``, stored and run as int8.
             Fewer bits lose accuracy; :mod:`qext.qat` can train it back. At 7
