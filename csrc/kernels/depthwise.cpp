@@ -26,20 +26,23 @@ DepthwiseWeights depthwise_pack_weights(const int8_t* w, int64_t channels, int64
   const int64_t stride = p.word_stride(), per_word = p.taps_per_word();
   p.words.assign(static_cast<size_t>(p.tap_words() * stride), 0);
   p.sums.assign(static_cast<size_t>(channels), 0);
+  // The word of lane `lane` (a channel, or a channel's copy) within a tap word.
+  auto slot_of = [&](int64_t lane) {
+    if (!p.block) return lane;
+    const int64_t in_block = lane % p.block;
+    return lane - in_block + (in_block % 16 / 4) * (p.block / 4) + in_block / 16 * 4 + in_block % 4;
+  };
   for (int64_t c = 0; c < channels; ++c) {
-    int64_t slot = c;  // the channel's word within a tap word
-    if (p.block) {
-      const int64_t in_block = c % p.block;
-      slot = c - in_block + (in_block % 16 / 4) * (p.block / 4) + in_block / 16 * 4 + in_block % 4;
-    }
     for (int64_t t = 0; t < taps; ++t) {
       const int8_t v = w[c * taps + t];
       p.sums[c] += v;
       // Little-endian: tap t % per_word in the (t % per_word)-th int16 or byte.
       const int64_t bits = 32 / per_word, shift = t % per_word * bits;
       const auto field = static_cast<uint32_t>(v) & ((uint32_t{1} << bits) - 1);
-      auto& word = p.words[(t / per_word) * stride + slot];
-      word = static_cast<int32_t>(static_cast<uint32_t>(word) | field << shift);
+      for (int64_t copy = 0; copy < p.pixels_per_block(); ++copy) {
+        auto& word = p.words[(t / per_word) * stride + slot_of(c + copy * channels)];
+        word = static_cast<int32_t>(static_cast<uint32_t>(word) | field << shift);
+      }
     }
   }
   return p;

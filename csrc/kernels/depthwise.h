@@ -40,7 +40,9 @@ enum class DepthwiseLayout {
   // byte unpacks (vpunpck{l,h}bw, then {l,h}wd, within 128-bit lanes) of 4
   // taps' pixel bytes leave the channels, so no further shuffle is needed.
   // AVX2 (block 32) with weights within +-64, where vpmaddubsw's pair sums
-  // are exact; AVX-512 VNNI (block 64) with any, vpdpbusd being exact.
+  // are exact; AVX-512 VNNI (block 64) with any, vpdpbusd being exact. With
+  // 16 or 32 channels the block repeats them (pixels_per_block copies), so
+  // one block's multiply covers that many pixels.
   TapQuads,
 };
 
@@ -52,6 +54,12 @@ struct DepthwiseWeights {
   std::vector<int32_t> sums;    // [channels]: each channel's weight sum, for the zero point
 
   DepthwiseLayout layout() const { return block ? DepthwiseLayout::TapQuads : DepthwiseLayout::TapPairs; }
+  // TapQuads with 16 or 32 channels: the block holds this many copies of the
+  // channels' weights, so one block computes as many neighbouring pixels
+  // (stride 1); 1 otherwise.
+  int64_t pixels_per_block() const {
+    return block && channels % 16 == 0 && block % channels == 0 ? block / channels : 1;
+  }
   int64_t taps_per_word() const { return layout() == DepthwiseLayout::TapPairs ? 2 : 4; }
   int64_t tap_words() const { return (taps + taps_per_word() - 1) / taps_per_word(); }
   // int32 words per tap word: padded channels, or whole blocks.

@@ -60,6 +60,8 @@ TEST(DepthwiseKernel, EveryPathMatchesTheDefinition) {
       {1, 33, 10, 10, 2, 1, 1, 128, true, false}, {1, 48, 9, 9, 3, 1, 1, 0, true, false},
       // 5 to 32 channels (one partial vector block) at strides 1 and 2,
       // even and odd row widths, dilation, an 8 x 8 kernel (16 tap quads).
+      // 16 and 32 channels at stride 1 take 2 or 4 pixels per vector block
+      // (TapQuads' pixels_per_block); odd widths leave single-pixel tails.
       {2, 32, 9, 8, 3, 1, 1, 128, false, false},  {1, 32, 12, 11, 3, 2, 1, 7, false, false},
       {1, 24, 9, 10, 3, 1, 1, 255, false, false}, {1, 16, 7, 10, 3, 1, 1, 64, false, false},
       {1, 8, 7, 8, 3, 2, 1, 0, false, false},     {1, 5, 9, 12, 3, 1, 2, 31, false, false},
