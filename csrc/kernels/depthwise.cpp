@@ -8,7 +8,8 @@ namespace qext::kernels {
 
 namespace {
 
-// TapQuads' block for `isa` when its kernel takes these weights; 0 otherwise.
+// The quad layouts' block for `isa`: 64 (ColumnQuads) on AVX-512, 32
+// (TapQuads) on AVX2 when its kernel takes these weights; 0 (TapPairs) otherwise.
 int64_t quad_block(const int8_t* w, int64_t count, Isa isa) {
   if (isa == Isa::Avx512Vnni || isa == Isa::Amx) return 64;
   if (isa != Isa::Avx2) return 0;
@@ -19,10 +20,11 @@ int64_t quad_block(const int8_t* w, int64_t count, Isa isa) {
 
 }  // namespace
 
-DepthwiseWeights depthwise_pack_weights(const int8_t* w, int64_t channels, int64_t taps, Isa isa) {
+DepthwiseWeights depthwise_pack_weights(const int8_t* w, int64_t channels, int64_t kh, int64_t kw, Isa isa) {
   DepthwiseWeights p;
-  p.channels = channels, p.taps = taps;
-  p.block = quad_block(w, channels * taps, isa);
+  p.channels = channels, p.kh = kh, p.kw = kw, p.taps = kh * kw;
+  p.block = quad_block(w, channels * p.taps, isa);
+  p.columns = p.block == 64;
   const int64_t stride = p.word_stride(), per_word = p.taps_per_word();
   p.words.assign(static_cast<size_t>(p.tap_words() * stride), 0);
   p.sums.assign(static_cast<size_t>(channels), 0);
@@ -33,15 +35,18 @@ DepthwiseWeights depthwise_pack_weights(const int8_t* w, int64_t channels, int64
     return lane - in_block + (in_block % 16 / 4) * (p.block / 4) + in_block / 16 * 4 + in_block % 4;
   };
   for (int64_t c = 0; c < channels; ++c) {
-    for (int64_t t = 0; t < taps; ++t) {
-      const int8_t v = w[c * taps + t];
+    for (int64_t t = 0; t < p.taps; ++t) {
+      const int8_t v = w[c * p.taps + t];
       p.sums[c] += v;
-      // Little-endian: tap t % per_word in the (t % per_word)-th int16 or byte.
-      const int64_t bits = 32 / per_word, shift = t % per_word * bits;
+      // Which tap word, and which field of it (little-endian int16 or byte).
+      const int64_t row = t / kw, col = t % kw;
+      const int64_t word = p.columns ? col * p.row_quads() + row / 4 : t / per_word;
+      const int64_t field_index = p.columns ? row % 4 : t % per_word;
+      const int64_t bits = 32 / per_word, shift = field_index * bits;
       const auto field = static_cast<uint32_t>(v) & ((uint32_t{1} << bits) - 1);
       for (int64_t copy = 0; copy < p.pixels_per_block(); ++copy) {
-        auto& word = p.words[(t / per_word) * stride + slot_of(c + copy * channels)];
-        word = static_cast<int32_t>(static_cast<uint32_t>(word) | field << shift);
+        auto& slot = p.words[word * stride + slot_of(c + copy * channels)];
+        slot = static_cast<int32_t>(static_cast<uint32_t>(slot) | field << shift);
       }
     }
   }

@@ -40,28 +40,38 @@ enum class DepthwiseLayout {
   // byte unpacks (vpunpck{l,h}bw, then {l,h}wd, within 128-bit lanes) of 4
   // taps' pixel bytes leave the channels, so no further shuffle is needed.
   // AVX2 (block 32) with weights within +-64, where vpmaddubsw's pair sums
-  // are exact; AVX-512 VNNI (block 64) with any, vpdpbusd being exact. With
-  // 16 or 32 channels the block repeats them (pixels_per_block copies), so
-  // one block's multiply covers that many pixels.
+  // are exact.
   TapQuads,
+  // As TapQuads, but a word holds four rows of one kernel column (row i of
+  // column j in byte i % 4 of word j * row_quads + i / 4; zero past the last
+  // row), so the interleaved bytes of one image column serve every output
+  // pixel whose window covers it. AVX-512 VNNI (block 64, any int8 weights:
+  // vpdpbusd is exact).
+  ColumnQuads,
 };
 
 // The weights of one depthwise conv packed for one path.
 struct DepthwiseWeights {
-  int64_t channels = 0, taps = 0;
-  int64_t block = 0;            // TapQuads: channels per block (32 or 64); 0: TapPairs
+  int64_t channels = 0, kh = 0, kw = 0, taps = 0;  // taps = kh * kw
+  int64_t block = 0;            // TapQuads / ColumnQuads: channels per block (32 or 64); 0: TapPairs
+  bool columns = false;         // ColumnQuads
   std::vector<int32_t> words;   // as layout() says; zero past `channels` and `taps`
   std::vector<int32_t> sums;    // [channels]: each channel's weight sum, for the zero point
 
-  DepthwiseLayout layout() const { return block ? DepthwiseLayout::TapQuads : DepthwiseLayout::TapPairs; }
-  // TapQuads with 16 or 32 channels: the block holds this many copies of the
+  DepthwiseLayout layout() const {
+    return columns ? DepthwiseLayout::ColumnQuads : block ? DepthwiseLayout::TapQuads : DepthwiseLayout::TapPairs;
+  }
+  // With 16 or 32 channels a quad block holds this many copies of the
   // channels' weights, so one block computes as many neighbouring pixels
-  // (stride 1); 1 otherwise.
+  // (stride 1: their bytes follow each other); 1 otherwise.
   int64_t pixels_per_block() const {
     return block && channels % 16 == 0 && block % channels == 0 ? block / channels : 1;
   }
   int64_t taps_per_word() const { return layout() == DepthwiseLayout::TapPairs ? 2 : 4; }
-  int64_t tap_words() const { return (taps + taps_per_word() - 1) / taps_per_word(); }
+  int64_t row_quads() const { return (kh + 3) / 4; }
+  int64_t tap_words() const {
+    return columns ? kw * row_quads() : (taps + taps_per_word() - 1) / taps_per_word();
+  }
   // int32 words per tap word: padded channels, or whole blocks.
   int64_t word_stride() const {
     return layout() == DepthwiseLayout::TapPairs ? depthwise_padded_channels(channels)
@@ -73,8 +83,8 @@ struct DepthwiseArgs : WindowConvArgs {
   const DepthwiseWeights* weights = nullptr;  // packed for the path the call uses
 };
 
-// Packs w [channels][taps] (int8) in the layout `isa` reads fastest.
-DepthwiseWeights depthwise_pack_weights(const int8_t* w, int64_t channels, int64_t taps, Isa isa);
+// Packs w [channels][kh][kw] (int8) in the layout `isa` reads fastest.
+DepthwiseWeights depthwise_pack_weights(const int8_t* w, int64_t channels, int64_t kh, int64_t kw, Isa isa);
 
 // Output rows [row_begin, row_end) of the n * oh rows, with the given path.
 void depthwise_conv_u8(const DepthwiseArgs& args, int64_t row_begin, int64_t row_end, Isa isa);

@@ -1,5 +1,5 @@
 // The depthwise kernel of kernels/depthwise.h: the walk over output pixels
-// (the epilogue is window_conv_impl.h's), shared by the ISA paths (ref, AVX2, AVX-512), each of which
+// (the epilogue is window_conv_impl.h's), shared by the ref and AVX2 paths (AVX-512 has its own walk), each of which
 // supplies its multiply-accumulate and its quantizer (bit-identical to
 // ref::quantize_one) and compiles this with its own flags.
 #pragma once

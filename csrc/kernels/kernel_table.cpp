@@ -43,7 +43,7 @@ constexpr KernelTable kAvx512Vnni{
     detail::mul_requant_u8_avx512_vnni,
     detail::max_u8_avx2, detail::lut_u8_avx512_vnni, detail::lut_u8_per_channel_avx512_vnni, detail::attention_f32_avx2,
     "6x64 tiles, vpdpbusd (u8 x s8, no saturation), fused requantizing epilogue",
-    "4 taps per vpdpbusd (byte unpacks), 64 channels in zmm accumulators",
+    "4 kernel rows per vpdpbusd, each image column interleaved once per output row (byte unpacks), 64 channels per block",
     "16 output lanes x 4 pixels, vpermd to each lane's group, vpdpbusd (groups of 4k, <= 64-channel windows)",
     "16 columns x 4 rows, levels unpacked by vpsrlvd, vpdpbusd",
     "16 lanes, divider-free Quantizer16",

@@ -59,7 +59,7 @@ PackedConvWeight::PackedConvWeight(const at::Tensor& weight, const at::Tensor& s
   if (depthwise_) {
     kernel_row_bytes_ = row_bytes;
     const at::Tensor w = weight.contiguous();
-    dw_weights_ = kernels::depthwise_pack_weights(w.data_ptr<int8_t>(), out_channels_, kh_ * kw_, isa_);
+    dw_weights_ = kernels::depthwise_pack_weights(w.data_ptr<int8_t>(), out_channels_, kh_, kw_, isa_);
     plain_weight_ = w.clone();
     return;
   }

@@ -106,10 +106,13 @@ TEST(DepthwiseKernel, EveryPathMatchesTheDefinition) {
     a.n = t.n;
     const std::vector<uint8_t> want = reference(a, w);
     for (Isa isa : supported_isas()) {
-      const DepthwiseWeights packed = depthwise_pack_weights(w.data(), t.c, taps, isa);
-      // AVX-512 takes 4-tap words always (vpdpbusd), AVX2 for narrow weights (vpmaddubsw).
-      const bool quads = isa == Isa::Avx512Vnni || isa == Isa::Amx || (isa == Isa::Avx2 && t.narrow);
-      EXPECT_EQ(packed.layout() == DepthwiseLayout::TapQuads, quads) << isa_name(isa);
+      const DepthwiseWeights packed = depthwise_pack_weights(w.data(), t.c, t.k, t.k, isa);
+      // AVX-512 takes 4-row column words always (vpdpbusd), AVX2 4-tap words
+      // for narrow weights (vpmaddubsw).
+      const DepthwiseLayout layout = isa == Isa::Avx512Vnni || isa == Isa::Amx ? DepthwiseLayout::ColumnQuads
+                                     : isa == Isa::Avx2 && t.narrow           ? DepthwiseLayout::TapQuads
+                                                                              : DepthwiseLayout::TapPairs;
+      EXPECT_EQ(packed.layout(), layout) << isa_name(isa);
       a.weights = &packed;
       std::vector<uint8_t> got(want.size(), 0);
       a.out = got.data();
