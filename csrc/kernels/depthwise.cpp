@@ -8,8 +8,8 @@ namespace qext::kernels {
 
 namespace {
 
-// The quad layouts' block for `isa`: 64 (ColumnQuads) on AVX-512, 32
-// (TapQuads) on AVX2 when its kernel takes these weights; 0 (TapPairs) otherwise.
+// ColumnQuads' block for `isa`: 64 on AVX-512, 32 on AVX2 when its kernel
+// takes these weights; 0 (TapPairs) otherwise.
 int64_t quad_block(const int8_t* w, int64_t count, Isa isa) {
   if (isa == Isa::Avx512Vnni || isa == Isa::Amx) return 64;
   if (isa != Isa::Avx2) return 0;
@@ -24,7 +24,6 @@ DepthwiseWeights depthwise_pack_weights(const int8_t* w, int64_t channels, int64
   DepthwiseWeights p;
   p.channels = channels, p.kh = kh, p.kw = kw, p.taps = kh * kw;
   p.block = quad_block(w, channels * p.taps, isa);
-  p.columns = p.block == 64;
   const int64_t stride = p.word_stride(), per_word = p.taps_per_word();
   p.words.assign(static_cast<size_t>(p.tap_words() * stride), 0);
   p.sums.assign(static_cast<size_t>(channels), 0);
@@ -40,8 +39,8 @@ DepthwiseWeights depthwise_pack_weights(const int8_t* w, int64_t channels, int64
       p.sums[c] += v;
       // Which tap word, and which field of it (little-endian int16 or byte).
       const int64_t row = t / kw, col = t % kw;
-      const int64_t word = p.columns ? col * p.row_quads() + row / 4 : t / per_word;
-      const int64_t field_index = p.columns ? row % 4 : t % per_word;
+      const int64_t word = p.block ? col * p.row_quads() + row / 4 : t / per_word;
+      const int64_t field_index = p.block ? row % 4 : t % per_word;
       const int64_t bits = 32 / per_word, shift = field_index * bits;
       const auto field = static_cast<uint32_t>(v) & ((uint32_t{1} << bits) - 1);
       for (int64_t copy = 0; copy < p.pixels_per_block(); ++copy) {

@@ -34,34 +34,31 @@ enum class DepthwiseLayout {
   // Two taps as little-endian int16 (even tap low): [(taps + 1) / 2][padded
   // channels], natural channel order. Any int8 weights; every path reads it.
   TapPairs,
-  // Four taps as int8 bytes (tap t in byte t % 4): [(taps + 3) / 4][blocks of
-  // `block` channels][block words], where in a block word k * block / 4 +
-  // 4 * l + i holds channel 16 * l + 4 * k + i -- the order in which
-  // byte unpacks (vpunpck{l,h}bw, then {l,h}wd, within 128-bit lanes) of 4
-  // taps' pixel bytes leave the channels, so no further shuffle is needed.
-  // AVX2 (block 32) with weights within +-64, where vpmaddubsw's pair sums
-  // are exact.
-  TapQuads,
-  // As TapQuads, but a word holds four rows of one kernel column (row i of
-  // column j in byte i % 4 of word j * row_quads + i / 4; zero past the last
-  // row), so the interleaved bytes of one image column serve every output
-  // pixel whose window covers it. AVX-512 VNNI (block 64, any int8 weights:
-  // vpdpbusd is exact).
+  // Four kernel rows of one kernel column as int8 bytes (row i of column j
+  // in byte i % 4 of tap word j * row_quads + i / 4; zero past the last
+  // row): [tap words][blocks of `block` channels][block words], where in a
+  // block word k * block / 4 + 4 * l + i holds channel 16 * l + 4 * k + i --
+  // the order in which byte unpacks (vpunpck{l,h}bw, then {l,h}wd, within
+  // 128-bit lanes) of four rows' pixel bytes leave the channels, so no
+  // further shuffle is needed. The interleaved bytes of one image column
+  // serve every output pixel whose window covers it
+  // (depthwise_columns_impl.h). AVX-512 VNNI (block 64) with any int8
+  // weights, vpdpbusd being exact; AVX2 (block 32) with weights within +-64,
+  // where vpmaddubsw's pair sums are exact. With 16 or 32 channels the block
+  // repeats them (pixels_per_block copies), so one block covers that many
+  // pixels.
   ColumnQuads,
 };
 
 // The weights of one depthwise conv packed for one path.
 struct DepthwiseWeights {
   int64_t channels = 0, kh = 0, kw = 0, taps = 0;  // taps = kh * kw
-  int64_t block = 0;            // TapQuads / ColumnQuads: channels per block (32 or 64); 0: TapPairs
-  bool columns = false;         // ColumnQuads
+  int64_t block = 0;            // ColumnQuads: channels per block (32 or 64); 0: TapPairs
   std::vector<int32_t> words;   // as layout() says; zero past `channels` and `taps`
   std::vector<int32_t> sums;    // [channels]: each channel's weight sum, for the zero point
 
-  DepthwiseLayout layout() const {
-    return columns ? DepthwiseLayout::ColumnQuads : block ? DepthwiseLayout::TapQuads : DepthwiseLayout::TapPairs;
-  }
-  // With 16 or 32 channels a quad block holds this many copies of the
+  DepthwiseLayout layout() const { return block ? DepthwiseLayout::ColumnQuads : DepthwiseLayout::TapPairs; }
+  // With 16 or 32 channels a block holds this many copies of the
   // channels' weights, so one block computes as many neighbouring pixels
   // (stride 1: their bytes follow each other); 1 otherwise.
   int64_t pixels_per_block() const {
@@ -69,9 +66,7 @@ struct DepthwiseWeights {
   }
   int64_t taps_per_word() const { return layout() == DepthwiseLayout::TapPairs ? 2 : 4; }
   int64_t row_quads() const { return (kh + 3) / 4; }
-  int64_t tap_words() const {
-    return columns ? kw * row_quads() : (taps + taps_per_word() - 1) / taps_per_word();
-  }
+  int64_t tap_words() const { return block ? kw * row_quads() : (taps + 1) / 2; }
   // int32 words per tap word: padded channels, or whole blocks.
   int64_t word_stride() const {
     return layout() == DepthwiseLayout::TapPairs ? depthwise_padded_channels(channels)

@@ -1,5 +1,5 @@
 // The depthwise kernel of kernels/depthwise.h: the walk over output pixels
-// (the epilogue is window_conv_impl.h's), shared by the ref and AVX2 paths (AVX-512 has its own walk), each of which
+// (the epilogue is window_conv_impl.h's) on the TapPairs layout, shared by the ref and AVX2 paths, each of which
 // supplies its multiply-accumulate and its quantizer (bit-identical to
 // ref::quantize_one) and compiles this with its own flags.
 #pragma once
@@ -19,9 +19,7 @@ namespace qext::kernels::detail {
 // for c in [0, padded): `words` tap words of `stride` int32 each (weights in
 // the layout's channel order), the accumulators in registers across the
 // taps, stored in channel order. Channels past the last are read (image
-// slack) but multiplied by zero weights. `padded` may span several pixels
-// (TapQuads' pixels_per_block): lane c then reads the next pixel's bytes,
-// taps[..] + c, against the weights' copy.
+// slack) but multiplied by zero weights.
 using DepthwiseMacFn = void (*)(const uint8_t* const* taps, int64_t words, const int32_t* w, int64_t stride,
                                 int64_t padded, int32_t* acc);
 
@@ -35,23 +33,17 @@ void depthwise_rows(const DepthwiseArgs& a, int64_t row_begin, int64_t row_end) 
   // Slots past the last tap repeat it (their weights are zero).
   std::vector<const uint8_t*> taps(static_cast<size_t>(kPerWord * words));
   std::vector<int32_t> acc(static_cast<size_t>(a.ow * padded));
-  // Pixels per call: with 16 or 32 channels and stride 1, the next pixels'
-  // taps follow each tap's bytes, so one vector block of `w.block` lanes
-  // holds `group` pixels (the packing repeats the weights across the block).
-  const int64_t group = w.pixels_per_block() > 1 && a.sw == 1 ? w.pixels_per_block() : 1;
   RowRequantizer<kQuantize> requantize(a, w.sums.data());
   for (int64_t row = row_begin; row < row_end; ++row) {
     const int64_t n = row / a.oh, oy = row % a.oh;
     const uint8_t* image = a.image + n * a.hp * a.wp * c;
-    for (int64_t ox = 0; ox < a.ow;) {
+    for (int64_t ox = 0; ox < a.ow; ++ox) {
       for (int64_t i = 0; i < a.kh; ++i) {
         const uint8_t* line = image + ((oy * a.sh + i * a.dh) * a.wp + ox * a.sw) * c;
         for (int64_t j = 0; j < a.kw; ++j) taps[i * a.kw + j] = line + j * a.dw * c;
       }
       for (int64_t t = count; t < kPerWord * words; ++t) taps[t] = taps[count - 1];
-      const int64_t pixels = ox + group <= a.ow ? group : 1;
-      kMacs(taps.data(), words, w.words.data(), w.word_stride(), pixels * padded, acc.data() + ox * padded);
-      ox += pixels;
+      kMacs(taps.data(), words, w.words.data(), w.word_stride(), padded, acc.data() + ox * padded);
     }
     requantize(acc.data(), padded, row);
   }

@@ -27,7 +27,7 @@ constexpr KernelTable kAvx2{
     "weights within +-64 (7-bit), or packed for 7-bit activations: vpmaddubsw (exact there) + vpmaddwd, "
     "nothing widened; 7-bit weights and activations: two k groups added (vpaddw) per vpmaddwd, 3x24 tiles; "
     "full-range bytes with activations > 127: low 7 bits and top bit multiplied apart",
-    "weights within +-64: 4 taps per vpmaddubsw + vpmaddwd (byte unpacks), 32 channels; otherwise 2 taps per "
+    "weights within +-64: 4 kernel rows per vpmaddubsw + vpmaddwd, each image column interleaved once per output row (byte unpacks), 32 channels; otherwise 2 taps per "
     "vpmaddwd, 64 channels; ymm accumulators",
     "8 output lanes x 4 pixels, vpermd to each lane's group; weights within +-64: bytes, vpmaddubsw + vpmaddwd "
     "(groups of 4k, <= 32-channel windows), otherwise int16 pairs, vpmaddwd (groups of 2-16)",

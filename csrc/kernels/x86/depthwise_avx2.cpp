@@ -1,53 +1,68 @@
 // The depthwise kernel, AVX2 path, on either weight layout:
-// - TapQuads (weights within +-64): four taps' pixel bytes interleaved by
-//   byte unpacks, vpmaddubsw (pair sums of at most 255 * 64 * 2: exact, no
-//   saturation) + vpmaddwd by ones into int32: 32 multiply-adds in two
-//   multiplies and four shuffles, 32 channels in four ymm accumulators;
+// - ColumnQuads (weights within +-64): the walk of depthwise_columns_impl.h
+//   on 32 byte lanes, vpmaddubsw (pair sums of at most 255 * 64 * 2: exact,
+//   no saturation) + vpmaddwd by ones into int32, the epilogue in one pass
+//   (VectorRowRequantizer);
 // - TapPairs (any int8 weights): two taps' bytes widened to int16 pairs,
 //   vpmaddwd into int32 (exact); up to 64 channels in eight ymm accumulators.
 #include <immintrin.h>
 
+#include "kernels/depthwise_columns_impl.h"
 #include "kernels/depthwise_impl.h"
+#include "kernels/window_conv_impl.h"
+#include "kernels/x86/avx2_epilogue.h"
 
 namespace qext::kernels::detail {
 
 namespace {
 
-inline __m256i load32(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+// The one-pass epilogue's operations on 8 lanes.
+struct Avx2RowLanes {
+  static constexpr int64_t kLanes = 8;
+  using Quantizer = Quantizer8;
+  static __m256 float_of(const int32_t* acc, const int32_t* zp_sums, const float* multiplier, const float* bias) {
+    const __m256i v = _mm256_sub_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc)),
+                                       _mm256_load_si256(reinterpret_cast<const __m256i*>(zp_sums)));
+    return _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_load_ps(multiplier)), _mm256_load_ps(bias));
+  }
+  static void store(uint8_t* dst, __m256i q, int64_t lanes) { store_u8x8(dst, q, lanes); }
+};
 
-// Channels [c, c + stored) (stored 16 or 32) of the 32-channel block at c.
-void quad_block(const uint8_t* const* taps, int64_t quads, const int32_t* w, int64_t stride, int64_t c,
-                int64_t stored, int32_t* acc) {
-  const __m256i ones = _mm256_set1_epi16(1);
-  // sum[k]: channels 4k..4k+3 in the low 128-bit lane, 16+4k..16+4k+3 in the high one.
-  __m256i sum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
-  for (int64_t p = 0; p < quads; ++p) {
-    const uint8_t* const* t = taps + 4 * p;
-    const __m256i x0 = load32(t[0] + c), x1 = load32(t[1] + c), x2 = load32(t[2] + c), x3 = load32(t[3] + c);
-    const __m256i lo01 = _mm256_unpacklo_epi8(x0, x1), hi01 = _mm256_unpackhi_epi8(x0, x1);
-    const __m256i lo23 = _mm256_unpacklo_epi8(x2, x3), hi23 = _mm256_unpackhi_epi8(x2, x3);
-    const __m256i q[4] = {_mm256_unpacklo_epi16(lo01, lo23), _mm256_unpackhi_epi16(lo01, lo23),
-                          _mm256_unpacklo_epi16(hi01, hi23), _mm256_unpackhi_epi16(hi01, hi23)};
-    const int32_t* wp = w + p * stride + c;
-#pragma GCC unroll 4
-    for (int k = 0; k < 4; ++k) {
-      const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + 8 * k));
-      sum[k] = _mm256_add_epi32(sum[k], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], wv), ones));
+// The ColumnQuads walk's operations on 32 byte lanes: vpmaddubsw (pair sums
+// of at most 255 * 64 * 2: exact for weights within +-64) + vpmaddwd by ones
+// into int32.
+struct Avx2ColumnOps {
+  using Vec = __m256i;
+  using Requantizer = VectorRowRequantizer<Avx2RowLanes>;
+  static constexpr int64_t kLanes = 32;
+
+  static Vec zero() { return _mm256_setzero_si256(); }
+  static Vec load(const uint8_t* p, int64_t bytes) {
+    return bytes >= 32 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))
+                       : _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static void interleave(const Vec* x, Vec* out) {
+    const Vec lo01 = _mm256_unpacklo_epi8(x[0], x[1]), hi01 = _mm256_unpackhi_epi8(x[0], x[1]);
+    const Vec lo23 = _mm256_unpacklo_epi8(x[2], x[3]), hi23 = _mm256_unpackhi_epi8(x[2], x[3]);
+    _mm256_store_si256(out + 0, _mm256_unpacklo_epi16(lo01, lo23));
+    _mm256_store_si256(out + 1, _mm256_unpackhi_epi16(lo01, lo23));
+    _mm256_store_si256(out + 2, _mm256_unpacklo_epi16(hi01, hi23));
+    _mm256_store_si256(out + 3, _mm256_unpackhi_epi16(hi01, hi23));
+  }
+  static Vec mac(Vec sum, Vec x, Vec w) {
+    return _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(x, w), _mm256_set1_epi16(1)));
+  }
+  // sum[k]: lanes 4k..4k+3 in the low 128-bit lane, 16+4k..16+4k+3 in the high one.
+  static void store_sums(const Vec* sum, int64_t stored, int32_t* out) {
+    auto store = [&](int64_t at, __m256i v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + at), v); };
+    store(0, _mm256_permute2x128_si256(sum[0], sum[1], 0x20));
+    store(8, _mm256_permute2x128_si256(sum[2], sum[3], 0x20));
+    if (stored > 16) {
+      store(16, _mm256_permute2x128_si256(sum[0], sum[1], 0x31));
+      store(24, _mm256_permute2x128_si256(sum[2], sum[3], 0x31));
     }
   }
-  auto store = [&](int64_t at, __m256i v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + c + at), v); };
-  store(0, _mm256_permute2x128_si256(sum[0], sum[1], 0x20));
-  store(8, _mm256_permute2x128_si256(sum[2], sum[3], 0x20));
-  if (stored == 32) {
-    store(16, _mm256_permute2x128_si256(sum[0], sum[1], 0x31));
-    store(24, _mm256_permute2x128_si256(sum[2], sum[3], 0x31));
-  }
-}
-
-void quad_macs(const uint8_t* const* taps, int64_t quads, const int32_t* w, int64_t stride, int64_t padded,
-               int32_t* acc) {
-  for (int64_t c = 0; c < padded; c += 32) quad_block(taps, quads, w, stride, c, padded - c < 32 ? 16 : 32, acc);
-}
+};
 
 // kVectors x 8 channels starting at c.
 template <int kVectors>
@@ -84,8 +99,8 @@ void pair_macs(const uint8_t* const* taps, int64_t pairs, const int32_t* w, int6
 }  // namespace
 
 void depthwise_u8_avx2(const DepthwiseArgs& args, int64_t row_begin, int64_t row_end) {
-  if (args.weights->layout() == DepthwiseLayout::TapQuads)
-    depthwise_rows<4, quad_macs, quantize_u8_avx2>(args, row_begin, row_end);
+  if (args.weights->layout() == DepthwiseLayout::ColumnQuads)
+    depthwise_column_rows<Avx2ColumnOps>(args, row_begin, row_end);
   else
     depthwise_rows<2, pair_macs, quantize_u8_avx2>(args, row_begin, row_end);
 }

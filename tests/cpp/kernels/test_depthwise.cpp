@@ -19,7 +19,7 @@ struct Case {
   int64_t n, c, hp, wp, k, stride, dilation;
   int32_t x_zero_point;
   bool extreme;  // all pixels 255 and weights +-127 (+-64 when narrow): the largest sums
-  bool narrow;   // weights within +-64: the AVX2 path's vpmaddubsw layout (TapQuads)
+  bool narrow;   // weights within +-64: the AVX2 path's vpmaddubsw layout (ColumnQuads)
 };
 
 std::vector<uint8_t> reference(const DepthwiseArgs& a, const std::vector<int8_t>& w) {
@@ -61,7 +61,7 @@ TEST(DepthwiseKernel, EveryPathMatchesTheDefinition) {
       // 5 to 32 channels (one partial vector block) at strides 1 and 2,
       // even and odd row widths, dilation, an 8 x 8 kernel (16 tap quads).
       // 16 and 32 channels at stride 1 take 2 or 4 pixels per vector block
-      // (TapQuads' pixels_per_block); odd widths leave single-pixel tails.
+      // (pixels_per_block); odd widths leave single-pixel tails.
       {2, 32, 9, 8, 3, 1, 1, 128, false, false},  {1, 32, 12, 11, 3, 2, 1, 7, false, false},
       {1, 24, 9, 10, 3, 1, 1, 255, false, false}, {1, 16, 7, 10, 3, 1, 1, 64, false, false},
       {1, 8, 7, 8, 3, 2, 1, 0, false, false},     {1, 5, 9, 12, 3, 1, 2, 31, false, false},
@@ -107,11 +107,10 @@ TEST(DepthwiseKernel, EveryPathMatchesTheDefinition) {
     const std::vector<uint8_t> want = reference(a, w);
     for (Isa isa : supported_isas()) {
       const DepthwiseWeights packed = depthwise_pack_weights(w.data(), t.c, t.k, t.k, isa);
-      // AVX-512 takes 4-row column words always (vpdpbusd), AVX2 4-tap words
-      // for narrow weights (vpmaddubsw).
-      const DepthwiseLayout layout = isa == Isa::Avx512Vnni || isa == Isa::Amx ? DepthwiseLayout::ColumnQuads
-                                     : isa == Isa::Avx2 && t.narrow           ? DepthwiseLayout::TapQuads
-                                                                              : DepthwiseLayout::TapPairs;
+      // 4-row column words on AVX-512 always (vpdpbusd), on AVX2 for narrow
+      // weights (vpmaddubsw).
+      const bool quads = isa == Isa::Avx512Vnni || isa == Isa::Amx || (isa == Isa::Avx2 && t.narrow);
+      const DepthwiseLayout layout = quads ? DepthwiseLayout::ColumnQuads : DepthwiseLayout::TapPairs;
       EXPECT_EQ(packed.layout(), layout) << isa_name(isa);
       a.weights = &packed;
       std::vector<uint8_t> got(want.size(), 0);

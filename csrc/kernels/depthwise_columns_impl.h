@@ -1,0 +1,122 @@
+// The depthwise walk of the ColumnQuads layout (kernels/depthwise.h), shared
+// by the AVX2 and AVX-512 paths; each supplies its vector operations (`Ops`)
+// and compiles this with its own flags.
+//
+// Per output row and block of Ops::kLanes channels (or of 2-4 pixels of 16 or
+// 32 channels): the bytes of four kernel rows at each image column are
+// interleaved once (byte, then word unpacks within 128-bit lanes: 8 shuffles
+// per column and row quad) into a small L1 buffer; every output pixel then
+// takes one multiply-accumulate per vector per kernel column and row quad
+// from it, and its sums go back to channel order once. Interleaving four taps
+// per pixel instead cost 8 shuffles per 4 taps and pixel, and the shuffles
+// bounded the kernel: at stride 1 a 3x3 kernel's column serves 3 pixels.
+//
+// Ops provides (Vec: one vector of int32 / byte lanes):
+//   kLanes                         bytes (channels) per vector
+//   Vec load(p, bytes)             `bytes` (a multiple of 16, <= kLanes) from p, zeros after
+//   Vec zero()
+//   void interleave(x[4], out[4])  4 rows' bytes -> out[k]: in 128-bit lane l,
+//                                  lanes 16l+4k..16l+4k+3, 4 rows each (aligned stores)
+//   Vec mac(sum, x, w)             sum + the 4-byte dot products of x (u8) and w (s8), exact
+//   void store_sums(sum[4], stored, out)  the sums in lane order, `stored` int32
+//   Requantizer(args, weight_sums, padded), operator()(acc, padded, row)
+#pragma once
+
+#include <algorithm>
+#include <stdexcept>
+#include <vector>
+
+#include "kernels/aligned_buffer.h"
+#include "kernels/depthwise.h"
+
+namespace qext::kernels::detail {
+
+// One output row's sums for one block, from its interleaved image columns
+// and the block's weights (kLanes words per tap word, aligned).
+template <class Ops>
+struct ColumnRun {
+  using Vec = typename Ops::Vec;
+  const Vec* columns;      // [image column][row quad][4]
+  const int32_t* weights;  // [kernel column][row quad][kLanes]
+  int64_t kw, quads, sw, dw, ow, group, stored;
+  int32_t* acc;  // the block's first lane of pixel 0; pixel stride `padded`
+  int64_t padded;
+};
+
+// kKw, kQuads: the kernel's columns and row quads when known at compile time
+// (then unrolled, the weights kept in registers); 0: read from `r`.
+template <class Ops, int kKw, int kQuads>
+void column_mac_pixels(const ColumnRun<Ops>& r) {
+  using Vec = typename Ops::Vec;
+  constexpr int64_t kVec = Ops::kLanes / 4;  // int32 words per vector
+  const int64_t kw = kKw ? kKw : r.kw, quads = kQuads ? kQuads : r.quads;
+  for (int64_t ox = 0; ox < r.ow; ox += r.group) {
+    const int64_t first = std::min(ox, r.ow - r.group);  // a short last group redoes pixels (same values)
+    Vec sum[4] = {Ops::zero(), Ops::zero(), Ops::zero(), Ops::zero()};
+#pragma GCC unroll 8
+    for (int64_t j = 0; j < kw; ++j) {
+      const Vec* col = r.columns + (first * r.sw + j * r.dw) * quads * 4;
+#pragma GCC unroll 2
+      for (int64_t q = 0; q < quads; ++q) {
+        const int32_t* wq = r.weights + (j * quads + q) * Ops::kLanes;
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; ++k)
+          sum[k] = Ops::mac(sum[k], col[4 * q + k], *reinterpret_cast<const Vec*>(wq + kVec * k));
+      }
+    }
+    Ops::store_sums(sum, r.stored, r.acc + first * r.padded);
+  }
+}
+
+template <class Ops>
+void depthwise_column_rows(const DepthwiseArgs& a, int64_t row_begin, int64_t row_end) {
+  using Vec = typename Ops::Vec;
+  const DepthwiseWeights& w = *a.weights;
+  if (w.layout() != DepthwiseLayout::ColumnQuads || w.block != Ops::kLanes || w.channels != a.channels ||
+      w.kh != a.kh || w.kw != a.kw)
+    throw std::invalid_argument("qext: depthwise weights packed for another path or shape");
+  const int64_t c = a.channels, padded = depthwise_padded_channels(c), quads = w.row_quads();
+  // Pixels per block (16 or 32 channels at stride 1): lane L of a block is
+  // channel L % c of pixel x + L / c, so one load at column x reads them all.
+  const int64_t group = w.pixels_per_block() > 1 && a.sw == 1 && a.ow >= w.pixels_per_block() ? w.pixels_per_block() : 1;
+  const int64_t lanes = group * padded, blocks = (lanes + Ops::kLanes - 1) / Ops::kLanes;
+  const int64_t columns = (a.ow - group) * a.sw + (a.kw - 1) * a.dw + 1;  // image columns the windows start in
+  constexpr int64_t kVecWords = Ops::kLanes / 4;
+  AlignedBuffer<int32_t> interleaved_words(static_cast<size_t>(columns * quads * 4 * kVecWords));
+  auto* interleaved = reinterpret_cast<Vec*>(interleaved_words.data());
+  // The block's weights, copied to aligned memory (the packed words are not
+  // vector-aligned, and split loads doubled their cost).
+  AlignedBuffer<int32_t> block_weights(static_cast<size_t>(w.tap_words() * Ops::kLanes));
+  std::vector<int32_t> acc(static_cast<size_t>(a.ow * padded));
+  std::vector<const uint8_t*> rows(static_cast<size_t>(4 * quads));
+  const typename Ops::Requantizer requantize(a, w.sums.data(), padded);
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const int64_t n = row / a.oh, oy = row % a.oh;
+    const uint8_t* image = a.image + n * a.hp * a.wp * c;
+    for (int64_t i = 0; i < 4 * quads; ++i) rows[i] = i < a.kh ? image + (oy * a.sh + i * a.dh) * a.wp * c : nullptr;
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t at = Ops::kLanes * b, stored = std::min<int64_t>(Ops::kLanes, lanes - at);
+      for (int64_t x = 0; x < columns; ++x) {
+        for (int64_t q = 0; q < quads; ++q) {
+          Vec v[4];
+          for (int i = 0; i < 4; ++i) {
+            const uint8_t* p = rows[4 * q + i];
+            v[i] = p ? Ops::load(p + x * c + at, stored) : Ops::zero();  // rows past the kernel's: zeros
+          }
+          Ops::interleave(v, interleaved + (x * quads + q) * 4);
+        }
+      }
+      for (int64_t word = 0; word < w.tap_words(); ++word)
+        std::copy_n(w.words.data() + word * w.word_stride() + at, Ops::kLanes, block_weights.data() + word * Ops::kLanes);
+      const ColumnRun<Ops> run{interleaved, block_weights.data(), a.kw, quads, a.sw, a.dw, a.ow, group, stored,
+                               acc.data() + at, padded};
+      if (a.kw == 3 && quads == 1) column_mac_pixels<Ops, 3, 1>(run);       // 3x3 (MobileNet, EfficientNet)
+      else if (a.kw == 5 && quads == 2) column_mac_pixels<Ops, 5, 2>(run);  // 5x5 (EfficientNet)
+      else if (a.kw == 7 && quads == 2) column_mac_pixels<Ops, 7, 2>(run);  // 7x7 (ConvNeXt)
+      else column_mac_pixels<Ops, 0, 0>(run);
+    }
+    requantize(acc.data(), padded, row);
+  }
+}
+
+}  // namespace qext::kernels::detail
