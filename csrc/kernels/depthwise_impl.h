@@ -23,7 +23,7 @@ namespace qext::kernels::detail {
 using DepthwiseMacFn = void (*)(const uint8_t* const* taps, int64_t words, const int32_t* w, int64_t stride,
                                 int64_t padded, int32_t* acc);
 
-template <int64_t kPerWord, DepthwiseMacFn kMacs, QuantizeU8Fn kQuantize>
+template <int64_t kPerWord, DepthwiseMacFn kMacs, class Requantizer>
 void depthwise_rows(const DepthwiseArgs& a, int64_t row_begin, int64_t row_end) {
   const DepthwiseWeights& w = *a.weights;
   if (w.taps_per_word() != kPerWord || w.channels != a.channels || w.taps != a.kh * a.kw)
@@ -33,7 +33,7 @@ void depthwise_rows(const DepthwiseArgs& a, int64_t row_begin, int64_t row_end) 
   // Slots past the last tap repeat it (their weights are zero).
   std::vector<const uint8_t*> taps(static_cast<size_t>(kPerWord * words));
   std::vector<int32_t> acc(static_cast<size_t>(a.ow * padded));
-  RowRequantizer<kQuantize> requantize(a, w.sums.data());
+  Requantizer requantize(a, w.sums.data(), padded);
   for (int64_t row = row_begin; row < row_end; ++row) {
     const int64_t n = row / a.oh, oy = row % a.oh;
     const uint8_t* image = a.image + n * a.hp * a.wp * c;

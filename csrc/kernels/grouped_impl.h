@@ -72,7 +72,7 @@ struct BlockPixels {
   };
 };
 
-template <GroupedMacFn kMacs, QuantizeU8Fn kQuantize>
+template <GroupedMacFn kMacs, class Requantizer>
 void grouped_rows(const GroupedArgs& a, int64_t row_begin, int64_t row_end) {
   const GroupedWeights& w = *a.weights;
   const int64_t c = a.channels, padded = w.padded_channels();
@@ -80,7 +80,7 @@ void grouped_rows(const GroupedArgs& a, int64_t row_begin, int64_t row_end) {
   for (int64_t i = 0; i < a.kh; ++i)
     for (int64_t j = 0; j < a.kw; ++j) tap_offsets[i * a.kw + j] = (i * a.dh * a.wp + j * a.dw) * c;
   std::vector<int32_t> acc(static_cast<size_t>(a.ow * padded));
-  RowRequantizer<kQuantize> requantize(a, w.sums.data());
+  Requantizer requantize(a, w.sums.data(), padded);
   for (int64_t row = row_begin; row < row_end; ++row) {
     const int64_t n = row / a.oh, oy = row % a.oh;
     const uint8_t* origin = a.image + (n * a.hp + oy * a.sh) * a.wp * c;

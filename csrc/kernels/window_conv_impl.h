@@ -43,6 +43,7 @@ class VectorRowRequantizer {
  public:
   VectorRowRequantizer(const WindowConvArgs& a, const int32_t* weight_sums, int64_t padded)
       : a_(a), quantize_(a.out_scale, a.out_zero_point, 0, 255, a.clamp_min, a.clamp_max), k_(a, weight_sums, padded) {}
+  // (`padded`, the sums' row stride, is a multiple of V::kLanes: whole vectors are read.)
 
   // acc: [ow][padded] sums of output row `row`.
   void operator()(const int32_t* acc, int64_t padded, int64_t row) const {
@@ -64,11 +65,12 @@ class VectorRowRequantizer {
 };
 
 // The portable form: the float epilogue into a scratch row, then the path's
-// quantizer over it.
+// quantizer over it (the reference path's epilogue).
 template <QuantizeU8Fn kQuantize>
 class RowRequantizer {
  public:
-  RowRequantizer(const WindowConvArgs& a, const int32_t* weight_sums)
+  // `padded`: the sums' row stride (unused here; the vector forms read whole vectors).
+  RowRequantizer(const WindowConvArgs& a, const int32_t* weight_sums, int64_t /*padded*/)
       : a_(a), k_(a, weight_sums, a.channels), scratch_(a.ow * a.channels) {}
 
   // acc: [ow][padded] sums of output row `row`.

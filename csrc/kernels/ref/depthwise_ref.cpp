@@ -22,7 +22,7 @@ void macs(const uint8_t* const* taps, int64_t pairs, const int32_t* w, int64_t s
 }  // namespace
 
 void depthwise_u8_ref(const DepthwiseArgs& args, int64_t row_begin, int64_t row_end) {
-  depthwise_rows<2, macs, quantize_u8_ref>(args, row_begin, row_end);
+  depthwise_rows<2, macs, RowRequantizer<quantize_u8_ref>>(args, row_begin, row_end);
 }
 
 }  // namespace qext::kernels::detail

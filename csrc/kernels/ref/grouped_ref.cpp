@@ -26,7 +26,7 @@ void macs(const GroupedWeights& w, const int64_t* tap_offsets, const uint8_t* or
 }  // namespace
 
 void grouped_u8_ref(const GroupedArgs& args, int64_t row_begin, int64_t row_end) {
-  grouped_rows<macs, quantize_u8_ref>(args, row_begin, row_end);
+  grouped_rows<macs, RowRequantizer<quantize_u8_ref>>(args, row_begin, row_end);
 }
 
 }  // namespace qext::kernels::detail

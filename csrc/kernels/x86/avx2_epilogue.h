@@ -292,6 +292,19 @@ inline void finish_rows(const GemmArgs& args, const Epilogue& ep, const Quantize
   for (int64_t r = 0; r < rows; ++r) finish_row(args, ep, quantize, cols, acc + r * kBlockCols, m0 + r, n0, ncols);
 }
 
+// The channels-in-lanes kernels' one-pass epilogue (VectorRowRequantizer,
+// kernels/window_conv_impl.h) on 8 lanes.
+struct Avx2RowLanes {
+  static constexpr int64_t kLanes = 8;
+  using Quantizer = Quantizer8;
+  static __m256 float_of(const int32_t* acc, const int32_t* zp_sums, const float* multiplier, const float* bias) {
+    const __m256i v = _mm256_sub_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc)),
+                                       _mm256_load_si256(reinterpret_cast<const __m256i*>(zp_sums)));
+    return _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_load_ps(multiplier)), _mm256_load_ps(bias));
+  }
+  static void store(uint8_t* dst, __m256i q, int64_t lanes) { store_u8x8(dst, q, lanes); }
+};
+
 }  // namespace
 
 }  // namespace qext::kernels::detail

@@ -178,6 +178,18 @@ inline void store_rows(const GemmArgs& args, const PackedWeights& w, const Epilo
   }
 }
 
+// The channels-in-lanes kernels' one-pass epilogue (VectorRowRequantizer,
+// kernels/window_conv_impl.h) on 16 lanes.
+struct Avx512RowLanes {
+  static constexpr int64_t kLanes = 16;
+  using Quantizer = Quantizer16;
+  static __m512 float_of(const int32_t* acc, const int32_t* zp_sums, const float* multiplier, const float* bias) {
+    const __m512i v = _mm512_sub_epi32(_mm512_loadu_si512(acc), _mm512_load_si512(zp_sums));
+    return _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_load_ps(multiplier)), _mm512_load_ps(bias));
+  }
+  static void store(uint8_t* dst, __m512i q, int64_t lanes) { store_u8x16(dst, lanes_mask(lanes), q); }
+};
+
 }  // namespace
 
 }  // namespace qext::kernels::detail

@@ -4,7 +4,8 @@
 //   no saturation) + vpmaddwd by ones into int32, the epilogue in one pass
 //   (VectorRowRequantizer);
 // - TapPairs (any int8 weights): two taps' bytes widened to int16 pairs,
-//   vpmaddwd into int32 (exact); up to 64 channels in eight ymm accumulators.
+//   vpmaddwd into int32 (exact); up to 64 channels in eight ymm accumulators;
+//   the same one-pass epilogue.
 #include <immintrin.h>
 
 #include "kernels/depthwise_columns_impl.h"
@@ -15,18 +16,6 @@
 namespace qext::kernels::detail {
 
 namespace {
-
-// The one-pass epilogue's operations on 8 lanes.
-struct Avx2RowLanes {
-  static constexpr int64_t kLanes = 8;
-  using Quantizer = Quantizer8;
-  static __m256 float_of(const int32_t* acc, const int32_t* zp_sums, const float* multiplier, const float* bias) {
-    const __m256i v = _mm256_sub_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc)),
-                                       _mm256_load_si256(reinterpret_cast<const __m256i*>(zp_sums)));
-    return _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_load_ps(multiplier)), _mm256_load_ps(bias));
-  }
-  static void store(uint8_t* dst, __m256i q, int64_t lanes) { store_u8x8(dst, q, lanes); }
-};
 
 // The ColumnQuads walk's operations on 32 byte lanes: vpmaddubsw (pair sums
 // of at most 255 * 64 * 2: exact for weights within +-64) + vpmaddwd by ones
@@ -102,7 +91,7 @@ void depthwise_u8_avx2(const DepthwiseArgs& args, int64_t row_begin, int64_t row
   if (args.weights->layout() == DepthwiseLayout::ColumnQuads)
     depthwise_column_rows<Avx2ColumnOps>(args, row_begin, row_end);
   else
-    depthwise_rows<2, pair_macs, quantize_u8_avx2>(args, row_begin, row_end);
+    depthwise_rows<2, pair_macs, VectorRowRequantizer<Avx2RowLanes>>(args, row_begin, row_end);
 }
 
 }  // namespace qext::kernels::detail

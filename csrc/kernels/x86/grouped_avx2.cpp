@@ -9,6 +9,7 @@
 #include <immintrin.h>
 
 #include "kernels/grouped_impl.h"
+#include "kernels/x86/avx2_epilogue.h"
 
 namespace qext::kernels::detail {
 
@@ -42,9 +43,9 @@ struct Avx2ByteChain : Avx2Lanes {
 
 void grouped_u8_avx2(const GroupedArgs& args, int64_t row_begin, int64_t row_end) {
   if (args.weights->step == 4)
-    grouped_rows<each_block<BlockPixels<Avx2ByteChain>::Run>, quantize_u8_avx2>(args, row_begin, row_end);
+    grouped_rows<each_block<BlockPixels<Avx2ByteChain>::Run>, VectorRowRequantizer<Avx2RowLanes>>(args, row_begin, row_end);
   else
-    grouped_rows<each_block<BlockPixels<Avx2PairChain>::Run>, quantize_u8_avx2>(args, row_begin, row_end);
+    grouped_rows<each_block<BlockPixels<Avx2PairChain>::Run>, VectorRowRequantizer<Avx2RowLanes>>(args, row_begin, row_end);
 }
 
 }  // namespace qext::kernels::detail

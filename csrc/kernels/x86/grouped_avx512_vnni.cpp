@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include "kernels/grouped_impl.h"
+#include "kernels/x86/avx512_epilogue.h"
 
 namespace qext::kernels::detail {
 
@@ -23,7 +24,7 @@ struct Avx512VnniChain {
 };
 
 void grouped_u8_avx512_vnni(const GroupedArgs& args, int64_t row_begin, int64_t row_end) {
-  grouped_rows<each_block<BlockPixels<Avx512VnniChain>::Run>, quantize_u8_avx512_vnni>(args, row_begin, row_end);
+  grouped_rows<each_block<BlockPixels<Avx512VnniChain>::Run>, VectorRowRequantizer<Avx512RowLanes>>(args, row_begin, row_end);
 }
 
 }  // namespace qext::kernels::detail
