@@ -32,7 +32,8 @@ inline int64_t depthwise_padded_channels(int64_t channels) {
 // How one int32 weight word holds several taps of one channel.
 enum class DepthwiseLayout {
   // Two taps as little-endian int16 (even tap low): [(taps + 1) / 2][padded
-  // channels], natural channel order. Any int8 weights; every path reads it.
+  // channels], natural channel order. Any int8 weights: the reference, and
+  // AVX2 when a weight is beyond +-64.
   TapPairs,
   // Four kernel rows of one kernel column as int8 bytes (row i of column j
   // in byte i % 4 of tap word j * row_quads + i / 4; zero past the last

@@ -1,7 +1,8 @@
-// The depthwise kernel of kernels/depthwise.h: the walk over output pixels
-// (the epilogue is window_conv_impl.h's) on the TapPairs layout, shared by the ref and AVX2 paths, each of which
-// supplies its multiply-accumulate and its quantizer (bit-identical to
-// ref::quantize_one) and compiles this with its own flags.
+// The depthwise kernel of kernels/depthwise.h on the TapPairs layout: the
+// walk over output pixels, shared by the ref and AVX2 paths, each of which
+// supplies its multiply-accumulate and its epilogue (window_conv_impl.h's
+// RowRequantizer or VectorRowRequantizer, bit-identical to the scalar rules)
+// and compiles this with its own flags.
 #pragma once
 
 #include <stdexcept>
