@@ -22,8 +22,8 @@ int64_t quad_block(const int8_t* w, int64_t count, Isa isa) {
 
 DepthwiseWeights depthwise_pack_weights(const int8_t* w, int64_t channels, int64_t kh, int64_t kw, Isa isa) {
   DepthwiseWeights p;
-  p.channels = channels, p.kh = kh, p.kw = kw, p.taps = kh * kw;
-  p.block = quad_block(w, channels * p.taps, isa);
+  p.channels = channels, p.kh = kh, p.kw = kw;
+  p.block = quad_block(w, channels * p.taps(), isa);
   const int64_t stride = p.word_stride(), per_word = p.taps_per_word();
   p.words.assign(static_cast<size_t>(p.tap_words() * stride), 0);
   p.sums.assign(static_cast<size_t>(channels), 0);
@@ -34,8 +34,8 @@ DepthwiseWeights depthwise_pack_weights(const int8_t* w, int64_t channels, int64
     return lane - in_block + (in_block % 16 / 4) * (p.block / 4) + in_block / 16 * 4 + in_block % 4;
   };
   for (int64_t c = 0; c < channels; ++c) {
-    for (int64_t t = 0; t < p.taps; ++t) {
-      const int8_t v = w[c * p.taps + t];
+    for (int64_t t = 0; t < p.taps(); ++t) {
+      const int8_t v = w[c * p.taps() + t];
       p.sums[c] += v;
       // Which tap word, and which field of it (little-endian int16 or byte).
       const int64_t row = t / kw, col = t % kw;

@@ -53,11 +53,12 @@ enum class DepthwiseLayout {
 
 // The weights of one depthwise conv packed for one path.
 struct DepthwiseWeights {
-  int64_t channels = 0, kh = 0, kw = 0, taps = 0;  // taps = kh * kw
+  int64_t channels = 0, kh = 0, kw = 0;
   int64_t block = 0;            // ColumnQuads: channels per block (32 or 64); 0: TapPairs
   std::vector<int32_t> words;   // as layout() says; zero past `channels` and `taps`
   std::vector<int32_t> sums;    // [channels]: each channel's weight sum, for the zero point
 
+  int64_t taps() const { return kh * kw; }
   DepthwiseLayout layout() const { return block ? DepthwiseLayout::ColumnQuads : DepthwiseLayout::TapPairs; }
   // With 16 or 32 channels a block holds this many copies of the
   // channels' weights, so one block computes as many neighbouring pixels
@@ -67,7 +68,7 @@ struct DepthwiseWeights {
   }
   int64_t taps_per_word() const { return layout() == DepthwiseLayout::TapPairs ? 2 : 4; }
   int64_t row_quads() const { return (kh + 3) / 4; }
-  int64_t tap_words() const { return block ? kw * row_quads() : (taps + 1) / 2; }
+  int64_t tap_words() const { return block ? kw * row_quads() : (taps() + 1) / 2; }
   // int32 words per tap word: padded channels, or whole blocks.
   int64_t word_stride() const {
     return layout() == DepthwiseLayout::TapPairs ? depthwise_padded_channels(channels)

@@ -84,8 +84,10 @@ void depthwise_column_rows(const DepthwiseArgs& a, int64_t row_begin, int64_t ro
   constexpr int64_t kVecWords = Ops::kLanes / 4;
   AlignedBuffer<int32_t> interleaved_words(static_cast<size_t>(columns * quads * 4 * kVecWords));
   auto* interleaved = reinterpret_cast<Vec*>(interleaved_words.data());
-  // The block's weights, copied to aligned memory (the packed words are not
-  // vector-aligned, and split loads doubled their cost).
+  // The block's weights, copied to aligned memory once per row and block:
+  // the packed words are not vector-aligned (split loads doubled their
+  // cost), and reading them in place even from 64-byte aligned, block-major
+  // packing measured 10-20 % slower than this small copy.
   AlignedBuffer<int32_t> block_weights(static_cast<size_t>(w.tap_words() * Ops::kLanes));
   std::vector<int32_t> acc(static_cast<size_t>(a.ow * padded));
   std::vector<const uint8_t*> rows(static_cast<size_t>(4 * quads));

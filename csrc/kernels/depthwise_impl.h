@@ -27,9 +27,9 @@ using DepthwiseMacFn = void (*)(const uint8_t* const* taps, int64_t words, const
 template <int64_t kPerWord, DepthwiseMacFn kMacs, class Requantizer>
 void depthwise_rows(const DepthwiseArgs& a, int64_t row_begin, int64_t row_end) {
   const DepthwiseWeights& w = *a.weights;
-  if (w.taps_per_word() != kPerWord || w.channels != a.channels || w.taps != a.kh * a.kw)
+  if (w.taps_per_word() != kPerWord || w.channels != a.channels || w.taps() != a.kh * a.kw)
     throw std::invalid_argument("qext: depthwise weights packed for another path or shape");
-  const int64_t c = a.channels, count = w.taps, words = w.tap_words();
+  const int64_t c = a.channels, count = w.taps(), words = w.tap_words();
   const int64_t padded = depthwise_padded_channels(c);
   // Slots past the last tap repeat it (their weights are zero).
   std::vector<const uint8_t*> taps(static_cast<size_t>(kPerWord * words));
