@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 
 #include "kernels/pooling.h"
+#include "ops/memory_pool.h"
 
 namespace qext::ops {
 
@@ -27,7 +28,7 @@ at::Tensor checked_input(const char* op, const at::Tensor& x) {
 }
 
 at::Tensor output_like(const at::Tensor& x, int64_t oh, int64_t ow) {
-  return at::empty({x.size(0), x.size(1), oh, ow}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  return pooled_empty({x.size(0), x.size(1), oh, ow}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
 }
 
 // fn(row_begin, row_end) over the n * oh output rows, in parallel.

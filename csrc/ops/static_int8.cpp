@@ -18,6 +18,7 @@
 #include "kernels/pooling.h"
 #include "kernels/quantize.h"
 #include "kernels/ref/scalar_rules.h"
+#include "ops/memory_pool.h"
 #include "ops/parallel_qgemm.h"
 
 namespace qext::ops {
@@ -61,7 +62,7 @@ template <typename In, typename Out, typename Fn>
 at::Tensor map_keeping_format(const at::Tensor& x, at::ScalarType out_type, Fn fn) {
   const auto format = x.suggest_memory_format();
   const at::Tensor xc = x.contiguous(format);
-  at::Tensor out = at::empty(x.sizes(), x.options().dtype(out_type).memory_format(format));
+  at::Tensor out = pooled_empty(x.sizes(), x.options().dtype(out_type).memory_format(format));
   const In* in = xc.data_ptr<In>();
   Out* o = out.data_ptr<Out>();
   at::parallel_for(0, x.numel(), 1 << 14, [&](int64_t b, int64_t e) { fn(in + b, e - b, o + b); });
@@ -135,7 +136,7 @@ void check_binary_u8(const char* op, const at::Tensor& a, double a_scale, int64_
 
 at::Tensor channels_last_u8(const at::Tensor& x) {
   if (!few_channel_nchw(x)) return x.contiguous(at::MemoryFormat::ChannelsLast);
-  at::Tensor out = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  at::Tensor out = pooled_empty(x.sizes(), x.options().memory_format(at::MemoryFormat::ChannelsLast));
   const int64_t c = x.size(1), h = x.size(2), wd = x.size(3);
   const uint8_t* in = x.data_ptr<uint8_t>();
   uint8_t* o = out.data_ptr<uint8_t>();
@@ -169,7 +170,7 @@ PaddedNhwc padded_nhwc(const at::Tensor& x, int64_t ph, int64_t pw, uint8_t zp, 
   // else is made channels-last first.
   const bool transpose = few_channel_nchw(x);
   const at::Tensor src = transpose ? x : x.contiguous(at::MemoryFormat::ChannelsLast);
-  at::Tensor bytes = at::empty({n * hp * row + kSlack}, x.options());
+  at::Tensor bytes = pooled_empty({n * hp * row + kSlack}, x.options());
   const uint8_t* in = src.data_ptr<uint8_t>();
   uint8_t* out = bytes.data_ptr<uint8_t>();
   std::memset(out + n * hp * row, zp, kSlack);
@@ -234,7 +235,7 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const int64_t cout = w->out_channels(), cg = c / groups, coutg = cout / groups;
   const int64_t k = kh * w->kernel_row_bytes(), pixels = oh * ow;
 
-  at::Tensor out = at::empty({n_img, cout, oh, ow}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  at::Tensor out = pooled_empty({n_img, cout, oh, ow}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
   if (out.numel() == 0) return out;
   uint8_t* outp = out.data_ptr<uint8_t>();
   const float* scales = w->scales().data_ptr<float>();
@@ -423,7 +424,7 @@ at::Tensor cat_int8(const std::vector<at::Tensor>& xs, std::vector<double> scale
     shape[d] += x.size(d);
     inputs.push_back(x.contiguous(format));
   }
-  at::Tensor out = at::empty(shape, xs[0].options().memory_format(format));
+  at::Tensor out = pooled_empty(shape, xs[0].options().memory_format(format));
   if (out.numel() == 0) return out;
   // One run per outer index: rows of `width` bytes, part i at offset[i].
   const int64_t outer = format == at::MemoryFormat::ChannelsLast ? out.numel() / shape[1]
@@ -521,7 +522,7 @@ at::Tensor mul_int8(const at::Tensor& a_in, double a_scale, int64_t a_zero_point
   if (a.sizes() != at::IntArrayRef(shape)) a = a.expand(shape);  // both broadcast: a is materialised below
   const auto format = a.dim() == 4 ? a.suggest_memory_format() : at::MemoryFormat::Contiguous;
   const at::Tensor ac = a.contiguous(format);
-  at::Tensor out = at::empty(shape, a.options().memory_format(format));
+  at::Tensor out = pooled_empty(shape, a.options().memory_format(format));
   if (out.numel() == 0) return out;
   const uint8_t* ap = ac.data_ptr<uint8_t>();
   uint8_t* o = out.data_ptr<uint8_t>();
@@ -582,7 +583,7 @@ at::Tensor lut_u8(const at::Tensor& x, const at::Tensor& table) {
               " channels in dimension 1; got shape ", x.sizes());
   const auto format = x.suggest_memory_format();
   const at::Tensor xc = x.contiguous(format);
-  at::Tensor out = at::empty(x.sizes(), x.options().memory_format(format));
+  at::Tensor out = pooled_empty(x.sizes(), x.options().memory_format(format));
   if (x.numel() == 0) return out;
   const uint8_t* in = xc.data_ptr<uint8_t>();
   uint8_t* o = out.data_ptr<uint8_t>();
@@ -616,7 +617,7 @@ at::Tensor add_int8(const at::Tensor& a, double a_scale, int64_t a_zero_point, c
   }
   const auto format = a.suggest_memory_format();
   const at::Tensor ac = a.contiguous(format), bc = b.contiguous(format);
-  at::Tensor out = at::empty(a.sizes(), a.options().memory_format(format));
+  at::Tensor out = pooled_empty(a.sizes(), a.options().memory_format(format));
   const uint8_t* ap = ac.data_ptr<uint8_t>();
   const uint8_t* bp = bc.data_ptr<uint8_t>();
   uint8_t* outp = out.data_ptr<uint8_t>();
@@ -645,7 +646,7 @@ at::Tensor linear_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const at::Tensor b = checked_bias(op, bias, n);
   std::vector<int64_t> shape = x.sizes().vec();
   shape.back() = n;
-  at::Tensor out = at::empty(shape, x.options());
+  at::Tensor out = pooled_empty(shape, x.options());
   const int64_t m = x.numel() / k;
   if (m == 0) return out;
   const at::Tensor xc = x.contiguous();

@@ -52,6 +52,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("set_isa", &qext::set_isa, py::arg("name"));
   m.def("supported_isas", &qext::supported_isas);
   m.def("kernels_in_use", &qext::kernels_in_use);
+  m.def("memory_pool_bytes", &qext::memory_pool_bytes);
+  m.def("release_memory_pool", &qext::release_memory_pool);
   m.def("static_pass_through_ops", &qext::static_pass_through_ops);
 
   py::enum_<qext::Granularity>(m, "Granularity")

@@ -33,6 +33,15 @@ std::vector<std::string> supported_isas();
 // chosen once.
 std::vector<std::pair<std::string, std::string>> kernels_in_use();
 
+// qext's ops keep the blocks of tensors they made (64 KB to 32 MB each) when
+// those are freed, and reuse them: a loaded model run again and again then
+// takes no fresh pages from the system, whose first touch faults. At most
+// QEXT_POOL_MB megabytes (environment, read once; default 256, 0 turns
+// pooling off) are held while free. memory_pool_bytes() is what is held now;
+// release_memory_pool() returns it all to the system.
+int64_t memory_pool_bytes();
+void release_memory_pool();
+
 // One line saying what went wrong, for a program's error message: the reason
 // without LibTorch's C++ backtrace or the TorchScript traceback before it.
 std::string error_summary(const std::exception& error);

@@ -20,6 +20,7 @@ from .benchmark import BenchmarkResult, BenchmarkRow, benchmark
 from .config import DynamicConfig, Granularity, HistogramMethod, Observer
 from .dynamic import quantize_dynamic
 from .isa import active_isa, kernels_in_use, set_isa, supported_isas
+from .memory import memory_pool_bytes, release_memory_pool
 from .linear import linear_dynamic, linear_dynamic_group, linear_lowbit, quantize_linear_weight, quantize_linear_weight_lowbit
 from .model_io import load, save
 from .numerics import choose_qparams, dequantize, fake_quantize, quantize
@@ -37,8 +38,10 @@ __version__ = _C.version()
 #: ``qext::qext`` target, libqext next to ``_C``) with this on CMAKE_PREFIX_PATH.
 cmake_prefix_path = _os.path.join(_os.path.dirname(_C.__file__), "share", "cmake")
 
-# Resolve the kernel path now, so a bad QEXT_ISA fails at import with its reason.
+# Resolve the kernel path and the memory pool's limit now, so a bad QEXT_ISA or
+# QEXT_POOL_MB fails at import with its reason.
 _C.active_isa()
+_C.memory_pool_bytes()
 
 __all__ = [
     "__version__",
@@ -73,6 +76,7 @@ __all__ = [
     "qat",
     "make_observer",
     "measure_sqnr",
+    "memory_pool_bytes",
     "quantize",
     "quantize_conv_weight",
     "quantize_dynamic",
@@ -80,6 +84,7 @@ __all__ = [
     "quantize_static_accuracy_aware",
     "quantize_linear_weight",
     "quantize_linear_weight_lowbit",
+    "release_memory_pool",
     "report",
     "save",
     "set_isa",

@@ -138,6 +138,43 @@ TEST(Api, IsaControl) {
   EXPECT_FALSE(qext::version().empty());
 }
 
+// qext::add_int8 of a with itself: a uint8 output of a's size from qext's pool.
+torch::Tensor add_bytes(const torch::Tensor& a) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("qext::add_int8", "")
+                             .typed<at::Tensor(const at::Tensor&, double, int64_t, const at::Tensor&, double, int64_t,
+                                               double, int64_t, bool)>();
+  return op.call(a, 0.1, 3, a, 0.1, 3, 0.2, 5, false);
+}
+
+// Blocks of freed op outputs stay for the next tensors of their size until
+// release_memory_pool() hands them back.
+TEST(Api, MemoryPoolKeepsAndReleasesBlocks) {
+  const torch::Tensor a = torch::randint(0, 256, {300000}, torch::kUInt8);
+  qext::release_memory_pool();
+  EXPECT_EQ(qext::memory_pool_bytes(), 0);
+  torch::Tensor out = add_bytes(a);
+  const void* block = out.data_ptr();
+  out.reset();
+  EXPECT_GE(qext::memory_pool_bytes(), 300000);
+  EXPECT_EQ(add_bytes(a).data_ptr(), block);
+  qext::release_memory_pool();
+  EXPECT_EQ(qext::memory_pool_bytes(), 0);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+// Under AddressSanitizer (scripts/sanitize.sh) a pooled block stays checked:
+// writing past a tensor's end, or into it after it was freed, reports.
+TEST(ApiDeathTest, PooledTensorsStayCheckedByAddressSanitizer) {
+  const torch::Tensor a = torch::randint(0, 256, {300000}, torch::kUInt8);
+  torch::Tensor out = add_bytes(a);
+  volatile uint8_t* bytes = out.data_ptr<uint8_t>();
+  EXPECT_DEATH(bytes[300000] = 1, "use-after-poison");
+  out.reset();
+  EXPECT_DEATH(bytes[0] = 1, "use-after-poison");
+}
+#endif
+
 // conv -> relu -> conv + residual add -> linear, defined in TorchScript here.
 torch::jit::Module make_conv_model() {
   torch::manual_seed(0);
