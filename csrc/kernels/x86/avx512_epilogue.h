@@ -65,14 +65,21 @@ class Quantizer16 {
     hi_ = _mm512_set1_ps(b.hi);
   }
 
-  __m512i operator()(__m512 v) const {
+  bool narrowed() const { return narrowed_; }
+
+  // The narrowed form alone (only when narrowed()), for loops that hoist the
+  // check.
+  __m512i narrowed_quantize(__m512 v) const {
     v = _mm512_min_ps(_mm512_max_ps(v, lo_), hi_);  // NaN -> lo
-    if (narrowed_) {
-      const __m512 q0 = _mm512_mul_ps(v, inv_);
-      const __m512 r = _mm512_fnmadd_ps(q0, scale_, v);
-      const __m512 quotient = _mm512_fmadd_ps(r, inv_, q0);
-      return _mm512_add_epi32(_mm512_cvt_roundps_epi32(quotient, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp_);
-    }
+    const __m512 q0 = _mm512_mul_ps(v, inv_);
+    const __m512 r = _mm512_fnmadd_ps(q0, scale_, v);
+    const __m512 quotient = _mm512_fmadd_ps(r, inv_, q0);
+    return _mm512_add_epi32(_mm512_cvt_roundps_epi32(quotient, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp_);
+  }
+
+  __m512i operator()(__m512 v) const {
+    if (narrowed_) return narrowed_quantize(v);
+    v = _mm512_min_ps(_mm512_max_ps(v, lo_), hi_);  // NaN -> lo
     __m512 t = _mm512_roundscale_ps(_mm512_div_ps(v, scale_), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     t = _mm512_add_ps(t, zp_f_);
     t = _mm512_min_ps(_mm512_max_ps(t, qmin_), qmax_);  // NaN -> qmin
@@ -168,9 +175,64 @@ void store_rows_nb(const GemmArgs& args, const PackedWeights& w, const Epilogue&
   }
 }
 
+// store_rows_nb's uint8 output for rows that share one zero point and one
+// scale (a static model's activations, quantized per tensor), with a
+// narrowed quantizer: every constant stays in a register and nothing
+// branches per vector. Same operations, same bits.
+template <int NB>
+void store_rows_u8_shared(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep,
+                          const Quantizer16& quantize, int64_t m0, int64_t rows, int64_t n0, int64_t ncols,
+                          const int32_t* acc, int64_t acc_stride) {
+  const __m512i zp = _mm512_set1_epi32(args.a_zero_point[m0]);
+  const __m512 rs = _mm512_set1_ps(ep.row_scale[m0]);
+  __mmask16 mask[NB];
+  __m512i zp_term[NB];
+  __m512 mult[NB], bias[NB];
+  for (int j = 0; j < NB; ++j) {
+    const int64_t n = n0 + j * kVecCols;
+    mask[j] = lanes_mask(ncols - j * kVecCols);
+    zp_term[j] = _mm512_mullo_epi32(zp, _mm512_maskz_loadu_epi32(mask[j], w.col_sums() + n));
+    mult[j] = _mm512_mul_ps(rs, _mm512_maskz_loadu_ps(mask[j], ep.col_scale + n));
+    // adding +0 instead of no bias can only turn -0 into +0, which quantizes alike
+    bias[j] = ep.bias ? _mm512_maskz_loadu_ps(mask[j], ep.bias + n) : _mm512_setzero_ps();
+  }
+  uint8_t* out = static_cast<uint8_t*>(args.c) + m0 * args.ldc + n0;
+  const int64_t ldc = args.ldc;
+  const bool whole = ncols == NB * kVecCols;
+  for (int64_t r = 0; r < rows; ++r, acc += acc_stride, out += ldc) {
+    __m512i q[NB];
+    for (int j = 0; j < NB; ++j) {
+      const __m512i v = _mm512_sub_epi32(_mm512_load_si512(acc + j * kVecCols), zp_term[j]);
+      q[j] = quantize.narrowed_quantize(_mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(v), mult[j]), bias[j]));
+    }
+    if (NB == 4 && whole) {
+      store_u8x64(out, q[0], q[1 % NB], q[2 % NB], q[3 % NB]);
+    } else {
+      for (int j = 0; j < NB; ++j) store_u8x16(out + j * kVecCols, mask[j], q[j]);
+    }
+  }
+}
+
+// Whether rows [m0, m0 + rows) share one activation zero point and scale.
+inline bool rows_share_qparams(const GemmArgs& args, const Epilogue& ep, int64_t m0, int64_t rows) {
+  for (int64_t r = 1; r < rows; ++r) {
+    if (args.a_zero_point[m0 + r] != args.a_zero_point[m0] || ep.row_scale[m0 + r] != ep.row_scale[m0]) return false;
+  }
+  return true;
+}
+
 inline void store_rows(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, const Quantizer16& quantize,
                 int64_t m0, int64_t rows, int64_t n0, int64_t ncols, const int32_t* acc, int64_t acc_stride) {
-  switch ((ncols + kVecCols - 1) / kVecCols) {
+  const int nb = static_cast<int>((ncols + kVecCols - 1) / kVecCols);
+  if (ep.output == Epilogue::Output::Uint8 && quantize.narrowed() && rows_share_qparams(args, ep, m0, rows)) {
+    switch (nb) {
+      case 1: return store_rows_u8_shared<1>(args, w, ep, quantize, m0, rows, n0, ncols, acc, acc_stride);
+      case 2: return store_rows_u8_shared<2>(args, w, ep, quantize, m0, rows, n0, ncols, acc, acc_stride);
+      case 3: return store_rows_u8_shared<3>(args, w, ep, quantize, m0, rows, n0, ncols, acc, acc_stride);
+      default: return store_rows_u8_shared<4>(args, w, ep, quantize, m0, rows, n0, ncols, acc, acc_stride);
+    }
+  }
+  switch (nb) {
     case 1: return store_rows_nb<1>(args, w, ep, quantize, m0, rows, n0, ncols, acc, acc_stride);
     case 2: return store_rows_nb<2>(args, w, ep, quantize, m0, rows, n0, ncols, acc, acc_stride);
     case 3: return store_rows_nb<3>(args, w, ep, quantize, m0, rows, n0, ncols, acc, acc_stride);

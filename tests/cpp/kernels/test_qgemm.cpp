@@ -334,10 +334,15 @@ TEST(Qgemm, FloatAndUint8EpiloguesAreBitIdenticalAcrossPaths) {
         ep.output = Epilogue::Output::Uint8;
         ep.out_scale = 0.05f;
         ep.out_zero_point = 100;
-        for (const float* b : {static_cast<const float*>(bias.data()), static_cast<const float*>(nullptr)}) {
-          ep.bias = b;
-          const std::vector<uint8_t> want_q = run<uint8_t>(p, Isa::Ref, ep);
-          for (Isa isa : supported_isas()) EXPECT_EQ(run<uint8_t>(p, isa, ep), want_q) << isa_name(isa) << " " << what;
+        const std::vector<float> shared_scale(m, row_scale[0]);
+        for (bool shared : {false, true}) {  // per-row activation qparams, or one set (static models)
+          if (shared) std::fill(p.zp.begin(), p.zp.end(), p.zp[0]), ep.row_scale = shared_scale.data();
+          for (const float* b : {static_cast<const float*>(bias.data()), static_cast<const float*>(nullptr)}) {
+            ep.bias = b;
+            const std::vector<uint8_t> want_q = run<uint8_t>(p, Isa::Ref, ep);
+            for (Isa isa : supported_isas())
+              EXPECT_EQ(run<uint8_t>(p, isa, ep), want_q) << isa_name(isa) << " " << what << (shared ? " shared" : "");
+          }
         }
       }
 }
@@ -425,26 +430,30 @@ TEST(Qgemm, Uint8EpilogueClampsTiesAndNonFiniteBiasesMatchTheReference) {
   bias[5] = inf;
   bias[6] = -inf;
   bias[7] = 1e30f;
-  for (int64_t i = 0; i < p.m; ++i) p.zp[i] = static_cast<int32_t>((i * 41) % 256);
   const std::pair<float, float> clamps[] = {{-inf, inf}, {0.0f, inf}, {0.0f, 6.0f}, {-50.0f, 50.0f},
                                             {1e6f, inf}, {-inf, -1e6f}, {3.0f, 3.0f}};
-  for (auto [lo, hi] : clamps)
-    for (int32_t zp : {0, 100, 255})
-      for (float scale : {2.0f, 0.5f, 97.0f}) {  // 2: odd sums halve to ties; 0.5: most outputs clip
-        Epilogue ep;
-        ep.output = Epilogue::Output::Uint8;
-        ep.row_scale = ones_m.data();
-        ep.col_scale = ones_n.data();
-        ep.bias = bias.data();
-        ep.clamp_min = lo;
-        ep.clamp_max = hi;
-        ep.out_scale = scale;
-        ep.out_zero_point = zp;
-        const std::vector<uint8_t> want = run<uint8_t>(p, Isa::Ref, ep);
-        for (Isa isa : supported_isas())
-          EXPECT_EQ(run<uint8_t>(p, isa, ep), want)
-              << isa_name(isa) << " clamp [" << lo << ", " << hi << "] zp=" << zp << " scale=" << scale;
-      }
+  // Activation zero points per row, or one for all rows (a static model's,
+  // which the vector paths' shared-row epilogue takes).
+  for (bool shared : {false, true})
+    for (auto [lo, hi] : clamps)
+      for (int32_t zp : {0, 100, 255})
+        for (float scale : {2.0f, 0.5f, 97.0f}) {  // 2: odd sums halve to ties; 0.5: most outputs clip
+          for (int64_t i = 0; i < p.m; ++i) p.zp[i] = shared ? 77 : static_cast<int32_t>((i * 41) % 256);
+          Epilogue ep;
+          ep.output = Epilogue::Output::Uint8;
+          ep.row_scale = ones_m.data();
+          ep.col_scale = ones_n.data();
+          ep.bias = bias.data();
+          ep.clamp_min = lo;
+          ep.clamp_max = hi;
+          ep.out_scale = scale;
+          ep.out_zero_point = zp;
+          const std::vector<uint8_t> want = run<uint8_t>(p, Isa::Ref, ep);
+          for (Isa isa : supported_isas())
+            EXPECT_EQ(run<uint8_t>(p, isa, ep), want)
+                << isa_name(isa) << " clamp [" << lo << ", " << hi << "] zp=" << zp << " scale=" << scale
+                << (shared ? " shared" : " per-row") << " activation zero points";
+        }
 }
 
 #if defined(__x86_64__) || defined(_M_X64)
