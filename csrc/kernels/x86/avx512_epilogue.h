@@ -175,30 +175,47 @@ void store_rows_nb(const GemmArgs& args, const PackedWeights& w, const Epilogue&
   }
 }
 
-// store_rows_nb's uint8 output for rows that share one zero point and one
-// scale (a static model's activations, quantized per tensor), with a
-// narrowed quantizer: every constant stays in a register and nothing
-// branches per vector. Same operations, same bits.
+// The per-column constants of the uint8 epilogue for rows that share one
+// activation zero point and scale (a static model's activations, quantized
+// per tensor), for one block of columns: made once per block, not per tile.
+struct SharedU8Columns {
+  int64_t n0 = -1, ncols = 0;
+  int32_t zp = 0;
+  float scale = 0.0f;
+  __mmask16 mask[4];
+  __m512i zp_term[4];
+  __m512 mult[4], bias[4];
+
+  bool made_for(int64_t n0_, int32_t zp_, float scale_) const { return n0 == n0_ && zp == zp_ && scale == scale_; }
+
+  void make(const PackedWeights& w, const Epilogue& ep, int64_t n0_, int64_t ncols_, int32_t zp_, float scale_) {
+    n0 = n0_, ncols = ncols_, zp = zp_, scale = scale_;
+    const __m512i zpv = _mm512_set1_epi32(zp);
+    const __m512 rs = _mm512_set1_ps(scale);
+    for (int j = 0; j * kVecCols < ncols; ++j) {
+      const int64_t n = n0 + j * kVecCols;
+      mask[j] = lanes_mask(ncols - j * kVecCols);
+      zp_term[j] = _mm512_mullo_epi32(zpv, _mm512_maskz_loadu_epi32(mask[j], w.col_sums() + n));
+      mult[j] = _mm512_mul_ps(rs, _mm512_maskz_loadu_ps(mask[j], ep.col_scale + n));
+      // adding +0 instead of no bias can only turn -0 into +0, which quantizes alike
+      bias[j] = ep.bias ? _mm512_maskz_loadu_ps(mask[j], ep.bias + n) : _mm512_setzero_ps();
+    }
+  }
+};
+
+// store_rows_nb's uint8 output for such rows, with a narrowed quantizer:
+// every constant in a register and no branch per vector. Same operations,
+// same bits.
 template <int NB>
-void store_rows_u8_shared(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep,
-                          const Quantizer16& quantize, int64_t m0, int64_t rows, int64_t n0, int64_t ncols,
-                          const int32_t* acc, int64_t acc_stride) {
-  const __m512i zp = _mm512_set1_epi32(args.a_zero_point[m0]);
-  const __m512 rs = _mm512_set1_ps(ep.row_scale[m0]);
+void store_rows_u8_shared(const GemmArgs& args, const SharedU8Columns& c, const Quantizer16& quantize, int64_t m0,
+                          int64_t rows, const int32_t* acc, int64_t acc_stride) {
   __mmask16 mask[NB];
   __m512i zp_term[NB];
   __m512 mult[NB], bias[NB];
-  for (int j = 0; j < NB; ++j) {
-    const int64_t n = n0 + j * kVecCols;
-    mask[j] = lanes_mask(ncols - j * kVecCols);
-    zp_term[j] = _mm512_mullo_epi32(zp, _mm512_maskz_loadu_epi32(mask[j], w.col_sums() + n));
-    mult[j] = _mm512_mul_ps(rs, _mm512_maskz_loadu_ps(mask[j], ep.col_scale + n));
-    // adding +0 instead of no bias can only turn -0 into +0, which quantizes alike
-    bias[j] = ep.bias ? _mm512_maskz_loadu_ps(mask[j], ep.bias + n) : _mm512_setzero_ps();
-  }
-  uint8_t* out = static_cast<uint8_t*>(args.c) + m0 * args.ldc + n0;
+  for (int j = 0; j < NB; ++j) mask[j] = c.mask[j], zp_term[j] = c.zp_term[j], mult[j] = c.mult[j], bias[j] = c.bias[j];
+  uint8_t* out = static_cast<uint8_t*>(args.c) + m0 * args.ldc + c.n0;
   const int64_t ldc = args.ldc;
-  const bool whole = ncols == NB * kVecCols;
+  const bool whole = c.ncols == NB * kVecCols;
   for (int64_t r = 0; r < rows; ++r, acc += acc_stride, out += ldc) {
     __m512i q[NB];
     for (int j = 0; j < NB; ++j) {
@@ -221,15 +238,23 @@ inline bool rows_share_qparams(const GemmArgs& args, const Epilogue& ep, int64_t
   return true;
 }
 
+// Rows [m0, m0 + rows) x columns [n0, n0 + ncols) of one block through ep.
+// `columns`, if given, keeps the shared-row uint8 constants between calls
+// of one qgemm (it must not outlive w and ep).
 inline void store_rows(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, const Quantizer16& quantize,
-                int64_t m0, int64_t rows, int64_t n0, int64_t ncols, const int32_t* acc, int64_t acc_stride) {
+                       int64_t m0, int64_t rows, int64_t n0, int64_t ncols, const int32_t* acc, int64_t acc_stride,
+                       SharedU8Columns* columns = nullptr) {
   const int nb = static_cast<int>((ncols + kVecCols - 1) / kVecCols);
   if (ep.output == Epilogue::Output::Uint8 && quantize.narrowed() && rows_share_qparams(args, ep, m0, rows)) {
+    SharedU8Columns local;
+    SharedU8Columns& c = columns ? *columns : local;
+    if (!c.made_for(n0, args.a_zero_point[m0], ep.row_scale[m0]))
+      c.make(w, ep, n0, ncols, args.a_zero_point[m0], ep.row_scale[m0]);
     switch (nb) {
-      case 1: return store_rows_u8_shared<1>(args, w, ep, quantize, m0, rows, n0, ncols, acc, acc_stride);
-      case 2: return store_rows_u8_shared<2>(args, w, ep, quantize, m0, rows, n0, ncols, acc, acc_stride);
-      case 3: return store_rows_u8_shared<3>(args, w, ep, quantize, m0, rows, n0, ncols, acc, acc_stride);
-      default: return store_rows_u8_shared<4>(args, w, ep, quantize, m0, rows, n0, ncols, acc, acc_stride);
+      case 1: return store_rows_u8_shared<1>(args, c, quantize, m0, rows, acc, acc_stride);
+      case 2: return store_rows_u8_shared<2>(args, c, quantize, m0, rows, acc, acc_stride);
+      case 3: return store_rows_u8_shared<3>(args, c, quantize, m0, rows, acc, acc_stride);
+      default: return store_rows_u8_shared<4>(args, c, quantize, m0, rows, acc, acc_stride);
     }
   }
   switch (nb) {

@@ -152,6 +152,7 @@ void qgemm_amx(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep,
                             : std::min(all_rows, std::max(kTileRows, kPanelBytes / kpad / kTileRows * kTileRows));
   const AlignedBuffer<uint8_t> panel(static_cast<size_t>(chunk * kpad));
   const Quantizer16 quantize(ep.out_scale, ep.out_zero_point, 0, 255, ep.clamp_min, ep.clamp_max);
+  SharedU8Columns columns;
   const int64_t bc = w.layout().block_cols;
   alignas(64) int32_t acc[2 * kTileRows * 64];
   const TileScope tiles;
@@ -171,7 +172,7 @@ void qgemm_amx(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep,
           const int64_t nt = std::min<int64_t>(2, slices - j);
           tile_block_for(mt, nt)(a, kpad, kpad / kTileK, w.block(b) + j * 64, w_stride, acc + j * 16);
         }
-        store_rows(args, w, ep, quantize, c0 + r0, tile_rows, n0, ncols, acc, 64);
+        store_rows(args, w, ep, quantize, c0 + r0, tile_rows, n0, ncols, acc, 64, &columns);
       }
     }
   }

@@ -66,10 +66,11 @@ void accumulate_tail(const uint8_t* const* a, int64_t tail, const uint8_t* wg, i
   }
 }
 
-// `quantize` is ep's uint8 requantization, set up once per qgemm call.
+// `quantize` is ep's uint8 requantization and `columns` the epilogue's
+// per-block constants, both kept across the call's tiles.
 template <int MR, int NB>
 void tile(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, const Quantizer16& quantize,
-          int64_t m0, int64_t block, int64_t n0, int64_t ncols) {
+          SharedU8Columns& columns, int64_t m0, int64_t block, int64_t n0, int64_t ncols) {
   const uint8_t* a[MR];
   for (int r = 0; r < MR; ++r) a[r] = a_row(args, m0 + r).base;
   alignas(64) int32_t acc[MR * 64];
@@ -87,11 +88,11 @@ void tile(const GemmArgs& args, const PackedWeights& w, const Epilogue& ep, cons
     accumulate_tail<MR, NB>(a_tail, tail, w.block(block) + full_groups * NB * 64, acc);
   }
 
-  store_rows(args, w, ep, quantize, m0, MR, n0, ncols, acc, 64);
+  store_rows(args, w, ep, quantize, m0, MR, n0, ncols, acc, 64, &columns);
 }
 
 using TileFn = void (*)(const GemmArgs&, const PackedWeights&, const Epilogue&, const Quantizer16&,
-                        int64_t, int64_t, int64_t, int64_t);
+                        SharedU8Columns&, int64_t, int64_t, int64_t, int64_t);
 
 template <int MR>
 constexpr TileFn tile_for_cols(int nb) {
@@ -115,6 +116,7 @@ void qgemm_avx512_vnni(const GemmArgs& args, const PackedWeights& w, const Epilo
                        int64_t m_begin, int64_t m_end, int64_t block_begin, int64_t block_end) {
   const int64_t bc = w.layout().block_cols;
   const Quantizer16 quantize(ep.out_scale, ep.out_zero_point, 0, 255, ep.clamp_min, ep.clamp_max);
+  SharedU8Columns columns;
   // Rows in L2-sized chunks (row_chunk); inside a chunk, one block's weights
   // stay in L1/L2 while the chunk's row tiles use them.
   const int64_t chunk = row_chunk(m_end - m_begin, w.k(), kRows);
@@ -125,7 +127,7 @@ void qgemm_avx512_vnni(const GemmArgs& args, const PackedWeights& w, const Epilo
       const int nb = static_cast<int>((ncols + kVecCols - 1) / kVecCols);
       for (int64_t m0 = c0; m0 < c1; m0 += kRows) {
         const int rows = static_cast<int>(std::min<int64_t>(kRows, c1 - m0));
-        tile_for(rows, nb)(args, w, ep, quantize, m0, b, n0, ncols);
+        tile_for(rows, nb)(args, w, ep, quantize, columns, m0, b, n0, ncols);
       }
     }
   }
