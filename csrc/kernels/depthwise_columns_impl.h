@@ -20,6 +20,13 @@
 //   Vec mac(sum, x, w)             sum + the 4-byte dot products of x (u8) and w (s8), exact
 //   void store_sums(sum[4], stored, out)  the sums in lane order, `stored` int32
 //   Requantizer(args, weight_sums, padded), operator()(acc, padded, row)
+//
+// A path may pass `HalfOps` too: the same operations on vectors of half the
+// lanes, for a last block of at most half a block's channels (96 channels
+// are a block of 64 and one of 32). In the packed layout such a block's
+// channels sit in the low half of each of its four weight vectors, so the
+// half-width walk reads the same words; on cores that split 512-bit
+// operations in two it costs half as much.
 #pragma once
 
 #include <algorithm>
@@ -68,7 +75,42 @@ void column_mac_pixels(const ColumnRun<Ops>& r) {
   }
 }
 
-template <class Ops>
+// One output row's sums for the block of channels [at, at + stored), with
+// O's vectors (O::kLanes <= the packed block, Ops::kLanes of the caller):
+// the rows' bytes interleaved per image column, then every pixel's sums.
+template <class O, class Ops>
+void column_block(const DepthwiseArgs& a, const uint8_t* const* rows, int64_t columns, int64_t at, int64_t stored,
+                  int64_t group, typename Ops::Vec* buffer, int32_t* block_weights, int32_t* acc) {
+  using Vec = typename O::Vec;
+  const DepthwiseWeights& w = *a.weights;
+  const int64_t c = a.channels, quads = w.row_quads();
+  constexpr int64_t kVecWords = O::kLanes / 4, kPackedVecWords = Ops::kLanes / 4;
+  auto* interleaved = reinterpret_cast<Vec*>(buffer);
+  for (int64_t x = 0; x < columns; ++x) {
+    for (int64_t q = 0; q < quads; ++q) {
+      Vec v[4];
+      for (int i = 0; i < 4; ++i) {
+        const uint8_t* p = rows[4 * q + i];
+        v[i] = p ? O::load(p + x * c + at, stored) : O::zero();  // rows past the kernel's: zeros
+      }
+      O::interleave(v, interleaved + (x * quads + q) * 4);
+    }
+  }
+  // Each of a tap word's four vectors, cut to O's width (the low lanes hold
+  // the block's first channels when it has at most O::kLanes of them).
+  for (int64_t word = 0; word < w.tap_words(); ++word)
+    for (int k = 0; k < 4; ++k)
+      std::copy_n(w.words.data() + word * w.word_stride() + at + k * kPackedVecWords, kVecWords,
+                  block_weights + word * O::kLanes + k * kVecWords);
+  const ColumnRun<O> run{interleaved, block_weights, a.kw, quads, a.sw, a.dw, a.ow, group, stored, acc + at,
+                         depthwise_padded_channels(c)};
+  if (a.kw == 3 && quads == 1) column_mac_pixels<O, 3, 1>(run);       // 3x3 (MobileNet, EfficientNet)
+  else if (a.kw == 5 && quads == 2) column_mac_pixels<O, 5, 2>(run);  // 5x5 (EfficientNet)
+  else if (a.kw == 7 && quads == 2) column_mac_pixels<O, 7, 2>(run);  // 7x7 (ConvNeXt)
+  else column_mac_pixels<O, 0, 0>(run);
+}
+
+template <class Ops, class HalfOps = Ops>
 void depthwise_column_rows(const DepthwiseArgs& a, int64_t row_begin, int64_t row_end) {
   using Vec = typename Ops::Vec;
   const DepthwiseWeights& w = *a.weights;
@@ -98,24 +140,13 @@ void depthwise_column_rows(const DepthwiseArgs& a, int64_t row_begin, int64_t ro
     for (int64_t i = 0; i < 4 * quads; ++i) rows[i] = i < a.kh ? image + (oy * a.sh + i * a.dh) * a.wp * c : nullptr;
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t at = Ops::kLanes * b, stored = std::min<int64_t>(Ops::kLanes, lanes - at);
-      for (int64_t x = 0; x < columns; ++x) {
-        for (int64_t q = 0; q < quads; ++q) {
-          Vec v[4];
-          for (int i = 0; i < 4; ++i) {
-            const uint8_t* p = rows[4 * q + i];
-            v[i] = p ? Ops::load(p + x * c + at, stored) : Ops::zero();  // rows past the kernel's: zeros
-          }
-          Ops::interleave(v, interleaved + (x * quads + q) * 4);
-        }
+      if (stored <= HalfOps::kLanes && HalfOps::kLanes < Ops::kLanes) {
+        column_block<HalfOps, Ops>(a, rows.data(), columns, at, stored, group, interleaved, block_weights.data(),
+                                   acc.data());
+      } else {
+        column_block<Ops, Ops>(a, rows.data(), columns, at, stored, group, interleaved, block_weights.data(),
+                               acc.data());
       }
-      for (int64_t word = 0; word < w.tap_words(); ++word)
-        std::copy_n(w.words.data() + word * w.word_stride() + at, Ops::kLanes, block_weights.data() + word * Ops::kLanes);
-      const ColumnRun<Ops> run{interleaved, block_weights.data(), a.kw, quads, a.sw, a.dw, a.ow, group, stored,
-                               acc.data() + at, padded};
-      if (a.kw == 3 && quads == 1) column_mac_pixels<Ops, 3, 1>(run);       // 3x3 (MobileNet, EfficientNet)
-      else if (a.kw == 5 && quads == 2) column_mac_pixels<Ops, 5, 2>(run);  // 5x5 (EfficientNet)
-      else if (a.kw == 7 && quads == 2) column_mac_pixels<Ops, 7, 2>(run);  // 7x7 (ConvNeXt)
-      else column_mac_pixels<Ops, 0, 0>(run);
     }
     requantize(acc.data(), padded, row);
   }

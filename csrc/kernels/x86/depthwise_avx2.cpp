@@ -12,6 +12,7 @@
 #include "kernels/depthwise_impl.h"
 #include "kernels/window_conv_impl.h"
 #include "kernels/x86/avx2_epilogue.h"
+#include "kernels/x86/column_quads_256.h"
 
 namespace qext::kernels::detail {
 
@@ -30,27 +31,11 @@ struct Avx2ColumnOps {
     return bytes >= 32 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))
                        : _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   }
-  static void interleave(const Vec* x, Vec* out) {
-    const Vec lo01 = _mm256_unpacklo_epi8(x[0], x[1]), hi01 = _mm256_unpackhi_epi8(x[0], x[1]);
-    const Vec lo23 = _mm256_unpacklo_epi8(x[2], x[3]), hi23 = _mm256_unpackhi_epi8(x[2], x[3]);
-    _mm256_store_si256(out + 0, _mm256_unpacklo_epi16(lo01, lo23));
-    _mm256_store_si256(out + 1, _mm256_unpackhi_epi16(lo01, lo23));
-    _mm256_store_si256(out + 2, _mm256_unpacklo_epi16(hi01, hi23));
-    _mm256_store_si256(out + 3, _mm256_unpackhi_epi16(hi01, hi23));
-  }
+  static void interleave(const Vec* x, Vec* out) { interleave_quads_256(x, out); }
   static Vec mac(Vec sum, Vec x, Vec w) {
     return _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(x, w), _mm256_set1_epi16(1)));
   }
-  // sum[k]: lanes 4k..4k+3 in the low 128-bit lane, 16+4k..16+4k+3 in the high one.
-  static void store_sums(const Vec* sum, int64_t stored, int32_t* out) {
-    auto store = [&](int64_t at, __m256i v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + at), v); };
-    store(0, _mm256_permute2x128_si256(sum[0], sum[1], 0x20));
-    store(8, _mm256_permute2x128_si256(sum[2], sum[3], 0x20));
-    if (stored > 16) {
-      store(16, _mm256_permute2x128_si256(sum[0], sum[1], 0x31));
-      store(24, _mm256_permute2x128_si256(sum[2], sum[3], 0x31));
-    }
-  }
+  static void store_sums(const Vec* sum, int64_t stored, int32_t* out) { store_quad_sums_256(sum, stored, out); }
 };
 
 // kVectors x 8 channels starting at c.

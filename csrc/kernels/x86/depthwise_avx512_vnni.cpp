@@ -7,6 +7,7 @@
 #include "kernels/depthwise_columns_impl.h"
 #include "kernels/window_conv_impl.h"
 #include "kernels/x86/avx512_epilogue.h"
+#include "kernels/x86/column_quads_256.h"
 
 namespace qext::kernels::detail {
 
@@ -43,10 +44,27 @@ struct Avx512ColumnOps {
   }
 };
 
+// The same walk on 32 lanes (AVX-512 VL), for a last block of at most 32
+// channels: in the packed layout they sit in the low 256 bits of each
+// weight vector, and the byte and word unpacks work within 128-bit lanes
+// alike.
+struct Avx512HalfColumnOps {
+  using Vec = __m256i;
+  static constexpr int64_t kLanes = 32;
+
+  static Vec zero() { return _mm256_setzero_si256(); }
+  static Vec load(const uint8_t* p, int64_t bytes) {
+    return _mm256_maskz_loadu_epi8(bytes >= 32 ? ~__mmask32{0} : (__mmask32{1} << bytes) - 1, p);
+  }
+  static void interleave(const Vec* x, Vec* out) { interleave_quads_256(x, out); }
+  static Vec mac(Vec sum, Vec x, Vec w) { return _mm256_dpbusd_epi32(sum, x, w); }
+  static void store_sums(const Vec* sum, int64_t stored, int32_t* out) { store_quad_sums_256(sum, stored, out); }
+};
+
 }  // namespace
 
 void depthwise_u8_avx512_vnni(const DepthwiseArgs& args, int64_t row_begin, int64_t row_end) {
-  depthwise_column_rows<Avx512ColumnOps>(args, row_begin, row_end);
+  depthwise_column_rows<Avx512ColumnOps, Avx512HalfColumnOps>(args, row_begin, row_end);
 }
 
 }  // namespace qext::kernels::detail
