@@ -13,7 +13,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <mutex>
-#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -86,30 +85,29 @@ class Pool {
   }
 
   // Keeps the block, making room by freeing others when the pool is full:
-  // the sizes freed last are the likeliest to be asked for next.
-  void give_back(void* block) {
+  // the sizes freed last are the likeliest to be asked for next. A tensor's
+  // deleter calls this, so it must not throw: when the lists cannot grow,
+  // the blocks are freed instead.
+  void give_back(void* block) noexcept {
     const auto bytes = static_cast<int64_t>(class_of(block));
     poison(data_of(block), class_of(block));
-    std::vector<void*> evicted;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (bytes <= limit_) {
-        for (auto it = free_.begin(); it != free_.end() && free_bytes_ + bytes > limit_;) {
-          if (it->second.empty()) {
-            it = free_.erase(it);
-            continue;
-          }
-          evicted.push_back(it->second.back());
-          it->second.pop_back();
-          free_bytes_ -= static_cast<int64_t>(it->first);
+    if (bytes > limit_) return free_block(block);
+    std::lock_guard<std::mutex> lock(mutex_);
+    try {
+      for (auto it = free_.begin(); it != free_.end() && free_bytes_ + bytes > limit_;) {
+        if (it->second.empty()) {
+          it = free_.erase(it);
+          continue;
         }
-        free_[static_cast<size_t>(bytes)].push_back(block);
-        free_bytes_ += bytes;
-        block = nullptr;
+        free_block(it->second.back());  // (std::free under the lock: rare, and no worse than malloc's own)
+        it->second.pop_back();
+        free_bytes_ -= static_cast<int64_t>(it->first);
       }
+      free_[static_cast<size_t>(bytes)].push_back(block);
+      free_bytes_ += bytes;
+    } catch (...) {
+      free_block(block);
     }
-    free_block(block);
-    for (void* p : evicted) free_block(p);
   }
 
   void lock() { mutex_.lock(); }
