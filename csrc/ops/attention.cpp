@@ -8,7 +8,6 @@
 #include <limits>
 
 #include "kernels/attention.h"
-#include "ops/memory_pool.h"
 
 namespace qext::ops {
 
@@ -79,7 +78,7 @@ at::Tensor attention(const at::Tensor& query, const at::Tensor& key, const at::T
   }
   a.causal = is_causal;
   a.scale = static_cast<float>(scale ? *scale : 1.0 / std::sqrt(static_cast<double>(a.e)));
-  at::Tensor out = pooled_empty({a.batch, a.heads, a.l, a.ev}, q.options());
+  at::Tensor out = at::empty({a.batch, a.heads, a.l, a.ev}, q.options());
   a.out = out.data_ptr<float>();
   const kernels::Isa isa = kernels::active_isa();
   at::parallel_for(0, kernels::attention_items(a), 1,

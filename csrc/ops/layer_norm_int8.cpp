@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "kernels/quantize.h"
-#include "ops/memory_pool.h"
 
 namespace qext::ops {
 
@@ -44,7 +43,7 @@ at::Tensor layer_norm_int8(const at::Tensor& x, double x_scale, int64_t x_zero_p
   for (int64_t s : normalized_shape) d *= s;
   const at::Tensor w = checked_affine(op, "weight", weight, d), b = checked_affine(op, "bias", bias, d);
   const at::Tensor xc = x.contiguous();
-  at::Tensor out = pooled_empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor out = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous));
   if (x.numel() == 0) return out;
   const uint8_t* in = xc.data_ptr<uint8_t>();
   uint8_t* o = out.data_ptr<uint8_t>();

@@ -7,7 +7,6 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
-#include "ops/memory_pool.h"
 #include "ops/parallel_qgemm.h"
 #include "ops/quantize_rows.h"
 
@@ -35,7 +34,7 @@ LinearCall prepare_linear_call(const char* op, const at::Tensor& input, int64_t 
   std::vector<int64_t> out_shape = input.sizes().vec();
   out_shape.back() = n;
   call.m = input.numel() / k;
-  call.out = pooled_empty(out_shape, input.options());
+  call.out = at::empty(out_shape, input.options());
   if (call.m > 0) call.x = input.contiguous();
   return call;
 }

@@ -6,6 +6,7 @@
 #include <c10/util/Exception.h>
 
 #include <pthread.h>
+#include <sys/mman.h>
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
 #endif
@@ -13,6 +14,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <mutex>
+#include <new>
 #include <unordered_map>
 #include <vector>
 
@@ -20,12 +22,15 @@ namespace qext::ops {
 
 namespace {
 
-// Each block starts with a header holding its size class, so the deleter
-// knows where to put it back; the data after it keeps c10's 64-byte alignment.
-constexpr size_t kHeaderBytes = 64;
-
-char* data_of(void* block) { return static_cast<char*>(block) + kHeaderBytes; }
-size_t class_of(void* block) { return *static_cast<size_t*>(block); }
+// A block is mapped from the system directly, not taken from malloc: glibc
+// raises its mmap threshold (and so serves later large blocks from its heap)
+// only when it frees a mapped block, and blocks the pool kept for good would
+// leave it low, so every large ATen tensor between qext's ops (a Transformer's
+// LayerNorm and adds) would be mapped and fault anew each forward.
+struct Block {
+  void* data;
+  size_t bytes;  // the size class
+};
 
 // Under AddressSanitizer pooled memory stays checked: free blocks and the
 // bytes past a tensor's end are poisoned, so uses after free and overruns
@@ -38,10 +43,17 @@ void poison(void*, size_t) {}
 void unpoison(void*, size_t) {}
 #endif
 
-void free_block(void* block) {
+Block* map_block(size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  return new (std::nothrow) Block{p, bytes};
+}
+
+void unmap_block(Block* block) {
   if (!block) return;
-  unpoison(data_of(block), class_of(block));
-  std::free(block);
+  unpoison(block->data, block->bytes);
+  munmap(block->data, block->bytes);
+  delete block;
 }
 
 // Sizes round up to steps of 1/8 of their power of two (at least a page):
@@ -67,31 +79,28 @@ int64_t limit_from_env() {
 
 class Pool {
  public:
-  void* take(size_t bytes) {
+  Block* take(size_t bytes) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       auto it = free_.find(bytes);
       if (it != free_.end() && !it->second.empty()) {
-        void* block = it->second.back();
+        Block* block = it->second.back();
         it->second.pop_back();
         free_bytes_ -= static_cast<int64_t>(bytes);
         return block;
       }
     }
-    void* block = std::aligned_alloc(kHeaderBytes, kHeaderBytes + bytes);
-    if (!block) return nullptr;
-    *static_cast<size_t*>(block) = bytes;
-    return block;
+    return map_block(bytes);
   }
 
   // Keeps the block, making room by freeing others when the pool is full:
   // the sizes freed last are the likeliest to be asked for next. A tensor's
   // deleter calls this, so it must not throw: when the lists cannot grow,
   // the blocks are freed instead.
-  void give_back(void* block) noexcept {
-    const auto bytes = static_cast<int64_t>(class_of(block));
-    poison(data_of(block), class_of(block));
-    if (bytes > limit_) return free_block(block);
+  void give_back(Block* block) noexcept {
+    const auto bytes = static_cast<int64_t>(block->bytes);
+    poison(block->data, block->bytes);
+    if (bytes > limit_) return unmap_block(block);
     std::lock_guard<std::mutex> lock(mutex_);
     try {
       for (auto it = free_.begin(); it != free_.end() && free_bytes_ + bytes > limit_;) {
@@ -99,16 +108,18 @@ class Pool {
           it = free_.erase(it);
           continue;
         }
-        free_block(it->second.back());  // (std::free under the lock: rare, and no worse than malloc's own)
+        unmap_block(it->second.back());  // (under the lock: rare, as malloc's own unmapping)
         it->second.pop_back();
         free_bytes_ -= static_cast<int64_t>(it->first);
       }
       free_[static_cast<size_t>(bytes)].push_back(block);
       free_bytes_ += bytes;
     } catch (...) {
-      free_block(block);
+      unmap_block(block);
     }
   }
+
+  bool enabled() const { return limit_ > 0; }
 
   void lock() { mutex_.lock(); }
   void unlock() { mutex_.unlock(); }
@@ -119,19 +130,19 @@ class Pool {
   }
 
   void release() {
-    std::unordered_map<size_t, std::vector<void*>> blocks;
+    std::unordered_map<size_t, std::vector<Block*>> blocks;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       blocks.swap(free_);
       free_bytes_ = 0;
     }
     for (auto& [bytes, list] : blocks)
-      for (void* block : list) free_block(block);
+      for (Block* block : list) unmap_block(block);
   }
 
  private:
   std::mutex mutex_;
-  std::unordered_map<size_t, std::vector<void*>> free_;
+  std::unordered_map<size_t, std::vector<Block*>> free_;
   int64_t free_bytes_ = 0;
   const int64_t limit_ = limit_from_env();
 };
@@ -148,19 +159,19 @@ Pool& pool() {
   return *p;
 }
 
-void give_back(void* block) { pool().give_back(block); }
+void give_back(void* block) { pool().give_back(static_cast<Block*>(block)); }
 
 class PooledCpuAllocator final : public c10::Allocator {
  public:
   c10::DataPtr allocate(size_t n) override {
-    if (n < static_cast<size_t>(kMinPooledBytes) || n > static_cast<size_t>(kMaxPooledBytes))
+    if (n < static_cast<size_t>(kMinPooledBytes) || n > static_cast<size_t>(kMaxPooledBytes) || !pool().enabled())
       return c10::GetCPUAllocator()->allocate(n);
     const size_t bytes = size_class(n);
-    void* block = pool().take(bytes);
+    Block* block = pool().take(bytes);
     TORCH_CHECK(block, "qext: out of memory allocating ", n, " bytes");
-    unpoison(data_of(block), n);
-    poison(data_of(block) + n, bytes - n);
-    return {data_of(block), block, &give_back, c10::Device(c10::DeviceType::CPU)};
+    unpoison(block->data, n);
+    poison(static_cast<char*>(block->data) + n, bytes - n);
+    return {block->data, block, &give_back, c10::Device(c10::DeviceType::CPU)};
   }
 
   void copy_data(void* dest, const void* src, std::size_t count) const override {

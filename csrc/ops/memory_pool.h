@@ -1,5 +1,6 @@
-// Memory for the tensors qext's ops create (outputs and large workspaces),
-// kept after they are freed and handed out again.
+// Memory for the tensors the static int8 ops create (uint8 activations and
+// the padded images of convs), kept after they are freed and handed out
+// again.
 //
 // Why: a process that loads an int8 model and runs it (the deployment case)
 // got its large blocks fresh from the kernel on every forward -- glibc maps
@@ -7,6 +8,12 @@
 // 4 KB page faulted. A loaded MobileNetV2 took about 650 page faults per
 // forward, a third of its time (docs/benchmarks.md). Reusing blocks removes
 // them, as ONNX Runtime's arena does.
+//
+// Not for the dynamic ops' float outputs: pooling those kept their frees from
+// glibc, whose mmap threshold then stayed low, and a loaded MiniLM's ATen
+// tensors between the ops (LayerNorm, residual adds) faulted instead (24,000
+// faults per forward, 1.2x slower). The blocks are mapped from the system
+// directly, so the pool leaves malloc's state as it was.
 //
 // Bounded: only blocks of kMinPooledBytes to kMaxPooledBytes are pooled
 // (smaller ones come from malloc's bins without faults; a larger one is

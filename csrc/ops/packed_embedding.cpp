@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
-#include "ops/memory_pool.h"
 #include "quant/tensor_quant.h"
 
 namespace qext::ops {
@@ -46,7 +45,7 @@ at::Tensor embedding_lookup(const char* op, const at::Tensor& indices, int64_t r
   const int64_t n = idx.numel();
   std::vector<int64_t> shape = indices.sizes().vec();
   shape.push_back(dim);
-  at::Tensor out = pooled_empty(shape, indices.options().dtype(at::kFloat));
+  at::Tensor out = at::empty(shape, indices.options().dtype(at::kFloat));
   const int64_t* ip = idx.data_ptr<int64_t>();
   for (int64_t i = 0; i < n; ++i) {
     TORCH_CHECK(ip[i] >= 0 && ip[i] < rows, op, ": index ", ip[i], " is out of range for a table of ", rows, " rows");

@@ -8,14 +8,13 @@
 #include <limits>
 
 #include "kernels/quantize.h"
-#include "ops/memory_pool.h"
 #include "quant/qparams.h"
 
 namespace qext::ops {
 
 QuantizedRows quantize_rows(const float* x, int64_t m, int64_t k, bool per_row, kernels::Isa isa,
                             int64_t row_bytes, int32_t qmax) {
-  QuantizedRows r{pooled_empty({m, row_bytes}, at::kByte), std::vector<float>(m), std::vector<int32_t>(m),
+  QuantizedRows r{at::empty({m, row_bytes}, at::kByte), std::vector<float>(m), std::vector<int32_t>(m),
                   std::vector<uint8_t>(m)};
   uint8_t* q = r.q.data_ptr<uint8_t>();
   std::vector<float> lo(m), hi(m);

@@ -33,8 +33,8 @@ std::vector<std::string> supported_isas();
 // chosen once.
 std::vector<std::pair<std::string, std::string>> kernels_in_use();
 
-// qext's ops keep the blocks of tensors they made (64 KB to 32 MB each) when
-// those are freed, and reuse them: a loaded model run again and again then
+// qext's static int8 ops keep the blocks of tensors they made (64 KB to 32 MB
+// each) when those are freed, and reuse them: a loaded model run again and again then
 // takes no fresh pages from the system, whose first touch faults. At most
 // QEXT_POOL_MB megabytes (environment, read once; default 256, 0 turns
 // pooling off) are held while free. memory_pool_bytes() is what is held now;

@@ -1,7 +1,7 @@
-"""The memory qext's ops keep for reuse.
+"""The memory qext's static int8 ops keep for reuse.
 
-qext's ops keep the blocks of the tensors they made (64 KB to 32 MB each)
-when those are freed, and hand them out again. A model loaded in a fresh
+qext's static int8 ops keep the blocks of the tensors they made (64 KB to
+32 MB each) when those are freed, and hand them out again. A model loaded in a fresh
 process and run again and again then takes no new pages from the system:
 without it, glibc returned the blocks between calls, and the first touch of
 each page faulted (a third of a loaded MobileNetV2's time). At most
