@@ -118,6 +118,25 @@ def test_a_forked_child_can_allocate_while_the_parent_pools():
     assert run_child(code).strip() == "ok"
 
 
+def faults_per_forward(path, input_shape, env: dict | None = None) -> float:
+    """Page faults per forward of the model saved at `path`, loaded in a fresh
+    process (the deployment case) and warmed up with three forwards first."""
+    code = f"""
+        import resource, torch, qext
+        torch.set_num_threads(1)
+        m = qext.load({str(path)!r})
+        x = torch.randn({tuple(input_shape)!r})
+        with torch.no_grad():
+            for _ in range(3):
+                m(x)
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            for _ in range(5):
+                m(x)
+            print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5)
+    """
+    return float(run_child(code, env))
+
+
 def test_a_loaded_model_runs_without_page_faults(tmp_path):
     """A fresh process that loads an int8 model (deployment) used to take
     ~650 page faults per MobileNetV2 forward: glibc handed its large blocks
@@ -131,55 +150,7 @@ def test_a_loaded_model_runs_without_page_faults(tmp_path):
     calib = [torch.randn(1, 3, 224, 224) for _ in range(2)]
     path = tmp_path / "model_int8.pt"
     qext.save(qext.quantize_static(model, calib), str(path))
-    code = f"""
-        import resource, torch, qext
-        torch.set_num_threads(1)
-        m = qext.load({str(path)!r})
-        x = torch.randn(1, 3, 224, 224)
-        with torch.no_grad():
-            for _ in range(3):
-                m(x)
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            for _ in range(10):
-                m(x)
-            print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
-    """
-    faults = float(run_child(code))
+    faults = faults_per_forward(path, (1, 3, 224, 224))
     # Each forward writes ~2 MB of activations (~500 pages).
     assert faults < 20, f"{faults} page faults per forward"
 
-
-def test_a_loaded_dynamic_model_faults_no_more_than_without_the_pool(tmp_path):
-    """Pooling the dynamic ops' float outputs once kept their frees from glibc,
-    whose mmap threshold then stayed low: a loaded MiniLM's ATen tensors
-    (LayerNorm, residual adds) faulted anew every forward, 24,000 times."""
-
-    class Block(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.up, self.down = torch.nn.Linear(384, 1536), torch.nn.Linear(1536, 384)
-            self.norm = torch.nn.LayerNorm(384)
-
-        def forward(self, x):
-            return self.norm(x + self.down(torch.nn.functional.gelu(self.up(x))))
-
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(Block(), Block()).eval()
-    path = tmp_path / "dynamic_int8.pt"
-    qext.save(qext.quantize_dynamic(model), str(path))
-    code = f"""
-        import resource, torch, qext
-        torch.set_num_threads(1)
-        m = qext.load({str(path)!r})
-        x = torch.randn(4096, 384)
-        with torch.no_grad():
-            for _ in range(3):
-                m(x)
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            for _ in range(5):
-                m(x)
-            print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5)
-    """
-    pooled, unpooled = float(run_child(code)), float(run_child(code, {"QEXT_POOL_MB": "0"}))
-    # Each forward writes ~60 MB of float activations (~15,000 pages).
-    assert pooled <= 1.5 * unpooled + 500, f"{pooled} page faults per forward with the pool, {unpooled} without"
