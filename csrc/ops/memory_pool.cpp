@@ -46,7 +46,9 @@ void unpoison(void*, size_t) {}
 Block* map_block(size_t bytes) {
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return nullptr;
-  return new (std::nothrow) Block{p, bytes};
+  Block* block = new (std::nothrow) Block{p, bytes};
+  if (!block) munmap(p, bytes);  // no record of it: give the mapping back rather than leak it
+  return block;
 }
 
 void unmap_block(Block* block) {
