@@ -36,6 +36,13 @@ struct AttentionArgs {
   bool causal = false;  // key j > query i is masked (top-left aligned)
   float scale = 1.0f;
   float* out = nullptr;
+  // Keys whose scores are decided without their dot products (causal-masked,
+  // or a mask value <= -2^126 -- -inf, or finfo(float32).min as Hugging Face
+  // pads with -- while every |q k * scale| is <= 2^90) skip the products, and
+  // where their weights are 0 in a whole row tile, the softmax and value
+  // terms too: the same bits as computing them (attention_impl.h). false
+  // computes every key, for tests that check exactly that.
+  bool skip_dead_keys = true;
 };
 
 // Query rows per work item: one item is a head's block of rows.
@@ -52,6 +59,8 @@ inline int64_t attention_items(const AttentionArgs& a) {
 //   out[i][c] = (fma-chain over j of p[j] * v[j][c]) / total
 // A row whose scores are all -inf (fully masked) gives zeros, as ATen's
 // does; a NaN or +inf score makes the row NaN.
+// Dead keys (AttentionArgs::skip_dead_keys) follow this rule too: skipping
+// them only leaves out operations whose results are known.
 void attention_f32(const AttentionArgs& args, int64_t begin, int64_t end, Isa isa);
 
 }  // namespace qext::kernels

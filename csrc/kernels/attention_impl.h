@@ -11,6 +11,7 @@
 //   zero_below(x, t, y)           lane l: x < t ? 0 : y
 //   pow2i(n)                      2^n for integral n in [-126, 127]
 //   any_nan(x)
+//   abs(x)                        |x|, lane by lane
 //   hsum(x), hmax(x)              lanes (l, l + 4), then (l, l + 2), then (0, 1)
 //   transpose8(src, ss, dst, ds)  dst[i * ds + j] = src[j * ss + i], i, j < 8
 // Nothing here depends on the path: the tiling only decides which rows and
@@ -20,6 +21,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -37,6 +39,16 @@ constexpr float kLog2e = 1.44269504f;
 constexpr float kLn2Hi = 0.693145751953125f;
 constexpr float kLn2Lo = 1.42860677e-6f;
 constexpr float kRoundMagic = 12582912.0f;  // 1.5 * 2^23: (v + it) - it rounds v to an integer
+
+// Dead keys (see dead_vectors): a mask value at most kDeadMask (-inf, or
+// Hugging Face's finfo(float32).min) is the whole score when every
+// |q k * scale| of the head is at most kProductBound: its half ulp (>= 2^102)
+// swallows the product in round-to-nearest.
+constexpr float kDeadMask = -0x1p126f;
+constexpr double kProductBound = 0x1p90;
+// A row whose maximum is at least this gives its dead keys weight 0 exactly:
+// exp(score - max) <= exp(-2^125), below kExpMin.
+constexpr float kLiveMaxFloor = -0x1p125f;
 
 // exp(x) for x <= 0 (a score minus its row's maximum): 2^n * P(r), n the
 // nearest integer to x / ln 2, r = x - n ln 2 in [-ln2 / 2, ln2 / 2], P the
@@ -108,41 +120,94 @@ void score_keys(const AttentionArgs& a, const float* const* q, const float* kt, 
   }
 }
 
+// The scores of rows [i0, i0 + R) for the 8 dead keys at j0 (dead_vectors),
+// known without their products: each is its mask value, or -inf where
+// causal or past S, as score_keys would compute it.
+template <class V, int R>
+void dead_scores(const AttentionArgs& a, const float* const* mask, int64_t i0, int64_t s_pad, int64_t j0,
+                 float* scores) {
+  for (int r = 0; r < R; ++r) {
+    const int64_t limit = a.causal ? std::min(a.s, i0 + r + 1) : a.s;
+    auto s = V::splat(-std::numeric_limits<float>::infinity());
+    if (mask[r] && j0 < a.s) {
+      const float* m = mask[r] + j0 * a.mask_col;
+      s = !a.mask_col ? V::splat(*m) : j0 + kLanes <= a.s ? V::load(m) : V::load_n(m, a.s - j0);
+    }
+    V::store(scores + r * s_pad + j0, V::mask_from(s, j0, limit));
+  }
+}
+
 // Scores of rows [i0, i0 + R) against every key: scores[r * s_pad + j].
+// Key vectors marked in `dead` (if not null) skip their products.
 template <class V, int R>
 void score_rows(const AttentionArgs& a, const float* const* q, const float* kt, const float* const* mask,
-                int64_t i0, int64_t s_pad, float* scores) {
-  constexpr int kVecs = 2;
+                int64_t i0, int64_t s_pad, const uint8_t* dead, float* scores) {
   int64_t j0 = 0;
-  for (; j0 + kVecs * kLanes <= s_pad; j0 += kVecs * kLanes) score_keys<V, R, kVecs>(a, q, kt, mask, i0, s_pad, j0, scores);
-  if (s_pad - j0 == kLanes) score_keys<V, R, 1>(a, q, kt, mask, i0, s_pad, j0, scores);
+  for (; j0 + 2 * kLanes <= s_pad; j0 += 2 * kLanes) {
+    if (!dead || (!dead[j0 / kLanes] && !dead[j0 / kLanes + 1])) {
+      score_keys<V, R, 2>(a, q, kt, mask, i0, s_pad, j0, scores);
+      continue;
+    }
+    for (int64_t j = j0; j < j0 + 2 * kLanes; j += kLanes) {
+      if (dead[j / kLanes]) dead_scores<V, R>(a, mask, i0, s_pad, j, scores);
+      else score_keys<V, R, 1>(a, q, kt, mask, i0, s_pad, j, scores);
+    }
+  }
+  if (s_pad - j0 == kLanes) {
+    if (dead && dead[j0 / kLanes]) dead_scores<V, R>(a, mask, i0, s_pad, j0, scores);
+    else score_keys<V, R, 1>(a, q, kt, mask, i0, s_pad, j0, scores);
+  }
 }
 
 // Row r of `scores` -> exp(s - max) in place; returns the state and the sum.
+// When the live vectors' maximum is at least kLiveMaxFloor it is the row's
+// (dead scores are below it, and never NaN or +inf), and the dead vectors'
+// weights are 0: they are stored as zeros, without their exps, and left out
+// of the sum (adding +0 to it changes nothing). *dead_zero says so.
 template <class V>
-RowState softmax_row(float* row, int64_t s_pad, float* total) {
-  auto mx = V::splat(-std::numeric_limits<float>::infinity());
+RowState softmax_row(float* row, int64_t s_pad, const uint8_t* dead, float* total, bool* dead_zero) {
+  const auto max_of = [&](const uint8_t* skip, bool* nan) {
+    auto mx = V::splat(-std::numeric_limits<float>::infinity());
+    for (int64_t j = 0; j < s_pad; j += kLanes) {
+      if (skip && skip[j / kLanes]) continue;
+      const auto s = V::load(row + j);
+      *nan = *nan || V::any_nan(s);
+      mx = V::max(s, mx);
+    }
+    return V::hmax(mx);
+  };
   bool nan = false;
-  for (int64_t j = 0; j < s_pad; j += kLanes) {
-    const auto s = V::load(row + j);
-    nan = nan || V::any_nan(s);
-    mx = V::max(s, mx);
-  }
-  const float m = V::hmax(mx);
+  float m = max_of(dead, &nan);
+  const uint8_t* zero = m >= kLiveMaxFloor ? dead : nullptr;  // the vectors whose weights are 0
+  if (dead && !zero) m = max_of(nullptr, &nan);
+  *dead_zero = zero != nullptr;
   if (nan || m == std::numeric_limits<float>::infinity()) return RowState::Nan;
   if (m == -std::numeric_limits<float>::infinity()) return RowState::AllMasked;
   const auto mv = V::splat(m);
+  const auto weight = [&](int64_t j) { return exp_nonpositive<V>(V::sub(V::load(row + j), mv)); };
+  const auto skip = [&](int64_t j) {
+    if (!zero || !zero[j / kLanes]) return false;
+    V::store(row + j, V::zero());
+    return true;
+  };
   auto sum = V::zero();
   int64_t j = 0;
-  for (; j + 2 * kLanes <= s_pad; j += 2 * kLanes) {  // two exps in flight
-    const auto p0 = exp_nonpositive<V>(V::sub(V::load(row + j), mv));
-    const auto p1 = exp_nonpositive<V>(V::sub(V::load(row + j + kLanes), mv));
-    V::store(row + j, p0);
-    V::store(row + j + kLanes, p1);
-    sum = V::add(V::add(sum, p0), p1);
+  for (; j + 2 * kLanes <= s_pad; j += 2 * kLanes) {
+    const bool skip0 = skip(j), skip1 = skip(j + kLanes);
+    if (!skip0 && !skip1) {  // two exps in flight
+      const auto p0 = weight(j), p1 = weight(j + kLanes);
+      V::store(row + j, p0);
+      V::store(row + j + kLanes, p1);
+      sum = V::add(V::add(sum, p0), p1);
+    } else if (!skip0 || !skip1) {
+      const int64_t at = skip0 ? j + kLanes : j;
+      const auto p = weight(at);
+      V::store(row + at, p);
+      sum = V::add(sum, p);
+    }
   }
-  if (j < s_pad) {
-    const auto p = exp_nonpositive<V>(V::sub(V::load(row + j), mv));
+  if (j < s_pad && !skip(j)) {
+    const auto p = weight(j);
     V::store(row + j, p);
     sum = V::add(sum, p);
   }
@@ -152,17 +217,19 @@ RowState softmax_row(float* row, int64_t s_pad, float* total) {
 
 // out rows [i0, i0 + R) (those not null) = p v / total, for the `cols` value
 // columns from c0 (NV vectors; the last one partial when cols < NV * 8); v is
-// the head's values packed [S][Ev].
+// the head's values packed [S][Ev]. Keys outside [j_begin, j_end) have
+// weight 0 in every row and finite values: their terms would add +0 (the
+// sums start at +0 and never become -0), so they are left out.
 template <class V, int R, int NV>
 void weigh_columns(const AttentionArgs& a, const float* v, const float* scores, int64_t s_pad, const float* total,
-                   float* const* out, int64_t c0, int64_t cols) {
+                   float* const* out, int64_t c0, int64_t cols, int64_t j_begin, int64_t j_end) {
   typename V::T acc[R][NV];
 #pragma GCC unroll 6
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 2
     for (int x = 0; x < NV; ++x) acc[r][x] = V::zero();
   const int64_t last = cols - (NV - 1) * kLanes;  // lanes of the last vector
-  for (int64_t j = 0; j < a.s; ++j) {
+  for (int64_t j = j_begin; j < j_end; ++j) {
     const float* vr = v + j * a.ev + c0;
     typename V::T vx[NV];
 #pragma GCC unroll 2
@@ -185,19 +252,91 @@ void weigh_columns(const AttentionArgs& a, const float* v, const float* scores, 
 
 template <class V, int R>
 void weigh_values(const AttentionArgs& a, const float* v, const float* scores, int64_t s_pad, const float* total,
-                  float* const* out) {
+                  float* const* out, int64_t j_begin, int64_t j_end) {
   constexpr int kVecs = 2;
   int64_t c0 = 0;
   for (; c0 + kVecs * kLanes <= a.ev; c0 += kVecs * kLanes)
-    weigh_columns<V, R, kVecs>(a, v, scores, s_pad, total, out, c0, kVecs * kLanes);
+    weigh_columns<V, R, kVecs>(a, v, scores, s_pad, total, out, c0, kVecs * kLanes, j_begin, j_end);
   const int64_t rest = a.ev - c0;
-  if (rest > kLanes) weigh_columns<V, R, 2>(a, v, scores, s_pad, total, out, c0, rest);
-  else if (rest > 0) weigh_columns<V, R, 1>(a, v, scores, s_pad, total, out, c0, rest);
+  if (rest > kLanes) weigh_columns<V, R, 2>(a, v, scores, s_pad, total, out, c0, rest, j_begin, j_end);
+  else if (rest > 0) weigh_columns<V, R, 1>(a, v, scores, s_pad, total, out, c0, rest, j_begin, j_end);
 }
+
+// What skipping a head's dead keys needs to know (made from the packed head
+// when a tile first has dead keys): whether every |q k * scale| is at most
+// kProductBound (all q and k finite), and whether every value is finite.
+struct HeadFacts {
+  bool known = false, products_bounded = false, values_finite = false;
+};
+
+// The per-call scratch of dead_vectors: the tile's marks, and the last mask
+// row's (rows usually share one: a padding mask broadcast over rows and
+// heads).
+struct DeadKeys {
+  std::vector<uint8_t> tile, mask_row;
+  const float* mask_row_of = nullptr;
+  bool mask_row_any = false;
+};
+
+// Marks the key vectors of rows [i0, i0 + rows) whose scores need no
+// products ("dead"): in every row each of the vector's keys is causal-masked
+// or past S (-inf whatever the product), or, when the head's products are
+// bounded (`bounded()`, asked only when a mask value could make a key dead),
+// has a mask value at most kDeadMask (the score is the mask value). Returns
+// the marks (s_pad / 8 bytes), or nullptr when none is dead.
+template <class Bounded>
+const uint8_t* dead_vectors(const AttentionArgs& a, const float* const* mask, int rows, int64_t i0, int64_t s_pad,
+                            Bounded bounded, DeadKeys& d) {
+  if (!a.skip_dead_keys || (!a.mask && !a.causal)) return nullptr;
+  const int64_t vecs = s_pad / kLanes;
+  // (Hugging Face materialises its padding mask per row: rows are compared
+  // by content, not by address.)
+  const int64_t row_floats = a.mask_col ? a.s : 1;
+  const auto same_row = [&](const float* x, const float* y) {
+    return x == y || std::memcmp(x, y, static_cast<size_t>(row_floats) * sizeof(float)) == 0;
+  };
+  const auto mark_mask_row = [&](const float* row) {
+    if (d.mask_row_of && same_row(row, d.mask_row_of)) return;
+    d.mask_row_any = false;
+    for (int64_t v = 0; v < vecs; ++v) {
+      bool masked = true;
+      for (int64_t j = v * kLanes; masked && j < std::min(a.s, (v + 1) * kLanes); ++j)
+        masked = row[a.mask_col ? j : 0] <= kDeadMask;  // (NaN: not masked)
+      d.mask_row[v] = masked;
+      d.mask_row_any = d.mask_row_any || masked;
+    }
+    d.mask_row_of = row;
+  };
+  if (!a.causal) {
+    bool shared = true;
+    for (int r = 1; r < rows; ++r) shared = shared && same_row(mask[r], mask[0]);
+    if (shared) {  // (the common case: the marks of one mask row, made once)
+      mark_mask_row(mask[0]);
+      return d.mask_row_any && bounded() ? d.mask_row.data() : nullptr;
+    }
+  }
+  const bool by_mask = a.mask && bounded();
+  if (!a.causal && !by_mask) return nullptr;
+  uint8_t* dead = d.tile.data();
+  std::fill(dead, dead + vecs, uint8_t{1});
+  for (int r = 0; r < rows; ++r) {
+    const int64_t limit = a.causal ? std::min(a.s, i0 + r + 1) : a.s;
+    if (by_mask) mark_mask_row(mask[r]);
+    for (int64_t v = 0; v < vecs; ++v) dead[v] = dead[v] && (v * kLanes >= limit || (by_mask && d.mask_row[v]));
+  }
+  return std::find(dead, dead + vecs, uint8_t{1}) != dead + vecs ? dead : nullptr;
+}
+
+template <class V>
+HeadFacts head_facts(const AttentionArgs& a, int64_t b, int64_t h, int64_t s_pad, const float* kt, const float* vp);
 
 template <class V, int R>
 void attend_rows(const AttentionArgs& a, int64_t b, int64_t h, int64_t i0, const float* kt, const float* vp,
-                 int64_t s_pad, float* scores) {
+                 int64_t s_pad, HeadFacts& head, DeadKeys& dead_keys, float* scores) {
+  const auto facts = [&]() -> const HeadFacts& {
+    if (!head.known) head = head_facts<V>(a, b, h, s_pad, kt, vp);
+    return head;
+  };
   const float* q[R];
   const float* mask[R];
   float* out[R];
@@ -206,12 +345,16 @@ void attend_rows(const AttentionArgs& a, int64_t b, int64_t h, int64_t i0, const
     mask[r] = a.mask ? a.mask + b * a.mask_batch + h * a.mask_head + (i0 + r) * a.mask_row : nullptr;
     out[r] = a.out + ((b * a.heads + h) * a.l + i0 + r) * a.ev;
   }
-  score_rows<V, R>(a, q, kt, mask, i0, s_pad, scores);
+  const uint8_t* dead = dead_vectors(a, mask, R, i0, s_pad, [&] { return facts().products_bounded; }, dead_keys);
+  score_rows<V, R>(a, q, kt, mask, i0, s_pad, dead, scores);
   float total[R];
   float* normal[R];
+  bool dead_zero = true;  // every normal row gave the dead keys weight 0
   for (int r = 0; r < R; ++r) {
-    const RowState state = softmax_row<V>(scores + r * s_pad, s_pad, &total[r]);
+    bool row_dead_zero;
+    const RowState state = softmax_row<V>(scores + r * s_pad, s_pad, dead, &total[r], &row_dead_zero);
     normal[r] = state == RowState::Normal ? out[r] : nullptr;
+    if (state == RowState::Normal) dead_zero = dead_zero && row_dead_zero;
     if (state != RowState::Normal) {
       // unused rows of the tile: weights 0 (never NaN into the sums)
       std::fill(scores + r * s_pad, scores + (r + 1) * s_pad, 0.0f);
@@ -219,7 +362,44 @@ void attend_rows(const AttentionArgs& a, int64_t b, int64_t h, int64_t i0, const
       std::fill(out[r], out[r] + a.ev, state == RowState::Nan ? std::numeric_limits<float>::quiet_NaN() : 0.0f);
     }
   }
-  weigh_values<V, R>(a, vp, scores, s_pad, total, normal);
+  // The dead vectors before the first live one and after the last weigh 0.
+  int64_t j_begin = 0, j_end = a.s;
+  if (dead && dead_zero && facts().values_finite) {
+    const int64_t vecs = s_pad / kLanes;
+    int64_t first = 0, last = vecs;
+    while (first < vecs && dead[first]) ++first;
+    while (last > first && dead[last - 1]) --last;
+    j_begin = first * kLanes, j_end = std::min(a.s, last * kLanes);
+  }
+  weigh_values<V, R>(a, vp, scores, s_pad, total, normal, j_begin, j_end);
+}
+
+// The largest |x| of n floats at p; +inf when one is not finite (x * 0 is
+// NaN then, where vmaxps would skip a NaN).
+template <class V>
+float max_abs(const float* p, int64_t n) {
+  auto largest = V::zero(), nonfinite = V::zero();
+  for (int64_t i = 0; i < n; i += kLanes) {
+    const auto x = i + kLanes <= n ? V::load(p + i) : V::load_n(p + i, n - i);
+    largest = V::max(V::abs(x), largest);
+    nonfinite = V::add(nonfinite, V::mul(x, V::zero()));
+  }
+  return V::any_nan(nonfinite) ? std::numeric_limits<float>::infinity() : V::hmax(largest);
+}
+
+// HeadFacts of head (b, h), from its q rows and the packed kt and vp.
+template <class V>
+HeadFacts head_facts(const AttentionArgs& a, int64_t b, int64_t h, int64_t s_pad, const float* kt, const float* vp) {
+  HeadFacts f;
+  f.known = true;
+  f.values_finite = max_abs<V>(vp, a.s * a.ev) < std::numeric_limits<float>::infinity();
+  if (!a.mask) return f;
+  float q_max = 0.0f;
+  const float* q = a.q + b * a.q_batch + h * a.q_head;
+  for (int64_t i = 0; i < a.l; ++i) q_max = std::max(q_max, max_abs<V>(q + i * a.q_row, a.e));
+  const double bound = double{q_max} * max_abs<V>(kt, a.e * s_pad) * static_cast<double>(a.e) * std::fabs(a.scale);
+  f.products_bounded = bound <= kProductBound;  // (false for +inf and NaN)
+  return f;
 }
 
 // Head (b, h)'s keys transposed into kt [e][s_pad] (padding left as zeros)
@@ -267,11 +447,15 @@ void attention_items(const AttentionArgs& a, int64_t begin, int64_t end) {
   // tile's score rows.
   std::vector<float> kt(static_cast<size_t>(a.e * s_pad), 0.0f), vp(static_cast<size_t>(a.s * a.ev)),
       scores(static_cast<size_t>(kTileRows * s_pad));
+  DeadKeys dead_keys{std::vector<uint8_t>(static_cast<size_t>(s_pad / kLanes)),
+                     std::vector<uint8_t>(static_cast<size_t>(s_pad / kLanes))};
+  HeadFacts facts;
   int64_t head_packed = -1;
   for (int64_t item = begin; item < end; ++item) {
     const int64_t head = item / blocks, b = head / a.heads, h = head % a.heads;
     if (head != head_packed) {
       pack_head<V>(a, b, h, s_pad, kt.data(), vp.data());
+      facts = HeadFacts{};
       head_packed = head;
     }
     const int64_t i_begin = item % blocks * kAttentionRowBlock, i_end = std::min(a.l, i_begin + kAttentionRowBlock);
@@ -287,12 +471,12 @@ void attention_items(const AttentionArgs& a, int64_t begin, int64_t end) {
         prefetch_keys(a, next / a.heads, next % a.heads, std::min(a.s, j0), std::min(a.s, j0 + keys_per_tile));
       }
       switch (std::min<int64_t>(kTileRows, i_end - i0)) {
-        case 1: attend_rows<V, 1>(a, b, h, i0, kt.data(), vp.data(), s_pad, scores.data()); break;
-        case 2: attend_rows<V, 2>(a, b, h, i0, kt.data(), vp.data(), s_pad, scores.data()); break;
-        case 3: attend_rows<V, 3>(a, b, h, i0, kt.data(), vp.data(), s_pad, scores.data()); break;
-        case 4: attend_rows<V, 4>(a, b, h, i0, kt.data(), vp.data(), s_pad, scores.data()); break;
-        case 5: attend_rows<V, 5>(a, b, h, i0, kt.data(), vp.data(), s_pad, scores.data()); break;
-        default: attend_rows<V, kTileRows>(a, b, h, i0, kt.data(), vp.data(), s_pad, scores.data()); break;
+        case 1: attend_rows<V, 1>(a, b, h, i0, kt.data(), vp.data(), s_pad, facts, dead_keys, scores.data()); break;
+        case 2: attend_rows<V, 2>(a, b, h, i0, kt.data(), vp.data(), s_pad, facts, dead_keys, scores.data()); break;
+        case 3: attend_rows<V, 3>(a, b, h, i0, kt.data(), vp.data(), s_pad, facts, dead_keys, scores.data()); break;
+        case 4: attend_rows<V, 4>(a, b, h, i0, kt.data(), vp.data(), s_pad, facts, dead_keys, scores.data()); break;
+        case 5: attend_rows<V, 5>(a, b, h, i0, kt.data(), vp.data(), s_pad, facts, dead_keys, scores.data()); break;
+        default: attend_rows<V, kTileRows>(a, b, h, i0, kt.data(), vp.data(), s_pad, facts, dead_keys, scores.data()); break;
       }
     }
   }

@@ -25,6 +25,15 @@ def close(ref, out):
     assert torch.allclose(out, ref, rtol=0, atol=2e-6 * ref.abs().max().item() + 1e-30), (out - ref).abs().max()
 
 
+def padding_mask(lengths, s):
+    """Hugging Face BERT's additive mask for right-padded sequences: 0 for
+    real keys, finfo.min for padding, [batch, 1, s, s] in memory (the padded
+    keys are skipped as dead; the same results as computing them)."""
+    keep = torch.arange(s)[None, :] < torch.tensor(lengths)[:, None]
+    mask = torch.zeros(len(lengths), 1, s, s)
+    return mask.masked_fill(~keep[:, None, None, :], torch.finfo(torch.float32).min)
+
+
 CASES = {
     "plain": lambda: ((rand(2, 3, 7, 16), rand(2, 3, 9, 16), rand(2, 3, 9, 12)), {}),
     "float mask broadcast": lambda: ((rand(2, 4, 5, 8), rand(2, 4, 33, 8), rand(2, 4, 33, 8)),
@@ -32,6 +41,8 @@ CASES = {
     "bool mask per row": lambda: ((rand(1, 2, 6, 4), rand(1, 2, 10, 4), rand(1, 2, 10, 20)),
                                   {"attn_mask": rand(6, 10) > -0.5}),
     "causal": lambda: ((rand(3, 2, 11, 24), rand(3, 2, 11, 24), rand(3, 2, 11, 7)), {"is_causal": True}),
+    "padding mask, materialised per row": lambda: ((rand(3, 2, 40, 16), rand(3, 2, 40, 16), rand(3, 2, 40, 16)),
+                                                   {"attn_mask": padding_mask([40, 23, 5], 40)}),
     "scale, 3-D": lambda: ((rand(5, 130, 32), rand(5, 140, 32), rand(5, 140, 32)), {"scale": 0.3}),
     "2-D": lambda: ((rand(3, 5), rand(4, 5), rand(4, 2)), {}),
 }

@@ -46,6 +46,7 @@ struct RefVec8 {
       return f;
     });
   }
+  static T abs(const T& x) { return each([&](int i) { return std::fabs(x.l[i]); }); }
   static bool any_nan(const T& x) {
     bool nan = false;
     for (float v : x.l) nan = nan || v != v;

@@ -46,6 +46,7 @@ struct Avx2Vec8 {
     const __m256i e = _mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127));
     return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
   }
+  static T abs(T x) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x); }
   static bool any_nan(T x) { return _mm256_movemask_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q)) != 0; }
   // Pairs of rows interleaved, then pairs of pairs, then the 128-bit halves.
   static void transpose8(const float* src, int64_t src_stride, float* dst, int64_t dst_stride) {

@@ -2,7 +2,8 @@
 // (the same IEEE operations per lane), and against attention computed in
 // double precision within a stated bound, over awkward sizes, strides,
 // masks (broadcast, -inf entries, fully masked rows), causal masking and
-// non-finite scores.
+// non-finite scores; and skipping dead keys (padding masks, causal masking)
+// against computing them, bit for bit, including where it must not skip.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -62,8 +63,9 @@ Problem make(int64_t batch, int64_t heads, int64_t l, int64_t s, int64_t e, int6
   return p;
 }
 
-std::vector<float> run(const Problem& p, Isa isa) {
+std::vector<float> run(const Problem& p, Isa isa, bool skip_dead_keys = true) {
   AttentionArgs a = p.args();
+  a.skip_dead_keys = skip_dead_keys;
   std::vector<float> out(p.batch * p.heads * p.l * p.ev, -1.0f);
   a.out = out.data();
   const int64_t items = attention_items(a);
@@ -156,4 +158,88 @@ TEST(AttentionKernel, FullyMaskedRowsAreZeroAndNonFiniteScoresNaN) {
       EXPECT_TRUE(std::isnan(out[12 + c])) << isa_name(isa);
     }
   }
+}
+
+namespace {
+
+constexpr float kFloatMin = -std::numeric_limits<float>::max();  // Hugging Face's padding mask value
+
+// Keys [first, last) of every row padded with `value` (a Row mask: one per
+// batch element, shared by every head and row).
+void pad_keys(Problem& p, int64_t first, int64_t last, float value) {
+  for (int64_t b = 0; b < p.batch; ++b)
+    for (int64_t j = first; j < last; ++j) p.mask_values[b * p.s + j] = value;
+}
+
+void expect_skipping_changes_nothing(const Problem& p, const char* what) {
+  for (Isa isa : supported_isas()) {
+    const std::vector<float> computed = run(p, isa, false), skipped = run(p, isa, true);
+    EXPECT_EQ(0, std::memcmp(computed.data(), skipped.data(), computed.size() * sizeof(float)))
+        << what << ": " << isa_name(isa) << " differs when it skips dead keys";
+    const std::vector<float> reference = run(p, Isa::Ref, false);
+    EXPECT_EQ(0, std::memcmp(reference.data(), skipped.data(), reference.size() * sizeof(float)))
+        << what << ": " << isa_name(isa) << " differs from the reference";
+  }
+}
+
+}  // namespace
+
+TEST(AttentionKernel, SkippingDeadKeysGivesTheSameBitsAsComputingThem) {
+  // Padded keys [first, last) of a Row mask, with -inf and finfo.min: right
+  // padding (MiniLM's batches: a third of the keys real), left padding, a
+  // gap, tails around the 8-key vectors, and every key padded (finfo.min:
+  // uniform weights, not zeros, so every key counts).
+  struct Padded {
+    Problem p;
+    int64_t first, last;
+    const char* what;
+  };
+  for (float pad : {kFloatMin, -kInf}) {
+    Padded cases[] = {{make(2, 3, 40, 128, 32, 32, Problem::Row, false, 0, 31), 43, 128, "right padding"},
+                      {make(1, 2, 13, 37, 16, 24, Problem::Row, false, 1, 32), 0, 21, "left padding"},
+                      {make(1, 1, 20, 64, 8, 8, Problem::Row, false, 0, 33), 8, 40, "a gap"},
+                      {make(2, 1, 7, 19, 8, 8, Problem::Row, false, 0, 34), 0, 19, "every key padded"}};
+    for (Padded& c : cases) {
+      pad_keys(c.p, c.first, c.last, pad);
+      expect_skipping_changes_nothing(c.p, c.what);
+    }
+  }
+  // Causal masking, alone and with padding; a mask per row, its padding
+  // differing between rows (some rows fully padded).
+  expect_skipping_changes_nothing(make(2, 2, 70, 70, 16, 16, Problem::None, true, 0, 35), "causal");
+  Problem causal_padded = make(1, 2, 50, 50, 16, 8, Problem::Row, true, 0, 36);
+  pad_keys(causal_padded, 30, 50, kFloatMin);
+  expect_skipping_changes_nothing(causal_padded, "causal and padding");
+  Problem per_row = make(1, 2, 30, 45, 8, 8, Problem::Full, false, 0, 37);
+  for (int64_t row = 0; row < 2 * 30; ++row)
+    for (int64_t j = (row * 7) % 45; j < 45; ++j) per_row.mask_values[row * 45 + j] = kFloatMin;
+  expect_skipping_changes_nothing(per_row, "padding per row");
+}
+
+TEST(AttentionKernel, DeadKeysAreComputedWhereTheirScoresAreNotTheirMaskValues) {
+  // Products too large to vanish beside finfo.min (|q k| ~ 2^120 > half its
+  // ulp, 2^103), or overflowing to inf (NaN rows), or NaN: the padded keys'
+  // scores are not their mask values, so they are computed.
+  for (float q_scale : {1e36f, 1e38f, std::numeric_limits<float>::quiet_NaN()}) {
+    Problem p = make(1, 2, 9, 40, 8, 8, Problem::Row, false, 0, 41);
+    pad_keys(p, 20, 40, kFloatMin);
+    p.q[3] *= q_scale;
+    expect_skipping_changes_nothing(p, "large products");
+  }
+  Problem nan_key = make(1, 1, 9, 40, 8, 8, Problem::Row, false, 0, 42);
+  pad_keys(nan_key, 20, 40, kFloatMin);
+  nan_key.k[30 * 8 + 2] = std::numeric_limits<float>::quiet_NaN();  // a padded key's NaN makes every row NaN
+  expect_skipping_changes_nothing(nan_key, "a NaN key");
+  // An infinite value at a padded key: 0 * inf is NaN, so its term counts.
+  Problem inf_value = make(1, 1, 9, 40, 8, 8, Problem::Row, false, 0, 43);
+  pad_keys(inf_value, 20, 40, kFloatMin);
+  inf_value.v[35 * 8 + 1] = kInf;
+  expect_skipping_changes_nothing(inf_value, "an infinite value");
+  // Mask values above -2^126 are added to the products as usual: -1e30
+  // (ulp 2^76) on every key, beside products ~1e25 (bounded, < 2^90, but
+  // they change it): the weights follow the products, not uniform ones.
+  Problem shallow = make(1, 1, 9, 40, 8, 8, Problem::Row, false, 0, 44);
+  pad_keys(shallow, 0, 40, -1e30f);
+  for (int64_t e = 0; e < 8; ++e) shallow.q[2 * 8 + e] *= 1e24f;
+  expect_skipping_changes_nothing(shallow, "a shallow mask");
 }
