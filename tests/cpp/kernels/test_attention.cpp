@@ -216,6 +216,32 @@ TEST(AttentionKernel, SkippingDeadKeysGivesTheSameBitsAsComputingThem) {
   expect_skipping_changes_nothing(per_row, "padding per row");
 }
 
+TEST(AttentionKernel, SkippingDeadKeysChangesNothingOnRandomProblems) {
+  // Random sizes; masks with a run of padding (finfo.min or -inf) anywhere in
+  // each batch element's or row's keys, a quarter of them padded whole;
+  // causal masking; one query row scaled by up to 1e38 (products past the
+  // 2^90 bound, or infinite); an infinite value now and then.
+  std::mt19937 g(51);
+  const auto pick = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(g); };
+  for (int trial = 0; trial < 200; ++trial) {
+    const auto kind = trial % 3 == 0 ? Problem::Full : Problem::Row;
+    const int64_t s = pick(1, 70), e = pick(1, 40);
+    Problem p = make(pick(1, 2), pick(1, 3), pick(1, 20), s, e, pick(1, 20), kind, trial % 4 == 1, pick(0, 2),
+                     100 + trial);
+    const float pad = trial % 2 ? kFloatMin : -kInf;
+    for (size_t r = 0; r * s < p.mask_values.size(); ++r) {
+      const bool whole = pick(0, 3) == 0;
+      const int64_t first = whole ? 0 : pick(0, s), last = whole ? s : pick(first, s);
+      for (int64_t j = first; j < last; ++j) p.mask_values[r * s + j] = pad;
+    }
+    const int64_t q_rows = static_cast<int64_t>(p.q.size()) / (e + p.pad), row = pick(0, q_rows - 1);
+    const float scale = std::pow(10.0f, static_cast<float>(pick(0, 38)));
+    for (int64_t c = 0; c < e; ++c) p.q[row * (e + p.pad) + c] *= scale;
+    if (pick(0, 2) == 0) p.v[pick(0, static_cast<int64_t>(p.v.size()) - 1)] = kInf;
+    expect_skipping_changes_nothing(p, "a random problem");
+  }
+}
+
 TEST(AttentionKernel, DeadKeysAreComputedWhereTheirScoresAreNotTheirMaskValues) {
   // Products too large to vanish beside finfo.min (|q k| ~ 2^120 > half its
   // ulp, 2^103), or overflowing to inf (NaN rows), or NaN: the padded keys'
