@@ -53,8 +53,9 @@ constexpr float kLiveMaxFloor = -0x1p125f;
 // exp(x) for x <= 0 (a score minus its row's maximum): 2^n * P(r), n the
 // nearest integer to x / ln 2, r = x - n ln 2 in [-ln2 / 2, ln2 / 2], P the
 // degree-6 Taylor polynomial (relative error < 1.2e-7 there); 0 below kExpMin.
+// Always inlined: GCC otherwise calls it once per 8 weights.
 template <class V>
-typename V::T exp_nonpositive(typename V::T x) {
+__attribute__((always_inline)) inline typename V::T exp_nonpositive(typename V::T x) {
   const auto xc = V::max(x, V::splat(kExpMin));  // -inf -> kExpMin, replaced by 0 below
   const auto n = V::sub(V::add(V::mul(xc, V::splat(kLog2e)), V::splat(kRoundMagic)), V::splat(kRoundMagic));
   auto r = V::fma(n, V::splat(-kLn2Hi), xc);
@@ -120,52 +121,50 @@ void score_keys(const AttentionArgs& a, const float* const* q, const float* kt, 
   }
 }
 
-// The scores of rows [i0, i0 + R) for the 8 dead keys at j0 (dead_vectors),
-// known without their products: each is its mask value, or -inf where
-// causal or past S, as score_keys would compute it.
-template <class V, int R>
-void dead_scores(const AttentionArgs& a, const float* const* mask, int64_t i0, int64_t s_pad, int64_t j0,
-                 float* scores) {
-  for (int r = 0; r < R; ++r) {
-    const int64_t limit = a.causal ? std::min(a.s, i0 + r + 1) : a.s;
+// A row's scores at its tile's dead vectors (dead_vectors), known without
+// their products: each is its mask value (row_mask: the row's), or -inf
+// where causal or past S (limit), as score_keys would compute it. Written only
+// when the softmax needs them (softmax_row).
+template <class V>
+void dead_row_scores(const AttentionArgs& a, const float* row_mask, int64_t limit, int64_t s_pad,
+                     const uint8_t* dead, float* row) {
+  for (int64_t j0 = 0; j0 < s_pad; j0 += kLanes) {
+    if (!dead[j0 / kLanes]) continue;
     auto s = V::splat(-std::numeric_limits<float>::infinity());
-    if (mask[r] && j0 < a.s) {
-      const float* m = mask[r] + j0 * a.mask_col;
+    if (row_mask && j0 < a.s) {
+      const float* m = row_mask + j0 * a.mask_col;
       s = !a.mask_col ? V::splat(*m) : j0 + kLanes <= a.s ? V::load(m) : V::load_n(m, a.s - j0);
     }
-    V::store(scores + r * s_pad + j0, V::mask_from(s, j0, limit));
+    V::store(row + j0, V::mask_from(s, j0, limit));
   }
 }
 
 // Scores of rows [i0, i0 + R) against every key: scores[r * s_pad + j].
-// Key vectors marked in `dead` (if not null) skip their products.
+// Key vectors marked in `dead` (if not null) are skipped: nothing is written
+// there (dead_row_scores).
 template <class V, int R>
 void score_rows(const AttentionArgs& a, const float* const* q, const float* kt, const float* const* mask,
                 int64_t i0, int64_t s_pad, const uint8_t* dead, float* scores) {
   int64_t j0 = 0;
   for (; j0 + 2 * kLanes <= s_pad; j0 += 2 * kLanes) {
-    if (!dead || (!dead[j0 / kLanes] && !dead[j0 / kLanes + 1])) {
-      score_keys<V, R, 2>(a, q, kt, mask, i0, s_pad, j0, scores);
-      continue;
-    }
-    for (int64_t j = j0; j < j0 + 2 * kLanes; j += kLanes) {
-      if (dead[j / kLanes]) dead_scores<V, R>(a, mask, i0, s_pad, j, scores);
-      else score_keys<V, R, 1>(a, q, kt, mask, i0, s_pad, j, scores);
-    }
+    const bool dead0 = dead && dead[j0 / kLanes], dead1 = dead && dead[j0 / kLanes + 1];
+    if (!dead0 && !dead1) score_keys<V, R, 2>(a, q, kt, mask, i0, s_pad, j0, scores);
+    else if (!dead0) score_keys<V, R, 1>(a, q, kt, mask, i0, s_pad, j0, scores);
+    else if (!dead1) score_keys<V, R, 1>(a, q, kt, mask, i0, s_pad, j0 + kLanes, scores);
   }
-  if (s_pad - j0 == kLanes) {
-    if (dead && dead[j0 / kLanes]) dead_scores<V, R>(a, mask, i0, s_pad, j0, scores);
-    else score_keys<V, R, 1>(a, q, kt, mask, i0, s_pad, j0, scores);
-  }
+  if (s_pad - j0 == kLanes && !(dead && dead[j0 / kLanes])) score_keys<V, R, 1>(a, q, kt, mask, i0, s_pad, j0, scores);
 }
 
 // Row r of `scores` -> exp(s - max) in place; returns the state and the sum.
 // When the live vectors' maximum is at least kLiveMaxFloor it is the row's
 // (dead scores are below it, and never NaN or +inf), and the dead vectors'
-// weights are 0: they are stored as zeros, without their exps, and left out
-// of the sum (adding +0 to it changes nothing). *dead_zero says so.
-template <class V>
-RowState softmax_row(float* row, int64_t s_pad, const uint8_t* dead, float* total, bool* dead_zero) {
+// weights are 0: they are stored as zeros, without their scores or exps,
+// and left out of the sum (adding +0 to it changes nothing). *dead_zero says
+// so. Otherwise fill_dead() writes the dead scores first, and every key
+// counts.
+template <class V, class FillDead>
+RowState softmax_row(float* row, int64_t s_pad, const uint8_t* dead, FillDead fill_dead, float* total,
+                     bool* dead_zero) {
   const auto max_of = [&](const uint8_t* skip, bool* nan) {
     auto mx = V::splat(-std::numeric_limits<float>::infinity());
     for (int64_t j = 0; j < s_pad; j += kLanes) {
@@ -179,7 +178,10 @@ RowState softmax_row(float* row, int64_t s_pad, const uint8_t* dead, float* tota
   bool nan = false;
   float m = max_of(dead, &nan);
   const uint8_t* zero = m >= kLiveMaxFloor ? dead : nullptr;  // the vectors whose weights are 0
-  if (dead && !zero) m = max_of(nullptr, &nan);
+  if (dead && !zero) {
+    fill_dead();
+    m = max_of(nullptr, &nan);
+  }
   *dead_zero = zero != nullptr;
   if (nan || m == std::numeric_limits<float>::infinity()) return RowState::Nan;
   if (m == -std::numeric_limits<float>::infinity()) return RowState::AllMasked;
@@ -262,11 +264,14 @@ void weigh_values(const AttentionArgs& a, const float* v, const float* scores, i
   else if (rest > 0) weigh_columns<V, R, 1>(a, v, scores, s_pad, total, out, c0, rest, j_begin, j_end);
 }
 
-// What skipping a head's dead keys needs to know (made from the packed head
-// when a tile first has dead keys): whether every |q k * scale| is at most
-// kProductBound (all q and k finite), and whether every value is finite.
+// What skipping a head's dead keys needs to know of its packed K and V (made
+// when a tile first has padded keys): the largest |k| (+inf when one is not
+// finite), and whether every value is finite. With a tile's largest |q| it
+// bounds the tile's |q k * scale|.
 struct HeadFacts {
-  bool known = false, products_bounded = false, values_finite = false;
+  bool known = false;
+  float k_max = 0.0f;
+  bool values_finite = false;
 };
 
 // The per-call scratch of dead_vectors: the tile's marks, and the last mask
@@ -327,16 +332,48 @@ const uint8_t* dead_vectors(const AttentionArgs& a, const float* const* mask, in
   return std::find(dead, dead + vecs, uint8_t{1}) != dead + vecs ? dead : nullptr;
 }
 
+// The largest |x| of the floats added; +inf when one is not finite (x * 0
+// is NaN then, where vmaxps would skip a NaN). Four independent chains: one
+// would wait on each add's latency.
 template <class V>
-HeadFacts head_facts(const AttentionArgs& a, int64_t b, int64_t h, int64_t s_pad, const float* kt, const float* vp);
+struct AbsMax {
+  static constexpr int kChains = 4;
+  typename V::T largest[kChains] = {V::zero(), V::zero(), V::zero(), V::zero()};
+  typename V::T nonfinite[kChains] = {V::zero(), V::zero(), V::zero(), V::zero()};
+  void add(const float* p, int64_t n) {
+    int64_t i = 0;
+    for (; i + kChains * kLanes <= n; i += kChains * kLanes)
+      for (int c = 0; c < kChains; ++c) take(c, V::load(p + i + c * kLanes));
+    for (; i < n; i += kLanes) take(0, i + kLanes <= n ? V::load(p + i) : V::load_n(p + i, n - i));
+  }
+  float value() const {
+    auto l = largest[0], nf = nonfinite[0];
+    for (int c = 1; c < kChains; ++c) l = V::max(largest[c], l), nf = V::add(nonfinite[c], nf);
+    return V::any_nan(nf) ? std::numeric_limits<float>::infinity() : V::hmax(l);
+  }
+
+ private:
+  void take(int c, typename V::T x) {
+    largest[c] = V::max(V::abs(x), largest[c]);
+    nonfinite[c] = V::add(nonfinite[c], V::mul(x, V::zero()));
+  }
+};
+
+template <class V>
+HeadFacts head_facts(const AttentionArgs& a, int64_t s_pad, const float* kt, const float* vp) {
+  HeadFacts f;
+  f.known = true;
+  AbsMax<V> k, v;
+  k.add(kt, a.e * s_pad);
+  v.add(vp, a.s * a.ev);
+  f.k_max = k.value();
+  f.values_finite = v.value() < std::numeric_limits<float>::infinity();
+  return f;
+}
 
 template <class V, int R>
 void attend_rows(const AttentionArgs& a, int64_t b, int64_t h, int64_t i0, const float* kt, const float* vp,
                  int64_t s_pad, HeadFacts& head, DeadKeys& dead_keys, float* scores) {
-  const auto facts = [&]() -> const HeadFacts& {
-    if (!head.known) head = head_facts<V>(a, b, h, s_pad, kt, vp);
-    return head;
-  };
   const float* q[R];
   const float* mask[R];
   float* out[R];
@@ -345,14 +382,29 @@ void attend_rows(const AttentionArgs& a, int64_t b, int64_t h, int64_t i0, const
     mask[r] = a.mask ? a.mask + b * a.mask_batch + h * a.mask_head + (i0 + r) * a.mask_row : nullptr;
     out[r] = a.out + ((b * a.heads + h) * a.l + i0 + r) * a.ev;
   }
-  const uint8_t* dead = dead_vectors(a, mask, R, i0, s_pad, [&] { return facts().products_bounded; }, dead_keys);
+  const auto facts = [&]() -> const HeadFacts& {
+    if (!head.known) head = head_facts<V>(a, s_pad, kt, vp);
+    return head;
+  };
+  // every |q k * scale| of the tile within kProductBound (false for +inf, NaN)
+  const auto bounded = [&] {
+    AbsMax<V> q_max;
+    for (int r = 0; r < R; ++r) q_max.add(q[r], a.e);
+    const double bound = double{q_max.value()} * facts().k_max * static_cast<double>(a.e) * std::fabs(a.scale);
+    return bound <= kProductBound;
+  };
+  const uint8_t* dead = dead_vectors(a, mask, R, i0, s_pad, bounded, dead_keys);
   score_rows<V, R>(a, q, kt, mask, i0, s_pad, dead, scores);
   float total[R];
   float* normal[R];
   bool dead_zero = true;  // every normal row gave the dead keys weight 0
   for (int r = 0; r < R; ++r) {
     bool row_dead_zero;
-    const RowState state = softmax_row<V>(scores + r * s_pad, s_pad, dead, &total[r], &row_dead_zero);
+    float* row = scores + r * s_pad;
+    const auto fill_dead = [&] {
+      dead_row_scores<V>(a, mask[r], a.causal ? std::min(a.s, i0 + r + 1) : a.s, s_pad, dead, row);
+    };
+    const RowState state = softmax_row<V>(row, s_pad, dead, fill_dead, &total[r], &row_dead_zero);
     normal[r] = state == RowState::Normal ? out[r] : nullptr;
     if (state == RowState::Normal) dead_zero = dead_zero && row_dead_zero;
     if (state != RowState::Normal) {
@@ -372,34 +424,6 @@ void attend_rows(const AttentionArgs& a, int64_t b, int64_t h, int64_t i0, const
     j_begin = first * kLanes, j_end = std::min(a.s, last * kLanes);
   }
   weigh_values<V, R>(a, vp, scores, s_pad, total, normal, j_begin, j_end);
-}
-
-// The largest |x| of n floats at p; +inf when one is not finite (x * 0 is
-// NaN then, where vmaxps would skip a NaN).
-template <class V>
-float max_abs(const float* p, int64_t n) {
-  auto largest = V::zero(), nonfinite = V::zero();
-  for (int64_t i = 0; i < n; i += kLanes) {
-    const auto x = i + kLanes <= n ? V::load(p + i) : V::load_n(p + i, n - i);
-    largest = V::max(V::abs(x), largest);
-    nonfinite = V::add(nonfinite, V::mul(x, V::zero()));
-  }
-  return V::any_nan(nonfinite) ? std::numeric_limits<float>::infinity() : V::hmax(largest);
-}
-
-// HeadFacts of head (b, h), from its q rows and the packed kt and vp.
-template <class V>
-HeadFacts head_facts(const AttentionArgs& a, int64_t b, int64_t h, int64_t s_pad, const float* kt, const float* vp) {
-  HeadFacts f;
-  f.known = true;
-  f.values_finite = max_abs<V>(vp, a.s * a.ev) < std::numeric_limits<float>::infinity();
-  if (!a.mask) return f;
-  float q_max = 0.0f;
-  const float* q = a.q + b * a.q_batch + h * a.q_head;
-  for (int64_t i = 0; i < a.l; ++i) q_max = std::max(q_max, max_abs<V>(q + i * a.q_row, a.e));
-  const double bound = double{q_max} * max_abs<V>(kt, a.e * s_pad) * static_cast<double>(a.e) * std::fabs(a.scale);
-  f.products_bounded = bound <= kProductBound;  // (false for +inf and NaN)
-  return f;
 }
 
 // Head (b, h)'s keys transposed into kt [e][s_pad] (padding left as zeros)
@@ -431,6 +455,16 @@ inline void prefetch_keys(const AttentionArgs& a, int64_t b, int64_t h, int64_t 
     for (int64_t e = 0; e < a.e; e += kLineFloats) __builtin_prefetch(k + j * a.k_row + e);
     for (int64_t e = 0; e < a.ev; e += kLineFloats) __builtin_prefetch(v + j * a.v_row + e);
   }
+}
+
+// Query rows [i0, i1) of head (b, h) into the cache, the next tile's while
+// this one computes: a [batch, S, heads, E] view's rows are a line or two
+// each, far apart, and missed when the tile's bound first read them.
+inline void prefetch_queries(const AttentionArgs& a, int64_t b, int64_t h, int64_t i0, int64_t i1) {
+  constexpr int64_t kLineFloats = 16;
+  const float* q = a.q + b * a.q_batch + h * a.q_head;
+  for (int64_t i = i0; i < i1; ++i)
+    for (int64_t e = 0; e < a.e; e += kLineFloats) __builtin_prefetch(q + i * a.q_row + e);
 }
 
 }  // namespace attention
@@ -470,6 +504,7 @@ void attention_items(const AttentionArgs& a, int64_t begin, int64_t end) {
         const int64_t j0 = (i0 - i_begin) / kTileRows * keys_per_tile;
         prefetch_keys(a, next / a.heads, next % a.heads, std::min(a.s, j0), std::min(a.s, j0 + keys_per_tile));
       }
+      prefetch_queries(a, b, h, std::min(i_end, i0 + kTileRows), std::min(i_end, i0 + 2 * kTileRows));
       switch (std::min<int64_t>(kTileRows, i_end - i0)) {
         case 1: attend_rows<V, 1>(a, b, h, i0, kt.data(), vp.data(), s_pad, facts, dead_keys, scores.data()); break;
         case 2: attend_rows<V, 2>(a, b, h, i0, kt.data(), vp.data(), s_pad, facts, dead_keys, scores.data()); break;
