@@ -285,7 +285,7 @@ struct DeadKeys {
 
 // Marks the key vectors of rows [i0, i0 + rows) whose scores need no
 // products ("dead"): in every row each of the vector's keys is causal-masked
-// or past S (-inf whatever the product), or, when the head's products are
+// or past S (-inf whatever the product), or, when the tile's products are
 // bounded (`bounded()`, asked only when a mask value could make a key dead),
 // has a mask value at most kDeadMask (the score is the mask value). Returns
 // the marks (s_pad / 8 bytes), or nullptr when none is dead.
