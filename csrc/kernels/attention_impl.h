@@ -42,8 +42,8 @@ constexpr float kRoundMagic = 12582912.0f;  // 1.5 * 2^23: (v + it) - it rounds 
 
 // Dead keys (see dead_vectors): a mask value at most kDeadMask (-inf, or
 // Hugging Face's finfo(float32).min) is the whole score when every
-// |q k * scale| of the head is at most kProductBound: its half ulp (>= 2^102)
-// swallows the product in round-to-nearest.
+// |q k * scale| of the tile's rows is at most kProductBound: its half ulp
+// (>= 2^102) swallows the product in round-to-nearest.
 constexpr float kDeadMask = -0x1p126f;
 constexpr double kProductBound = 0x1p90;
 // A row whose maximum is at least this gives its dead keys weight 0 exactly:
