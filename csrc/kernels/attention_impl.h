@@ -72,6 +72,10 @@ __attribute__((always_inline)) inline typename V::T exp_nonpositive(typename V::
 
 enum class RowState { Normal, AllMasked, Nan };
 
+// Query row i's keys end here: past S, or past i when causal (their scores
+// are -inf).
+inline int64_t key_limit(const AttentionArgs& a, int64_t i) { return a.causal ? std::min(a.s, i + 1) : a.s; }
+
 // acc[r][x] = the q k dot products of R rows with the NV * 8 keys at kt + j0.
 // Fixed counts, so the accumulators stay in registers.
 template <class V, int R, int NV>
@@ -105,7 +109,7 @@ void score_keys(const AttentionArgs& a, const float* const* q, const float* kt, 
   const auto scale = V::splat(a.scale);
 #pragma GCC unroll 6
   for (int r = 0; r < R; ++r) {
-    const int64_t limit = a.causal ? std::min(a.s, i0 + r + 1) : a.s;
+    const int64_t limit = key_limit(a, i0 + r);
 #pragma GCC unroll 3
     for (int x = 0; x < NV; ++x) {
       const int64_t j = j0 + x * kLanes;
@@ -325,7 +329,7 @@ const uint8_t* dead_vectors(const AttentionArgs& a, const float* const* mask, in
   uint8_t* dead = d.tile.data();
   std::fill(dead, dead + vecs, uint8_t{1});
   for (int r = 0; r < rows; ++r) {
-    const int64_t limit = a.causal ? std::min(a.s, i0 + r + 1) : a.s;
+    const int64_t limit = key_limit(a, i0 + r);
     if (by_mask) mark_mask_row(mask[r]);
     for (int64_t v = 0; v < vecs; ++v) dead[v] = dead[v] && (v * kLanes >= limit || (by_mask && d.mask_row[v]));
   }
@@ -402,7 +406,7 @@ void attend_rows(const AttentionArgs& a, int64_t b, int64_t h, int64_t i0, const
     bool row_dead_zero;
     float* row = scores + r * s_pad;
     const auto fill_dead = [&] {
-      dead_row_scores<V>(a, mask[r], a.causal ? std::min(a.s, i0 + r + 1) : a.s, s_pad, dead, row);
+      dead_row_scores<V>(a, mask[r], key_limit(a, i0 + r), s_pad, dead, row);
     };
     const RowState state = softmax_row<V>(row, s_pad, dead, fill_dead, &total[r], &row_dead_zero);
     normal[r] = state == RowState::Normal ? out[r] : nullptr;
@@ -445,26 +449,25 @@ void pack_head(const AttentionArgs& a, int64_t b, int64_t h, int64_t s_pad, floa
   for (int64_t j = 0; j < a.s; ++j) std::copy(v + j * a.v_row, v + j * a.v_row + a.ev, vp + j * a.ev);
 }
 
-// Keys [j0, j1) of head (b, h): their K and V rows, into the cache. Reads
-// nothing, changes nothing.
-inline void prefetch_keys(const AttentionArgs& a, int64_t b, int64_t h, int64_t j0, int64_t j1) {
+// Rows [r0, r1) of `width` floats, `row_stride` apart from base, into the
+// cache. Reads nothing, changes nothing.
+inline void prefetch_rows(const float* base, int64_t row_stride, int64_t r0, int64_t r1, int64_t width) {
   constexpr int64_t kLineFloats = 16;
-  const float* k = a.k + b * a.k_batch + h * a.k_head;
-  const float* v = a.v + b * a.v_batch + h * a.v_head;
-  for (int64_t j = j0; j < j1; ++j) {
-    for (int64_t e = 0; e < a.e; e += kLineFloats) __builtin_prefetch(k + j * a.k_row + e);
-    for (int64_t e = 0; e < a.ev; e += kLineFloats) __builtin_prefetch(v + j * a.v_row + e);
-  }
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t e = 0; e < width; e += kLineFloats) __builtin_prefetch(base + r * row_stride + e);
+}
+
+// Keys [j0, j1) of head (b, h): their K and V rows, into the cache.
+inline void prefetch_keys(const AttentionArgs& a, int64_t b, int64_t h, int64_t j0, int64_t j1) {
+  prefetch_rows(a.k + b * a.k_batch + h * a.k_head, a.k_row, j0, j1, a.e);
+  prefetch_rows(a.v + b * a.v_batch + h * a.v_head, a.v_row, j0, j1, a.ev);
 }
 
 // Query rows [i0, i1) of head (b, h) into the cache, the next tile's while
 // this one computes: a [batch, S, heads, E] view's rows are a line or two
 // each, far apart, and missed when the tile's bound first read them.
 inline void prefetch_queries(const AttentionArgs& a, int64_t b, int64_t h, int64_t i0, int64_t i1) {
-  constexpr int64_t kLineFloats = 16;
-  const float* q = a.q + b * a.q_batch + h * a.q_head;
-  for (int64_t i = i0; i < i1; ++i)
-    for (int64_t e = 0; e < a.e; e += kLineFloats) __builtin_prefetch(q + i * a.q_row + e);
+  prefetch_rows(a.q + b * a.q_batch + h * a.q_head, a.q_row, i0, i1, a.e);
 }
 
 }  // namespace attention
