@@ -21,7 +21,7 @@ std::vector<std::pair<std::string, std::string>> kernels_in_use() {
           {"grouped", t.grouped_kernel},   {"lowbit_gemm", t.lowbit_kernel},
           {"quantize", t.quantize_kernel},
           {"elementwise", t.elementwise_kernel},
-          {"lut", t.lut_kernel}, {"attention", t.attention_kernel}};
+          {"lut", t.lut_kernel}, {"pooling", t.pooling_kernel}, {"attention", t.attention_kernel}};
 }
 
 std::vector<std::string> supported_isas() {

@@ -9,6 +9,7 @@
 #include "kernels/depthwise.h"
 #include "kernels/grouped.h"
 #include "kernels/lowbit_gemm.h"
+#include "kernels/pooling.h"
 #include "kernels/qgemm.h"
 
 namespace qext::kernels::detail {
@@ -29,6 +30,9 @@ using DepthwiseFn = void (*)(const DepthwiseArgs&, int64_t, int64_t);
 using AttentionFn = void (*)(const AttentionArgs&, int64_t, int64_t);
 using GroupedFn = void (*)(const GroupedArgs&, int64_t, int64_t);
 // row_group_sums: [m - m_begin][group], each row's activation sum per weight group.
+// One output pixel's pooling window over `channels` channels (pooling.h).
+using MaxWindowFn = void (*)(const PoolWindow&, int64_t channels, uint8_t* out);
+using AvgWindowFn = void (*)(const PoolWindow&, int64_t channels, int32_t zero_point, int64_t divisor, uint8_t* out);
 using LowBitGemmFn = void (*)(const LowBitGemmArgs&, const LowBitWeights&, const int32_t* row_group_sums, int64_t,
                               int64_t, int64_t, int64_t);
 
@@ -45,7 +49,9 @@ using LowBitGemmFn = void (*)(const LowBitGemmArgs&, const LowBitWeights&, const
   void depthwise_u8_##suffix(const DepthwiseArgs&, int64_t, int64_t);                  \
   void grouped_u8_##suffix(const GroupedArgs&, int64_t, int64_t);                       \
   void lowbit_gemm_##suffix(const LowBitGemmArgs&, const LowBitWeights&, const int32_t*, int64_t, \
-                            int64_t, int64_t, int64_t);
+                            int64_t, int64_t, int64_t);                                     \
+  void max_window_u8_##suffix(const PoolWindow&, int64_t, uint8_t*);                      \
+  void avg_window_u8_##suffix(const PoolWindow&, int64_t, int32_t, int64_t, uint8_t*);
 
 QEXT_DECLARE_PATH(ref)
 QEXT_DECLARE_PATH(avx2)

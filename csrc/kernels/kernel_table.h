@@ -1,6 +1,6 @@
 // One table of kernel entry points per ISA path (MLAS-style): filled at
 // compile time from the paths built for this architecture, looked up by the
-// dispatchers (qgemm, depthwise, grouped, low-bit GEMM, quantize, elementwise, attention) for the path a call
+// dispatchers (qgemm, depthwise, grouped, low-bit GEMM, quantize, elementwise, lut, pooling, attention) for the path a call
 // uses. The active path itself is chosen once at start (isa.cpp).
 #pragma once
 
@@ -22,6 +22,8 @@ struct KernelTable {
   detail::LutU8Fn lut_u8;
   detail::LutPerChannelFn lut_u8_per_channel;
   detail::AttentionFn attention_f32;
+  detail::MaxWindowFn max_window_u8;
+  detail::AvgWindowFn avg_window_u8;
   // What each family runs on this path, for `qext info`.
   const char* gemm_kernel;
   const char* depthwise_kernel;
@@ -31,6 +33,7 @@ struct KernelTable {
   const char* elementwise_kernel;
   const char* lut_kernel;
   const char* attention_kernel;
+  const char* pooling_kernel;
 };
 
 // The table of `isa`; throws std::runtime_error when that path was not built

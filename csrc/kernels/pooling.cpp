@@ -1,10 +1,10 @@
 #include "kernels/pooling.h"
 
 #include <algorithm>
-#include <cstring>
-#include <limits>
 #include <stdexcept>
 #include <string>
+
+#include "kernels/kernel_table.h"
 
 namespace qext::kernels {
 
@@ -75,113 +75,51 @@ void valid_taps(int64_t start, int64_t kernel, int64_t dilation, int64_t size, i
   *hi = t;
 }
 
-// 16 bytes as one SSE2 / NEON register (GCC vector extension).
-using Bytes16 = uint8_t __attribute__((vector_size(16)));
-
-inline Bytes16 load16(const uint8_t* p) {
-  Bytes16 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-// out[0, n) = max over taps[0, count) of taps[t][0, n): 64 channels at a time
-// held in registers across the taps (reading `out` back per tap was 3x slower).
-void max_of_taps(const uint8_t* const* taps, int64_t count, int64_t n, uint8_t* out) {
-  int64_t c0 = 0;
-  for (; c0 + 64 <= n; c0 += 64) {
-    Bytes16 m[4];
-    for (int v = 0; v < 4; ++v) m[v] = load16(taps[0] + c0 + 16 * v);
-    for (int64_t t = 1; t < count; ++t) {
-      for (int v = 0; v < 4; ++v) {
-        const Bytes16 p = load16(taps[t] + c0 + 16 * v);
-        m[v] = m[v] > p ? m[v] : p;
-      }
-    }
-    std::memcpy(out + c0, m, sizeof m);
-  }
-  for (; c0 < n; ++c0) {
-    uint8_t m = taps[0][c0];
-    for (int64_t t = 1; t < count; ++t) m = m > taps[t][c0] ? m : taps[t][c0];
-    out[c0] = m;
-  }
-}
-
-// avg_pool2d_u8 with sums of type Acc (int32 where 255 * taps fits it).
-template <typename Acc>
-void avg_pool2d_sums(const uint8_t* in, const NhwcShape& s, const PoolAxis& rows, const PoolAxis& cols,
-                     int64_t divisor_override, int32_t zero_point, uint8_t* out, int64_t row_begin,
-                     int64_t row_end) {
-  const int64_t c = s.c, oh = rows.size(), ow = cols.size();
-  std::vector<Acc> sum(static_cast<size_t>(c));
-  for (int64_t row = row_begin; row < row_end; ++row) {
-    const int64_t n = row / oh, oy = row % oh;
-    for (int64_t ox = 0; ox < ow; ++ox) {
-      std::fill(sum.begin(), sum.end(), Acc{0});
-      int64_t taps = 0;
-      for (int64_t y = rows.begin[oy]; y < rows.end[oy]; ++y) {
-        for (int64_t x = cols.begin[ox]; x < cols.end[ox]; ++x, ++taps) {
-          const uint8_t* p = in + ((n * s.h + y) * s.w + x) * c;
-          for (int64_t ch = 0; ch < c; ++ch) sum[ch] += p[ch];
-        }
-      }
-      const int64_t divisor = divisor_override > 0 ? divisor_override : rows.divisor[oy] * cols.divisor[ox];
-      uint8_t* o = out + (row * ow + ox) * c;
-      if (divisor <= 0) {  // a window with no input under it (count_include_pad=False): the value 0
-        std::fill(o, o + c, static_cast<uint8_t>(std::clamp<int32_t>(zero_point, 0, 255)));
-        continue;
-      }
-      for (int64_t ch = 0; ch < c; ++ch) {
-        const int64_t q =
-            zero_point + div_round_half_even_fast(static_cast<int64_t>(sum[ch]) - taps * zero_point, divisor);
-        o[ch] = static_cast<uint8_t>(std::clamp<int64_t>(q, 0, 255));
-      }
-    }
-  }
-}
-
 }  // namespace
 
 void max_pool2d_u8(const uint8_t* in, const NhwcShape& s, int64_t kh, int64_t kw, int64_t sh,
                    int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t oh, int64_t ow,
-                   uint8_t* out, int64_t row_begin, int64_t row_end) {
+                   uint8_t* out, int64_t row_begin, int64_t row_end, Isa isa) {
+  const auto max_window = kernel_table(isa).max_window_u8;
   const int64_t c = s.c;
-  std::vector<const uint8_t*> taps(static_cast<size_t>(kh * kw));
   for (int64_t row = row_begin; row < row_end; ++row) {
     const int64_t n = row / oh, oy = row % oh;
     int64_t i0, i1;
     valid_taps(oy * sh - ph, kh, dh, s.h, &i0, &i1);
     for (int64_t ox = 0; ox < ow; ++ox) {
-      int64_t j0, j1, count = 0;
+      int64_t j0, j1;
       valid_taps(ox * sw - pw, kw, dw, s.w, &j0, &j1);
-      for (int64_t i = i0; i < i1; ++i) {
-        const int64_t y = oy * sh - ph + i * dh;
-        for (int64_t j = j0; j < j1; ++j) taps[count++] = in + ((n * s.h + y) * s.w + ox * sw - pw + j * dw) * c;
-      }
       uint8_t* o = out + (row * ow + ox) * c;
-      if (count == 0) {
+      if (i0 == i1 || j0 == j1) {
         std::fill(o, o + c, uint8_t{0});  // a window wholly in the padding
         continue;
       }
-      max_of_taps(taps.data(), count, c, o);
+      const int64_t y = oy * sh - ph + i0 * dh, x = ox * sw - pw + j0 * dw;
+      max_window({in + ((n * s.h + y) * s.w + x) * c, i1 - i0, j1 - j0, dh * s.w * c, dw * c}, c, o);
     }
   }
 }
 
 void avg_pool2d_u8(const uint8_t* in, const NhwcShape& s, const PoolAxis& rows, const PoolAxis& cols,
                    int64_t divisor_override, int32_t zero_point, uint8_t* out, int64_t row_begin,
-                   int64_t row_end) {
-  // The most taps a window holds, for the accumulator width: rows and columns
-  // are independent, so it is the widest row span times the widest column span.
-  auto widest = [](const PoolAxis& a) {
-    int64_t w = 0;
-    for (int64_t i = 0; i < a.size(); ++i) w = std::max(w, a.end[i] - a.begin[i]);
-    return w;
-  };
-  // int32 sums vectorise twice as wide; 255 * taps must fit them.
-  if (widest(rows) * widest(cols) <= std::numeric_limits<int32_t>::max() / 255) {
-    avg_pool2d_sums<int32_t>(in, s, rows, cols, divisor_override, zero_point, out, row_begin, row_end);
-  } else {
-    avg_pool2d_sums<int64_t>(in, s, rows, cols, divisor_override, zero_point, out, row_begin, row_end);
+                   int64_t row_end, Isa isa) {
+  const auto avg_window = kernel_table(isa).avg_window_u8;
+  const int64_t c = s.c, oh = rows.size(), ow = cols.size();
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const int64_t n = row / oh, oy = row % oh;
+    for (int64_t ox = 0; ox < ow; ++ox) {
+      const PoolWindow w{in + ((n * s.h + rows.begin[oy]) * s.w + cols.begin[ox]) * c, rows.end[oy] - rows.begin[oy],
+                         cols.end[ox] - cols.begin[ox], s.w * c, c};
+      const int64_t divisor = divisor_override > 0 ? divisor_override : rows.divisor[oy] * cols.divisor[ox];
+      uint8_t* o = out + (row * ow + ox) * c;
+      if (divisor <= 0 || w.rows <= 0 || w.cols <= 0) {
+        // no input under the window: the value 0 (count_include_pad=False
+        // gives such a window no divisor either)
+        std::fill(o, o + c, static_cast<uint8_t>(std::clamp<int32_t>(zero_point, 0, 255)));
+        continue;
+      }
+      avg_window(w, c, zero_point, divisor, o);
+    }
   }
 }
 

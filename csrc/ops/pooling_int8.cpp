@@ -63,8 +63,9 @@ at::Tensor max_pool2d_int8(const at::Tensor& x, std::vector<int64_t> kernel_size
   at::Tensor out = output_like(xc, oh, ow);
   const uint8_t* in = xc.data_ptr<uint8_t>();
   uint8_t* o = out.data_ptr<uint8_t>();
+  const kernels::Isa isa = kernels::active_isa();
   for_rows(s.n * oh, ow * s.c * kh * kw, [&](int64_t b, int64_t e) {
-    kernels::max_pool2d_u8(in, s, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, o, b, e);
+    kernels::max_pool2d_u8(in, s, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, o, b, e, isa);
   });
   return out;
 }
@@ -91,8 +92,10 @@ at::Tensor avg_pool2d_int8(const at::Tensor& x, int64_t zero_point, std::vector<
   at::Tensor out = output_like(xc, oh, ow);
   const uint8_t* in = xc.data_ptr<uint8_t>();
   uint8_t* o = out.data_ptr<uint8_t>();
+  const kernels::Isa isa = kernels::active_isa();
   for_rows(s.n * oh, ow * s.c * kh * kw, [&](int64_t b, int64_t e) {
-    kernels::avg_pool2d_u8(in, s, rows, cols, divisor_override.value_or(0), static_cast<int32_t>(zero_point), o, b, e);
+    kernels::avg_pool2d_u8(in, s, rows, cols, divisor_override.value_or(0), static_cast<int32_t>(zero_point), o, b, e,
+                           isa);
   });
   return out;
 }
@@ -114,8 +117,9 @@ at::Tensor adaptive_avg_pool2d_int8(const at::Tensor& x, int64_t zero_point, std
   const uint8_t* in = xc.data_ptr<uint8_t>();
   uint8_t* o = out.data_ptr<uint8_t>();
   const int64_t window = ((s.h + oh - 1) / oh + 1) * ((s.w + ow - 1) / ow + 1);
+  const kernels::Isa isa = kernels::active_isa();
   for_rows(s.n * oh, ow * s.c * window, [&](int64_t b, int64_t e) {
-    kernels::avg_pool2d_u8(in, s, rows, cols, 0, static_cast<int32_t>(zero_point), o, b, e);
+    kernels::avg_pool2d_u8(in, s, rows, cols, 0, static_cast<int32_t>(zero_point), o, b, e, isa);
   });
   return out;
 }

@@ -32,5 +32,6 @@ def supported_isas() -> list[str]:
 
 def kernels_in_use() -> dict[str, str]:
     """What the active path runs per kernel family (``gemm``, ``depthwise``,
-    ``quantize``, ``elementwise``, ``lut``): each path has one kernel table, chosen once."""
+    ``grouped``, ``lowbit_gemm``, ``quantize``, ``elementwise``, ``lut``,
+    ``pooling``, ``attention``): each path has one kernel table, chosen once."""
     return dict(_C.kernels_in_use())

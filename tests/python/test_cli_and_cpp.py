@@ -58,12 +58,13 @@ def test_cli_info_lists_the_kernels_of_each_path():
                                 env={**os.environ, "QEXT_ISA": isa})
         assert result.returncode == 0, result.stderr
         assert f"kernel path: {isa}" in result.stdout
-        for family in ("gemm", "depthwise", "grouped", "lowbit_gemm", "quantize", "elementwise", "lut", "attention"):
+        for family in ("gemm", "depthwise", "grouped", "lowbit_gemm", "quantize", "elementwise", "lut", "pooling",
+                       "attention"):
             assert f"  {family}" in result.stdout
         # Only where it helps: the AVX2 path points at its fast precisions.
         assert ("--weight-bits 7 --activation-bits 7" in result.stdout) == (isa == "avx2")
     assert set(qext.kernels_in_use()) == {"gemm", "depthwise", "grouped", "lowbit_gemm", "quantize", "elementwise", "lut",
-                                          "attention"}
+                                          "pooling", "attention"}
 
 
 def test_python_quantized_model_runs_in_cpp(tmp_path):

@@ -12,7 +12,6 @@
 #include "kernels/elementwise.h"
 #include "kernels/isa_paths.h"
 #include "kernels/lut.h"
-#include "kernels/pooling.h"
 #include "kernels/quantize.h"
 #include "kernels/ref/scalar_rules.h"
 #include "quant/qparams.h"
@@ -312,22 +311,3 @@ TEST(LutKernels, PerChannelTablesOnEveryPathMatchTheScalarLoop) {
   }
 }
 
-// Average pooling divides through a double: the integer rule at every
-// numerator a window of up to 64 taps makes (ties included), and at the
-// largest windows.
-TEST(PoolingDivision, DoubleDivisionRoundsLikeTheIntegerRule) {
-  for (int64_t den = 1; den <= 64; ++den) {
-    for (int64_t num = -255 * 64; num <= 255 * 64; ++num) {
-      ASSERT_EQ(div_round_half_even_fast(num, den), div_round_half_even(num, den)) << num << " / " << den;
-    }
-  }
-  std::mt19937_64 rng(3);
-  for (int i = 0; i < 100000; ++i) {
-    const int64_t den = 1 + static_cast<int64_t>(rng() % (int64_t{1} << 30));
-    const int64_t num = static_cast<int64_t>(rng() % (int64_t{1} << 41)) - (int64_t{1} << 40);
-    ASSERT_EQ(div_round_half_even_fast(num, den), div_round_half_even(num, den)) << num << " / " << den;
-    const int64_t even = 2 * (1 + static_cast<int64_t>(rng() % (int64_t{1} << 20)));
-    const int64_t tie = (2 * (num >> 22) + 1) * (even / 2);  // tie / even = (num >> 22) + 0.5 exactly
-    ASSERT_EQ(div_round_half_even_fast(tie, even), div_round_half_even(tie, even)) << tie << " / " << even;
-  }
-}
