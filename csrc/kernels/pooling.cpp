@@ -108,17 +108,17 @@ void avg_pool2d_u8(const uint8_t* in, const NhwcShape& s, const PoolAxis& rows, 
   for (int64_t row = row_begin; row < row_end; ++row) {
     const int64_t n = row / oh, oy = row % oh;
     for (int64_t ox = 0; ox < ow; ++ox) {
-      const PoolWindow w{in + ((n * s.h + rows.begin[oy]) * s.w + cols.begin[ox]) * c, rows.end[oy] - rows.begin[oy],
-                         cols.end[ox] - cols.begin[ox], s.w * c, c};
+      const int64_t taps_down = rows.end[oy] - rows.begin[oy], taps_across = cols.end[ox] - cols.begin[ox];
       const int64_t divisor = divisor_override > 0 ? divisor_override : rows.divisor[oy] * cols.divisor[ox];
       uint8_t* o = out + (row * ow + ox) * c;
-      if (divisor <= 0 || w.rows <= 0 || w.cols <= 0) {
+      if (divisor <= 0 || taps_down <= 0 || taps_across <= 0) {
         // no input under the window: the value 0 (count_include_pad=False
         // gives such a window no divisor either)
         std::fill(o, o + c, static_cast<uint8_t>(std::clamp<int32_t>(zero_point, 0, 255)));
         continue;
       }
-      avg_window(w, c, zero_point, divisor, o);
+      const uint8_t* first = in + ((n * s.h + rows.begin[oy]) * s.w + cols.begin[ox]) * c;
+      avg_window({first, taps_down, taps_across, s.w * c, c}, c, zero_point, divisor, o);
     }
   }
 }
