@@ -87,11 +87,12 @@ inline int64_t div_round_half_even_fast(int64_t num, int64_t den) {
 // lane. Equal to the rule while |num| < 2^23 and den < 2^24 (both exact in
 // float): a quotient that is not a tie lies at least 1/(2 den) from one, more
 // than the division's error |num / den| * 2^-24, and ties are exact in float.
-// Windows of at most kFloatDivisionTaps taps keep |num| <= 255 * taps there.
+// Windows of at most kFloatDivisionTaps taps, with a zero point in [0, 255],
+// keep |num| = |sum - taps * zero point| <= 255 * taps there.
 constexpr int64_t kFloatDivisionTaps = ((int64_t{1} << 23) - 1) / 255;
 constexpr int64_t kFloatDivisionDivisor = (int64_t{1} << 24) - 1;
-inline bool float_division_exact(int64_t taps, int64_t den) {
-  return taps <= kFloatDivisionTaps && den <= kFloatDivisionDivisor;
+inline bool float_division_exact(int64_t taps, int32_t zero_point, int64_t den) {
+  return taps <= kFloatDivisionTaps && zero_point >= 0 && zero_point <= 255 && den <= kFloatDivisionDivisor;
 }
 inline int32_t div_round_half_even_float(int32_t num, int32_t den) {
   return static_cast<int32_t>(std::nearbyint(static_cast<float>(num) / static_cast<float>(den)));

@@ -72,7 +72,7 @@ void max_window_u8_avx2(const PoolWindow& w, int64_t n, uint8_t* out) {
 }
 
 void avg_window_u8_avx2(const PoolWindow& w, int64_t n, int32_t zero_point, int64_t divisor, uint8_t* out) {
-  if (!float_division_exact(w.taps(), divisor) || zero_point < 0 || zero_point > 255)
+  if (!float_division_exact(w.taps(), zero_point, divisor))
     return avg_window_u8_ref(w, n, zero_point, divisor, out);
   const AverageRule rule{_mm256_set1_epi32(static_cast<int32_t>(w.taps()) * zero_point),
                          _mm256_set1_epi32(zero_point), _mm256_set1_ps(static_cast<float>(divisor))};
