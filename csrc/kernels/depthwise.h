@@ -20,11 +20,11 @@
 namespace qext::kernels {
 
 // Channels are processed in whole groups of kDepthwiseChannelGroup: the
-// accumulators of one output pixel are padded to a multiple of it. A path may
-// read up to kDepthwiseReadSlack bytes past a pixel's last channel (whole
-// vectors; WindowConvArgs::image keeps 64).
+// accumulators of one output pixel are padded to a multiple of it. The
+// kernels read whole groups, so past a pixel's last channel; where that would
+// leave the image, and in the padding, they read copies (the image needs no
+// slack, and its padding is not stored: WindowConvArgs::pad_h, pad_w).
 constexpr int64_t kDepthwiseChannelGroup = 16;
-constexpr int64_t kDepthwiseReadSlack = 32;
 inline int64_t depthwise_padded_channels(int64_t channels) {
   return (channels + kDepthwiseChannelGroup - 1) / kDepthwiseChannelGroup * kDepthwiseChannelGroup;
 }

@@ -75,25 +75,49 @@ void column_mac_pixels(const ColumnRun<Ops>& r) {
   }
 }
 
+// Where column x of one kernel row is read: p + (x - x0) * channels.
+struct RowBytes {
+  const uint8_t* p = nullptr;  // nullptr: a row past the kernel's (zeros)
+  int64_t x0 = 0;
+};
+
+// Image columns [begin, end) and where each of the 4 * quads kernel rows
+// reads them.
+struct ColumnSpan {
+  int64_t begin = 0, end = 0;
+  const RowBytes* rows = nullptr;
+};
+
+// `count` bytes of a padded row from virtual byte v0 on: the stored row's
+// `row_bytes` sit at virtual byte `offset`, zero points elsewhere.
+inline void padded_row_bytes(const uint8_t* row, int64_t row_bytes, int64_t offset, int64_t v0, int64_t count,
+                             uint8_t zero_point, uint8_t* dst) {
+  std::fill_n(dst, count, zero_point);
+  const int64_t from = std::max(v0, offset), to = std::min(v0 + count, offset + row_bytes);
+  if (from < to) std::copy(row + (from - offset), row + (to - offset), dst + (from - v0));
+}
+
 // One output row's sums for the block of channels [at, at + stored), with
 // O's vectors (O::kLanes <= the packed block, Ops::kLanes of the caller):
 // the rows' bytes interleaved per image column, then every pixel's sums.
 template <class O, class Ops>
-void column_block(const DepthwiseArgs& a, const uint8_t* const* rows, int64_t columns, int64_t at, int64_t stored,
-                  int64_t group, typename Ops::Vec* buffer, int32_t* block_weights, int32_t* acc) {
+void column_block(const DepthwiseArgs& a, const ColumnSpan (&spans)[3], int64_t at, int64_t stored, int64_t group,
+                  typename Ops::Vec* buffer, int32_t* block_weights, int32_t* acc) {
   using Vec = typename O::Vec;
   const DepthwiseWeights& w = *a.weights;
   const int64_t c = a.channels, quads = w.row_quads();
   constexpr int64_t kVecWords = O::kLanes / 4, kPackedVecWords = Ops::kLanes / 4;
   auto* interleaved = reinterpret_cast<Vec*>(buffer);
-  for (int64_t x = 0; x < columns; ++x) {
-    for (int64_t q = 0; q < quads; ++q) {
-      Vec v[4];
-      for (int i = 0; i < 4; ++i) {
-        const uint8_t* p = rows[4 * q + i];
-        v[i] = p ? O::load(p + x * c + at, stored) : O::zero();  // rows past the kernel's: zeros
+  for (const ColumnSpan& span : spans) {
+    for (int64_t x = span.begin; x < span.end; ++x) {
+      for (int64_t q = 0; q < quads; ++q) {
+        Vec v[4];
+        for (int i = 0; i < 4; ++i) {
+          const RowBytes& r = span.rows[4 * q + i];
+          v[i] = r.p ? O::load(r.p + (x - r.x0) * c + at, stored) : O::zero();
+        }
+        O::interleave(v, interleaved + (x * quads + q) * 4);
       }
-      O::interleave(v, interleaved + (x * quads + q) * 4);
     }
   }
   // Each of a tap word's four vectors, cut to O's width (the low lanes hold
@@ -132,20 +156,50 @@ void depthwise_column_rows(const DepthwiseArgs& a, int64_t row_begin, int64_t ro
   // packing measured 10-20 % slower than this small copy.
   AlignedBuffer<int32_t> block_weights(static_cast<size_t>(w.tap_words() * Ops::kLanes));
   std::vector<int32_t> acc(static_cast<size_t>(a.ow * padded));
-  std::vector<const uint8_t*> rows(static_cast<size_t>(4 * quads));
   const typename Ops::Requantizer requantize(a, w.sums.data(), padded);
+  // The padding is virtual. Columns [x_lo, x_hi) read all `lanes` bytes of
+  // every block from the image row itself; the columns before and after
+  // read copies of the row's ends with the padding's zero points in place,
+  // and rows of padding a row of zero points, so no byte outside the image
+  // is read.
+  const int64_t h = a.h(), row_bytes = a.w() * c, kernel_rows = 4 * quads;
+  const auto zp = static_cast<uint8_t>(a.x_zero_point);
+  const int64_t x_lo = std::min(a.pad_w, columns);
+  const int64_t x_hi = std::clamp(row_bytes >= lanes ? a.pad_w + (row_bytes - lanes) / c + 1 : x_lo, x_lo, columns);
+  const int64_t left_bytes = x_lo > 0 ? (x_lo - 1) * c + lanes : 0;
+  const int64_t right_bytes = columns > x_hi ? (columns - 1 - x_hi) * c + lanes : 0;
+  const std::vector<uint8_t> zero_row(static_cast<size_t>((columns - 1) * c + lanes), zp);
+  std::vector<uint8_t> ends(static_cast<size_t>(kernel_rows * (left_bytes + right_bytes)));
+  std::vector<RowBytes> span_rows(static_cast<size_t>(3 * kernel_rows));
+  const ColumnSpan spans[3] = {{0, x_lo, span_rows.data()},
+                               {x_lo, x_hi, span_rows.data() + kernel_rows},
+                               {x_hi, columns, span_rows.data() + 2 * kernel_rows}};
   for (int64_t row = row_begin; row < row_end; ++row) {
     const int64_t n = row / a.oh, oy = row % a.oh;
-    const uint8_t* image = a.image + n * a.hp * a.wp * c;
-    for (int64_t i = 0; i < 4 * quads; ++i) rows[i] = i < a.kh ? image + (oy * a.sh + i * a.dh) * a.wp * c : nullptr;
+    for (int64_t i = 0; i < kernel_rows; ++i) {
+      RowBytes &left = span_rows[i], &middle = span_rows[kernel_rows + i], &right = span_rows[2 * kernel_rows + i];
+      const int64_t y = oy * a.sh + i * a.dh - a.pad_h;
+      if (i >= a.kh) {
+        left = middle = right = RowBytes{};
+      } else if (y < 0 || y >= h) {
+        left = middle = right = RowBytes{zero_row.data(), 0};
+      } else {
+        const uint8_t* image_row = a.image + (n * h + y) * row_bytes;
+        uint8_t* left_copy = ends.data() + i * (left_bytes + right_bytes);
+        uint8_t* right_copy = left_copy + left_bytes;
+        padded_row_bytes(image_row, row_bytes, a.pad_w * c, 0, left_bytes, zp, left_copy);
+        padded_row_bytes(image_row, row_bytes, a.pad_w * c, x_hi * c, right_bytes, zp, right_copy);
+        left = {left_copy, 0};
+        middle = {image_row, a.pad_w};
+        right = {right_copy, x_hi};
+      }
+    }
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t at = Ops::kLanes * b, stored = std::min<int64_t>(Ops::kLanes, lanes - at);
       if (stored <= HalfOps::kLanes && HalfOps::kLanes < Ops::kLanes) {
-        column_block<HalfOps, Ops>(a, rows.data(), columns, at, stored, group, interleaved, block_weights.data(),
-                                   acc.data());
+        column_block<HalfOps, Ops>(a, spans, at, stored, group, interleaved, block_weights.data(), acc.data());
       } else {
-        column_block<Ops, Ops>(a, rows.data(), columns, at, stored, group, interleaved, block_weights.data(),
-                               acc.data());
+        column_block<Ops, Ops>(a, spans, at, stored, group, interleaved, block_weights.data(), acc.data());
       }
     }
     requantize(acc.data(), padded, row);

@@ -5,6 +5,7 @@
 // and compiles this with its own flags.
 #pragma once
 
+#include <algorithm>
 #include <stdexcept>
 #include <vector>
 
@@ -19,10 +20,38 @@ namespace qext::kernels::detail {
 //   acc[c] = sum over tap words p, i < per_word of taps[per_word * p + i][c] * w_p[c].tap(i)
 // for c in [0, padded): `words` tap words of `stride` int32 each (weights in
 // the layout's channel order), the accumulators in registers across the
-// taps, stored in channel order. Channels past the last are read (image
-// slack) but multiplied by zero weights.
+// taps, stored in channel order. Channels past the last are read (the next
+// pixel's, or TapPixels' zero points) but multiplied by zero weights.
 using DepthwiseMacFn = void (*)(const uint8_t* const* taps, int64_t words, const int32_t* w, int64_t stride,
                                 int64_t padded, int32_t* acc);
+
+// Where a tap reads its `padded` bytes: the pixel in the image, or, for a
+// pixel of the (virtual) padding, a pixel of zero points, and for the image's
+// last pixels, whose reads would run past its end, a copy of them followed by
+// zero points.
+class TapPixels {
+ public:
+  TapPixels(const WindowConvArgs& a, int64_t padded)
+      : a_(a), h_(a.h()), w_(a.w()), c_(a.channels), zero_points_(static_cast<size_t>(padded), static_cast<uint8_t>(a.x_zero_point)) {
+    const int64_t total = a.n * h_ * w_ * c_;
+    tail_start_ = c_ ? std::max<int64_t>(0, total - padded) / c_ * c_ : 0;
+    tail_.assign(static_cast<size_t>(total - tail_start_ + padded), static_cast<uint8_t>(a.x_zero_point));
+    std::copy(a.image + tail_start_, a.image + total, tail_.begin());
+  }
+
+  // Pixel (y, x) of image n, in padded coordinates.
+  const uint8_t* operator()(int64_t n, int64_t y, int64_t x) const {
+    y -= a_.pad_h, x -= a_.pad_w;
+    if (y < 0 || y >= h_ || x < 0 || x >= w_) return zero_points_.data();
+    const int64_t at = ((n * h_ + y) * w_ + x) * c_;
+    return at >= tail_start_ ? tail_.data() + (at - tail_start_) : a_.image + at;
+  }
+
+ private:
+  const WindowConvArgs& a_;
+  int64_t h_, w_, c_, tail_start_;
+  std::vector<uint8_t> zero_points_, tail_;
+};
 
 template <int64_t kPerWord, DepthwiseMacFn kMacs, class Requantizer>
 void depthwise_rows(const DepthwiseArgs& a, int64_t row_begin, int64_t row_end) {
@@ -35,14 +64,12 @@ void depthwise_rows(const DepthwiseArgs& a, int64_t row_begin, int64_t row_end) 
   std::vector<const uint8_t*> taps(static_cast<size_t>(kPerWord * words));
   std::vector<int32_t> acc(static_cast<size_t>(a.ow * padded));
   Requantizer requantize(a, w.sums.data(), padded);
+  const TapPixels pixel(a, padded);
   for (int64_t row = row_begin; row < row_end; ++row) {
     const int64_t n = row / a.oh, oy = row % a.oh;
-    const uint8_t* image = a.image + n * a.hp * a.wp * c;
     for (int64_t ox = 0; ox < a.ow; ++ox) {
-      for (int64_t i = 0; i < a.kh; ++i) {
-        const uint8_t* line = image + ((oy * a.sh + i * a.dh) * a.wp + ox * a.sw) * c;
-        for (int64_t j = 0; j < a.kw; ++j) taps[i * a.kw + j] = line + j * a.dw * c;
-      }
+      for (int64_t i = 0; i < a.kh; ++i)
+        for (int64_t j = 0; j < a.kw; ++j) taps[i * a.kw + j] = pixel(n, oy * a.sh + i * a.dh, ox * a.sw + j * a.dw);
       for (int64_t t = count; t < kPerWord * words; ++t) taps[t] = taps[count - 1];
       kMacs(taps.data(), words, w.words.data(), w.word_stride(), padded, acc.data() + ox * padded);
     }

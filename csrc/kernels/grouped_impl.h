@@ -3,6 +3,7 @@
 // quantizer and compiles this with its own flags.
 #pragma once
 
+#include <stdexcept>
 #include <vector>
 
 #include "kernels/grouped.h"
@@ -75,6 +76,7 @@ struct BlockPixels {
 template <GroupedMacFn kMacs, class Requantizer>
 void grouped_rows(const GroupedArgs& a, int64_t row_begin, int64_t row_end) {
   const GroupedWeights& w = *a.weights;
+  if (a.pad_h != 0 || a.pad_w != 0) throw std::invalid_argument("qext: grouped convs read padded images (pad_h, pad_w = 0)");
   const int64_t c = a.channels, padded = w.padded_channels();
   std::vector<int64_t> tap_offsets(static_cast<size_t>(a.kh * a.kw));
   for (int64_t i = 0; i < a.kh; ++i)

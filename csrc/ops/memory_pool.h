@@ -16,8 +16,9 @@
 // directly, so the pool leaves malloc's state as it was.
 //
 // Bounded: only blocks of kMinPooledBytes to kMaxPooledBytes are pooled
-// (smaller ones come from malloc's bins without faults; a larger one is
-// returned at once, so one huge call leaves nothing behind), and at most
+// (tinier ones come from malloc's bins, cheaply; blocks of a few KB, a deep
+// layer's outputs, took 1.7 us each from glibc's aligned allocator; a larger
+// one is returned at once, so one huge call leaves nothing behind), and at most
 // QEXT_POOL_MB megabytes (default 256; 0 turns pooling off) are held while
 // free. release_memory_pool() returns every free block to the system.
 #pragma once
@@ -28,7 +29,7 @@
 
 namespace qext::ops {
 
-constexpr int64_t kMinPooledBytes = int64_t{64} << 10;
+constexpr int64_t kMinPooledBytes = int64_t{4} << 10;
 constexpr int64_t kMaxPooledBytes = int64_t{32} << 20;
 
 // at::empty, with a CPU tensor's storage drawn from the pool (other devices,

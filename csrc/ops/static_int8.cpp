@@ -243,15 +243,16 @@ at::Tensor conv2d_int8(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const auto zp = static_cast<uint8_t>(x_zero_point);
 
   if (w->depthwise() || w->grouped()) {
-    // Channels in vector lanes. The kernels read whole channel blocks or
-    // windows: the padded copy's 64 bytes of slack cover the last pixel's.
-    static_assert(kernels::kDepthwiseReadSlack <= 64, "padded_nhwc leaves 64 bytes of slack");
-    const PaddedNhwc padded = padded_nhwc(x, ph, pw, zp, /*overreads=*/true);
+    // Channels in vector lanes. Depthwise kernels read the image as it is
+    // and make its padding themselves; grouped ones read whole windows from
+    // a padded copy, whose 64 bytes of slack cover the last pixel's.
+    const at::Tensor image = w->depthwise() ? channels_last_u8(x) : padded_nhwc(x, ph, pw, zp, /*overreads=*/true).bytes;
     const kernels::Epilogue ep = requant_epilogue(nullptr, scales, bp, out_scale, out_zero_point, relu, clamp_min, clamp_max);
     const auto fill = [&](kernels::WindowConvArgs& a) {
-      a.image = padded.bytes.data_ptr<uint8_t>();
-      a.hp = padded.h;
-      a.wp = padded.w;
+      a.image = image.data_ptr<uint8_t>();
+      a.hp = h + 2 * ph;
+      a.wp = wd + 2 * pw;
+      if (w->depthwise()) a.pad_h = ph, a.pad_w = pw;
       a.channels = c;
       a.kh = kh, a.kw = kw, a.sh = sh, a.sw = sw, a.dh = dh, a.dw = dw;
       a.n = n_img, a.oh = oh, a.ow = ow;

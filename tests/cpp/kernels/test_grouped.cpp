@@ -117,6 +117,10 @@ TEST(GroupedKernel, EveryPathMatchesTheDefinition) {
       grouped_conv_u8(a, 0, a.n_rows(), isa);
       EXPECT_EQ(got, want) << isa_name(isa) << " c=" << t.c << " g=" << t.g << " k=" << t.k
                            << " zp=" << t.x_zero_point << " narrow=" << t.narrow;
+      // Grouped kernels read a padded copy; unstored padding is refused.
+      a.pad_w = 1;
+      EXPECT_THROW(grouped_conv_u8(a, 0, a.n_rows(), isa), std::invalid_argument) << isa_name(isa);
+      a.pad_w = 0;
     }
     EXPECT_GE(packed_paths, 1);
   }
