@@ -97,11 +97,70 @@ inline void padded_row_bytes(const uint8_t* row, int64_t row_bytes, int64_t offs
   if (from < to) std::copy(row + (from - offset), row + (to - offset), dst + (from - v0));
 }
 
+using ColumnSpans = ColumnSpan[3];
+
+// The image rows under one output row's windows, with the padding virtual.
+// Image columns [x_lo, x_hi) read all `lanes` bytes of every block from the
+// image row itself; the columns before and after read copies of the row's
+// ends with the padding's zero points in place (a few hundred bytes per
+// row), and rows of padding a row of zero points: no byte outside the image
+// is read.
+class PaddedRows {
+ public:
+  PaddedRows(const DepthwiseArgs& a, int64_t kernel_rows, int64_t columns, int64_t lanes)
+      : a_(a),
+        kernel_rows_(kernel_rows),
+        row_bytes_(a.w() * a.channels),
+        x_lo_(std::min(a.pad_w, columns)),
+        x_hi_(std::clamp(row_bytes_ >= lanes ? a.pad_w + (row_bytes_ - lanes) / a.channels + 1 : x_lo_, x_lo_, columns)),
+        left_bytes_(x_lo_ > 0 ? (x_lo_ - 1) * a.channels + lanes : 0),
+        right_bytes_(columns > x_hi_ ? (columns - 1 - x_hi_) * a.channels + lanes : 0),
+        zero_row_(static_cast<size_t>((columns - 1) * a.channels + lanes), static_cast<uint8_t>(a.x_zero_point)),
+        ends_(static_cast<size_t>(kernel_rows * (left_bytes_ + right_bytes_))),
+        rows_(static_cast<size_t>(3 * kernel_rows)),
+        spans_{{0, x_lo_, rows_.data()},
+               {x_lo_, x_hi_, rows_.data() + kernel_rows},
+               {x_hi_, columns, rows_.data() + 2 * kernel_rows}} {}
+
+  // Where output row oy of image n reads each kernel row, per span.
+  const ColumnSpans& spans(int64_t n, int64_t oy) {
+    const int64_t c = a_.channels, pad_bytes = a_.pad_w * c;
+    const auto zp = static_cast<uint8_t>(a_.x_zero_point);
+    for (int64_t i = 0; i < kernel_rows_; ++i) {
+      RowBytes &left = rows_[i], &middle = rows_[kernel_rows_ + i], &right = rows_[2 * kernel_rows_ + i];
+      const int64_t y = oy * a_.sh + i * a_.dh - a_.pad_h;
+      if (i >= a_.kh) {
+        left = middle = right = RowBytes{};
+      } else if (y < 0 || y >= a_.h()) {
+        left = middle = right = RowBytes{zero_row_.data(), 0};
+      } else {
+        const uint8_t* image_row = a_.image + (n * a_.h() + y) * row_bytes_;
+        uint8_t* left_copy = ends_.data() + i * (left_bytes_ + right_bytes_);
+        uint8_t* right_copy = left_copy + left_bytes_;
+        padded_row_bytes(image_row, row_bytes_, pad_bytes, 0, left_bytes_, zp, left_copy);
+        padded_row_bytes(image_row, row_bytes_, pad_bytes, x_hi_ * c, right_bytes_, zp, right_copy);
+        left = {left_copy, 0};
+        middle = {image_row, a_.pad_w};
+        right = {right_copy, x_hi_};
+      }
+    }
+    return spans_;
+  }
+
+ private:
+  const DepthwiseArgs& a_;
+  const int64_t kernel_rows_, row_bytes_, x_lo_, x_hi_, left_bytes_, right_bytes_;
+  const std::vector<uint8_t> zero_row_;
+  std::vector<uint8_t> ends_;
+  std::vector<RowBytes> rows_;
+  const ColumnSpans spans_;
+};
+
 // One output row's sums for the block of channels [at, at + stored), with
 // O's vectors (O::kLanes <= the packed block, Ops::kLanes of the caller):
 // the rows' bytes interleaved per image column, then every pixel's sums.
 template <class O, class Ops>
-void column_block(const DepthwiseArgs& a, const ColumnSpan (&spans)[3], int64_t at, int64_t stored, int64_t group,
+void column_block(const DepthwiseArgs& a, const ColumnSpans& spans, int64_t at, int64_t stored, int64_t group,
                   typename Ops::Vec* buffer, int32_t* block_weights, int32_t* acc) {
   using Vec = typename O::Vec;
   const DepthwiseWeights& w = *a.weights;
@@ -157,43 +216,9 @@ void depthwise_column_rows(const DepthwiseArgs& a, int64_t row_begin, int64_t ro
   AlignedBuffer<int32_t> block_weights(static_cast<size_t>(w.tap_words() * Ops::kLanes));
   std::vector<int32_t> acc(static_cast<size_t>(a.ow * padded));
   const typename Ops::Requantizer requantize(a, w.sums.data(), padded);
-  // The padding is virtual. Columns [x_lo, x_hi) read all `lanes` bytes of
-  // every block from the image row itself; the columns before and after
-  // read copies of the row's ends with the padding's zero points in place,
-  // and rows of padding a row of zero points, so no byte outside the image
-  // is read.
-  const int64_t h = a.h(), row_bytes = a.w() * c, kernel_rows = 4 * quads;
-  const auto zp = static_cast<uint8_t>(a.x_zero_point);
-  const int64_t x_lo = std::min(a.pad_w, columns);
-  const int64_t x_hi = std::clamp(row_bytes >= lanes ? a.pad_w + (row_bytes - lanes) / c + 1 : x_lo, x_lo, columns);
-  const int64_t left_bytes = x_lo > 0 ? (x_lo - 1) * c + lanes : 0;
-  const int64_t right_bytes = columns > x_hi ? (columns - 1 - x_hi) * c + lanes : 0;
-  const std::vector<uint8_t> zero_row(static_cast<size_t>((columns - 1) * c + lanes), zp);
-  std::vector<uint8_t> ends(static_cast<size_t>(kernel_rows * (left_bytes + right_bytes)));
-  std::vector<RowBytes> span_rows(static_cast<size_t>(3 * kernel_rows));
-  const ColumnSpan spans[3] = {{0, x_lo, span_rows.data()},
-                               {x_lo, x_hi, span_rows.data() + kernel_rows},
-                               {x_hi, columns, span_rows.data() + 2 * kernel_rows}};
+  PaddedRows padded_rows(a, 4 * quads, columns, lanes);
   for (int64_t row = row_begin; row < row_end; ++row) {
-    const int64_t n = row / a.oh, oy = row % a.oh;
-    for (int64_t i = 0; i < kernel_rows; ++i) {
-      RowBytes &left = span_rows[i], &middle = span_rows[kernel_rows + i], &right = span_rows[2 * kernel_rows + i];
-      const int64_t y = oy * a.sh + i * a.dh - a.pad_h;
-      if (i >= a.kh) {
-        left = middle = right = RowBytes{};
-      } else if (y < 0 || y >= h) {
-        left = middle = right = RowBytes{zero_row.data(), 0};
-      } else {
-        const uint8_t* image_row = a.image + (n * h + y) * row_bytes;
-        uint8_t* left_copy = ends.data() + i * (left_bytes + right_bytes);
-        uint8_t* right_copy = left_copy + left_bytes;
-        padded_row_bytes(image_row, row_bytes, a.pad_w * c, 0, left_bytes, zp, left_copy);
-        padded_row_bytes(image_row, row_bytes, a.pad_w * c, x_hi * c, right_bytes, zp, right_copy);
-        left = {left_copy, 0};
-        middle = {image_row, a.pad_w};
-        right = {right_copy, x_hi};
-      }
-    }
+    const ColumnSpans& spans = padded_rows.spans(row / a.oh, row % a.oh);
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t at = Ops::kLanes * b, stored = std::min<int64_t>(Ops::kLanes, lanes - at);
       if (stored <= HalfOps::kLanes && HalfOps::kLanes < Ops::kLanes) {

@@ -39,6 +39,14 @@ class TapPixels {
     std::copy(a.image + tail_start_, a.image + total, tail_.begin());
   }
 
+  // Row y of image n (padded coordinates) where every pixel of it is read
+  // in place; nullptr for a row of padding or one with copied pixels.
+  const uint8_t* line(int64_t n, int64_t y) const {
+    y -= a_.pad_h;
+    if (y < 0 || y >= h_ || ((n * h_ + y + 1) * w_ - 1) * c_ >= tail_start_) return nullptr;
+    return a_.image + (n * h_ + y) * w_ * c_;
+  }
+
   // Pixel (y, x) of image n, in padded coordinates.
   const uint8_t* operator()(int64_t n, int64_t y, int64_t x) const {
     y -= a_.pad_h, x -= a_.pad_w;
@@ -65,11 +73,21 @@ void depthwise_rows(const DepthwiseArgs& a, int64_t row_begin, int64_t row_end) 
   std::vector<int32_t> acc(static_cast<size_t>(a.ow * padded));
   Requantizer requantize(a, w.sums.data(), padded);
   const TapPixels pixel(a, padded);
+  std::vector<const uint8_t*> lines(static_cast<size_t>(a.kh));
+  // Output columns [ox_lo, ox_hi) have every tap's column inside the image.
+  const int64_t ox_lo = (a.pad_w + a.sw - 1) / a.sw, last_x = a.w() - 1 + a.pad_w - (a.kw - 1) * a.dw;
+  const int64_t ox_hi = last_x >= 0 ? last_x / a.sw + 1 : 0;
   for (int64_t row = row_begin; row < row_end; ++row) {
     const int64_t n = row / a.oh, oy = row % a.oh;
+    for (int64_t i = 0; i < a.kh; ++i) lines[i] = pixel.line(n, oy * a.sh + i * a.dh);
     for (int64_t ox = 0; ox < a.ow; ++ox) {
-      for (int64_t i = 0; i < a.kh; ++i)
-        for (int64_t j = 0; j < a.kw; ++j) taps[i * a.kw + j] = pixel(n, oy * a.sh + i * a.dh, ox * a.sw + j * a.dw);
+      const bool inside = ox >= ox_lo && ox < ox_hi;
+      for (int64_t i = 0; i < a.kh; ++i) {
+        for (int64_t j = 0; j < a.kw; ++j) {
+          const int64_t x = ox * a.sw + j * a.dw;
+          taps[i * a.kw + j] = inside && lines[i] ? lines[i] + (x - a.pad_w) * c : pixel(n, oy * a.sh + i * a.dh, x);
+        }
+      }
       for (int64_t t = count; t < kPerWord * words; ++t) taps[t] = taps[count - 1];
       kMacs(taps.data(), words, w.words.data(), w.word_stride(), padded, acc.data() + ox * padded);
     }
