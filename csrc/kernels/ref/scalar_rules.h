@@ -60,22 +60,6 @@ inline QuantizeBounds quantize_bounds(float scale, int32_t zero_point, int32_t q
   return {true, std::clamp(clamp_min, lo_q, hi_q), std::clamp(clamp_max, lo_q, hi_q)};
 }
 
-// Whether the Uint8 epilogue may leave its clamps to a saturating conversion
-// to [qmin, qmax] (the vector paths' packs), for values f with |f| <=
-// max_abs_value. Quantizing, q(v) = round-half-even(v / scale) + zero_point,
-// is monotonic, so q(clamp(v, clamp_min, clamp_max)) = clamp(q(v),
-// q(clamp_min), q(clamp_max)): when q(clamp_min) <= qmin and q(clamp_max) >=
-// qmax the fused clamps change nothing the range's does. And every q(f) must
-// stay well inside int32. Only where 1/scale is a normal float (the
-// divider-free quotient).
-inline bool clamps_by_saturation(float scale, int32_t zero_point, int32_t qmin, int32_t qmax, float clamp_min,
-                                 float clamp_max, double max_abs_value) {
-  const auto q = [&](float v) { return std::nearbyint(v / scale) + static_cast<float>(zero_point); };
-  return quantize_bounds(scale, zero_point, qmin, qmax, clamp_min, clamp_max).narrowed &&
-         q(clamp_min) <= static_cast<float>(qmin) && q(clamp_max) >= static_cast<float>(qmax) &&
-         std::isfinite(max_abs_value) && max_abs_value / static_cast<double>(scale) < static_cast<double>(1 << 30);
-}
-
 // The Float epilogue for one accumulator; the Uint8 one quantizes its result.
 inline float epilogue_float(int32_t acc, float row_scale, float col_scale, const float* bias,
                             int64_t n, float clamp_min, float clamp_max) {

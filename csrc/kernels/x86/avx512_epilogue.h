@@ -6,8 +6,6 @@
 
 #include <immintrin.h>
 
-#include <algorithm>
-#include <cmath>
 #include <limits>
 
 #include "kernels/gelu_erf.h"
@@ -79,16 +77,6 @@ class Quantizer16 {
     return _mm512_add_epi32(_mm512_cvt_roundps_epi32(quotient, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp_);
   }
 
-  // narrowed_quantize without the clamp, for values the caller has shown
-  // to leave it to the saturating stores (ref::clamps_by_saturation): the
-  // rounded quotient plus the zero point, any int32.
-  __m512i unclamped_quantize(__m512 v) const {
-    const __m512 q0 = _mm512_mul_ps(v, inv_);
-    const __m512 r = _mm512_fnmadd_ps(q0, scale_, v);
-    const __m512 quotient = _mm512_fmadd_ps(r, inv_, q0);
-    return _mm512_add_epi32(_mm512_cvt_roundps_epi32(quotient, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp_);
-  }
-
   __m512i operator()(__m512 v) const {
     if (narrowed_) return narrowed_quantize(v);
     v = _mm512_min_ps(_mm512_max_ps(v, lo_), hi_);  // NaN -> lo
@@ -122,16 +110,9 @@ inline void store_u8x16(uint8_t* dst, __mmask16 mask, __m512i v) {
 // moves would take twice the uops.
 inline void store_u8x64(uint8_t* dst, __m512i q0, __m512i q1, __m512i q2, __m512i q3) {
   // After the packs, 128-bit lane L holds 4 bytes each of q0, q1, q2, q3's lane L.
-  // Signed saturation to int16, then unsigned to uint8: any int32 lands on
-  // its clamp to [0, 255].
-  const __m512i bytes = _mm512_packus_epi16(_mm512_packs_epi32(q0, q1), _mm512_packs_epi32(q2, q3));
+  const __m512i bytes = _mm512_packus_epi16(_mm512_packus_epi32(q0, q1), _mm512_packus_epi32(q2, q3));
   const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
   _mm512_storeu_si512(dst, _mm512_permutexvar_epi32(order, bytes));
-}
-
-// store_u8x16 for any int32 lanes: each clamped to [0, 255].
-inline void store_u8x16_saturated(uint8_t* dst, __mmask16 mask, __m512i v) {
-  store_u8x16(dst, mask, _mm512_min_epi32(_mm512_max_epi32(v, _mm512_setzero_si512()), _mm512_set1_epi32(255)));
 }
 
 // Rows [m0, m0 + rows) x columns [n0, n0 + ncols) of one weight block, NB
@@ -201,7 +182,6 @@ struct SharedU8Columns {
   int64_t n0 = -1, ncols = 0;
   int32_t zp = 0;
   float scale = 0.0f;
-  bool saturates = false;  // ref::clamps_by_saturation for these columns' values
   __mmask16 mask[4];
   __m512i zp_term[4];
   __m512 mult[4], bias[4];
@@ -220,23 +200,13 @@ struct SharedU8Columns {
       // adding +0 instead of no bias can only turn -0 into +0, which quantizes alike
       bias[j] = ep.bias ? _mm512_maskz_loadu_ps(mask[j], ep.bias + n) : _mm512_setzero_ps();
     }
-    // |sum - zp * col_sum| = |sum over k of (x - zp) * w| <= k * 255 * 128.
-    double largest = 0.0;
-    for (int64_t c = 0; c < ncols; ++c) {
-      const double m = static_cast<double>(scale * ep.col_scale[n0 + c]), b = ep.bias ? ep.bias[n0 + c] : 0.0;
-      largest = std::max(largest, std::abs(m) * static_cast<double>(w.k()) * 255.0 * 128.0 + std::abs(b));
-      if (!std::isfinite(m) || !std::isfinite(b)) largest = HUGE_VAL;
-    }
-    saturates = ref::clamps_by_saturation(ep.out_scale, ep.out_zero_point, 0, 255, ep.clamp_min, ep.clamp_max, largest);
   }
 };
 
 // store_rows_nb's uint8 output for such rows, with a narrowed quantizer:
 // every constant in a register and no branch per vector. Same operations,
-// same bits. kSaturates (SharedU8Columns::saturates): the stores' saturation
-// clamps, the quantizer does not (two operations fewer per vector; on
-// MobileNetV2's K = 16 expand conv the epilogue outweighed the products).
-template <int NB, bool kSaturates>
+// same bits.
+template <int NB>
 void store_rows_u8_shared(const GemmArgs& args, const SharedU8Columns& c, const Quantizer16& quantize, int64_t m0,
                           int64_t rows, const int32_t* acc, int64_t acc_stride) {
   __mmask16 mask[NB];
@@ -250,16 +220,12 @@ void store_rows_u8_shared(const GemmArgs& args, const SharedU8Columns& c, const 
     __m512i q[NB];
     for (int j = 0; j < NB; ++j) {
       const __m512i v = _mm512_sub_epi32(_mm512_load_si512(acc + j * kVecCols), zp_term[j]);
-      const __m512 f = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(v), mult[j]), bias[j]);
-      q[j] = kSaturates ? quantize.unclamped_quantize(f) : quantize.narrowed_quantize(f);
+      q[j] = quantize.narrowed_quantize(_mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(v), mult[j]), bias[j]));
     }
     if (NB == 4 && whole) {
-      store_u8x64(out, q[0], q[1 % NB], q[2 % NB], q[3 % NB]);  // saturates
+      store_u8x64(out, q[0], q[1 % NB], q[2 % NB], q[3 % NB]);
     } else {
-      for (int j = 0; j < NB; ++j) {
-        if (kSaturates) store_u8x16_saturated(out + j * kVecCols, mask[j], q[j]);
-        else store_u8x16(out + j * kVecCols, mask[j], q[j]);
-      }
+      for (int j = 0; j < NB; ++j) store_u8x16(out + j * kVecCols, mask[j], q[j]);
     }
   }
 }
@@ -284,19 +250,11 @@ inline void store_rows(const GemmArgs& args, const PackedWeights& w, const Epilo
     SharedU8Columns& c = columns ? *columns : local;
     if (!c.made_for(n0, args.a_zero_point[m0], ep.row_scale[m0]))
       c.make(w, ep, n0, ncols, args.a_zero_point[m0], ep.row_scale[m0]);
-    if (c.saturates) {
-      switch (nb) {
-        case 1: return store_rows_u8_shared<1, true>(args, c, quantize, m0, rows, acc, acc_stride);
-        case 2: return store_rows_u8_shared<2, true>(args, c, quantize, m0, rows, acc, acc_stride);
-        case 3: return store_rows_u8_shared<3, true>(args, c, quantize, m0, rows, acc, acc_stride);
-        default: return store_rows_u8_shared<4, true>(args, c, quantize, m0, rows, acc, acc_stride);
-      }
-    }
     switch (nb) {
-      case 1: return store_rows_u8_shared<1, false>(args, c, quantize, m0, rows, acc, acc_stride);
-      case 2: return store_rows_u8_shared<2, false>(args, c, quantize, m0, rows, acc, acc_stride);
-      case 3: return store_rows_u8_shared<3, false>(args, c, quantize, m0, rows, acc, acc_stride);
-      default: return store_rows_u8_shared<4, false>(args, c, quantize, m0, rows, acc, acc_stride);
+      case 1: return store_rows_u8_shared<1>(args, c, quantize, m0, rows, acc, acc_stride);
+      case 2: return store_rows_u8_shared<2>(args, c, quantize, m0, rows, acc, acc_stride);
+      case 3: return store_rows_u8_shared<3>(args, c, quantize, m0, rows, acc, acc_stride);
+      default: return store_rows_u8_shared<4>(args, c, quantize, m0, rows, acc, acc_stride);
     }
   }
   switch (nb) {
